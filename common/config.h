@@ -1,0 +1,186 @@
+/*
+ * config.h - every configuration key gdml knows, read from INI files (inih)
+ * and overridden from the command line.
+ *
+ * One table in config.c describes each key: section, name, type, default,
+ * bounds or allowed values, the command-line flag that overrides it (if any)
+ * and a one-line help text. Loading, validation, --help and docs/config.md all
+ * come from that table, so a key is added in exactly one place.
+ *
+ * A value that is wrong is refused with the file, line, section, key, the
+ * value given and what is allowed, e.g.
+ *   config/region.ini:7: [server] sync_every = "ten": not an integer; allowed: integer 1..1000000
+ * Unknown sections and keys are refused the same way (with the known keys of
+ * that section listed), so a typo never silently falls back to a default.
+ *
+ * Keys (section.key  type  default  bounds  flag):
+ *   log.level               enum   info     error|warn|info|debug       --log-level
+ *   model.kind              enum   softmax  softmax
+ *   model.inputs            int    784      1..100000000
+ *   model.classes           int    10       2..65535
+ *   model.seed              int    1        0..2^63-1   (initial parameters)
+ *   coordinator.listen      string tcp://*:7070                          --listen
+ *   coordinator.store       string gdml-store   (LMDB directory)         --store
+ *   coordinator.regions     int    3        1..64                        --regions
+ *   coordinator.rounds      int    30       1..1000000                   --rounds
+ *   coordinator.timeout_ms  int    60000    100..86400000                --timeout-ms
+ *   coordinator.eval_images string ""  (empty: do not evaluate)          --eval-images
+ *   coordinator.eval_labels string ""                                    --eval-labels
+ *   coordinator.endpoint_file string "" (write bound endpoint here)      --endpoint-file
+ *   server.name             string ""  required, [A-Za-z0-9._-]{1,63}    --name
+ *   server.listen           string tcp://*:7071                          --listen
+ *   server.coordinator      string tcp://127.0.0.1:7070                  --coordinator
+ *   server.workers          int    2        1..1024                      --workers
+ *   server.sync_every       int    50       1..1000000  (H local steps)  --sync-every
+ *   server.learning_rate    real   0.1      (0, 100]                     --learning-rate
+ *   server.timeout_ms       int    60000    100..86400000                --timeout-ms
+ *   server.endpoint_file    string ""                                    --endpoint-file
+ *   worker.name             string ""  required, as server.name          --name
+ *   worker.server           string tcp://127.0.0.1:7071                  --server
+ *   worker.images           string ""  required (IDX, .gz or plain)      --images
+ *   worker.labels           string ""  required                          --labels
+ *   worker.batch_size       int    64       1..65536                     --batch-size
+ *   worker.shard_index      int    0        0..1023                      --shard-index
+ *   worker.shard_count      int    1        1..1024                      --shard-count
+ *   worker.seed             int    1        0..2^63-1                    --seed
+ *   worker.timeout_ms       int    60000    100..86400000                --timeout-ms
+ *   launch.regions          string us-east,eu-west,ap-south (comma list of names) --regions
+ *   launch.workers          int    2        1..64  (per region)          --workers
+ *   launch.split            enum   dirichlet  iid|dirichlet              --split
+ *   launch.alpha            real   0.5      (0, 1000000]                 --alpha
+ *   launch.seed             int    42       0..2^63-1                    --seed
+ *   launch.train_images     string /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --train-images
+ *   launch.train_labels     string /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --train-labels
+ *   launch.test_images      string /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz  --test-images
+ *   launch.test_labels      string /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz  --test-labels
+ *   launch.run_dir          string ""  (empty: runs/<UTC time>-<pid>)    --run-dir
+ */
+#ifndef GDML_CONFIG_H
+#define GDML_CONFIG_H
+
+#include "err.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GDML_PATH_MAX 1024
+#define GDML_NAME_MAX 64
+#define GDML_ENDPOINT_MAX 256
+
+typedef struct gdml_config {
+    struct {
+        char level[16];
+    } log;
+    struct {
+        char kind[16];
+        int64_t inputs, classes, seed;
+    } model;
+    struct {
+        char listen[GDML_ENDPOINT_MAX];
+        char store[GDML_PATH_MAX];
+        int64_t regions, rounds, timeout_ms;
+        char eval_images[GDML_PATH_MAX], eval_labels[GDML_PATH_MAX];
+        char endpoint_file[GDML_PATH_MAX];
+    } coordinator;
+    struct {
+        char name[GDML_NAME_MAX];
+        char listen[GDML_ENDPOINT_MAX], coordinator[GDML_ENDPOINT_MAX];
+        int64_t workers, sync_every, timeout_ms;
+        double learning_rate;
+        char endpoint_file[GDML_PATH_MAX];
+    } server;
+    struct {
+        char name[GDML_NAME_MAX];
+        char server[GDML_ENDPOINT_MAX];
+        char images[GDML_PATH_MAX], labels[GDML_PATH_MAX];
+        int64_t batch_size, shard_index, shard_count, seed, timeout_ms;
+    } worker;
+    struct {
+        char regions[GDML_PATH_MAX];
+        int64_t workers, seed;
+        char split[16];
+        double alpha;
+        char train_images[GDML_PATH_MAX], train_labels[GDML_PATH_MAX];
+        char test_images[GDML_PATH_MAX], test_labels[GDML_PATH_MAX];
+        char run_dir[GDML_PATH_MAX];
+    } launch;
+} gdml_config;
+
+/* Fills cfg with every key's default. */
+void gdml_config_defaults(gdml_config *cfg);
+
+/*
+ * Reads an INI file into cfg, key by key, over what cfg holds already.
+ * Returns GDML_ERR_IO if the file cannot be read, GDML_ERR_CONFIG for an
+ * unknown section or key or a value outside its bounds; e says file:line.
+ * On error cfg may hold the keys read before the bad line.
+ */
+gdml_err gdml_config_load(gdml_config *cfg, const char *path, gdml_errmsg *e);
+
+/*
+ * Sets one key from its text value, validated as a file value would be.
+ * origin names where the value came from for the error text ("--rounds",
+ * "config/a.ini:3"). Returns GDML_ERR_CONFIG if section.key is unknown or the
+ * value is not allowed.
+ */
+gdml_err gdml_config_set(gdml_config *cfg, const char *section, const char *key, const char *value,
+                         const char *origin, gdml_errmsg *e);
+
+/*
+ * Checks what single keys cannot: required keys of the named sections are set,
+ * worker.shard_index < worker.shard_count, names are valid, eval_images and
+ * eval_labels are both set or both empty, launch.regions is a list of 1..64
+ * distinct valid names. sections is NULL-terminated.
+ */
+gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, gdml_errmsg *e);
+
+/*
+ * Splits a comma-separated list of names (launch.regions) into names[0..*n).
+ * Returns GDML_ERR_CONFIG if a name is empty, invalid, repeated, or there are
+ * more than cap.
+ */
+gdml_err gdml_config_split_names(const char *list, char (*names)[GDML_NAME_MAX], int cap, int *n,
+                                 gdml_errmsg *e);
+
+/* True if s is a valid region or worker name: [A-Za-z0-9._-], 1..63 chars. */
+bool gdml_config_name_ok(const char *s);
+
+/* Returns the level parsed from cfg->log.level (always valid after load). */
+int gdml_config_log_level(const gdml_config *cfg);
+
+/*
+ * Writes, for the named sections, one line per key: flag, section.key,
+ * default, allowed values and help. Used by --help.
+ */
+void gdml_config_print_keys(const char *const *sections, void *file /* FILE * */);
+
+/* Writes docs/config.md's key tables (markdown) for every section. */
+void gdml_config_print_markdown(void *file /* FILE * */);
+
+/* ---- command line ---------------------------------------------------- */
+
+typedef struct gdml_program {
+    const char *name;            /* "gdml-coordinator" */
+    const char *summary;         /* one line: what the program does */
+    const char *usage;           /* e.g. "[options]" or "list|show|export|eval [args]" */
+    const char *const *sections; /* NULL-terminated: the sections this program reads */
+} gdml_program;
+
+/*
+ * Parses a program's command line into cfg, which must hold the defaults:
+ *   --help, -h           print usage, flags and keys; *exit_now = true
+ *   --version            print "<name> <GDML_VERSION>"; *exit_now = true
+ *   --config FILE        load FILE first (only once)
+ *   --set SECTION.KEY=VALUE   override one key
+ *   --<flag> VALUE or --<flag>=VALUE   override the key with that flag in one
+ *                        of the program's sections
+ * Overrides are applied after the file, whatever their order. Arguments that
+ * do not start with "--" are positional: their indices are stored in
+ * positional[0..*n_positional) (capacity cap). Then gdml_config_check runs on
+ * the program's sections. Returns GDML_ERR_CONFIG with e set on any error.
+ */
+gdml_err gdml_cli_parse(const gdml_program *p, int argc, char **argv, gdml_config *cfg,
+                        int *positional, int cap, int *n_positional, bool *exit_now,
+                        gdml_errmsg *e);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * model.h - trainable models behind one table of operations.
+ *
+ * A layout names a model kind and its shape ("softmax 784 10"); it travels in
+ * WELCOME messages and is stored with every version so that parameters are
+ * never read without their shape. Each kind is a gdml_model_ops table
+ * (softmax regression now; MLP and sparse logistic regression later).
+ *
+ * Softmax regression parameters: W as inputs x classes row-major, then the
+ * bias b[classes]; logits = x W + b.
+ */
+#ifndef GDML_MODEL_H
+#define GDML_MODEL_H
+
+#include "err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gdml_layout {
+    char kind[16];
+    uint32_t inputs;
+    uint32_t classes;
+} gdml_layout;
+
+typedef struct gdml_model_ops {
+    const char *kind;
+    /* Number of float parameters. */
+    size_t (*param_count)(const gdml_layout *l);
+    /* Floats of scratch that loss_grad and predict need for a batch of n rows. */
+    size_t (*scratch_count)(const gdml_layout *l, size_t n);
+    /* Fills params with the initial model (deterministic from seed). */
+    void (*init)(const gdml_layout *l, float *params, uint64_t seed);
+    /*
+     * Mean cross-entropy loss of rows x[0..n) (n x inputs) with labels y, and
+     * if grad is not NULL, its gradient w.r.t. params (overwritten).
+     */
+    double (*loss_grad)(const gdml_layout *l, const float *params, const float *x,
+                        const uint8_t *y, size_t n, float *grad, float *scratch);
+    /* Writes the predicted class of each row into pred[0..n). */
+    void (*predict)(const gdml_layout *l, const float *params, const float *x, size_t n,
+                    uint8_t *pred, float *scratch);
+} gdml_model_ops;
+
+/* The ops for a kind ("softmax"), or NULL if gdml has no such model. */
+const gdml_model_ops *gdml_model_find(const char *kind);
+
+/* Parses "softmax 784 10". GDML_ERR_FORMAT with e saying what is wrong. */
+gdml_err gdml_layout_parse(const char *text, gdml_layout *out, gdml_errmsg *e);
+
+/* Writes the text form of l into buf. */
+void gdml_layout_format(const gdml_layout *l, char *buf, size_t cap);
+
+/*
+ * Accuracy and mean loss of params on n rows, in chunks of at most 1024 rows
+ * (so that scratch stays small). Returns GDML_ERR_NOMEM or GDML_ERR_INVALID
+ * (unknown kind).
+ */
+gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const float *x,
+                             const uint8_t *y, size_t n, double *accuracy, double *loss);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * util.h - small process-level helpers shared by the programs: clocks,
+ * directories, atomic file writes, and the stop flag that SIGINT/SIGTERM set.
+ */
+#ifndef GDML_UTIL_H
+#define GDML_UTIL_H
+
+#include "err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Milliseconds on a monotonic clock (for timeouts and durations). */
+int64_t gdml_now_ms(void);
+
+/* Milliseconds since the Unix epoch (for timestamps that are stored). */
+int64_t gdml_wall_ms(void);
+
+/* Creates dir and its missing parents (mode 0755). GDML_ERR_IO with e on failure. */
+gdml_err gdml_mkdir_p(const char *dir, gdml_errmsg *e);
+
+/*
+ * Writes data[0..len) to path through a temporary file and rename(2), so that
+ * a reader sees either the old file or the whole new one.
+ */
+gdml_err gdml_write_file_atomic(const char *path, const void *data, size_t len, gdml_errmsg *e);
+
+/*
+ * Installs SIGINT and SIGTERM handlers that set the stop flag (without
+ * SA_RESTART, so blocking waits return early), and ignores SIGPIPE.
+ */
+void gdml_signals_install(void);
+
+/* True once SIGINT or SIGTERM has arrived. */
+bool gdml_stop_requested(void);
+
+/* Parses a whole unsigned decimal number; false on anything else or overflow. */
+bool gdml_parse_u64(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,797 @@
+/*
+ * config.c - the key table and everything built from it: defaults, reading
+ * INI files (through inih, the only file that includes it) and writing them,
+ * single-key validation, cross-key checks, the --help key list and
+ * docs/config.md's tables.
+ *
+ * A file is applied whole or not at all (it is read into a copy); within it a
+ * key given twice takes its later value, and a section may appear again.
+ *
+ * To add a key: add its field to gdml_config in config.h, add one row to
+ * `keys` below, and regenerate docs/config.md with gdml_config_print_markdown.
+ */
+#include "config.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum key_type { KEY_INT, KEY_REAL, KEY_STRING, KEY_ENUM } key_type;
+
+/* Checks a string value's format; on failure writes the reason into why. */
+typedef gdml_err (*key_check_fn)(const char *value, gdml_errmsg *why);
+
+typedef struct key_def {
+    const char *section, *key;
+    size_t offset, size; /* the field in gdml_config */
+    key_type type;
+    const char *def;            /* default, as text, applied like any value */
+    int64_t imin, imax;         /* KEY_INT: imin <= v <= imax */
+    double rmin, rmax;          /* KEY_REAL: rmin < v <= rmax */
+    const char *const *choices; /* KEY_ENUM: NULL-terminated */
+    bool required;              /* KEY_STRING: "" means unset; check() refuses it */
+    key_check_fn check;         /* KEY_STRING: format check for non-empty values */
+    const char *allowed;        /* KEY_STRING with check: what check accepts */
+    const char *brief;          /* the same, in a few words for --help */
+    const char *flag;           /* "--sync-every", or NULL */
+    const char *meta;           /* the flag's value placeholder in --help */
+    const char *help;
+} key_def;
+
+static gdml_err check_name(const char *value, gdml_errmsg *why);
+static gdml_err check_endpoint(const char *value, gdml_errmsg *why);
+static gdml_err check_regions(const char *value, gdml_errmsg *why);
+
+#define NAME_RULE "1..63 characters from A-Z a-z 0-9 . _ -"
+#define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+
+/*
+ * One macro per kind of row keeps each row of the table on a line or two.
+ * clang-format would spread each macro over five lines; the table reads better dense.
+ */
+// clang-format off
+#define AT(sec, k) .section = #sec, .key = #k, .offset = offsetof(gdml_config, sec.k), \
+                   .size = sizeof(((gdml_config *)0)->sec.k)
+#define INT(sec, k, d, lo, hi, f, h) {AT(sec, k), .type = KEY_INT, .def = d, .imin = lo, \
+                                      .imax = hi, .flag = f, .meta = "N", .help = h}
+#define REAL(sec, k, d, lo, hi, f, h) {AT(sec, k), .type = KEY_REAL, .def = d, .rmin = lo, \
+                                       .rmax = hi, .flag = f, .meta = "X", .help = h}
+#define ENUM(sec, k, d, ch, f, m, h) {AT(sec, k), .type = KEY_ENUM, .def = d, .choices = ch, \
+                                      .flag = f, .meta = m, .help = h}
+#define STR(sec, k, d, f, m, h) {AT(sec, k), .type = KEY_STRING, .def = d, .flag = f, .meta = m, \
+                                 .help = h}
+#define REQ(sec, k, f, m, h) {AT(sec, k), .type = KEY_STRING, .def = "", .required = true, \
+                              .flag = f, .meta = m, .help = h}
+#define NAME(sec, k, f, h) {AT(sec, k), .type = KEY_STRING, .def = "", .required = true, \
+                            .check = check_name, .allowed = NAME_RULE, \
+                            .brief = "1..63 of A-Za-z0-9._-", .flag = f, .meta = "NAME", .help = h}
+#define ENDPOINT(sec, k, d, f, h) {AT(sec, k), .type = KEY_STRING, .def = d, \
+                                   .check = check_endpoint, .allowed = ENDPOINT_RULE, \
+                                   .brief = "tcp://, ipc:// or inproc://", .flag = f, \
+                                   .meta = "ENDPOINT", .help = h}
+// clang-format on
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const model_kinds[] = {"softmax", NULL};
+static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
+
+#define FASHION "/usr/share/datasets/fashion-mnist/"
+
+/* Grouped by section; the order here is the order of --help and docs/config.md. */
+static const key_def keys[] = {
+    ENUM(log, level, "info", log_levels, "--log-level", "LEVEL", "least severe messages to print"),
+
+    ENUM(model, kind, "softmax", model_kinds, NULL, "KIND", "model family to train"),
+    INT(model, inputs, "784", 1, 100000000, NULL, "features per example (784 for 28x28 images)"),
+    INT(model, classes, "10", 2, 256, NULL, "number of labels (labels are 8-bit)"),
+    INT(model, seed, "1", 0, INT64_MAX, NULL, "seed of the initial parameters"),
+
+    ENDPOINT(coordinator, listen, "tcp://0.0.0.0:7070", "--listen",
+             "endpoint the regions connect to"),
+    STR(coordinator, store, "gdml-store", "--store", "PATH",
+        "LMDB directory that keeps every global model version"),
+    INT(coordinator, regions, "3", 1, 64, "--regions", "regions that must join before round 1"),
+    INT(coordinator, rounds, "30", 1, 1000000, "--rounds", "global rounds to run"),
+    INT(coordinator, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
+        "how long to wait for a region before failing, in ms"),
+    STR(coordinator, eval_images, "", "--eval-images", "PATH",
+        "IDX test images scored after each round (empty: no evaluation)"),
+    STR(coordinator, eval_labels, "", "--eval-labels", "PATH", "IDX test labels for eval_images"),
+    STR(coordinator, endpoint_file, "", "--endpoint-file", "PATH",
+        "file to write the bound endpoint to (empty: none)"),
+
+    NAME(server, name, "--name", "this region's name"),
+    ENDPOINT(server, listen, "tcp://0.0.0.0:7071", "--listen",
+             "endpoint this region's workers connect to"),
+    ENDPOINT(server, coordinator, "tcp://127.0.0.1:7070", "--coordinator",
+             "the global coordinator's endpoint"),
+    INT(server, workers, "2", 1, 1024, "--workers", "workers that must join before training"),
+    INT(server, sync_every, "50", 1, 1000000, "--sync-every", "local steps between syncs"),
+    REAL(server, learning_rate, "0.1", 0, 100, "--learning-rate", "SGD step size"),
+    INT(server, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
+        "how long to wait for a worker or the coordinator, in ms"),
+    STR(server, endpoint_file, "", "--endpoint-file", "PATH",
+        "file to write the bound endpoint to (empty: none)"),
+
+    NAME(worker, name, "--name", "this worker's name"),
+    ENDPOINT(worker, server, "tcp://127.0.0.1:7071", "--server", "the regional server's endpoint"),
+    REQ(worker, images, "--images", "PATH", "IDX training images of this region (.gz or plain)"),
+    REQ(worker, labels, "--labels", "PATH", "IDX training labels for images"),
+    INT(worker, batch_size, "64", 1, 65536, "--batch-size", "examples per gradient"),
+    INT(worker, shard_index, "0", 0, 1023, "--shard-index",
+        "which shard of the region's data this worker reads (< shard_count)"),
+    INT(worker, shard_count, "1", 1, 1024, "--shard-count", "shards the region's data is cut into"),
+    INT(worker, seed, "1", 0, INT64_MAX, "--seed", "seed of the batch order"),
+    INT(worker, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
+        "how long to wait for the server, in ms"),
+
+    {AT(launch, regions), .type = KEY_STRING, .def = "us-east,eu-west,ap-south",
+     .check = check_regions,
+     .allowed = "comma-separated list of 1..64 distinct names, each " NAME_RULE,
+     .brief = "1..64 distinct names", .flag = "--regions", .meta = "LIST",
+     .help = "regions to start, comma-separated"},
+    INT(launch, workers, "2", 1, 64, "--workers", "workers per region"),
+    ENUM(launch, split, "dirichlet", split_kinds, "--split", "KIND",
+         "how training data is dealt to regions: iid, or label skew (dirichlet)"),
+    REAL(launch, alpha, "0.5", 0, 1000000, "--alpha",
+         "Dirichlet concentration of the split: smaller is more skewed"),
+    INT(launch, seed, "42", 0, INT64_MAX, "--seed", "seed of the split"),
+    STR(launch, train_images, FASHION "train-images-idx3-ubyte.gz", "--train-images", "PATH",
+        "IDX training images to split across regions"),
+    STR(launch, train_labels, FASHION "train-labels-idx1-ubyte.gz", "--train-labels", "PATH",
+        "IDX training labels"),
+    STR(launch, test_images, FASHION "t10k-images-idx3-ubyte.gz", "--test-images", "PATH",
+        "IDX test images the coordinator scores"),
+    STR(launch, test_labels, FASHION "t10k-labels-idx1-ubyte.gz", "--test-labels", "PATH",
+        "IDX test labels"),
+    STR(launch, run_dir, "", "--run-dir", "PATH",
+        "directory for logs, shards and the store (empty: a new one under runs/)"),
+};
+
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+/* ---- table lookups ---------------------------------------------------- */
+
+static bool section_known(const char *section)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+static const key_def *find_key(const char *section, const char *key)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* The first row with flag among sections (NULL: all), in the order of sections. */
+static const key_def *find_flag(const char *const *sections, const char *flag)
+{
+    for (size_t s = 0; !sections || sections[s]; s++) {
+        for (size_t i = 0; i < N_KEYS; i++) {
+            const key_def *k = &keys[i];
+            if (k->flag && strcmp(k->flag, flag) == 0 &&
+                (!sections || strcmp(k->section, sections[s]) == 0))
+                return k;
+        }
+        if (!sections)
+            break;
+    }
+    return NULL;
+}
+
+bool gdml_config_flag_key(const char *const *sections, const char *flag, const char **section,
+                          const char **key, const char **meta)
+{
+    const key_def *k = find_flag(sections, flag);
+    if (!k)
+        return false;
+    *section = k->section;
+    *key = k->key;
+    *meta = k->meta;
+    return true;
+}
+
+/* Appends item to the comma-separated list in buf (truncating quietly). */
+static void list_add(char *buf, size_t cap, const char *item)
+{
+    size_t len = strlen(buf);
+    if (len < cap)
+        snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", item);
+}
+
+/* Lists the keys of section, or the sections if section is NULL. */
+static void list_names(const char *section, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (!section && (i == 0 || strcmp(keys[i].section, keys[i - 1].section) != 0))
+            list_add(buf, cap, keys[i].section);
+        else if (section && strcmp(keys[i].section, section) == 0)
+            list_add(buf, cap, keys[i].key);
+    }
+}
+
+/* ---- describing values ------------------------------------------------ */
+
+/* How describe_allowed words a key's bounds, for each place it is shown. */
+typedef enum allowed_style {
+    ALLOWED_ERROR, /* in full: "integer 1..10", "one of a, b" */
+    ALLOWED_HELP,  /* short: "1..10", "a/b"; nothing for plain text */
+    ALLOWED_TABLE, /* short numbers and choices, full formats: docs/config.md */
+} allowed_style;
+
+static void describe_allowed(const key_def *k, allowed_style style, char *buf, size_t cap)
+{
+    bool full = style == ALLOWED_ERROR;
+    buf[0] = '\0';
+    switch (k->type) {
+    case KEY_INT:
+        snprintf(buf, cap, "%s%" PRId64 "..%" PRId64, full ? "integer " : "", k->imin, k->imax);
+        break;
+    case KEY_REAL:
+        snprintf(buf, cap, "%s> %.15g and <= %.15g", full ? "number " : "", k->rmin, k->rmax);
+        break;
+    case KEY_ENUM:
+        snprintf(buf, cap, "%s", full ? "one of " : "");
+        for (size_t i = 0; k->choices[i]; i++) {
+            size_t len = strlen(buf);
+            snprintf(buf + len, cap - len, "%s%s", i == 0 ? "" : full ? ", " : "/", k->choices[i]);
+        }
+        break;
+    case KEY_STRING:
+        if (k->check)
+            snprintf(buf, cap, "%s", style == ALLOWED_HELP ? k->brief : k->allowed);
+        else if (style == ALLOWED_ERROR)
+            snprintf(buf, cap, "text of at most %zu bytes, no control characters", k->size - 1);
+        else if (style == ALLOWED_TABLE)
+            snprintf(buf, cap, "up to %zu bytes", k->size - 1);
+        break;
+    }
+}
+
+/* Copies value into out for an error message: control bytes escaped, long values cut. */
+static void quote_value(const char *value, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)value; *p && n + 8 < cap; p++) {
+        if (p - (const unsigned char *)value >= 80) {
+            n += (size_t)snprintf(out + n, cap - n, "...");
+            break;
+        }
+        if (*p < 0x20 || *p == 0x7f)
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", *p);
+        else
+            out[n++] = (char)*p;
+    }
+    out[n] = '\0';
+}
+
+/* The value k holds in cfg, as text that reads back to the same value. */
+static void format_value(const gdml_config *cfg, const key_def *k, char *buf, size_t cap)
+{
+    const char *field = (const char *)cfg + k->offset;
+    if (k->type == KEY_INT) {
+        int64_t v;
+        memcpy(&v, field, sizeof v);
+        snprintf(buf, cap, "%" PRId64, v);
+    } else if (k->type == KEY_REAL) {
+        double v;
+        memcpy(&v, field, sizeof v);
+        snprintf(buf, cap, "%.17g", v);
+    } else {
+        snprintf(buf, cap, "%.*s", (int)k->size, field);
+    }
+}
+
+/* ---- setting one key -------------------------------------------------- */
+
+/* Each parse_* returns NULL if text is allowed (setting *out), or why it is not. */
+static const char *parse_int(const key_def *k, const char *text, int64_t *out)
+{
+    const char *p = text + (*text == '-');
+    if (!*p)
+        return "not an integer";
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q))
+            return "not an integer";
+    errno = 0;
+    long long v = strtoll(text, NULL, 10);
+    if (errno == ERANGE || v < k->imin || v > k->imax)
+        return "out of range";
+    *out = v;
+    return NULL;
+}
+
+static const char *parse_real(const key_def *k, const char *text, double *out)
+{
+    if (!*text || isspace((unsigned char)*text))
+        return "not a number";
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (*end)
+        return "not a number";
+    if (errno == ERANGE)
+        return "out of range";
+    if (!isfinite(v))
+        return "not a finite number";
+    if (!(v > k->rmin && v <= k->rmax))
+        return "out of range";
+    *out = v;
+    return NULL;
+}
+
+static const char *parse_text(const key_def *k, const char *text, char *why, size_t cap)
+{
+    size_t len = strlen(text);
+    if (len >= k->size) {
+        snprintf(why, cap, "too long (%zu bytes)", len);
+        return why;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(why, cap, "control character 0x%02x at position %zu", c, i + 1);
+            return why;
+        }
+    }
+    if (k->type == KEY_ENUM) {
+        for (size_t i = 0; k->choices[i]; i++)
+            if (strcmp(k->choices[i], text) == 0)
+                return NULL;
+        return "not an allowed value";
+    }
+    gdml_errmsg e;
+    if (k->check && (*text || !k->required) && k->check(text, &e)) {
+        snprintf(why, cap, "%s", e.text);
+        return why;
+    }
+    return NULL;
+}
+
+static gdml_err key_set(gdml_config *cfg, const key_def *k, const char *text, const char *origin,
+                        gdml_errmsg *e)
+{
+    char *field = (char *)cfg + k->offset;
+    char buf[GDML_ERRMSG_MAX];
+    const char *why = NULL;
+    if (k->type == KEY_INT) {
+        int64_t v;
+        assert(k->size == sizeof v);
+        if (!(why = parse_int(k, text, &v)))
+            memcpy(field, &v, sizeof v);
+    } else if (k->type == KEY_REAL) {
+        double v;
+        assert(k->size == sizeof v);
+        if (!(why = parse_real(k, text, &v)))
+            memcpy(field, &v, sizeof v);
+    } else if (!(why = parse_text(k, text, buf, sizeof buf))) {
+        memcpy(field, text, strlen(text) + 1);
+    }
+    if (!why)
+        return GDML_OK;
+    char quoted[128], allowed[256];
+    quote_value(text, quoted, sizeof quoted);
+    describe_allowed(k, ALLOWED_ERROR, allowed, sizeof allowed);
+    return gdml_errmsg_set(e, GDML_ERR_CONFIG, "%s%s[%s] %s = \"%s\": %s; allowed: %s",
+                           origin ? origin : "", origin ? ": " : "", k->section, k->key, quoted,
+                           why, allowed);
+}
+
+void gdml_config_defaults(gdml_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        gdml_err err = key_set(cfg, &keys[i], keys[i].def, "default", NULL);
+        assert(err == GDML_OK); /* a default outside its own bounds is a bug in the table */
+        (void)err;
+    }
+}
+
+gdml_err gdml_config_set(gdml_config *cfg, const char *section, const char *key, const char *value,
+                         const char *origin, gdml_errmsg *e)
+{
+    const char *at = origin ? origin : "";
+    const char *sep = origin ? ": " : "";
+    char list[512];
+    if (!section_known(section)) {
+        list_names(NULL, list, sizeof list);
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG, "%s%sunknown section [%s]; sections: %s", at,
+                               sep, section, list);
+    }
+    const key_def *k = find_key(section, key);
+    if (!k) {
+        list_names(section, list, sizeof list);
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG, "%s%s[%s] unknown key '%s'; keys in [%s]: %s",
+                               at, sep, section, key, section, list);
+    }
+    return key_set(cfg, k, value, origin, e);
+}
+
+/* ---- loading a file --------------------------------------------------- */
+
+typedef struct load_ctx {
+    FILE *file;
+    const char *path;
+    gdml_config *cfg; /* a scratch copy, kept only if the whole file is good */
+    int line;         /* lines handed to inih so far: the line being parsed */
+    int bad_line;     /* first line refused here (too long, bad key or value), or 0 */
+    int read_errno;   /* errno of a failed read, or 0 */
+    gdml_errmsg why;  /* the message for bad_line */
+} load_ctx;
+
+/*
+ * inih's reader: one physical line per call, so inih's line numbers and ours
+ * agree. A line too long for inih's buffer is swallowed whole and noted, not
+ * split (which would parse its tail as a line of its own).
+ */
+static char *read_line(char *buf, int cap, void *stream)
+{
+    load_ctx *c = stream;
+    if (!fgets(buf, cap, c->file)) {
+        if (ferror(c->file))
+            c->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    c->line++;
+    size_t len = strlen(buf);
+    if (len + 1 == (size_t)cap && buf[len - 1] != '\n') {
+        int ch = fgetc(c->file);
+        if (ch != EOF && ch != '\n') {
+            size_t total = len + 1;
+            while ((ch = fgetc(c->file)) != EOF && ch != '\n')
+                total++;
+            if (!c->bad_line) {
+                c->bad_line = c->line;
+                gdml_errmsg_set(&c->why, GDML_ERR_CONFIG,
+                                "%s:%d: line is %zu characters long, more than the %d a config "
+                                "file line may have; give a longer value on the command line "
+                                "with --set SECTION.KEY=VALUE",
+                                c->path, c->line, total, cap - 2);
+            }
+            buf[0] = '\0';
+            return buf;
+        }
+    }
+    /* inih takes an indented line as more of the previous value; here indentation means nothing. */
+    size_t lead = strspn(buf, " \t");
+    memmove(buf, buf + lead, len - lead + 1);
+    return buf;
+}
+
+static int on_key(void *user, const char *section, const char *key, const char *value)
+{
+    load_ctx *c = user;
+    if (c->bad_line)
+        return 0; /* inih reads on after an error; the first one is the one to report */
+    char origin[GDML_PATH_MAX + 16];
+    snprintf(origin, sizeof origin, "%s:%d", c->path, c->line);
+    gdml_err err;
+    if (!*section) {
+        char list[256];
+        list_names(NULL, list, sizeof list);
+        err = gdml_errmsg_set(&c->why, GDML_ERR_CONFIG,
+                              "%s: key '%s' comes before any [section]; put it under one of: %s",
+                              origin, key, list);
+    } else {
+        err = gdml_config_set(c->cfg, section, key, value, origin, &c->why);
+    }
+    if (err) {
+        c->bad_line = c->line;
+        return 0;
+    }
+    return 1;
+}
+
+gdml_err gdml_config_load(gdml_config *cfg, const char *path, gdml_errmsg *e)
+{
+    gdml_err err = GDML_OK;
+    load_ctx c = {.path = path};
+    c.file = fopen(path, "r");
+    if (!c.file)
+        return gdml_errmsg_set(e, GDML_ERR_IO,
+                               "cannot read config file '%s': %s; pass an existing file with "
+                               "--config",
+                               path, strerror(errno));
+    c.cfg = malloc(sizeof *c.cfg);
+    if (!c.cfg) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory reading config file '%s'", path);
+        goto out;
+    }
+    memcpy(c.cfg, cfg, sizeof *cfg);
+
+    int syntax_line = ini_parse_stream(read_line, &c, on_key, &c);
+    if (syntax_line < 0) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory reading config file '%s'", path);
+    } else if (c.read_errno) {
+        err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot read config file '%s': %s", path,
+                              strerror(c.read_errno));
+    } else if (c.bad_line && (syntax_line == 0 || c.bad_line <= syntax_line)) {
+        err = gdml_errmsg_set(e, GDML_ERR_CONFIG, "%s", c.why.text);
+    } else if (syntax_line > 0) {
+        err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                              "%s:%d: cannot parse this line; expected [section], key = value, "
+                              "or a comment starting with ; or #",
+                              path, syntax_line);
+    } else {
+        memcpy(cfg, c.cfg, sizeof *cfg);
+    }
+out:
+    free(c.cfg);
+    fclose(c.file);
+    return err;
+}
+
+/* Why text cannot stand as the value of a file line for k, or NULL if it can. */
+static const char *unwritable(const key_def *k, const char *text)
+{
+    size_t len = strlen(text);
+    if (len && (text[0] == ' ' || text[len - 1] == ' '))
+        return "it starts or ends with a space, which a config file drops";
+    if (text[0] == ';' || strstr(text, " ;"))
+        return "a ';' after a space would start a comment";
+    if (strlen(k->key) + 3 + len > INI_MAX_LINE - 2)
+        return "it is too long for a config file line";
+    return NULL;
+}
+
+gdml_err gdml_config_write(const gdml_config *cfg, const char *path, gdml_errmsg *e)
+{
+    char *text = NULL;
+    size_t len = 0;
+    gdml_config *scratch = malloc(sizeof *scratch);
+    FILE *f = scratch ? open_memstream(&text, &len) : NULL;
+    if (!f) {
+        free(scratch);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory writing '%s'", path);
+    }
+    char origin[GDML_PATH_MAX + 32], value[GDML_PATH_MAX + 32];
+    snprintf(origin, sizeof origin, "cannot write '%s'", path);
+    fprintf(f, "; Every gdml key with the value it had; see docs/config.md.\n");
+    gdml_err err = GDML_OK;
+    for (size_t i = 0; i < N_KEYS && !err; i++) {
+        const key_def *k = &keys[i];
+        if (i == 0 || strcmp(k->section, keys[i - 1].section) != 0)
+            fprintf(f, "\n[%s]\n", k->section);
+        format_value(cfg, k, value, sizeof value);
+        /* Refuse what gdml_config_load would refuse or read back differently. */
+        const char *why = unwritable(k, value);
+        if (why)
+            err = gdml_errmsg_set(e, GDML_ERR_CONFIG, "%s: [%s] %s: %s; shorten or move it", origin,
+                                  k->section, k->key, why);
+        else if (!(err = key_set(scratch, k, value, origin, e)))
+            fprintf(f, "%s = %s\n", k->key, value);
+    }
+    if (fclose(f) != 0 && !err)
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory writing '%s'", path);
+    if (!err)
+        err = gdml_write_file_atomic(path, text, len, e);
+    free(text);
+    free(scratch);
+    return err;
+}
+
+/* ---- checks across keys ----------------------------------------------- */
+
+bool gdml_config_name_ok(const char *s)
+{
+    size_t len = strlen(s);
+    if (len < 1 || len >= GDML_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+            return false;
+    return true;
+}
+
+static gdml_err check_name(const char *value, gdml_errmsg *why)
+{
+    if (gdml_config_name_ok(value))
+        return GDML_OK;
+    return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not a valid name");
+}
+
+static gdml_err check_endpoint(const char *value, gdml_errmsg *why)
+{
+    static const char *const schemes[] = {"tcp://", "ipc://", "inproc://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(value, schemes[i], n) == 0 && value[n])
+            return GDML_OK;
+    }
+    return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not a ZeroMQ endpoint");
+}
+
+static gdml_err check_regions(const char *value, gdml_errmsg *why)
+{
+    char names[64][GDML_NAME_MAX];
+    int n;
+    return gdml_config_split_names(value, names, 64, &n, why);
+}
+
+/* Bounds of the item of list that starts at p: [*start, *end) without blanks. */
+static const char *next_item(const char *p, const char **start, const char **end)
+{
+    const char *comma = strchr(p, ',');
+    const char *stop = comma ? comma : p + strlen(p);
+    while (p < stop && *p == ' ')
+        p++;
+    const char *q = stop;
+    while (q > p && q[-1] == ' ')
+        q--;
+    *start = p;
+    *end = q;
+    return comma ? comma + 1 : NULL;
+}
+
+gdml_err gdml_config_split_names(const char *list, char (*names)[GDML_NAME_MAX], int cap, int *n,
+                                 gdml_errmsg *e)
+{
+    /* Validate everything first so that names and *n change only on success. */
+    if (!list[strspn(list, " ")])
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG, "the list is empty");
+    int count = 0;
+    for (const char *p = list; p;) {
+        const char *s, *t;
+        p = next_item(p, &s, &t);
+        size_t len = (size_t)(t - s);
+        char name[GDML_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%.*s", (int)len, s);
+        if (len == 0)
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG, "name %d of the list is empty", count + 1);
+        if (len >= GDML_NAME_MAX || !gdml_config_name_ok(name))
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG, "'%.*s' is not a valid name", (int)len, s);
+        if (++count > cap)
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG, "more than %d names", cap);
+        for (const char *q = list; q;) {
+            const char *s2, *t2;
+            q = next_item(q, &s2, &t2);
+            if (s2 == s)
+                break;
+            if ((size_t)(t2 - s2) == len && memcmp(s2, s, len) == 0)
+                return gdml_errmsg_set(e, GDML_ERR_CONFIG, "'%s' is repeated", name);
+        }
+    }
+    int i = 0;
+    for (const char *p = list; p; i++) {
+        const char *s, *t;
+        p = next_item(p, &s, &t);
+        snprintf(names[i], GDML_NAME_MAX, "%.*s", (int)(t - s), s);
+    }
+    *n = count;
+    return GDML_OK;
+}
+
+/* How a user sets k: "--images PATH or --set worker.images=PATH". */
+static void how_to_set(const key_def *k, char *buf, size_t cap)
+{
+    if (k->flag)
+        snprintf(buf, cap, "set %s in [%s] of the config file, or pass %s %s", k->key, k->section,
+                 k->flag, k->meta);
+    else
+        snprintf(buf, cap, "set %s in [%s] of the config file, or pass --set %s.%s=%s", k->key,
+                 k->section, k->section, k->key, k->meta);
+}
+
+static gdml_err check_section(const gdml_config *cfg, const char *section, gdml_errmsg *e)
+{
+    char how[256], value[GDML_PATH_MAX], allowed[256];
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        if (strcmp(k->section, section) != 0 || k->type != KEY_STRING)
+            continue;
+        const char *text = (const char *)cfg + k->offset;
+        how_to_set(k, how, sizeof how);
+        if (k->required && !*text)
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG, "[%s] %s is required but not set: %s",
+                                   section, k->key, how);
+        gdml_errmsg why;
+        if (k->check && (*text || !k->required) && k->check(text, &why)) {
+            quote_value(text, value, sizeof value);
+            describe_allowed(k, ALLOWED_ERROR, allowed, sizeof allowed);
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG, "[%s] %s = \"%s\": %s; allowed: %s; %s",
+                                   section, k->key, value, why.text, allowed, how);
+        }
+    }
+    return GDML_OK;
+}
+
+gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, gdml_errmsg *e)
+{
+    for (size_t i = 0; sections && sections[i]; i++) {
+        const char *s = sections[i];
+        assert(section_known(s));
+        gdml_err err = check_section(cfg, s, e);
+        if (err)
+            return err;
+        if (strcmp(s, "worker") == 0 && cfg->worker.shard_index >= cfg->worker.shard_count)
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                                   "[worker] shard_index = %" PRId64 " is not below shard_count = "
+                                   "%" PRId64 "; shards are numbered 0..shard_count-1 "
+                                   "(--shard-index, --shard-count)",
+                                   cfg->worker.shard_index, cfg->worker.shard_count);
+        if (strcmp(s, "coordinator") == 0 &&
+            !*cfg->coordinator.eval_images != !*cfg->coordinator.eval_labels)
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                                   "[coordinator] %s is set but %s is empty; give both "
+                                   "(--eval-images, --eval-labels) or neither",
+                                   *cfg->coordinator.eval_images ? "eval_images" : "eval_labels",
+                                   *cfg->coordinator.eval_images ? "eval_labels" : "eval_images");
+    }
+    return GDML_OK;
+}
+
+int gdml_config_log_level(const gdml_config *cfg)
+{
+    int level = gdml_log_level_parse(cfg->log.level);
+    assert(level >= 0); /* the setter admits only the four names */
+    return level < 0 ? GDML_LOG_INFO : level;
+}
+
+/* ---- help and documentation ------------------------------------------- */
+
+void gdml_config_print_keys(const char *const *sections, void *file)
+{
+    FILE *f = file;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        bool wanted = !sections;
+        for (size_t s = 0; sections && sections[s]; s++)
+            wanted |= strcmp(sections[s], k->section) == 0;
+        if (!wanted)
+            continue;
+        if (i == 0 || strcmp(k->section, keys[i - 1].section) != 0)
+            fprintf(f, "\n[%s]  (in the config file, or --set %s.KEY=VALUE)\n", k->section,
+                    k->section);
+        /* A flag that an earlier section of this program also has means that key. */
+        char flag[64] = "";
+        if (k->flag && find_flag(sections, k->flag) == k)
+            snprintf(flag, sizeof flag, "%s %s", k->flag, k->meta);
+        const char *def = k->required ? "required" : *k->def ? k->def : "empty";
+        char allowed[256];
+        describe_allowed(k, ALLOWED_HELP, allowed, sizeof allowed);
+        fprintf(f, "  %-19s %s.%s (%s%s%s%s): %s\n", flag, k->section, k->key,
+                k->required ? "" : "default ", def, *allowed ? "; " : "", allowed, k->help);
+    }
+}
+
+static const char *const type_names[] = {
+    [KEY_INT] = "integer", [KEY_REAL] = "number", [KEY_STRING] = "text", [KEY_ENUM] = "choice"};
+
+void gdml_config_print_markdown(void *file)
+{
+    FILE *f = file;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        if (i == 0 || strcmp(k->section, keys[i - 1].section) != 0)
+            fprintf(f,
+                    "%s## [%s]\n\n"
+                    "| key | type | default | allowed | flag | meaning |\n"
+                    "| --- | --- | --- | --- | --- | --- |\n",
+                    i ? "\n" : "", k->section);
+        char def[GDML_PATH_MAX], allowed[256];
+        snprintf(def, sizeof def,
+                 k->required ? "(required)"
+                 : *k->def   ? "`%s`"
+                             : "(empty)",
+                 k->def);
+        describe_allowed(k, ALLOWED_TABLE, allowed, sizeof allowed);
+        fprintf(f, "| `%s` | %s | %s | %s | %s%s%s | %s |\n", k->key, type_names[k->type], def,
+                allowed, k->flag ? "`" : "", k->flag ? k->flag : "", k->flag ? "`" : "", k->help);
+    }
+}

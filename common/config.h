@@ -17,9 +17,9 @@
  *   log.level               enum   info     error|warn|info|debug       --log-level
  *   model.kind              enum   softmax  softmax
  *   model.inputs            int    784      1..100000000
- *   model.classes           int    10       2..65535
+ *   model.classes           int    10       2..256 (labels are 8-bit)
  *   model.seed              int    1        0..2^63-1   (initial parameters)
- *   coordinator.listen      string tcp://*:7070                          --listen
+ *   coordinator.listen      string tcp://0.0.0.0:7070                          --listen
  *   coordinator.store       string gdml-store   (LMDB directory)         --store
  *   coordinator.regions     int    3        1..64                        --regions
  *   coordinator.rounds      int    30       1..1000000                   --rounds
@@ -28,7 +28,7 @@
  *   coordinator.eval_labels string ""                                    --eval-labels
  *   coordinator.endpoint_file string "" (write bound endpoint here)      --endpoint-file
  *   server.name             string ""  required, [A-Za-z0-9._-]{1,63}    --name
- *   server.listen           string tcp://*:7071                          --listen
+ *   server.listen           string tcp://0.0.0.0:7071                          --listen
  *   server.coordinator      string tcp://127.0.0.1:7070                  --coordinator
  *   server.workers          int    2        1..1024                      --workers
  *   server.sync_every       int    50       1..1000000  (H local steps)  --sync-every
@@ -49,11 +49,12 @@
  *   launch.split            enum   dirichlet  iid|dirichlet              --split
  *   launch.alpha            real   0.5      (0, 1000000]                 --alpha
  *   launch.seed             int    42       0..2^63-1                    --seed
- *   launch.train_images     string /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --train-images
- *   launch.train_labels     string /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --train-labels
- *   launch.test_images      string /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz  --test-images
- *   launch.test_labels      string /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz  --test-labels
- *   launch.run_dir          string ""  (empty: runs/<UTC time>-<pid>)    --run-dir
+ *   launch.train_images     string /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+ * --train-images launch.train_labels     string
+ * /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --train-labels launch.test_images
+ * string /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz  --test-images
+ *   launch.test_labels      string /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+ * --test-labels launch.run_dir          string ""  (empty: runs/<UTC time>-<pid>)    --run-dir
  */
 #ifndef GDML_CONFIG_H
 #define GDML_CONFIG_H
@@ -113,7 +114,7 @@ void gdml_config_defaults(gdml_config *cfg);
  * Reads an INI file into cfg, key by key, over what cfg holds already.
  * Returns GDML_ERR_IO if the file cannot be read, GDML_ERR_CONFIG for an
  * unknown section or key or a value outside its bounds; e says file:line.
- * On error cfg may hold the keys read before the bad line.
+ * Loading is all or nothing: on error cfg is unchanged.
  */
 gdml_err gdml_config_load(gdml_config *cfg, const char *path, gdml_errmsg *e);
 
@@ -125,6 +126,15 @@ gdml_err gdml_config_load(gdml_config *cfg, const char *path, gdml_errmsg *e);
  */
 gdml_err gdml_config_set(gdml_config *cfg, const char *section, const char *key, const char *value,
                          const char *origin, gdml_errmsg *e);
+
+/*
+ * Finds the key that flag ("--rounds") overrides, in the first of sections
+ * (NULL-terminated; NULL means all) that has one. Sets *section, *key and
+ * *meta (the value placeholder, e.g. "N") and returns true, or returns false
+ * if no key there has that flag.
+ */
+bool gdml_config_flag_key(const char *const *sections, const char *flag, const char **section,
+                          const char **key, const char **meta);
 
 /*
  * Checks what single keys cannot: required keys of the named sections are set,
@@ -154,6 +164,13 @@ int gdml_config_log_level(const gdml_config *cfg);
  */
 void gdml_config_print_keys(const char *const *sections, void *file /* FILE * */);
 
+/*
+ * Writes every key of cfg to path as an INI file that gdml_config_load reads
+ * back to the same values (gdml-launch hands its children the exact
+ * configuration it runs with, and keeps it in the run directory).
+ */
+gdml_err gdml_config_write(const gdml_config *cfg, const char *path, gdml_errmsg *e);
+
 /* Writes docs/config.md's key tables (markdown) for every section. */
 void gdml_config_print_markdown(void *file /* FILE * */);
 
@@ -171,7 +188,7 @@ typedef struct gdml_program {
  *   --help, -h           print usage, flags and keys; *exit_now = true
  *   --version            print "<name> <GDML_VERSION>"; *exit_now = true
  *   --config FILE        load FILE first (only once)
- *   --set SECTION.KEY=VALUE   override one key
+ *   --set SECTION.KEY=VALUE   override one key of any section
  *   --<flag> VALUE or --<flag>=VALUE   override the key with that flag in one
  *                        of the program's sections
  * Overrides are applied after the file, whatever their order. Arguments that

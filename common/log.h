@@ -26,7 +26,8 @@ int gdml_log_level_parse(const char *s);
 gdml_log_level gdml_log_threshold(void);
 
 /* Writes one line. Use the macros below, which check the level first. */
-void gdml_log_write(gdml_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gdml_log_write(gdml_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define GDML_LOG(level, ...)                                                                       \
     do {                                                                                           \

@@ -1,0 +1,176 @@
+/*
+ * model.c - the table of model kinds, layout text and evaluation.
+ *
+ * Each kind lives in its own file behind a gdml_model_ops table (softmax.c);
+ * this file only knows the list of kinds, so adding one is one row in kinds[].
+ */
+#include "model.h"
+#include "model_impl.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const gdml_model_ops *const kinds[] = {
+    &gdml_softmax_ops,
+};
+
+#define KIND_COUNT (sizeof kinds / sizeof kinds[0])
+
+/* Bounds of a layout. Labels and predictions are uint8_t, hence 256 classes. */
+#define LAYOUT_MAX_INPUTS 100000000u
+#define LAYOUT_MIN_CLASSES 2u
+#define LAYOUT_MAX_CLASSES 256u
+#define LAYOUT_SYNTAX "expected '<kind> <inputs> <classes>'"
+
+/* Rows per loss_grad/predict call in gdml_model_evaluate. */
+#define EVAL_CHUNK_ROWS 1024
+
+const gdml_model_ops *gdml_model_find(const char *kind)
+{
+    assert(kind);
+    for (size_t i = 0; i < KIND_COUNT; i++)
+        if (strcmp(kinds[i]->kind, kind) == 0)
+            return kinds[i];
+    return NULL;
+}
+
+/* Writes the known kinds as "a, b, c" into buf (for error messages). */
+static void list_kinds(char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < KIND_COUNT && used < cap; i++) {
+        int w = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", kinds[i]->kind);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * Splits text at blanks into at most max tokens (start, length). Returns the
+ * number found, which is max + 1 if there were more than max.
+ */
+static size_t split_tokens(const char *text, const char **start, size_t *len, size_t max)
+{
+    size_t count = 0;
+    const char *p = text;
+    for (;;) {
+        while (is_blank(*p))
+            p++;
+        if (*p == '\0')
+            return count;
+        if (count == max)
+            return max + 1;
+        start[count] = p;
+        while (*p && !is_blank(*p))
+            p++;
+        len[count] = (size_t)(p - start[count]);
+        count++;
+    }
+}
+
+/* Parses a decimal token of len digits into *out if it lies in [min, max]. */
+static bool parse_bounded(const char *tok, size_t len, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (tok[i] < '0' || tok[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(tok[i] - '0');
+        if (v > max)
+            return false;
+    }
+    if (len == 0 || v < min)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+gdml_err gdml_layout_parse(const char *text, gdml_layout *out, gdml_errmsg *e)
+{
+    assert(text && out);
+    const char *tok[3];
+    size_t len[3];
+    if (split_tokens(text, tok, len, 3) != 3)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "layout '%.200s': " LAYOUT_SYNTAX, text);
+
+    gdml_layout l;
+    memset(&l, 0, sizeof l);
+    char known[128];
+    list_kinds(known, sizeof known);
+    if (len[0] >= sizeof l.kind)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "layout '%.200s': unknown model kind '%.*s' (known: %s)", text,
+                               (int)len[0], tok[0], known);
+    memcpy(l.kind, tok[0], len[0]);
+    if (!gdml_model_find(l.kind))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "layout '%.200s': unknown model kind '%s' (known: %s)", text, l.kind,
+                               known);
+    if (!parse_bounded(tok[1], len[1], 1, LAYOUT_MAX_INPUTS, &l.inputs))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "layout '%.200s': inputs must be a whole number from 1 to %u, "
+                               "got '%.*s'",
+                               text, LAYOUT_MAX_INPUTS, (int)len[1], tok[1]);
+    if (!parse_bounded(tok[2], len[2], LAYOUT_MIN_CLASSES, LAYOUT_MAX_CLASSES, &l.classes))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "layout '%.200s': classes must be a whole number from %u to %u "
+                               "(labels are 8-bit), got '%.*s'",
+                               text, LAYOUT_MIN_CLASSES, LAYOUT_MAX_CLASSES, (int)len[2], tok[2]);
+    *out = l;
+    return GDML_OK;
+}
+
+void gdml_layout_format(const gdml_layout *l, char *buf, size_t cap)
+{
+    assert(l && (buf || cap == 0));
+    /* kind need not be NUL-terminated when it fills the whole array. */
+    snprintf(buf, cap, "%.*s %" PRIu32 " %" PRIu32, (int)strnlen(l->kind, sizeof l->kind), l->kind,
+             l->inputs, l->classes);
+}
+
+gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const float *x,
+                             const uint8_t *y, size_t n, double *accuracy, double *loss)
+{
+    assert(l && params && accuracy && loss);
+    if (!memchr(l->kind, '\0', sizeof l->kind))
+        return GDML_ERR_INVALID;
+    const gdml_model_ops *ops = gdml_model_find(l->kind);
+    if (!ops || n == 0)
+        return GDML_ERR_INVALID;
+
+    /* One block: scratch floats for a chunk, then the chunk's predictions. */
+    size_t chunk = n < EVAL_CHUNK_ROWS ? n : EVAL_CHUNK_ROWS;
+    size_t nscratch = ops->scratch_count(l, chunk);
+    if (nscratch > (SIZE_MAX - chunk) / sizeof(float))
+        return GDML_ERR_NOMEM;
+    float *scratch = malloc(nscratch * sizeof(float) + chunk);
+    if (!scratch)
+        return GDML_ERR_NOMEM;
+    uint8_t *pred = (uint8_t *)(scratch + nscratch);
+
+    double loss_sum = 0.0;
+    size_t correct = 0;
+    for (size_t start = 0; start < n; start += chunk) {
+        size_t rows = n - start < chunk ? n - start : chunk;
+        const float *xc = x + start * l->inputs;
+        loss_sum += ops->loss_grad(l, params, xc, y + start, rows, NULL, scratch) * (double)rows;
+        ops->predict(l, params, xc, rows, pred, scratch);
+        for (size_t i = 0; i < rows; i++)
+            correct += pred[i] == y[start + i];
+    }
+    free(scratch);
+    *accuracy = (double)correct / (double)n;
+    *loss = loss_sum / (double)n;
+    return GDML_OK;
+}

@@ -35,8 +35,8 @@ typedef struct gdml_model_ops {
      * Mean cross-entropy loss of rows x[0..n) (n x inputs) with labels y, and
      * if grad is not NULL, its gradient w.r.t. params (overwritten).
      */
-    double (*loss_grad)(const gdml_layout *l, const float *params, const float *x,
-                        const uint8_t *y, size_t n, float *grad, float *scratch);
+    double (*loss_grad)(const gdml_layout *l, const float *params, const float *x, const uint8_t *y,
+                        size_t n, float *grad, float *scratch);
     /* Writes the predicted class of each row into pred[0..n). */
     void (*predict)(const gdml_layout *l, const float *params, const float *x, size_t n,
                     uint8_t *pred, float *scratch);

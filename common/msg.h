@@ -48,18 +48,18 @@ typedef enum gdml_encoding {
 } gdml_encoding;
 
 typedef struct gdml_msg_header {
-    uint32_t proto;                     /* GDML_PROTO_VERSION */
+    uint32_t proto; /* GDML_PROTO_VERSION */
     gdml_msg_type type;
-    char sender[GDML_NAME_MAX];         /* region or worker name, NUL-terminated */
-    uint64_t seq;                       /* per-sender sequence number, from 1 */
-    uint64_t version;                   /* model version the message refers to */
-    uint64_t step;                      /* local step or global round */
-    uint64_t count;                     /* samples or batch size (see the type) */
-    double metric;                      /* e.g. training loss; NaN when none */
+    char sender[GDML_NAME_MAX]; /* region or worker name, NUL-terminated */
+    uint64_t seq;               /* per-sender sequence number, from 1 */
+    uint64_t version;           /* model version the message refers to */
+    uint64_t step;              /* local step or global round */
+    uint64_t count;             /* samples or batch size (see the type) */
+    double metric;              /* e.g. training loss; NaN when none */
     gdml_encoding encoding;
-    uint32_t n_payloads;                /* 0..GDML_MSG_MAX_PAYLOADS */
+    uint32_t n_payloads;                   /* 0..GDML_MSG_MAX_PAYLOADS */
     uint64_t sizes[GDML_MSG_MAX_PAYLOADS]; /* byte size of each payload frame */
-    char text[GDML_MSG_TEXT_MAX];       /* layout, error text; may be empty */
+    char text[GDML_MSG_TEXT_MAX];          /* layout, error text; may be empty */
 } gdml_msg_header;
 
 /* Zeroes h and sets proto, type, sender (truncated to fit) and metric = NaN. */

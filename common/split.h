@@ -46,10 +46,9 @@ gdml_err gdml_split_assign(const uint8_t *labels, size_t n, unsigned classes, un
  * fills parts[r] (if gzip is non-zero also gzip_bytes, which costs a
  * compression pass). images is n x rows x cols, labels n.
  */
-gdml_err gdml_split_write(const gdml_idx *images, const gdml_idx *labels,
-                          const uint32_t *region_of, char (*names)[GDML_NAME_MAX],
-                          unsigned regions, const char *dir, int gzip, gdml_split_part *parts,
-                          gdml_errmsg *e);
+gdml_err gdml_split_write(const gdml_idx *images, const gdml_idx *labels, const uint32_t *region_of,
+                          char (*names)[GDML_NAME_MAX], unsigned regions, const char *dir, int gzip,
+                          gdml_split_part *parts, gdml_errmsg *e);
 
 /* Parses "iid" or "dirichlet"; returns -1 otherwise. */
 int gdml_split_mode_parse(const char *s);

@@ -29,7 +29,8 @@ gdml_err gdml_mkdir_p(const char *dir, gdml_errmsg *e)
     char path[4096];
     size_t len = strlen(dir);
     if (len == 0 || len >= sizeof path)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID, "directory path '%s' is empty or too long", dir);
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "directory path '%s' is empty or too long",
+                               dir);
     memcpy(path, dir, len + 1);
     for (char *p = path + 1; *p; p++) {
         if (*p != '/')

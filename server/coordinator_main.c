@@ -1,0 +1,18 @@
+/* coordinator_main.c - gdml-coordinator: command line, then gdml_coordinator_run. */
+#include "program.h"
+#include "coordinator.h"
+
+static const char *const sections[] = {"coordinator", "model", "log", NULL};
+
+static const gdml_program program = {
+    .name = "gdml-coordinator",
+    .summary = "Global coordinator: merges regional model deltas each round and stores "
+               "every global model version in LMDB.",
+    .usage = "[--config FILE] [options]",
+    .sections = sections,
+};
+
+int main(int argc, char **argv)
+{
+    return gdml_main(&program, argc, argv, gdml_coordinator_run);
+}

@@ -1,0 +1,516 @@
+/*
+ * launch.c - gdml-launch: a whole geo-distributed job on one machine.
+ *
+ * It splits the training set across the configured regions (each region's
+ * part written to its own directory, which only that region's workers read),
+ * starts a coordinator, one regional server per region and launch.workers
+ * workers per region as separate processes over loopback TCP on ports the
+ * kernel picks (so that runs can coexist), prints one line per global
+ * version from the coordinator's progress output, stops every process if any
+ * fails, and ends with a summary, also written as summary.json.
+ *
+ * Everything a run makes lives in its run directory: job.ini (the exact
+ * configuration every process ran with), data/<region>/, logs/, store/ (the
+ * LMDB model versions) and summary.json.
+ */
+#include "launch.h"
+
+#include "config.h"
+#include "idx.h"
+#include "log.h"
+#include "procs.h"
+#include "split.h"
+#include "store.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_REGIONS 64
+#define MAX_PROCS (1 + MAX_REGIONS + MAX_REGIONS * 64)
+#define STARTUP_TIMEOUT_MS 20000
+#define SHUTDOWN_TIMEOUT_MS 15000
+
+typedef struct progress {
+    uint64_t version, wan_up, wan_down;
+    double accuracy, loss;
+    uint64_t versions_reported;
+} progress;
+
+typedef struct launch {
+    const gdml_config *cfg;
+    int64_t start_ms;
+    char bin_dir[PATH_MAX];
+    char run_dir[PATH_MAX];
+    char job_ini[PATH_MAX];
+    char store_dir[PATH_MAX];
+    char names[MAX_REGIONS][GDML_NAME_MAX];
+    int n_regions;
+    gdml_split_part parts[MAX_REGIONS];
+    int central; /* region that would receive everyone's raw data */
+    uint64_t raw_bytes, raw_gzip_bytes;
+    gdml_proc procs[MAX_PROCS];
+    size_t n_procs;
+    char line[4096]; /* coordinator stdout not yet split into lines */
+    size_t line_len;
+    progress prog;
+} launch;
+
+static double mb(uint64_t bytes)
+{
+    return (double)bytes / 1e6;
+}
+
+static gdml_err path_join(char *out, const char *a, const char *b, gdml_errmsg *e)
+{
+    if (snprintf(out, PATH_MAX, "%s/%s", a, b) >= PATH_MAX)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "path '%s/%s' is too long", a, b);
+    return GDML_OK;
+}
+
+static gdml_err make_run_dir(launch *L, gdml_errmsg *e)
+{
+    char dir[PATH_MAX];
+    if (*L->cfg->launch.run_dir) {
+        snprintf(dir, sizeof dir, "%s", L->cfg->launch.run_dir);
+    } else {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        snprintf(dir, sizeof dir, "runs/%04d%02d%02d-%02d%02d%02d-%ld", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)getpid());
+    }
+    char sub[PATH_MAX];
+    gdml_err err = gdml_mkdir_p(dir, e);
+    if (!err && !(err = path_join(sub, dir, "logs", e)))
+        err = gdml_mkdir_p(sub, e);
+    if (err)
+        return err;
+    if (!realpath(dir, L->run_dir))
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot resolve '%s': %s", dir, strerror(errno));
+    if ((err = path_join(L->job_ini, L->run_dir, "job.ini", e)) ||
+        (err = path_join(L->store_dir, L->run_dir, "store", e)))
+        return err;
+    return GDML_OK;
+}
+
+/* The programs are installed side by side; find them next to this one. */
+static gdml_err find_bin_dir(launch *L, gdml_errmsg *e)
+{
+    ssize_t n = readlink("/proc/self/exe", L->bin_dir, sizeof L->bin_dir - 1);
+    if (n <= 0)
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot find this program's path: %s",
+                               strerror(errno));
+    L->bin_dir[n] = '\0';
+    char *slash = strrchr(L->bin_dir, '/');
+    if (slash)
+        *slash = '\0';
+    return GDML_OK;
+}
+
+static gdml_err split_data(launch *L, gdml_errmsg *e)
+{
+    const gdml_config *cfg = L->cfg;
+    gdml_idx images = {0}, labels = {0};
+    uint32_t *region_of = NULL;
+    char data_dir[PATH_MAX];
+    gdml_err err = gdml_idx_read(cfg->launch.train_images, &images, e);
+    if (!err)
+        err = gdml_idx_read(cfg->launch.train_labels, &labels, e);
+    if (err)
+        goto out;
+    if (images.ndim != 3 || labels.ndim != 1 || images.dims[0] != labels.dims[0]) {
+        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                              "'%s' and '%s' are not an images file and a labels file of the "
+                              "same length",
+                              cfg->launch.train_images, cfg->launch.train_labels);
+        goto out;
+    }
+    size_t n = labels.dims[0];
+    int mode = gdml_split_mode_parse(cfg->launch.split);
+    if (!(region_of = malloc(n * sizeof *region_of))) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((err = gdml_split_assign(labels.data, n, (unsigned)cfg->model.classes,
+                                 (unsigned)L->n_regions, (gdml_split_mode)mode, cfg->launch.alpha,
+                                 (uint64_t)cfg->launch.seed, region_of, e)) ||
+        (err = path_join(data_dir, L->run_dir, "data", e)) ||
+        (err = gdml_split_write(&images, &labels, region_of, L->names, (unsigned)L->n_regions,
+                                data_dir, 1, L->parts, e)))
+        goto out;
+
+    printf("split: %zu samples to %d regions, %s", n, L->n_regions, cfg->launch.split);
+    if (mode == GDML_SPLIT_DIRICHLET)
+        printf(" (alpha %g)", cfg->launch.alpha);
+    printf(", seed %lld\n", (long long)cfg->launch.seed);
+    L->central = 0;
+    for (int r = 0; r < L->n_regions; r++) {
+        const gdml_split_part *p = &L->parts[r];
+        printf("  %-12s %6llu samples, by class:", p->name, (unsigned long long)p->samples);
+        for (unsigned c = 0; c < (unsigned)cfg->model.classes && c < 256; c++)
+            printf(" %llu", (unsigned long long)p->per_class[c]);
+        printf("\n");
+        if (p->raw_bytes > L->parts[L->central].raw_bytes)
+            L->central = r;
+    }
+    /* Centralizing moves every region's raw data except the largest one's. */
+    for (int r = 0; r < L->n_regions; r++)
+        if (r != L->central) {
+            L->raw_bytes += L->parts[r].raw_bytes;
+            L->raw_gzip_bytes += L->parts[r].gzip_bytes;
+        }
+    printf("copying the raw data to %s instead would move %.2f MB (%.2f MB gzipped)\n",
+           L->names[L->central], mb(L->raw_bytes), mb(L->raw_gzip_bytes));
+out:
+    gdml_idx_fini(&images);
+    gdml_idx_fini(&labels);
+    free(region_of);
+    return err;
+}
+
+/* Starts one program with `--config job.ini` and the given overrides. */
+static gdml_err start(launch *L, const char *program, const char *name, const char *log_file,
+                      bool pipe_stdout, const char *const *args, gdml_proc **out, gdml_errmsg *e)
+{
+    char path[PATH_MAX], log[PATH_MAX], logs[PATH_MAX];
+    char *argv[32];
+    size_t argc = 0;
+    gdml_err err = path_join(path, L->bin_dir, program, e);
+    if (!err)
+        err = path_join(logs, L->run_dir, "logs", e);
+    if (!err)
+        err = path_join(log, logs, log_file, e);
+    if (err)
+        return err;
+    argv[argc++] = path;
+    argv[argc++] = "--config";
+    argv[argc++] = L->job_ini;
+    for (; *args && argc < 31; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+    gdml_proc *p = &L->procs[L->n_procs];
+    if ((err = gdml_proc_start(p, name, argv, log, pipe_stdout, e)))
+        return err;
+    L->n_procs++;
+    *out = p;
+    return GDML_OK;
+}
+
+/* Shows the end of a failed child's log, and says which child failed. */
+static gdml_err child_failed(const gdml_proc *p, const char *when, gdml_errmsg *e)
+{
+    char tail[4096];
+    gdml_proc_log_tail(p, 10, tail, sizeof tail);
+    fflush(stdout);
+    fprintf(stderr, "gdml-launch: %s exited with status %d%s; the end of its log %s:\n%s", p->name,
+            p->status, when, p->log_path, tail);
+    return gdml_errmsg_set(e, GDML_ERR_IO, "%s exited with status %d%s; see %s", p->name, p->status,
+                           when, p->log_path);
+}
+
+/* Waits for a child to write its bound endpoint, or to fail trying. */
+static gdml_err await_endpoint(launch *L, gdml_proc *p, const char *file, char *endpoint,
+                               size_t cap, gdml_errmsg *e)
+{
+    int64_t deadline = gdml_now_ms() + STARTUP_TIMEOUT_MS;
+    while (gdml_now_ms() < deadline && !gdml_stop_requested()) {
+        FILE *f = fopen(file, "r");
+        if (f) {
+            bool ok = fgets(endpoint, (int)cap, f) != NULL;
+            fclose(f);
+            endpoint[strcspn(endpoint, "\n")] = '\0';
+            if (ok && *endpoint)
+                return GDML_OK;
+        }
+        gdml_proc *dead = gdml_procs_reap(L->procs, L->n_procs);
+        if (dead)
+            return child_failed(dead, " while starting", e);
+        usleep(20 * 1000);
+    }
+    return gdml_errmsg_set(e, GDML_ERR_TIMEOUT, "%s did not start listening within %d s", p->name,
+                           STARTUP_TIMEOUT_MS / 1000);
+}
+
+static gdml_err start_all(launch *L, gdml_errmsg *e)
+{
+    const gdml_config *cfg = L->cfg;
+    char ep_file[PATH_MAX], coord_ep[GDML_ENDPOINT_MAX], regions[16];
+    char eval_images[PATH_MAX], eval_labels[PATH_MAX];
+    snprintf(regions, sizeof regions, "%d", L->n_regions);
+    snprintf(eval_images, sizeof eval_images, "%s", cfg->launch.test_images);
+    snprintf(eval_labels, sizeof eval_labels, "%s", cfg->launch.test_labels);
+    gdml_proc *p;
+    gdml_err err = path_join(ep_file, L->run_dir, "coordinator.endpoint", e);
+    if (err)
+        return err;
+    const char *coord_args[] = {
+        "--listen",      "tcp://127.0.0.1:*", "--store", L->store_dir,    "--regions",
+        regions,         "--endpoint-file",   ep_file,   "--eval-images", eval_images,
+        "--eval-labels", eval_labels,         NULL};
+    if ((err = start(L, "gdml-coordinator", "coordinator", "coordinator.log", true, coord_args, &p,
+                     e)) ||
+        (err = await_endpoint(L, p, ep_file, coord_ep, sizeof coord_ep, e)))
+        return err;
+
+    char workers[16];
+    snprintf(workers, sizeof workers, "%lld", (long long)cfg->launch.workers);
+    for (int r = 0; r < L->n_regions; r++) {
+        const char *name = L->names[r];
+        char file[GDML_NAME_MAX + 32], server_ep[GDML_ENDPOINT_MAX], label[GDML_NAME_MAX + 16];
+        snprintf(file, sizeof file, "server-%s.endpoint", name);
+        if ((err = path_join(ep_file, L->run_dir, file, e)))
+            return err;
+        snprintf(file, sizeof file, "server-%s.log", name);
+        snprintf(label, sizeof label, "server %s", name);
+        const char *server_args[] = {"--name",          name,     "--listen",  "tcp://127.0.0.1:*",
+                                     "--coordinator",   coord_ep, "--workers", workers,
+                                     "--endpoint-file", ep_file,  NULL};
+        if ((err = start(L, "gdml-server", label, file, false, server_args, &p, e)) ||
+            (err = await_endpoint(L, p, ep_file, server_ep, sizeof server_ep, e)))
+            return err;
+
+        char images[PATH_MAX], labels[PATH_MAX], data[PATH_MAX], dir[PATH_MAX];
+        if ((err = path_join(data, L->run_dir, "data", e)) ||
+            (err = path_join(dir, data, name, e)) ||
+            (err = path_join(images, dir, "train-images-idx3-ubyte", e)) ||
+            (err = path_join(labels, dir, "train-labels-idx1-ubyte", e)))
+            return err;
+        for (int w = 0; w < cfg->launch.workers; w++) {
+            char wname[GDML_NAME_MAX], index[16], seed[32];
+            snprintf(wname, sizeof wname, "%.50s.w%d", name, w);
+            snprintf(index, sizeof index, "%d", w);
+            snprintf(seed, sizeof seed, "%lld",
+                     (long long)(cfg->launch.seed * 1000 + r * 64 + w) & LLONG_MAX);
+            snprintf(file, sizeof file, "worker-%s.log", wname);
+            snprintf(label, sizeof label, "worker %s", wname);
+            const char *worker_args[] = {"--name",
+                                         wname,
+                                         "--server",
+                                         server_ep,
+                                         "--images",
+                                         images,
+                                         "--labels",
+                                         labels,
+                                         "--shard-index",
+                                         index,
+                                         "--shard-count",
+                                         workers,
+                                         "--seed",
+                                         seed,
+                                         NULL};
+            if ((err = start(L, "gdml-worker", label, file, false, worker_args, &p, e)))
+                return err;
+        }
+    }
+    printf("started a coordinator, %d regional servers and %lld workers; logs in %s/logs\n",
+           L->n_regions, (long long)(L->n_regions * cfg->launch.workers), L->run_dir);
+    return GDML_OK;
+}
+
+/* One coordinator line: "round=.. version=.. accuracy=.. ..." or "done ...". */
+static void on_progress_line(launch *L, const char *line)
+{
+    progress *pg = &L->prog;
+    unsigned long long round, version, up, down;
+    double acc, loss, train_loss;
+    if (sscanf(line,
+               "round=%llu version=%llu accuracy=%lf loss=%lf train_loss=%lf wan_up=%llu "
+               "wan_down=%llu",
+               &round, &version, &acc, &loss, &train_loss, &up, &down) == 7) {
+        pg->version = version;
+        pg->accuracy = acc;
+        pg->loss = loss;
+        pg->wan_up = up;
+        pg->wan_down = down;
+        pg->versions_reported++;
+        printf("version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
+               "raw data %.2f MB (gzip %.2f MB)\n",
+               version, acc, mb(up + down), mb(up), mb(down), mb(L->raw_bytes),
+               mb(L->raw_gzip_bytes));
+        fflush(stdout);
+    } else if (sscanf(line, "done versions=%*u wan_up=%llu wan_down=%llu", &up, &down) == 2) {
+        pg->wan_up = up;
+        pg->wan_down = down;
+    }
+}
+
+/* Reads what the coordinator printed; returns read(2)'s result (0 at its end). */
+static ssize_t read_progress(launch *L, int fd)
+{
+    ssize_t n = read(fd, L->line + L->line_len, sizeof L->line - 1 - L->line_len);
+    if (n <= 0)
+        return n;
+    L->line_len += (size_t)n;
+    L->line[L->line_len] = '\0';
+    char *start = L->line, *nl;
+    while ((nl = strchr(start, '\n'))) {
+        *nl = '\0';
+        on_progress_line(L, start);
+        start = nl + 1;
+    }
+    L->line_len = strlen(start);
+    memmove(L->line, start, L->line_len + 1);
+    if (L->line_len == sizeof L->line - 1)
+        L->line_len = 0; /* a line this long is not ours; drop it */
+    return n;
+}
+
+/* Runs until the coordinator exits; any failing child stops the job. */
+static gdml_err supervise(launch *L, gdml_errmsg *e)
+{
+    gdml_proc *coord = &L->procs[0];
+    int fd = coord->stdout_fd;
+    for (;;) {
+        if (gdml_stop_requested())
+            return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (fd >= 0 && poll(&pfd, 1, 100) > 0) {
+            if (pfd.revents & POLLIN)
+                read_progress(L, fd);
+            else if (pfd.revents & (POLLHUP | POLLERR)) {
+                close(fd);
+                fd = coord->stdout_fd = -1;
+            }
+        } else if (fd < 0) {
+            usleep(100 * 1000);
+        }
+        gdml_proc *p;
+        while ((p = gdml_procs_reap(L->procs, L->n_procs))) {
+            if (p->status != 0)
+                return child_failed(p, "", e);
+            if (p == coord) {
+                /* It has exited, so reading its pipe to the end cannot block. */
+                while (fd >= 0 && read_progress(L, fd) > 0)
+                    ;
+                return GDML_OK;
+            }
+        }
+    }
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static gdml_err write_summary(launch *L, uint64_t versions, double wall, const char *path,
+                              gdml_errmsg *e)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    const gdml_config *cfg = L->cfg;
+    fprintf(f, "{\n  \"final_accuracy\": %.6f,\n  \"final_loss\": %.6f,\n", L->prog.accuracy,
+            L->prog.loss);
+    fprintf(f, "  \"wall_seconds\": %.3f,\n", wall);
+    fprintf(f, "  \"wan_bytes_up\": %llu,\n  \"wan_bytes_down\": %llu,\n",
+            (unsigned long long)L->prog.wan_up, (unsigned long long)L->prog.wan_down);
+    fprintf(f, "  \"raw_data_bytes\": %llu,\n  \"raw_data_gzip_bytes\": %llu,\n",
+            (unsigned long long)L->raw_bytes, (unsigned long long)L->raw_gzip_bytes);
+    fprintf(f, "  \"central_region\": ");
+    json_string(f, L->names[L->central]);
+    fprintf(f, ",\n  \"versions_stored\": %llu,\n  \"versions_reported\": %llu,\n",
+            (unsigned long long)versions, (unsigned long long)L->prog.versions_reported);
+    fprintf(f, "  \"regions\": %d,\n  \"workers\": %lld,\n", L->n_regions,
+            (long long)(L->n_regions * cfg->launch.workers));
+    fprintf(f, "  \"split\": ");
+    json_string(f, cfg->launch.split);
+    fprintf(f, ",\n  \"alpha\": %g,\n  \"seed\": %lld,\n", cfg->launch.alpha,
+            (long long)cfg->launch.seed);
+    fprintf(f, "  \"store\": ");
+    json_string(f, L->store_dir);
+    fprintf(f, ",\n  \"run_dir\": ");
+    json_string(f, L->run_dir);
+    fprintf(f, "\n}\n");
+    if (fclose(f) != 0)
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    return GDML_OK;
+}
+
+static gdml_err summarize(launch *L, gdml_errmsg *e)
+{
+    double wall = (double)(gdml_now_ms() - L->start_ms) / 1000.0;
+    gdml_store *store = NULL;
+    uint64_t versions = 0;
+    gdml_err err = gdml_store_open(L->store_dir, true, &store, e);
+    if (!err)
+        err = gdml_store_count(store, &versions);
+    gdml_store_close(&store);
+    if (err)
+        return err;
+    char path[PATH_MAX];
+    if ((err = path_join(path, L->run_dir, "summary.json", e)) ||
+        (err = write_summary(L, versions, wall, path, e)))
+        return err;
+    uint64_t wan = L->prog.wan_up + L->prog.wan_down;
+    printf("\ndone in %.1f s: test accuracy %.4f after %llu global versions\n", wall,
+           L->prog.accuracy, (unsigned long long)L->prog.version);
+    printf("cross-DC traffic %.2f MB (up %.2f, down %.2f); copying the raw data would move "
+           "%.2f MB (%.2f MB gzipped): %.1fx (%.1fx gzipped) of what training moved\n",
+           mb(wan), mb(L->prog.wan_up), mb(L->prog.wan_down), mb(L->raw_bytes),
+           mb(L->raw_gzip_bytes), wan ? (double)L->raw_bytes / (double)wan : 0.0,
+           wan ? (double)L->raw_gzip_bytes / (double)wan : 0.0);
+    printf("model versions: %llu in %s (list them: %s/gdml-models list --store %s)\n",
+           (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
+    printf("summary: %s\n", path);
+    return GDML_OK;
+}
+
+gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
+{
+    launch *L = calloc(1, sizeof *L);
+    if (!L)
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
+    L->cfg = cfg;
+    L->start_ms = gdml_now_ms();
+    L->prog.accuracy = L->prog.loss = NAN;
+    gdml_err err =
+        gdml_config_split_names(cfg->launch.regions, L->names, MAX_REGIONS, &L->n_regions, e);
+    if (!err)
+        err = find_bin_dir(L, e);
+    if (!err)
+        err = make_run_dir(L, e);
+    if (err)
+        goto out;
+    printf("gdml-launch: run directory %s\n", L->run_dir);
+    if ((err = gdml_config_write(cfg, L->job_ini, e)) || (err = split_data(L, e)))
+        goto out;
+    fflush(stdout);
+    if (!(err = start_all(L, e)) && !(err = supervise(L, e))) {
+        if (!gdml_procs_wait_all(L->procs, L->n_procs, SHUTDOWN_TIMEOUT_MS)) {
+            err = gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
+                                  "some processes did not exit within %d s of the end of "
+                                  "training; see %s/logs",
+                                  SHUTDOWN_TIMEOUT_MS / 1000, L->run_dir);
+        } else {
+            for (size_t i = 0; i < L->n_procs && !err; i++)
+                if (L->procs[i].status != 0)
+                    err = child_failed(&L->procs[i], "", e);
+        }
+        if (!err)
+            err = summarize(L, e);
+    }
+out:
+    gdml_procs_stop_all(L->procs, L->n_procs, 3000);
+    if (L->n_procs && L->procs[0].stdout_fd >= 0)
+        close(L->procs[0].stdout_fd);
+    free(L);
+    return err;
+}

@@ -1,0 +1,222 @@
+/*
+ * models_tool.c - gdml-models: the operator's view of the model store.
+ *
+ *   gdml-models list   --store DIR            one line per stored version
+ *   gdml-models show   --store DIR VERSION    one version's metadata as JSON
+ *   gdml-models export --store DIR VERSION FILE.npy
+ *   gdml-models eval   --store DIR VERSION [--eval-images F --eval-labels F]
+ *
+ * VERSION is a number or "latest". export writes a NumPy .npy file of
+ * float32: for softmax, shape (inputs + 1, classes), the last row being the
+ * bias, so that `x @ W[:-1] + W[-1]` gives the logits.
+ */
+#include "config.h"
+#include "dataset.h"
+#include "log.h"
+#include "model.h"
+#include "store.h"
+#include "util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const sections[] = {"coordinator", "log", NULL};
+
+static const gdml_program program = {
+    .name = "gdml-models",
+    .summary = "Lists, shows, exports (.npy) and evaluates the model versions in a store.",
+    .usage = "list | show VERSION | export VERSION FILE.npy | eval VERSION  --store DIR",
+    .sections = sections,
+};
+
+static void format_time(int64_t ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int print_row(const gdml_version_meta *m, void *user)
+{
+    (void)user;
+    char when[32];
+    format_time(m->time_ms, when, sizeof when);
+    printf("%7llu  %s  %8.4f  %8.4f  %12llu  %12llu ", (unsigned long long)m->version, when,
+           m->accuracy, m->loss, (unsigned long long)m->bytes_received,
+           (unsigned long long)m->bytes_sent);
+    for (uint32_t i = 0; i < m->n_regions; i++)
+        printf(" %s#%llu", m->regions[i].name, (unsigned long long)m->regions[i].seq);
+    printf("\n");
+    return 0;
+}
+
+static gdml_err parse_version(gdml_store *s, const char *text, uint64_t *v, gdml_errmsg *e)
+{
+    if (strcmp(text, "latest") == 0) {
+        gdml_err err = gdml_store_head(s, v);
+        return err ? gdml_errmsg_set(e, err, "the store holds no versions yet") : GDML_OK;
+    }
+    if (!gdml_parse_u64(text, v))
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "'%s' is not a version; give a number or "
+                               "'latest'",
+                               text);
+    return GDML_OK;
+}
+
+static void print_json_meta(const gdml_version_meta *m, const char *layout)
+{
+    char when[32];
+    format_time(m->time_ms, when, sizeof when);
+    printf("{\n  \"version\": %llu,\n  \"round\": %llu,\n  \"time\": \"%s\",\n",
+           (unsigned long long)m->version, (unsigned long long)m->round, when);
+    printf("  \"layout\": \"%s\",\n", layout);
+    if (isfinite(m->accuracy))
+        printf("  \"accuracy\": %.6f,\n  \"loss\": %.6f,\n", m->accuracy, m->loss);
+    printf("  \"bytes_received\": %llu,\n  \"bytes_sent\": %llu,\n  \"regions\": [",
+           (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent);
+    for (uint32_t i = 0; i < m->n_regions; i++)
+        printf("%s\n    {\"name\": \"%s\", \"seq\": %llu, \"samples\": %llu}", i ? "," : "",
+               m->regions[i].name, (unsigned long long)m->regions[i].seq,
+               (unsigned long long)m->regions[i].samples);
+    printf("\n  ]\n}\n");
+}
+
+/* NumPy .npy, format 1.0: magic, header length, a dict padded to 64 bytes, data. */
+static gdml_err write_npy(const char *path, const float *data, size_t rows, size_t cols,
+                          gdml_errmsg *e)
+{
+    char dict[128];
+    int n = cols ? snprintf(dict, sizeof dict,
+                            "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows,
+                            cols)
+                 : snprintf(dict, sizeof dict,
+                            "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu,), }", rows);
+    size_t header = 10 + (size_t)n + 1;
+    size_t pad = (64 - header % 64) % 64;
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    size_t hlen = (size_t)n + pad + 1;
+    pre[8] = (unsigned char)(hlen & 0xff);
+    pre[9] = (unsigned char)(hlen >> 8);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    size_t count = rows * (cols ? cols : 1);
+    bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)n, f) == (size_t)n;
+    for (size_t i = 0; ok && i < pad; i++)
+        ok = fputc(' ', f) != EOF;
+    ok = ok && fputc('\n', f) != EOF && fwrite(data, sizeof(float), count, f) == count;
+    ok = (fclose(f) == 0) && ok;
+    return ok ? GDML_OK
+              : gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+}
+
+static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *pos, int n_pos,
+                    gdml_errmsg *e)
+{
+    const char *cmd = argv[pos[0]];
+    gdml_store *s = NULL;
+    float *params = NULL;
+    gdml_dataset test = {0};
+    gdml_err err = gdml_store_open(cfg->coordinator.store, true, &s, e);
+    if (err)
+        return err;
+    uint64_t v = 0;
+    char layout_text[GDML_LAYOUT_MAX];
+    size_t n = 0;
+    gdml_layout layout;
+    gdml_version_meta meta;
+    bool needs_version = strcmp(cmd, "list") != 0;
+    int want = strcmp(cmd, "export") == 0 ? 3 : needs_version ? 2 : 1;
+    if (n_pos != want) {
+        err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                              "'%s' takes %d argument%s; run 'gdml-models "
+                              "--help'",
+                              cmd, want - 1, want == 2 ? "" : "s");
+        goto out;
+    }
+    if (needs_version && (err = parse_version(s, argv[pos[1]], &v, e)))
+        goto out;
+    if (strcmp(cmd, "list") == 0) {
+        printf("%7s  %-20s  %8s  %8s  %12s  %12s  %s\n", "version", "time", "accuracy", "loss",
+               "bytes_in", "bytes_out", "regions#seq");
+        err = gdml_store_each(s, print_row, NULL, e);
+    } else if (strcmp(cmd, "show") == 0) {
+        if (!(err = gdml_store_meta(s, v, &meta, e)) &&
+            !(err = gdml_store_params(s, v, layout_text, &params, &n, e)))
+            print_json_meta(&meta, layout_text);
+    } else if (strcmp(cmd, "export") == 0 || strcmp(cmd, "eval") == 0) {
+        if ((err = gdml_store_params(s, v, layout_text, &params, &n, e)) ||
+            (err = gdml_layout_parse(layout_text, &layout, e)))
+            goto out;
+        if (strcmp(cmd, "export") == 0) {
+            bool matrix = strcmp(layout.kind, "softmax") == 0;
+            err = write_npy(argv[pos[2]], params, matrix ? layout.inputs + 1u : n,
+                            matrix ? layout.classes : 0, e);
+            if (!err)
+                printf("version %llu (%s) written to %s\n", (unsigned long long)v, layout_text,
+                       argv[pos[2]]);
+            goto out;
+        }
+        const char *images =
+            *cfg->coordinator.eval_images ? cfg->coordinator.eval_images : cfg->launch.test_images;
+        const char *labels =
+            *cfg->coordinator.eval_labels ? cfg->coordinator.eval_labels : cfg->launch.test_labels;
+        double acc, loss;
+        if ((err = gdml_dataset_load_idx(images, labels, 0, 1, &test, e)))
+            goto out;
+        if (test.dim != layout.inputs) {
+            err = gdml_errmsg_set(e, GDML_ERR_INVALID, "'%s' has %zu inputs; the model takes %u",
+                                  images, test.dim, layout.inputs);
+            goto out;
+        }
+        if (!(err = gdml_model_evaluate(&layout, params, test.x, test.y, test.n, &acc, &loss)))
+            printf("version %llu: accuracy %.4f, loss %.4f on %zu samples of %s\n",
+                   (unsigned long long)v, acc, loss, test.n, images);
+        else
+            gdml_errmsg_set(e, err, "cannot evaluate version %llu", (unsigned long long)v);
+    } else {
+        err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                              "unknown command '%s'; use list, show, export "
+                              "or eval",
+                              cmd);
+    }
+out:
+    (void)argc;
+    gdml_dataset_fini(&test);
+    free(params);
+    gdml_store_close(&s);
+    return err;
+}
+
+int main(int argc, char **argv)
+{
+    gdml_config cfg;
+    gdml_config_defaults(&cfg);
+    gdml_errmsg e = {{0}};
+    int pos[4], n_pos = 0;
+    bool exit_now = false;
+    if (gdml_cli_parse(&program, argc, argv, &cfg, pos, 4, &n_pos, &exit_now, &e)) {
+        fprintf(stderr, "gdml-models: %s\n", e.text);
+        return 2;
+    }
+    if (exit_now)
+        return 0;
+    if (n_pos == 0) {
+        fprintf(stderr, "gdml-models: give a command: list, show, export or eval; run "
+                        "'gdml-models --help'\n");
+        return 2;
+    }
+    gdml_log_init("models", (gdml_log_level)gdml_config_log_level(&cfg));
+    gdml_err err = run(&cfg, argc, argv, pos, n_pos, &e);
+    if (err) {
+        fprintf(stderr, "gdml-models: %s\n", e.text);
+        return err == GDML_ERR_CONFIG || err == GDML_ERR_INVALID ? 2 : 1;
+    }
+    return 0;
+}

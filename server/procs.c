@@ -1,0 +1,146 @@
+/* procs.c - child processes of a local job: start, reap, stop, show their logs. */
+#include "procs.h"
+
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], const char *log_path,
+                         bool pipe_stdout, gdml_errmsg *e)
+{
+    memset(p, 0, sizeof *p);
+    p->stdout_fd = -1;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->log_path, sizeof p->log_path, "%s", log_path);
+    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0)
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot open log '%s': %s", log_path,
+                               strerror(errno));
+    int out[2] = {-1, -1};
+    if (pipe_stdout && (pipe(out) != 0 || fcntl(out[0], F_SETFD, FD_CLOEXEC) != 0)) {
+        close(log);
+        return gdml_errmsg_set(e, GDML_ERR_IO, "pipe: %s", strerror(errno));
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        close(log);
+        if (pipe_stdout) {
+            close(out[0]);
+            close(out[1]);
+        }
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot start %s: %s", name, strerror(err));
+    }
+    if (pid == 0) {
+        dup2(pipe_stdout ? out[1] : log, STDOUT_FILENO);
+        dup2(log, STDERR_FILENO);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDIN_FILENO);
+        /* The launcher handles SIGINT for the whole job and stops children itself. */
+        signal(SIGINT, SIG_IGN);
+        execv(argv[0], argv);
+        dprintf(STDERR_FILENO, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(log);
+    if (pipe_stdout) {
+        close(out[1]);
+        p->stdout_fd = out[0];
+    }
+    p->pid = pid;
+    return GDML_OK;
+}
+
+static void record_exit(gdml_proc *p, int status)
+{
+    p->exited = true;
+    p->pid = 0;
+    p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+gdml_proc *gdml_procs_reap(gdml_proc *procs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int status;
+        if (procs[i].pid > 0 && waitpid(procs[i].pid, &status, WNOHANG) == procs[i].pid) {
+            record_exit(&procs[i], status);
+            return &procs[i];
+        }
+    }
+    return NULL;
+}
+
+bool gdml_procs_wait_all(gdml_proc *procs, size_t n, int timeout_ms)
+{
+    int64_t deadline = gdml_now_ms() + timeout_ms;
+    for (;;) {
+        while (gdml_procs_reap(procs, n))
+            ;
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            all = all && procs[i].pid == 0;
+        if (all)
+            return true;
+        if (gdml_now_ms() >= deadline)
+            return false;
+        usleep(10 * 1000);
+    }
+}
+
+void gdml_procs_stop_all(gdml_proc *procs, size_t n, int grace_ms)
+{
+    for (size_t i = 0; i < n; i++)
+        if (procs[i].pid > 0)
+            kill(procs[i].pid, SIGTERM);
+    if (gdml_procs_wait_all(procs, n, grace_ms))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (procs[i].pid > 0) {
+            int status;
+            kill(procs[i].pid, SIGKILL);
+            if (waitpid(procs[i].pid, &status, 0) == procs[i].pid)
+                record_exit(&procs[i], status);
+        }
+}
+
+void gdml_proc_log_tail(const gdml_proc *p, int lines, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(p->log_path, "r");
+    if (!f)
+        return;
+    char tail[8192];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long start = size > (long)sizeof tail - 1 ? size - (long)sizeof tail + 1 : 0;
+    fseek(f, start, SEEK_SET);
+    size_t len = fread(tail, 1, sizeof tail - 1, f);
+    fclose(f);
+    tail[len] = '\0';
+    while (len && tail[len - 1] == '\n')
+        tail[--len] = '\0';
+    const char *from = tail;
+    int seen = 0;
+    for (size_t i = len; i > 0; i--)
+        if (tail[i - 1] == '\n' && ++seen == lines) {
+            from = tail + i;
+            break;
+        }
+    size_t used = 0;
+    for (const char *line = from; *line && used + 1 < cap;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        int w = snprintf(buf + used, cap - used, "    %.*s\n", (int)n, line);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+        line += n + (end ? 1 : 0);
+    }
+}

@@ -1,4 +1,5 @@
 /* support.c - temporary directories, program paths and process runners for tests. */
+#define _GNU_SOURCE /* asprintf, nftw */
 #include "support.h"
 
 #include <criterion/criterion.h>

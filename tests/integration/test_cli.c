@@ -1,0 +1,178 @@
+/*
+ * test_cli.c - the real programs' command lines: --help and --version, bad
+ * configuration refused with file, line and key, flags overriding files,
+ * and the split and models tools on real data.
+ */
+#include "../support.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const programs[] = {"gdml-coordinator", "gdml-server", "gdml-worker",
+                                       "gdml-split",       "gdml-models", "gdml-launch"};
+
+Test(cli, help_and_version_for_every_program)
+{
+    for (size_t i = 0; i < sizeof programs / sizeof *programs; i++) {
+        char *path = gdml_test_program(programs[i]);
+        char *out = NULL;
+        int rc = gdml_test_run((char *[]){path, "--help", NULL}, 10, &out);
+        cr_assert_eq(rc, 0, "%s --help exited %d:\n%s", programs[i], rc, out);
+        cr_assert(strstr(out, "Usage:"), "%s --help has no usage line:\n%s", programs[i], out);
+        cr_assert(strstr(out, "--config"), "%s --help does not mention --config", programs[i]);
+        free(out);
+        rc = gdml_test_run((char *[]){path, "--version", NULL}, 10, &out);
+        cr_assert_eq(rc, 0);
+        cr_assert(strstr(out, programs[i]) && strstr(out, "0."), "%s --version printed: %s",
+                  programs[i], out);
+        free(out);
+        free(path);
+    }
+}
+
+Test(cli, bad_value_in_file_names_file_line_key_and_range)
+{
+    char *dir = gdml_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/bad.ini", dir);
+    gdml_test_write_file(ini, "; a region\n[server]\nname = us-east\nsync_every = ten\n");
+    char *path = gdml_test_program("gdml-server");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "--config", ini, NULL}, 10, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_assert(strstr(out, "bad.ini:4"), "no file:line in: %s", out);
+    cr_assert(strstr(out, "sync_every"), "no key in: %s", out);
+    cr_assert(strstr(out, "1..1000000"), "no allowed range in: %s", out);
+    free(out);
+    free(path);
+    gdml_test_rmtree(dir);
+}
+
+Test(cli, unknown_key_is_refused_not_ignored)
+{
+    char *dir = gdml_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/typo.ini", dir);
+    gdml_test_write_file(ini, "[coordinator]\nrounds = 3\nregoins = 2\n");
+    char *path = gdml_test_program("gdml-coordinator");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "--config", ini, NULL}, 10, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_assert(strstr(out, "typo.ini:3") && strstr(out, "regoins"), "got: %s", out);
+    free(out);
+    free(path);
+    gdml_test_rmtree(dir);
+}
+
+Test(cli, bad_flag_value_and_unknown_flag)
+{
+    char *path = gdml_test_program("gdml-coordinator");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "--rounds", "0", NULL}, 10, &out);
+    cr_assert_eq(rc, 2);
+    cr_assert(strstr(out, "--rounds") && strstr(out, "rounds"), "got: %s", out);
+    free(out);
+    rc = gdml_test_run((char *[]){path, "--no-such-flag", "1", NULL}, 10, &out);
+    cr_assert_eq(rc, 2);
+    cr_assert(strstr(out, "--no-such-flag") && strstr(out, "--help"), "got: %s", out);
+    free(out);
+    free(path);
+}
+
+Test(cli, worker_requires_its_data_and_says_so)
+{
+    char *path = gdml_test_program("gdml-worker");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "--name", "w0", NULL}, 10, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_assert(strstr(out, "images"), "got: %s", out);
+    free(out);
+    free(path);
+}
+
+Test(cli, worker_reports_missing_data_file)
+{
+    char *path = gdml_test_program("gdml-worker");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "--name", "w0", "--images", "/nonexistent/images",
+                                      "--labels", "/nonexistent/labels", NULL},
+                           10, &out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_assert(strstr(out, "/nonexistent/images"), "got: %s", out);
+    free(out);
+    free(path);
+}
+
+Test(cli, flag_overrides_file_value)
+{
+    /* The file sets an endpoint that cannot be bound; the flag replaces it, so the
+     * coordinator starts, writes its endpoint file, and then times out quickly. */
+    char *dir = gdml_test_tmpdir();
+    char ini[4096], store[4096], ep[4096];
+    snprintf(ini, sizeof ini, "%s/c.ini", dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    snprintf(ep, sizeof ep, "%s/ep", dir);
+    gdml_test_write_file(ini, "[coordinator]\nlisten = tcp://192.0.2.1:1\ntimeout_ms = 300\n");
+    char *path = gdml_test_program("gdml-coordinator");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "--listen", "tcp://127.0.0.1:*", "--config", ini,
+                                      "--store", store, "--endpoint-file", ep, NULL},
+                           20, &out);
+    cr_assert_eq(rc, 3, "expected the timeout status 3, got %d:\n%s", rc, out);
+    cr_assert(strstr(out, "only 0 of 3 regions joined"), "got: %s", out);
+    char *endpoint = gdml_test_read_file(ep);
+    cr_assert(endpoint && strncmp(endpoint, "tcp://127.0.0.1:", 16) == 0, "endpoint: %s", endpoint);
+    free(endpoint);
+    free(out);
+    free(path);
+    gdml_test_rmtree(dir);
+}
+
+Test(cli, models_tool_on_missing_store)
+{
+    char *dir = gdml_test_tmpdir();
+    char store[4096];
+    snprintf(store, sizeof store, "%s/none", dir);
+    char *path = gdml_test_program("gdml-models");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "list", "--store", store, NULL}, 10, &out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_assert(strstr(out, store), "error does not name the store: %s", out);
+    free(out);
+    free(path);
+    gdml_test_rmtree(dir);
+}
+
+Test(cli, split_tool_writes_each_region)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char *path = gdml_test_program("gdml-split");
+    char *out = NULL;
+    char images[512], labels[512];
+    snprintf(images, sizeof images, "%s", gdml_test_fashion("t10k-images-idx3-ubyte.gz"));
+    snprintf(labels, sizeof labels, "%s", gdml_test_fashion("t10k-labels-idx1-ubyte.gz"));
+    int rc = gdml_test_run((char *[]){path, dir, "--regions", "a,b", "--alpha", "0.3",
+                                      "--train-images", images, "--train-labels", labels, NULL},
+                           60, &out);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    unsigned long long total = 0, samples;
+    for (const char *line = out; (line = strchr(line, '\n')); line++) {
+        char name[64];
+        if (sscanf(line + 1, "%63s %llu", name, &samples) == 2 &&
+            (strcmp(name, "a") == 0 || strcmp(name, "b") == 0))
+            total += samples;
+    }
+    cr_assert_eq(total, 10000, "regions hold %llu samples, not 10000:\n%s", total, out);
+    char file[4200];
+    snprintf(file, sizeof file, "%s/a/train-labels-idx1-ubyte", dir);
+    char *content = gdml_test_read_file(file);
+    cr_assert_not_null(content, "%s was not written", file);
+    free(content);
+    free(out);
+    free(path);
+    gdml_test_rmtree(dir);
+}

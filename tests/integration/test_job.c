@@ -1,0 +1,173 @@
+/*
+ * test_job.c - whole jobs through gdml-launch on real Fashion-MNIST: two
+ * short runs at once (so ports and directories must not collide) whose global
+ * models beat a threshold, a store that holds every version a run reported,
+ * the models tool on that store, and a job whose coordinator fails at start.
+ */
+#include "../support.h"
+
+#include "store.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static double json_number(const char *json, const char *key)
+{
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    const char *at = strstr(json, pattern);
+    cr_assert_not_null(at, "summary.json has no \"%s\":\n%s", key, json);
+    return strtod(at + strlen(pattern), NULL);
+}
+
+static int count_lines_starting(const char *text, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (strncmp(line, prefix, len) == 0)
+            n++;
+    return n;
+}
+
+static pid_t launch(const char *run_dir, const char *rounds, const char *log)
+{
+    char *path = gdml_test_program("gdml-launch");
+    char *ini = gdml_test_source_path("config/local-job.ini");
+    char set_rounds[64], set_h[64];
+    snprintf(set_rounds, sizeof set_rounds, "coordinator.rounds=%s", rounds);
+    snprintf(set_h, sizeof set_h, "server.sync_every=%d", 40);
+    pid_t pid = gdml_test_spawn((char *[]){path, "--config", ini, "--run-dir", (char *)run_dir,
+                                           "--set", set_rounds, "--set", set_h, NULL},
+                                log);
+    free(path);
+    free(ini);
+    return pid;
+}
+
+static void check_run(const char *run_dir, const char *log_path, int rounds)
+{
+    char *out = gdml_test_read_file(log_path);
+    cr_assert_not_null(out);
+    int reported = count_lines_starting(out, "version ");
+    cr_assert_eq(reported, rounds, "the launcher printed %d version lines, not %d:\n%s", reported,
+                 rounds, out);
+    /* Its last line names summary.json. */
+    char summary_path[4200];
+    snprintf(summary_path, sizeof summary_path, "%s/summary.json", run_dir);
+    char last[4400];
+    snprintf(last, sizeof last, "summary: %s\n", summary_path);
+    size_t n = strlen(out), m = strlen(last);
+    cr_assert(n >= m && strcmp(out + n - m, last) == 0, "last line is not '%s':\n%s", last, out);
+
+    char *json = gdml_test_read_file(summary_path);
+    cr_assert_not_null(json, "no %s", summary_path);
+    double acc = json_number(json, "final_accuracy");
+    cr_assert(acc >= 0.75, "final accuracy %.4f is below 0.75 after %d rounds", acc, rounds);
+    cr_assert_eq(json_number(json, "versions_stored"), rounds);
+    cr_assert_eq(json_number(json, "regions"), 3);
+    cr_assert_eq(json_number(json, "workers"), 6);
+    double up = json_number(json, "wan_bytes_up"), down = json_number(json, "wan_bytes_down");
+    /* Each round moves at least one dense delta per region up and one model down. */
+    double model_bytes = 7850.0 * 4;
+    cr_assert(up >= 3 * rounds * model_bytes && down >= 3 * rounds * model_bytes,
+              "WAN bytes up %.0f down %.0f are less than the deltas and models sent", up, down);
+    cr_assert(json_number(json, "raw_data_gzip_bytes") > 0);
+    cr_assert(json_number(json, "raw_data_bytes") > json_number(json, "raw_data_gzip_bytes"));
+    cr_assert(json_number(json, "wall_seconds") > 0);
+
+    /* The store holds every version the run reported, 1..rounds, each whole. */
+    char store_dir[4200];
+    snprintf(store_dir, sizeof store_dir, "%s/store", run_dir);
+    gdml_store *s;
+    cr_assert_eq(gdml_store_open(store_dir, true, &s, NULL), GDML_OK);
+    for (uint64_t v = 1; v <= (uint64_t)rounds; v++) {
+        gdml_version_meta meta;
+        cr_assert_eq(gdml_store_meta(s, v, &meta, NULL), GDML_OK, "version %llu is missing",
+                     (unsigned long long)v);
+        cr_assert_eq(meta.n_regions, 3);
+        cr_assert(isfinite(meta.accuracy));
+    }
+    gdml_version_meta last_meta;
+    cr_assert_eq(gdml_store_meta(s, (uint64_t)rounds, &last_meta, NULL), GDML_OK);
+    cr_assert_float_eq(last_meta.accuracy, acc, 1e-4);
+    gdml_store_close(&s);
+    free(json);
+    free(out);
+}
+
+Test(job, two_runs_at_once_train_and_store_every_version, .timeout = 300)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char run_a[4200], run_b[4200], log_a[4200], log_b[4200];
+    snprintf(run_a, sizeof run_a, "%s/a", dir);
+    snprintf(run_b, sizeof run_b, "%s/b", dir);
+    snprintf(log_a, sizeof log_a, "%s/a.out", dir);
+    snprintf(log_b, sizeof log_b, "%s/b.out", dir);
+    pid_t a = launch(run_a, "8", log_a);
+    pid_t b = launch(run_b, "6", log_b);
+    int rc_a = gdml_test_wait(a, 240), rc_b = gdml_test_wait(b, 240);
+    char *out = gdml_test_read_file(log_a);
+    cr_assert_eq(rc_a, 0, "run a exited %d:\n%s", rc_a, out);
+    free(out);
+    out = gdml_test_read_file(log_b);
+    cr_assert_eq(rc_b, 0, "run b exited %d:\n%s", rc_b, out);
+    free(out);
+    check_run(run_a, log_a, 8);
+    check_run(run_b, log_b, 6);
+
+    /* The models tool lists, evaluates and exports what the run stored. */
+    char store[8400], npy[8400];
+    snprintf(store, sizeof store, "%s/store", run_a);
+    snprintf(npy, sizeof npy, "%s/model.npy", dir);
+    char *models = gdml_test_program("gdml-models");
+    int rc = gdml_test_run((char *[]){models, "list", "--store", store, NULL}, 30, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(count_lines_starting(out, "      "), 8, "list shows not 8 versions:\n%s", out);
+    free(out);
+    rc = gdml_test_run((char *[]){models, "eval", "latest", "--store", store, NULL}, 60, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "version 8: accuracy 0."), "got: %s", out);
+    free(out);
+    rc = gdml_test_run((char *[]){models, "export", "3", npy, "--store", store, NULL}, 30, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    struct stat st;
+    cr_assert_eq(stat(npy, &st), 0);
+    cr_assert_eq(st.st_size, 128 + 785 * 10 * 4, "npy size %lld", (long long)st.st_size);
+    free(out);
+    rc = gdml_test_run((char *[]){models, "show", "99", "--store", store, NULL}, 30, &out);
+    cr_assert_neq(rc, 0, "showing a missing version should fail:\n%s", out);
+    free(out);
+    free(models);
+    gdml_test_rmtree(dir);
+}
+
+Test(job, a_process_that_fails_stops_the_job_with_its_log, .timeout = 120)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char run[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    char *path = gdml_test_program("gdml-launch");
+    char *ini = gdml_test_source_path("config/local-job.ini");
+    char *out = NULL;
+    /* A model too narrow for the data: the coordinator refuses its eval set. */
+    int rc = gdml_test_run(
+        (char *[]){path, "--config", ini, "--run-dir", run, "--set", "model.inputs=100", NULL}, 90,
+        &out);
+    cr_assert_eq(rc, 1, "launcher exited %d:\n%s", rc, out);
+    cr_assert(strstr(out, "coordinator exited with status 2"), "got:\n%s", out);
+    cr_assert(strstr(out, "784 inputs"), "the coordinator's reason is not shown:\n%s", out);
+    free(out);
+    free(path);
+    free(ini);
+    gdml_test_rmtree(dir);
+}

@@ -1,0 +1,67 @@
+/* program.c - the shared main() of gdml-coordinator, gdml-server and gdml-worker. */
+#include "program.h"
+
+#include "log.h"
+#include "tensor.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Exit statuses, documented in docs/operations.md. */
+enum { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_SIGNAL = 130 };
+
+static const char *log_name(const gdml_program *p, const gdml_config *cfg)
+{
+    static char name[128];
+    const char *who = "";
+    if (strcmp(p->name, "gdml-server") == 0)
+        who = cfg->server.name;
+    else if (strcmp(p->name, "gdml-worker") == 0)
+        who = cfg->worker.name;
+    snprintf(name, sizeof name, "%s%s%s", p->name + 5 /* drop "gdml-" */, *who ? " " : "", who);
+    return name;
+}
+
+int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run)
+{
+    gdml_config cfg;
+    gdml_config_defaults(&cfg);
+    gdml_errmsg e = {{0}};
+    int positional[1];
+    int n_positional = 0;
+    bool exit_now = false;
+    if (gdml_cli_parse(p, argc, argv, &cfg, positional, 1, &n_positional, &exit_now, &e)) {
+        fprintf(stderr, "%s: %s\n", p->name, e.text);
+        return EXIT_USAGE;
+    }
+    if (exit_now)
+        return EXIT_DONE;
+    if (n_positional > 0) {
+        fprintf(stderr, "%s: unexpected argument '%s'; run '%s --help' for the options\n", p->name,
+                argv[positional[0]], p->name);
+        return EXIT_USAGE;
+    }
+    gdml_log_init(log_name(p, &cfg), (gdml_log_level)gdml_config_log_level(&cfg));
+    gdml_signals_install();
+    /* Several gdml processes share a machine's cores; each computes on one. */
+    gdml_tensor_set_threads(1);
+
+    gdml_err err = run(&cfg, &e);
+    switch (err) {
+    case GDML_OK:
+        return EXIT_DONE;
+    case GDML_ERR_INTERRUPTED:
+        gdml_warn("stopped by a signal");
+        return EXIT_SIGNAL;
+    case GDML_ERR_CONFIG:
+        gdml_error("%s", e.text);
+        return EXIT_USAGE;
+    case GDML_ERR_TIMEOUT:
+        gdml_error("%s", e.text);
+        return EXIT_TIMEOUT;
+    default:
+        gdml_error("%s", e.text[0] ? e.text : gdml_strerror(err));
+        return EXIT_FAILED;
+    }
+}

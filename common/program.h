@@ -1,0 +1,18 @@
+/*
+ * program.h - the main() shared by gdml's long-running programs: parse the
+ * command line, set up logging, signals and BLAS threads, run, and turn the
+ * result into an exit status (0 done, 1 failed, 2 bad usage or config,
+ * 3 timed out, 130 stopped by a signal).
+ */
+#ifndef GDML_PROGRAM_H
+#define GDML_PROGRAM_H
+
+#include "config.h"
+#include "err.h"
+
+typedef gdml_err (*gdml_run_fn)(const gdml_config *cfg, gdml_errmsg *e);
+
+/* Parses argv for program p and calls run; returns the exit status. */
+int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run);
+
+#endif

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# tests/run.sh - the test command (README's second quick-start command and
+# .ci/run): installs what is missing, builds with warnings as errors, runs
+# every unit and integration test, and prints one closing line of counts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash docker/install-deps.sh
+build=${GDML_TEST_BUILD_DIR:-build-tests}
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" --buildtype=debugoptimized -Dwerror=true >/dev/null
+fi
+meson compile -C "$build"
+status=0
+meson test -C "$build" --print-errorlogs --num-processes 2 "$@" || status=$?
+
+# One closing line counting individual Criterion tests (TAP subtests).
+python3 - "$build/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    subs = [l for l in t.get("stdo", "").splitlines() if l.startswith(("ok ", "not ok "))]
+    if not subs:
+        ok = t["result"] in ("OK", "EXPECTEDFAIL")
+        passed += ok; skipped += t["result"] == "SKIP"; failed += not ok and t["result"] != "SKIP"
+        continue
+    for l in subs:
+        if "# SKIP" in l: skipped += 1
+        elif l.startswith("ok "): passed += 1
+        else: failed += 1
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status

@@ -118,6 +118,8 @@ static const key_def keys[] = {
     INT(server, workers, "2", 1, 1024, "--workers", "workers that must join before training"),
     INT(server, sync_every, "50", 1, 1000000, "--sync-every", "local steps between syncs"),
     REAL(server, learning_rate, "0.1", 0, 100, "--learning-rate", "SGD step size"),
+    REAL(server, lr_decay, "1", 0, 1, "--lr-decay",
+         "learning rate factor per global version: rate = learning_rate * lr_decay^version"),
     INT(server, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
         "how long to wait for a worker or the coordinator, in ms"),
     STR(server, endpoint_file, "", "--endpoint-file", "PATH",

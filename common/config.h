@@ -33,6 +33,7 @@
  *   server.workers          int    2        1..1024                      --workers
  *   server.sync_every       int    50       1..1000000  (H local steps)  --sync-every
  *   server.learning_rate    real   0.1      (0, 100]                     --learning-rate
+ *   server.lr_decay         real   1        (0, 1]  (rate *= this per global version) --lr-decay
  *   server.timeout_ms       int    60000    100..86400000                --timeout-ms
  *   server.endpoint_file    string ""                                    --endpoint-file
  *   worker.name             string ""  required, as server.name          --name
@@ -87,7 +88,7 @@ typedef struct gdml_config {
         char name[GDML_NAME_MAX];
         char listen[GDML_ENDPOINT_MAX], coordinator[GDML_ENDPOINT_MAX];
         int64_t workers, sync_every, timeout_ms;
-        double learning_rate;
+        double learning_rate, lr_decay;
         char endpoint_file[GDML_PATH_MAX];
     } server;
     struct {

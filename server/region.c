@@ -27,6 +27,7 @@
 #include "transport.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,7 +212,10 @@ static gdml_err send_delta(region *r, gdml_errmsg *e)
 /* All gradients of a step are in: average, apply, and move on. */
 static gdml_err finish_step(region *r, gdml_errmsg *e)
 {
-    float lr = (float)r->cfg->server.learning_rate;
+    /* Non-IID regions drift apart at a constant rate; decaying it per global
+     * version lets the merged model settle (as FedAvg's convergence needs). */
+    float lr =
+        (float)(r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version));
     gdml_saxpy(r->n_params, -lr / (float)r->batch_sum, r->grad_sum, r->params);
     gdml_szero(r->n_params, r->grad_sum);
     for (int i = 0; i < r->n_workers; i++)

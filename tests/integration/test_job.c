@@ -39,11 +39,10 @@ static pid_t launch(const char *run_dir, const char *rounds, const char *log)
 {
     char *path = gdml_test_program("gdml-launch");
     char *ini = gdml_test_source_path("config/local-job.ini");
-    char set_rounds[64], set_h[64];
+    char set_rounds[64];
     snprintf(set_rounds, sizeof set_rounds, "coordinator.rounds=%s", rounds);
-    snprintf(set_h, sizeof set_h, "server.sync_every=%d", 40);
     pid_t pid = gdml_test_spawn((char *[]){path, "--config", ini, "--run-dir", (char *)run_dir,
-                                           "--set", set_rounds, "--set", set_h, NULL},
+                                           "--set", set_rounds, NULL},
                                 log);
     free(path);
     free(ini);
@@ -112,7 +111,7 @@ Test(job, two_runs_at_once_train_and_store_every_version, .timeout = 300)
     snprintf(log_a, sizeof log_a, "%s/a.out", dir);
     snprintf(log_b, sizeof log_b, "%s/b.out", dir);
     pid_t a = launch(run_a, "8", log_a);
-    pid_t b = launch(run_b, "6", log_b);
+    pid_t b = launch(run_b, "7", log_b);
     int rc_a = gdml_test_wait(a, 240), rc_b = gdml_test_wait(b, 240);
     char *out = gdml_test_read_file(log_a);
     cr_assert_eq(rc_a, 0, "run a exited %d:\n%s", rc_a, out);
@@ -121,7 +120,7 @@ Test(job, two_runs_at_once_train_and_store_every_version, .timeout = 300)
     cr_assert_eq(rc_b, 0, "run b exited %d:\n%s", rc_b, out);
     free(out);
     check_run(run_a, log_a, 8);
-    check_run(run_b, log_b, 6);
+    check_run(run_b, log_b, 7);
 
     /* The models tool lists, evaluates and exports what the run stored. */
     char store[8400], npy[8400];

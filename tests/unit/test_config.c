@@ -489,7 +489,7 @@ Test(config, docs_hold_the_generated_tables)
     char *doc = gdml_test_read_file(path);
     cr_assert_not_null(doc, "cannot read %s", path);
     cr_assert(strstr(doc, md), "docs/config.md is out of date: regenerate its tables with "
-                               "gdml_config_print_markdown");
+                               "'meson compile -C <build> config-doc'");
     free(doc);
     free(path);
     free(md);

@@ -20,7 +20,7 @@ import json, sys
 passed = failed = skipped = 0
 for line in open(sys.argv[1]):
     t = json.loads(line)
-    subs = [l for l in t.get("stdo", "").splitlines() if l.startswith(("ok ", "not ok "))]
+    subs = [l for l in t.get("stdout", "").splitlines() if l.startswith(("ok ", "not ok "))]
     if not subs:
         ok = t["result"] in ("OK", "EXPECTEDFAIL")
         passed += ok; skipped += t["result"] == "SKIP"; failed += not ok and t["result"] != "SKIP"

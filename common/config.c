@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include "codec.h"
 #include "log.h"
 #include "util.h"
 
@@ -51,9 +52,13 @@ typedef struct key_def {
 static gdml_err check_name(const char *value, gdml_errmsg *why);
 static gdml_err check_endpoint(const char *value, gdml_errmsg *why);
 static gdml_err check_regions(const char *value, gdml_errmsg *why);
+static gdml_err check_encoder(const char *value, gdml_errmsg *why);
 
 #define NAME_RULE "1..63 characters from A-Z a-z 0-9 . _ -"
 #define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+#define ENCODER_RULE                                                                               \
+    "SELECTOR+QUANTIZER, either part alone, or dense; selectors all, topk, randk, significance; " \
+    "quantizers f32, f16, bf16, int8, sign"
 
 /*
  * One macro per kind of row keeps each row of the table on a line or two.
@@ -75,6 +80,10 @@ static gdml_err check_regions(const char *value, gdml_errmsg *why);
 #define NAME(sec, k, f, h) {AT(sec, k), .type = KEY_STRING, .def = "", .required = true, \
                             .check = check_name, .allowed = NAME_RULE, \
                             .brief = "1..63 of A-Za-z0-9._-", .flag = f, .meta = "NAME", .help = h}
+#define ENCODER(sec, k, d, f, h) {AT(sec, k), .type = KEY_STRING, .def = d, \
+                                  .check = check_encoder, .allowed = ENCODER_RULE, \
+                                  .brief = "an encoder, e.g. topk+int8", .flag = f, \
+                                  .meta = "SPEC", .help = h}
 #define ENDPOINT(sec, k, d, f, h) {AT(sec, k), .type = KEY_STRING, .def = d, \
                                    .check = check_endpoint, .allowed = ENDPOINT_RULE, \
                                    .brief = "tcp://, ipc:// or inproc://", .flag = f, \
@@ -84,6 +93,8 @@ static gdml_err check_regions(const char *value, gdml_errmsg *why);
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const model_kinds[] = {"softmax", NULL};
 static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
+static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
+static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
 
@@ -109,6 +120,22 @@ static const key_def keys[] = {
     STR(coordinator, eval_labels, "", "--eval-labels", "PATH", "IDX test labels for eval_images"),
     STR(coordinator, endpoint_file, "", "--endpoint-file", "PATH",
         "file to write the bound endpoint to (empty: none)"),
+    ENCODER(coordinator, encoder, "dense", "--encoder",
+            "downlink encoder: how the global model's changes are sent to each region"),
+    REAL(coordinator, k_fraction, "0.1", 0, 1, "--k-fraction",
+         "entries a sparse downlink encoder sends, as a fraction of the model"),
+    REAL(coordinator, threshold, "0.01", 0, 1000000, "--threshold",
+         "significance filter: relative change that makes a parameter worth sending"),
+    STR(coordinator, byte_log, "", "--byte-log", "PATH",
+        "CSV file recording every WAN message sent and received (empty: none)"),
+
+    ENUM(merge, rule, "fedavg", merge_rules, "--merge", "RULE",
+         "how regional deltas are merged: fedavg, sum, fedavgm, nesterov or adam"),
+    REAL(merge, lr, "1", 0, 1000, "--server-lr", "server learning rate of the merge"),
+    REAL(merge, momentum, "0.9", 0, 0.999999, "--momentum", "fedavgm and nesterov momentum"),
+    REAL(merge, beta1, "0.9", 0, 0.999999, NULL, "adam first-moment decay"),
+    REAL(merge, beta2, "0.99", 0, 0.999999, NULL, "adam second-moment decay"),
+    REAL(merge, epsilon, "0.001", 0, 1, NULL, "adam denominator floor (tau)"),
 
     NAME(server, name, "--name", "this region's name"),
     ENDPOINT(server, listen, "tcp://0.0.0.0:7071", "--listen",
@@ -124,6 +151,29 @@ static const key_def keys[] = {
         "how long to wait for a worker or the coordinator, in ms"),
     STR(server, endpoint_file, "", "--endpoint-file", "PATH",
         "file to write the bound endpoint to (empty: none)"),
+    ENUM(server, sync_mode, "steps", sync_modes, "--sync-mode", "MODE",
+         "when to sync with the coordinator: every sync_every steps, every sync_ms, or as "
+         "soon as the uplink budget has min_message_bytes"),
+    INT(server, sync_ms, "1000", 1, 86400000, "--sync-ms", "ms between syncs when sync_mode = time"),
+    ENCODER(server, encoder, "dense", "--encoder",
+            "uplink encoder: how this region's delta is sent to the coordinator"),
+    REAL(server, k_fraction, "0.1", 0, 1, "--k-fraction",
+         "entries a sparse uplink encoder sends, as a fraction of the model"),
+    REAL(server, threshold, "0.01", 0, 1000000, "--threshold",
+         "significance filter: relative change that makes a parameter worth sending"),
+    STR(server, byte_log, "", "--byte-log", "PATH",
+        "CSV file recording every WAN message sent and received (empty: none)"),
+
+    INT(budget, up_bytes_per_s, "0", 0, 1000000000000, "--up-bytes-per-s",
+        "uplink budget: bytes per second over any 1 s window (0: unlimited)"),
+    INT(budget, up_total_bytes, "0", 0, INT64_MAX, "--up-total-bytes",
+        "uplink bytes in all (0: no cap)"),
+    INT(budget, down_bytes_per_s, "0", 0, 1000000000000, "--down-bytes-per-s",
+        "downlink budget the coordinator keeps for this region (0: unlimited)"),
+    INT(budget, down_total_bytes, "0", 0, INT64_MAX, "--down-total-bytes",
+        "downlink bytes in all (0: no cap)"),
+    INT(budget, min_message_bytes, "1024", 64, 1000000000, "--min-message-bytes",
+        "smallest delta worth sending; sync_mode = budget syncs once this many bytes are free"),
 
     NAME(worker, name, "--name", "this worker's name"),
     ENDPOINT(worker, server, "tcp://127.0.0.1:7071", "--server", "the regional server's endpoint"),
@@ -617,6 +667,11 @@ static gdml_err check_endpoint(const char *value, gdml_errmsg *why)
             return GDML_OK;
     }
     return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not a ZeroMQ endpoint");
+}
+
+static gdml_err check_encoder(const char *value, gdml_errmsg *why)
+{
+    return gdml_codec_spec_ok(value, why) ? GDML_OK : GDML_ERR_CONFIG;
 }
 
 static gdml_err check_regions(const char *value, gdml_errmsg *why)

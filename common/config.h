@@ -45,6 +45,9 @@
  *   worker.shard_count      int    1        1..1024                      --shard-count
  *   worker.seed             int    1        0..2^63-1                    --seed
  *   worker.timeout_ms       int    60000    100..86400000                --timeout-ms
+ *   (issue 3) server.sync_mode/sync_ms/encoder/k_fraction/threshold/byte_log,
+ *   coordinator.encoder/k_fraction/threshold/byte_log, [budget] and [merge]:
+ *   see the table in config.c or docs/config.md.
  *   launch.regions          string us-east,eu-west,ap-south (comma list of names) --regions
  *   launch.workers          int    2        1..64  (per region)          --workers
  *   launch.split            enum   dirichlet  iid|dirichlet              --split
@@ -83,14 +86,30 @@ typedef struct gdml_config {
         int64_t regions, rounds, timeout_ms;
         char eval_images[GDML_PATH_MAX], eval_labels[GDML_PATH_MAX];
         char endpoint_file[GDML_PATH_MAX];
+        char encoder[32];          /* downlink encoder spec (codec.h) */
+        double k_fraction, threshold;
+        char byte_log[GDML_PATH_MAX];
     } coordinator;
+    struct {
+        char rule[16];
+        double lr, momentum, beta1, beta2, epsilon;
+    } merge;
     struct {
         char name[GDML_NAME_MAX];
         char listen[GDML_ENDPOINT_MAX], coordinator[GDML_ENDPOINT_MAX];
         int64_t workers, sync_every, timeout_ms;
         double learning_rate, lr_decay;
         char endpoint_file[GDML_PATH_MAX];
+        char sync_mode[16]; /* steps, time or budget */
+        int64_t sync_ms;
+        char encoder[32];   /* uplink encoder spec (codec.h) */
+        double k_fraction, threshold;
+        char byte_log[GDML_PATH_MAX];
     } server;
+    struct {
+        int64_t up_bytes_per_s, up_total_bytes, down_bytes_per_s, down_total_bytes;
+        int64_t min_message_bytes;
+    } budget;
     struct {
         char name[GDML_NAME_MAX];
         char server[GDML_ENDPOINT_MAX];

@@ -31,16 +31,21 @@ enum field {
     F_ENC,
     F_SIZES,
     F_TEXT,
+    F_DRATE,
+    F_DCAP,
     F_COUNT_OF_FIELDS,
 };
 
 static const char *const field_key[F_COUNT_OF_FIELDS] = {
     [F_PROTO] = "proto", [F_TYPE] = "type",   [F_FROM] = "from",   [F_SEQ] = "seq",
     [F_VER] = "ver",     [F_STEP] = "step",   [F_COUNT] = "count", [F_METRIC] = "metric",
-    [F_ENC] = "enc",     [F_SIZES] = "sizes", [F_TEXT] = "text",
+    [F_ENC] = "enc",     [F_SIZES] = "sizes", [F_TEXT] = "text",   [F_DRATE] = "drate",
+    [F_DCAP] = "dcap",
 };
 
-#define REQUIRED_FIELDS (((1u << F_COUNT_OF_FIELDS) - 1) & ~(1u << F_METRIC) & ~(1u << F_TEXT))
+/* Optional fields: metric, text, and the reverse-direction budget. */
+#define OPTIONAL_FIELDS ((1u << F_METRIC) | (1u << F_TEXT) | (1u << F_DRATE) | (1u << F_DCAP))
+#define REQUIRED_FIELDS (((1u << F_COUNT_OF_FIELDS) - 1) & ~OPTIONAL_FIELDS)
 
 void gdml_msg_header_init(gdml_msg_header *h, gdml_msg_type type, const char *sender)
 {
@@ -171,7 +176,9 @@ gdml_err gdml_msg_encode(const gdml_msg_header *h, uint8_t *buf, size_t cap, siz
     msgpack_packer_init(&pk, &s, sink_write);
     /* A failed write sets s.overflow and makes every later write fail too, so
      * checking the flag once at the end is enough. */
-    msgpack_pack_map(&pk, text_len > 0 ? F_COUNT_OF_FIELDS : F_COUNT_OF_FIELDS - 1);
+    /* Every field up to text is always written; the optional ones only when set. */
+    uint32_t entries = F_TEXT + (text_len > 0) + (h->down_rate > 0) + (h->down_cap > 0);
+    msgpack_pack_map(&pk, entries);
     pack_u64(&pk, F_PROTO, h->proto);
     pack_u64(&pk, F_TYPE, (uint64_t)h->type);
     pack_key(&pk, F_FROM);
@@ -191,6 +198,10 @@ gdml_err gdml_msg_encode(const gdml_msg_header *h, uint8_t *buf, size_t cap, siz
         pack_key(&pk, F_TEXT);
         pack_str(&pk, h->text, text_len);
     }
+    if (h->down_rate > 0)
+        pack_u64(&pk, F_DRATE, h->down_rate);
+    if (h->down_cap > 0)
+        pack_u64(&pk, F_DCAP, h->down_cap);
     if (s.overflow)
         return GDML_ERR_NOMEM;
     *len = s.len;
@@ -379,6 +390,10 @@ static gdml_err set_field(enum field f, const msgpack_object *o, gdml_msg_header
         return get_u64(f, o, &h->step, e);
     case F_COUNT:
         return get_u64(f, o, &h->count, e);
+    case F_DRATE:
+        return get_u64(f, o, &h->down_rate, e);
+    case F_DCAP:
+        return get_u64(f, o, &h->down_cap, e);
     case F_METRIC:
         /* Other msgpack writers may store a whole-number float as an integer. */
         if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)

@@ -44,7 +44,8 @@ typedef enum gdml_msg_type {
 typedef enum gdml_encoding {
     GDML_ENC_NONE = 0,      /* no payload */
     GDML_ENC_DENSE_F32 = 1, /* little-endian float32 array, one per payload frame */
-    GDML_ENC_MAX = GDML_ENC_DENSE_F32,
+    GDML_ENC_CODEC = 2,     /* a codec payload (codec.h): sparse and/or quantized */
+    GDML_ENC_MAX = GDML_ENC_CODEC,
 } gdml_encoding;
 
 typedef struct gdml_msg_header {
@@ -60,6 +61,9 @@ typedef struct gdml_msg_header {
     uint32_t n_payloads;                   /* 0..GDML_MSG_MAX_PAYLOADS */
     uint64_t sizes[GDML_MSG_MAX_PAYLOADS]; /* byte size of each payload frame */
     char text[GDML_MSG_TEXT_MAX];          /* layout, error text; may be empty */
+    /* Optional (0 = not sent): the budget the sender asks its peer to keep on
+     * the way back: a region's downlink bytes per second and bytes in all. */
+    uint64_t down_rate, down_cap;
 } gdml_msg_header;
 
 /* Zeroes h and sets proto, type, sender (truncated to fit) and metric = NaN. */

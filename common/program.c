@@ -23,8 +23,32 @@ static const char *log_name(const gdml_program *p, const gdml_config *cfg)
     return name;
 }
 
+/* The command line, kept for gdml_program_reload. */
+static const gdml_program *main_program;
+static int main_argc;
+static char **main_argv;
+
+gdml_err gdml_program_reload(gdml_config *out, gdml_errmsg *e)
+{
+    if (!main_program)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "no command line to reload from");
+    gdml_config cfg;
+    gdml_config_defaults(&cfg);
+    int positional[1], n_positional = 0;
+    bool exit_now = false;
+    gdml_err err = gdml_cli_parse(main_program, main_argc, main_argv, &cfg, positional, 1,
+                                  &n_positional, &exit_now, e);
+    if (err)
+        return err;
+    *out = cfg;
+    return GDML_OK;
+}
+
 int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run)
 {
+    main_program = p;
+    main_argc = argc;
+    main_argv = argv;
     gdml_config cfg;
     gdml_config_defaults(&cfg);
     gdml_errmsg e = {{0}};

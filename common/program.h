@@ -15,4 +15,12 @@ typedef gdml_err (*gdml_run_fn)(const gdml_config *cfg, gdml_errmsg *e);
 /* Parses argv for program p and calls run; returns the exit status. */
 int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run);
 
+/*
+ * Reads the configuration again as gdml_main first did: defaults, the
+ * --config file as it is now, then the command line's overrides. For SIGHUP
+ * reloads; only valid while gdml_main runs. GDML_ERR_CONFIG with e on a bad
+ * file (the caller keeps its old configuration then).
+ */
+gdml_err gdml_program_reload(gdml_config *out, gdml_errmsg *e);
+
 #endif

@@ -65,12 +65,18 @@ gdml_err gdml_write_file_atomic(const char *path, const void *data, size_t len, 
     return GDML_OK;
 }
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, reload_flag;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
+}
+
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    reload_flag = 1;
 }
 
 void gdml_signals_install(void)
@@ -81,12 +87,22 @@ void gdml_signals_install(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_reload_signal;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
 bool gdml_stop_requested(void)
 {
     return stop_flag != 0;
+}
+
+bool gdml_reload_requested(void)
+{
+    if (!reload_flag)
+        return false;
+    reload_flag = 0;
+    return true;
 }
 
 bool gdml_parse_u64(const char *s, uint64_t *out)

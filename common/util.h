@@ -27,13 +27,17 @@ gdml_err gdml_mkdir_p(const char *dir, gdml_errmsg *e);
 gdml_err gdml_write_file_atomic(const char *path, const void *data, size_t len, gdml_errmsg *e);
 
 /*
- * Installs SIGINT and SIGTERM handlers that set the stop flag (without
- * SA_RESTART, so blocking waits return early), and ignores SIGPIPE.
+ * Installs SIGINT and SIGTERM handlers that set the stop flag, a SIGHUP
+ * handler that sets the reload flag (without SA_RESTART, so blocking waits
+ * return early), and ignores SIGPIPE.
  */
 void gdml_signals_install(void);
 
 /* True once SIGINT or SIGTERM has arrived. */
 bool gdml_stop_requested(void);
+
+/* True if SIGHUP arrived since the last call (which clears it). */
+bool gdml_reload_requested(void);
 
 /* Parses a whole unsigned decimal number; false on anything else or overflow. */
 bool gdml_parse_u64(const char *s, uint64_t *out);

@@ -1,15 +1,22 @@
 /*
  * coordinator.c - the global coordinator's event loop.
  *
- * One thread, one ROUTER socket. Regions join with HELLO and get the current
- * global model in WELCOME. Each round every region sends one DELTA (its model
- * minus the global model it started from, weighted by its sample count); when
- * all expected regions have sent theirs, the coordinator merges them (FedAvg:
- * the sample-weighted mean of the deltas is added to the global model),
- * evaluates the result if it has an eval set, commits it to the store as the
- * next version in one write transaction, and only then sends it to every
- * region as GLOBAL. Committing before sending means a region never holds a
- * version that a crash could lose.
+ * One thread, one ROUTER socket. Regions join with HELLO; each round every
+ * region sends one DELTA (its model minus its view of the global model,
+ * weighted by its sample count). When all expected regions have sent theirs,
+ * the merge rule (merge.h) folds them into the global model, the result is
+ * evaluated if there is an eval set, committed to the store as the next
+ * version in one write transaction, and only then sent to the regions.
+ * Committing before sending means a region never holds a version that a
+ * crash could lose.
+ *
+ * What goes down to a region is what it lacks: the coordinator keeps each
+ * region's view of the global model (what the messages it was sent decode
+ * to) and sends encode(global - view) through that region's downlink (wan.h),
+ * under the downlink budget the region asked for in its HELLO and DELTAs.
+ * A region starts from the initial model of [model] seed, so WELCOME carries
+ * global - initial: nothing at all for a new model. A message the budget does
+ * not allow yet stays pending and goes out as soon as it does.
  *
  * Sequence numbers make merges idempotent: a region's delta whose sequence
  * number is not above the last one merged from that region is ignored.
@@ -18,13 +25,15 @@
 
 #include "dataset.h"
 #include "log.h"
+#include "merge.h"
 #include "model.h"
-#include "payload.h"
 #include "store.h"
 #include "tensor.h"
 #include "transport.h"
 #include "util.h"
+#include "wan.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +41,9 @@
 
 /* How long one wait for a message lasts before timeouts and signals are checked. */
 #define POLL_MS 200
-/* How long a send may block on a peer whose queue is full. */
 #define SEND_TIMEOUT_MS 5000
+/* The smallest downlink update worth sending when the budget is tight. */
+#define DOWN_MIN_MESSAGE_BYTES 1024
 
 typedef struct region {
     char name[GDML_NAME_MAX];
@@ -43,6 +53,9 @@ typedef struct region {
     uint64_t delta_seq, delta_samples;
     double delta_loss;
     float *delta;
+    gdml_wan *down;          /* this region's downlink */
+    float *view;             /* the global model as this region holds it */
+    gdml_msg_type pending;   /* WELCOME or GLOBAL waiting for budget; 0 if none */
 } region;
 
 typedef struct coordinator {
@@ -50,16 +63,19 @@ typedef struct coordinator {
     gdml_transport *transport;
     gdml_link *link;
     gdml_store *store;
+    gdml_merge *merge;
     gdml_layout layout;
     char layout_text[GDML_LAYOUT_MAX];
     size_t n_params;
-    float *global;          /* the newest version's parameters */
-    gdml_blob *global_blob; /* the same, as sent; immutable, replaced per version */
-    uint64_t version;       /* newest committed version; 0 = the initial model */
-    uint64_t seq;           /* sequence number of our last message */
+    float *global;  /* the newest version's parameters */
+    float *initial; /* the model every region starts from ([model] seed) */
+    float *scratch; /* n_params: the update being sent */
+    uint64_t version; /* newest committed version; 0 = the initial model */
+    uint64_t seq;     /* sequence number of our last message */
     region regions[GDML_STORE_MAX_REGIONS];
     int n_regions;
     gdml_dataset eval;
+    FILE *byte_log;
     int64_t last_progress_ms;
 } coordinator;
 
@@ -71,6 +87,7 @@ static region *find_region(coordinator *c, const char *name)
     return NULL;
 }
 
+/* A message without payload, through the region's downlink budget when it has one. */
 static void send_header(coordinator *c, const region *r, gdml_msg_type type, const char *text)
 {
     gdml_msg_header h;
@@ -79,23 +96,11 @@ static void send_header(coordinator *c, const region *r, gdml_msg_type type, con
     h.version = c->version;
     snprintf(h.text, sizeof h.text, "%s", text ? text : "");
     gdml_errmsg e;
-    if (gdml_link_send(c->link, &r->peer, &h, NULL, 0, SEND_TIMEOUT_MS, &e))
-        gdml_warn("cannot send %s to region '%s': %s", gdml_msg_type_name(type), r->name, e.text);
-}
-
-static gdml_err send_model(coordinator *c, const region *r, gdml_msg_type type)
-{
-    gdml_msg_header h;
-    gdml_msg_header_init(&h, type, "coordinator");
-    h.seq = ++c->seq;
-    h.version = c->version;
-    snprintf(h.text, sizeof h.text, "%s", c->layout_text);
-    gdml_errmsg e;
-    gdml_err err =
-        gdml_payload_send_f32(c->link, &r->peer, &h, c->global_blob, SEND_TIMEOUT_MS, &e);
+    gdml_err err = r->down ? gdml_wan_send_control(r->down, c->link, &r->peer, &h,
+                                                   SEND_TIMEOUT_MS, &e)
+                           : gdml_link_send(c->link, &r->peer, &h, NULL, 0, SEND_TIMEOUT_MS, &e);
     if (err)
         gdml_warn("cannot send %s to region '%s': %s", gdml_msg_type_name(type), r->name, e.text);
-    return err;
 }
 
 static void refuse(coordinator *c, const gdml_rx *rx, const char *why)
@@ -103,9 +108,98 @@ static void refuse(coordinator *c, const gdml_rx *rx, const char *why)
     char who[GDML_PEER_ID_MAX * 4 + 1];
     gdml_warn("refused %s from '%s': %s", gdml_msg_type_name(rx->header.type),
               gdml_peer_str(&rx->peer, who, sizeof who), why);
+    region *known = find_region(c, rx->header.sender);
     region tmp = {.peer = rx->peer};
     snprintf(tmp.name, sizeof tmp.name, "%s", rx->header.sender);
+    if (known && gdml_peer_eq(&known->peer, &rx->peer))
+        tmp.down = known->down;
     send_header(c, &tmp, GDML_MSG_ERROR, why);
+}
+
+/* The downlink budget a region asks for travels in its HELLO and DELTA headers. */
+static void apply_down_budget(region *r, const gdml_msg_header *h)
+{
+    gdml_budget_config b = {.rate = (double)h->down_rate, .cap = h->down_cap};
+    gdml_wan_set_budget(r->down, &b);
+}
+
+/*
+ * Sends every pending WELCOME and GLOBAL the downlink budgets allow now, and
+ * sets *wait_ms to when the next one will be allowed (-1 if none is pending).
+ * A budget that can never carry a useful message is an error.
+ */
+static gdml_err flush_pending(coordinator *c, int64_t *wait_ms, gdml_errmsg *e)
+{
+    *wait_ms = -1;
+    for (int i = 0; i < c->n_regions; i++) {
+        region *r = &c->regions[i];
+        if (!r->pending)
+            continue;
+        int64_t now = gdml_now_ms();
+        gdml_ssub(c->n_params, c->global, r->view, c->scratch);
+        gdml_msg_header h;
+        gdml_msg_header_init(&h, r->pending, "coordinator");
+        h.seq = c->seq + 1;
+        h.version = c->version;
+        if (r->pending == GDML_MSG_WELCOME) {
+            snprintf(h.text, sizeof h.text, "%s", c->layout_text);
+            h.count = (uint64_t)c->cfg->model.seed;
+        }
+        size_t k = 0;
+        gdml_err err = gdml_wan_send_update(r->down, c->link, &r->peer, &h, c->scratch, c->global,
+                                            r->view, now, &k, e);
+        if (err == GDML_ERR_AGAIN) {
+            int64_t wait = gdml_wan_wait_ms(r->down, now, e);
+            if (wait < 0)
+                return GDML_ERR_CONFIG;
+            if (*wait_ms < 0 || wait < *wait_ms)
+                *wait_ms = wait;
+            continue;
+        }
+        if (err) {
+            gdml_warn("cannot send %s to region '%s': %s", gdml_msg_type_name(r->pending), r->name,
+                      e->text);
+            continue;
+        }
+        c->seq++;
+        gdml_debug("%s version %llu to '%s': %zu entries", gdml_msg_type_name(r->pending),
+                   (unsigned long long)c->version, r->name, k);
+        r->pending = 0;
+    }
+    return GDML_OK;
+}
+
+static gdml_err add_region(coordinator *c, const gdml_rx *rx, region **out, gdml_errmsg *e)
+{
+    region *r = &c->regions[c->n_regions];
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", rx->header.sender);
+    gdml_wan_config wc = {.encoder = c->cfg->coordinator.encoder,
+                          .k_fraction = c->cfg->coordinator.k_fraction,
+                          .threshold = c->cfg->coordinator.threshold,
+                          .min_message_bytes = DOWN_MIN_MESSAGE_BYTES,
+                          .peer = r->name,
+                          .direction = "down",
+                          .byte_log = c->byte_log};
+    r->delta = malloc(c->n_params * sizeof(float));
+    r->view = malloc(c->n_params * sizeof(float));
+    gdml_err err = GDML_OK;
+    if (!r->delta || !r->view)
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for region '%s'", r->name);
+    if (!err)
+        err = gdml_wan_new(&wc, &r->down, e);
+    if (!err)
+        err = gdml_wan_start(r->down, c->n_params,
+                             (uint64_t)c->cfg->model.seed * 1000 + (uint64_t)c->n_regions, e);
+    if (err) {
+        free(r->delta);
+        free(r->view);
+        gdml_wan_destroy(&r->down);
+        return err;
+    }
+    c->n_regions++;
+    *out = r;
+    return GDML_OK;
 }
 
 static void on_hello(coordinator *c, const gdml_rx *rx)
@@ -122,25 +216,25 @@ static void on_hello(coordinator *c, const gdml_rx *rx)
             refuse(c, rx, why);
             return;
         }
-        r = &c->regions[c->n_regions];
-        memset(r, 0, sizeof *r);
-        r->delta = malloc(c->n_params * sizeof(float));
-        if (!r->delta) {
-            refuse(c, rx, "the coordinator is out of memory");
+        gdml_errmsg e;
+        if (add_region(c, rx, &r, &e)) {
+            refuse(c, rx, e.text);
             return;
         }
-        snprintf(r->name, sizeof r->name, "%s", name);
-        c->n_regions++;
         gdml_info("region '%s' joined (%d of %lld)", name, c->n_regions,
                   (long long)c->cfg->coordinator.regions);
     } else {
         gdml_info("region '%s' joined again; sending it version %llu", name,
                   (unsigned long long)c->version);
     }
+    gdml_wan_note_received(r->down, rx, gdml_now_ms());
     r->peer = rx->peer;
     r->has_delta = false;
+    apply_down_budget(r, &rx->header);
+    /* It starts from the initial model; WELCOME brings it the rest. */
+    memcpy(r->view, c->initial, c->n_params * sizeof(float));
+    r->pending = GDML_MSG_WELCOME;
     c->last_progress_ms = gdml_now_ms();
-    send_model(c, r, GDML_MSG_WELCOME);
 }
 
 static void on_delta(coordinator *c, const gdml_rx *rx)
@@ -151,6 +245,7 @@ static void on_delta(coordinator *c, const gdml_rx *rx)
         refuse(c, rx, "send HELLO before DELTA");
         return;
     }
+    gdml_wan_note_received(r->down, rx, gdml_now_ms());
     if (h->seq <= r->merged_seq) {
         gdml_info("region '%s': delta seq %llu was merged already; ignoring the re-send", r->name,
                   (unsigned long long)h->seq);
@@ -169,10 +264,11 @@ static void on_delta(coordinator *c, const gdml_rx *rx)
     }
     gdml_errmsg e;
     r->has_delta = false;
-    if (gdml_payload_read_f32(rx, 0, r->delta, c->n_params, &e)) {
+    if (gdml_wan_decode(rx, r->delta, c->n_params, &e)) {
         refuse(c, rx, e.text);
         return;
     }
+    apply_down_budget(r, h);
     r->has_delta = true;
     r->delta_seq = h->seq;
     r->delta_samples = h->count;
@@ -201,42 +297,43 @@ static void describe_wait(const coordinator *c, char *buf, size_t cap)
         len += (size_t)snprintf(buf, cap, "only %d of %lld regions joined", c->n_regions,
                                 (long long)c->cfg->coordinator.regions);
     } else {
-        len += (size_t)snprintf(buf, cap,
-                                "no delta for version %llu from:", (unsigned long long)c->version);
+        len += (size_t)snprintf(buf, cap, "no delta for version %llu from:",
+                                (unsigned long long)c->version);
         for (int i = 0; i < c->n_regions && len < cap; i++)
             if (!c->regions[i].has_delta)
                 len += (size_t)snprintf(buf + len, cap - len, " '%s'", c->regions[i].name);
     }
 }
 
-static gdml_err replace_global_blob(coordinator *c)
+/* Prints "name:up:down,..." for the progress output. */
+static void print_links(const coordinator *c)
 {
-    gdml_blob *b;
-    if (gdml_payload_blob_f32(c->global, c->n_params, &b))
-        return GDML_ERR_NOMEM;
-    gdml_blob_unref(&c->global_blob);
-    c->global_blob = b;
-    return GDML_OK;
+    for (int i = 0; i < c->n_regions; i++)
+        printf("%s%s:%llu:%llu", i ? "," : "", c->regions[i].name,
+               (unsigned long long)gdml_wan_bytes_received(c->regions[i].down),
+               (unsigned long long)gdml_wan_bytes_sent(c->regions[i].down));
 }
 
-/* FedAvg: global += sum_i (n_i / sum n) * delta_i; then evaluate, commit, broadcast. */
+/* Merges the round's deltas, evaluates, commits, and queues the new version. */
 static gdml_err merge_round(coordinator *c, gdml_errmsg *e)
 {
     gdml_version_meta meta;
     memset(&meta, 0, sizeof meta);
+    const float *deltas[GDML_STORE_MAX_REGIONS];
+    double weights[GDML_STORE_MAX_REGIONS];
     double total = 0, loss_sum = 0;
     for (int i = 0; i < c->n_regions; i++) {
-        total += (double)c->regions[i].delta_samples;
-        loss_sum += c->regions[i].delta_loss * (double)c->regions[i].delta_samples;
-    }
-    for (int i = 0; i < c->n_regions; i++) {
         region *r = &c->regions[i];
-        gdml_saxpy(c->n_params, (float)((double)r->delta_samples / total), r->delta, c->global);
+        deltas[i] = r->delta;
+        weights[i] = (double)r->delta_samples;
+        total += weights[i];
+        loss_sum += r->delta_loss * weights[i];
         gdml_region_part *p = &meta.regions[i];
         snprintf(p->name, sizeof p->name, "%s", r->name);
         p->seq = r->delta_seq;
         p->samples = r->delta_samples;
     }
+    gdml_merge_apply(c->merge, c->global, deltas, weights, (size_t)c->n_regions);
     meta.n_regions = (uint32_t)c->n_regions;
     meta.version = c->version + 1;
     meta.round = meta.version;
@@ -262,24 +359,21 @@ static gdml_err merge_round(coordinator *c, gdml_errmsg *e)
     for (int i = 0; i < c->n_regions; i++) {
         c->regions[i].merged_seq = c->regions[i].delta_seq;
         c->regions[i].has_delta = false;
+        if (c->version < (uint64_t)c->cfg->coordinator.rounds)
+            c->regions[i].pending = GDML_MSG_GLOBAL;
     }
-    if ((err = replace_global_blob(c)))
-        return gdml_errmsg_set(e, err, "out of memory after committing version %llu",
-                               (unsigned long long)c->version);
 
     /* Machine-readable progress for gdml-launch and scripts: one line per version. */
     printf("round=%llu version=%llu accuracy=%.6f loss=%.6f train_loss=%.6f wan_up=%llu "
-           "wan_down=%llu regions=%d\n",
+           "wan_down=%llu regions=%d links=",
            (unsigned long long)meta.round, (unsigned long long)meta.version, meta.accuracy,
            meta.loss, loss_sum / total, (unsigned long long)stats.bytes_received,
            (unsigned long long)stats.bytes_sent, c->n_regions);
+    print_links(c);
+    printf("\n");
     fflush(stdout);
     gdml_info("version %llu committed: accuracy %.4f, %d regions, %.0f samples",
               (unsigned long long)c->version, meta.accuracy, c->n_regions, total);
-
-    if (c->version < (uint64_t)c->cfg->coordinator.rounds)
-        for (int i = 0; i < c->n_regions; i++)
-            send_model(c, &c->regions[i], GDML_MSG_GLOBAL);
     c->last_progress_ms = gdml_now_ms();
     return GDML_OK;
 }
@@ -288,46 +382,47 @@ static gdml_err serve(coordinator *c, gdml_errmsg *e)
 {
     const int64_t timeout_ms = c->cfg->coordinator.timeout_ms;
     c->last_progress_ms = gdml_now_ms();
+    int64_t wait = -1; /* until a pending downlink message may go; -1: none */
     while (c->version < (uint64_t)c->cfg->coordinator.rounds) {
         if (gdml_stop_requested())
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
         gdml_rx rx;
         gdml_errmsg rx_err;
-        gdml_err err = gdml_link_recv(c->link, &rx, POLL_MS, &rx_err);
+        int poll_ms = wait >= 0 && wait < POLL_MS ? (int)wait : POLL_MS;
+        gdml_err err = gdml_link_recv(c->link, &rx, poll_ms, &rx_err);
         if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED) {
             if (gdml_now_ms() - c->last_progress_ms > timeout_ms) {
-                char wait[GDML_ERRMSG_MAX / 2];
-                describe_wait(c, wait, sizeof wait);
+                char what[GDML_ERRMSG_MAX / 2];
+                describe_wait(c, what, sizeof what);
                 return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
                                        "no progress for %lld ms (%s); check that those regional "
                                        "servers are running and can reach this coordinator",
-                                       (long long)timeout_ms, wait);
+                                       (long long)timeout_ms, what);
             }
-            continue;
-        }
-        if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
+        } else if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
             gdml_warn("rejected a message: %s", rx_err.text);
-            continue;
-        }
-        if (err)
+        } else if (err) {
             return gdml_errmsg_set(e, err, "receive failed: %s", rx_err.text);
-
-        switch (rx.header.type) {
-        case GDML_MSG_HELLO:
-            on_hello(c, &rx);
-            break;
-        case GDML_MSG_DELTA:
-            on_delta(c, &rx);
-            break;
-        case GDML_MSG_ERROR:
-            gdml_warn("region '%s' reports: %s", rx.header.sender, rx.header.text);
-            break;
-        default:
-            refuse(c, &rx, "the coordinator accepts only HELLO and DELTA");
-            break;
+        } else {
+            switch (rx.header.type) {
+            case GDML_MSG_HELLO:
+                on_hello(c, &rx);
+                break;
+            case GDML_MSG_DELTA:
+                on_delta(c, &rx);
+                break;
+            case GDML_MSG_ERROR:
+                gdml_warn("region '%s' reports: %s", rx.header.sender, rx.header.text);
+                break;
+            default:
+                refuse(c, &rx, "the coordinator accepts only HELLO and DELTA");
+                break;
+            }
+            gdml_rx_release(&rx);
+            if (round_complete(c) && (err = merge_round(c, e)))
+                return err;
         }
-        gdml_rx_release(&rx);
-        if (round_complete(c) && (err = merge_round(c, e)))
+        if ((err = flush_pending(c, &wait, e)))
             return err;
     }
     return GDML_OK;
@@ -346,6 +441,12 @@ static gdml_err load_model(coordinator *c, gdml_errmsg *e)
         return gdml_errmsg_set(e, GDML_ERR_CONFIG, "[model] kind '%s' is not built in",
                                c->layout.kind);
     c->n_params = ops->param_count(&c->layout);
+    c->initial = malloc(c->n_params * sizeof(float));
+    c->scratch = malloc(c->n_params * sizeof(float));
+    if (!c->initial || !c->scratch)
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters",
+                               c->n_params);
+    ops->init(&c->layout, c->initial, (uint64_t)cfg->model.seed);
 
     gdml_err err = gdml_store_open(cfg->coordinator.store, false, &c->store, e);
     if (err)
@@ -356,9 +457,9 @@ static gdml_err load_model(coordinator *c, gdml_errmsg *e)
         if (!(c->global = malloc(c->n_params * sizeof(float))))
             return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters",
                                    c->n_params);
-        ops->init(&c->layout, c->global, (uint64_t)cfg->model.seed);
-        gdml_info("new model %s (%zu parameters); store '%s' is empty", c->layout_text, c->n_params,
-                  cfg->coordinator.store);
+        memcpy(c->global, c->initial, c->n_params * sizeof(float));
+        gdml_info("new model %s (%zu parameters); store '%s' is empty", c->layout_text,
+                  c->n_params, cfg->coordinator.store);
         return GDML_OK;
     }
     if (err)
@@ -381,21 +482,48 @@ static gdml_err load_model(coordinator *c, gdml_errmsg *e)
 
 static gdml_err open_link(coordinator *c, gdml_errmsg *e)
 {
+    const gdml_config *cfg = c->cfg;
+    const char *log = cfg->coordinator.byte_log;
+    if (*log) {
+        if (!(c->byte_log = fopen(log, "w")))
+            return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write the byte log '%s': %s", log,
+                                   strerror(errno));
+        fputs("mono_ms,peer,direction,type,bytes,rate\n", c->byte_log);
+    }
     gdml_err err = gdml_transport_new(&c->transport, e);
     if (!err)
-        err = gdml_link_bind(c->transport, c->cfg->coordinator.listen, &c->link, e);
+        err = gdml_link_bind(c->transport, cfg->coordinator.listen, &c->link, e);
     if (err)
         return err;
     char endpoint[GDML_ENDPOINT_MAX];
     if ((err = gdml_link_endpoint(c->link, endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
-    gdml_info("listening on %s for %lld regions, %lld rounds", endpoint,
-              (long long)c->cfg->coordinator.regions, (long long)c->cfg->coordinator.rounds);
-    const char *file = c->cfg->coordinator.endpoint_file;
+    gdml_info("listening on %s for %lld regions, %lld rounds; merge %s, downlink %s", endpoint,
+              (long long)cfg->coordinator.regions, (long long)cfg->coordinator.rounds,
+              cfg->merge.rule, cfg->coordinator.encoder);
+    const char *file = cfg->coordinator.endpoint_file;
     if (*file) {
         strcat(endpoint, "\n");
         return gdml_write_file_atomic(file, endpoint, strlen(endpoint), e);
     }
+    return GDML_OK;
+}
+
+static gdml_err load_eval(coordinator *c, gdml_errmsg *e)
+{
+    const gdml_config *cfg = c->cfg;
+    if (!*cfg->coordinator.eval_images)
+        return GDML_OK;
+    gdml_err err = gdml_dataset_load_idx(cfg->coordinator.eval_images,
+                                         cfg->coordinator.eval_labels, 0, 1, &c->eval, e);
+    if (err)
+        return err;
+    if (c->eval.dim != (size_t)cfg->model.inputs || c->eval.classes > cfg->model.classes)
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                               "eval set '%s' has %zu inputs and %u classes; [model] says "
+                               "%lld inputs, %lld classes",
+                               cfg->coordinator.eval_images, c->eval.dim, c->eval.classes,
+                               (long long)cfg->model.inputs, (long long)cfg->model.classes);
     return GDML_OK;
 }
 
@@ -404,28 +532,22 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
     coordinator c;
     memset(&c, 0, sizeof c);
     c.cfg = cfg;
-    gdml_err err = GDML_OK;
-
-    if (*cfg->coordinator.eval_images) {
-        err = gdml_dataset_load_idx(cfg->coordinator.eval_images, cfg->coordinator.eval_labels, 0,
-                                    1, &c.eval, e);
-        if (err)
-            goto out;
-        if (c.eval.dim != (size_t)cfg->model.inputs || c.eval.classes > cfg->model.classes) {
-            err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
-                                  "eval set '%s' has %zu inputs and %u classes; [model] says "
-                                  "%lld inputs, %lld classes",
-                                  cfg->coordinator.eval_images, c.eval.dim, c.eval.classes,
-                                  (long long)cfg->model.inputs, (long long)cfg->model.classes);
-            goto out;
-        }
+    gdml_err err = load_eval(&c, e);
+    if (!err)
+        err = load_model(&c, e);
+    if (!err) {
+        gdml_merge_config mc = {.rule = cfg->merge.rule,
+                                .lr = cfg->merge.lr,
+                                .momentum = cfg->merge.momentum,
+                                .beta1 = cfg->merge.beta1,
+                                .beta2 = cfg->merge.beta2,
+                                .epsilon = cfg->merge.epsilon};
+        err = gdml_merge_new(&mc, c.n_params, &c.merge, e);
     }
-    if ((err = load_model(&c, e)) || (err = open_link(&c, e)))
+    if (!err)
+        err = open_link(&c, e);
+    if (err)
         goto out;
-    if ((err = replace_global_blob(&c))) {
-        gdml_errmsg_set(e, err, "out of memory");
-        goto out;
-    }
     err = serve(&c, e);
 
     /* Whatever ended the run, tell the regions so that the job stops, not hangs. */
@@ -437,21 +559,30 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         gdml_link_stats_get(c.link, &stats);
         uint64_t count = 0;
         gdml_store_count(c.store, &count);
-        printf("done versions=%llu wan_up=%llu wan_down=%llu store=%s\n", (unsigned long long)count,
-               (unsigned long long)stats.bytes_received, (unsigned long long)stats.bytes_sent,
-               cfg->coordinator.store);
+        printf("done versions=%llu wan_up=%llu wan_down=%llu links=", (unsigned long long)count,
+               (unsigned long long)stats.bytes_received, (unsigned long long)stats.bytes_sent);
+        print_links(&c);
+        printf(" store=%s\n", cfg->coordinator.store);
         fflush(stdout);
         gdml_info("training complete at version %llu; %llu versions in '%s'",
-                  (unsigned long long)c.version, (unsigned long long)count, cfg->coordinator.store);
+                  (unsigned long long)c.version, (unsigned long long)count,
+                  cfg->coordinator.store);
     }
 out:
-    for (int i = 0; i < c.n_regions; i++)
+    for (int i = 0; i < c.n_regions; i++) {
         free(c.regions[i].delta);
-    gdml_blob_unref(&c.global_blob);
+        free(c.regions[i].view);
+        gdml_wan_destroy(&c.regions[i].down);
+    }
+    gdml_merge_destroy(&c.merge);
     free(c.global);
+    free(c.initial);
+    free(c.scratch);
     gdml_link_close(&c.link);
     gdml_transport_destroy(&c.transport);
     gdml_store_close(&c.store);
     gdml_dataset_fini(&c.eval);
+    if (c.byte_log)
+        fclose(c.byte_log);
     return err;
 }

@@ -10,8 +10,9 @@
  * fails, and ends with a summary, also written as summary.json.
  *
  * Everything a run makes lives in its run directory: job.ini (the exact
- * configuration every process ran with), data/<region>/, logs/, store/ (the
- * LMDB model versions) and summary.json.
+ * configuration every process ran with), data/<region>/, logs/ (each
+ * process's log, and bytes-*.csv: every WAN message), store/ (the LMDB model
+ * versions), rounds.csv (one line per version) and summary.json.
  */
 #include "launch.h"
 
@@ -38,10 +39,17 @@
 #define STARTUP_TIMEOUT_MS 20000
 #define SHUTDOWN_TIMEOUT_MS 15000
 
+typedef struct link_bytes {
+    char name[GDML_NAME_MAX];
+    uint64_t up, down;
+} link_bytes;
+
 typedef struct progress {
     uint64_t version, wan_up, wan_down;
     double accuracy, loss;
     uint64_t versions_reported;
+    link_bytes links[MAX_REGIONS]; /* per region, from the coordinator's counts */
+    int n_links;
 } progress;
 
 typedef struct launch {
@@ -58,9 +66,10 @@ typedef struct launch {
     uint64_t raw_bytes, raw_gzip_bytes;
     gdml_proc procs[MAX_PROCS];
     size_t n_procs;
-    char line[4096]; /* coordinator stdout not yet split into lines */
+    char line[8192]; /* coordinator stdout not yet split into lines */
     size_t line_len;
     progress prog;
+    FILE *rounds; /* rounds.csv */
 } launch;
 
 static double mb(uint64_t bytes)
@@ -251,7 +260,11 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     gdml_err err = path_join(ep_file, L->run_dir, "coordinator.endpoint", e);
     if (err)
         return err;
+    char byte_log[PATH_MAX];
+    if ((err = path_join(byte_log, L->run_dir, "logs/bytes-coordinator.csv", e)))
+        return err;
     const char *coord_args[] = {
+        "--byte-log", byte_log,
         "--listen",      "tcp://127.0.0.1:*", "--store", L->store_dir,    "--regions",
         regions,         "--endpoint-file",   ep_file,   "--eval-images", eval_images,
         "--eval-labels", eval_labels,         NULL};
@@ -268,11 +281,14 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
         snprintf(file, sizeof file, "server-%s.endpoint", name);
         if ((err = path_join(ep_file, L->run_dir, file, e)))
             return err;
+        snprintf(file, sizeof file, "logs/bytes-%s.csv", name);
+        if ((err = path_join(byte_log, L->run_dir, file, e)))
+            return err;
         snprintf(file, sizeof file, "server-%s.log", name);
         snprintf(label, sizeof label, "server %s", name);
-        const char *server_args[] = {"--name",          name,     "--listen",  "tcp://127.0.0.1:*",
+        const char *server_args[] = {"--name",          name,    "--listen", "tcp://127.0.0.1:*",
                                      "--coordinator",   coord_ep, "--workers", workers,
-                                     "--endpoint-file", ep_file,  NULL};
+                                     "--endpoint-file", ep_file, "--byte-log", byte_log, NULL};
         if ((err = start(L, "gdml-server", label, file, false, server_args, &p, e)) ||
             (err = await_endpoint(L, p, ep_file, server_ep, sizeof server_ep, e)))
             return err;
@@ -315,6 +331,29 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     return GDML_OK;
 }
 
+/* Parses "links=name:up:down,name:up:down ..." into the per-link counts. */
+static void parse_links(progress *pg, const char *line)
+{
+    const char *p = strstr(line, "links=");
+    if (!p)
+        return;
+    p += 6;
+    pg->n_links = 0;
+    while (*p && *p != ' ' && pg->n_links < MAX_REGIONS) {
+        link_bytes *lb = &pg->links[pg->n_links];
+        unsigned long long up, down;
+        int used = 0;
+        if (sscanf(p, "%63[^:]:%llu:%llu%n", lb->name, &up, &down, &used) != 3)
+            return;
+        lb->up = up;
+        lb->down = down;
+        pg->n_links++;
+        p += used;
+        if (*p == ',')
+            p++;
+    }
+}
+
 /* One coordinator line: "round=.. version=.. accuracy=.. ..." or "done ...". */
 static void on_progress_line(launch *L, const char *line)
 {
@@ -331,6 +370,12 @@ static void on_progress_line(launch *L, const char *line)
         pg->wan_up = up;
         pg->wan_down = down;
         pg->versions_reported++;
+        parse_links(pg, line);
+        if (L->rounds) {
+            fprintf(L->rounds, "%llu,%lld,%.6f,%.6f,%llu,%llu\n", version,
+                    (long long)(gdml_now_ms() - L->start_ms), acc, loss, up, down);
+            fflush(L->rounds);
+        }
         printf("version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
                "raw data %.2f MB (gzip %.2f MB)\n",
                version, acc, mb(up + down), mb(up), mb(down), mb(L->raw_bytes),
@@ -339,6 +384,7 @@ static void on_progress_line(launch *L, const char *line)
     } else if (sscanf(line, "done versions=%*u wan_up=%llu wan_down=%llu", &up, &down) == 2) {
         pg->wan_up = up;
         pg->wan_down = down;
+        parse_links(pg, line);
     }
 }
 
@@ -430,6 +476,14 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
             (unsigned long long)versions, (unsigned long long)L->prog.versions_reported);
     fprintf(f, "  \"regions\": %d,\n  \"workers\": %lld,\n", L->n_regions,
             (long long)(L->n_regions * cfg->launch.workers));
+    fprintf(f, "  \"links\": [");
+    for (int i = 0; i < L->prog.n_links; i++) {
+        fprintf(f, "%s\n    {\"region\": ", i ? "," : "");
+        json_string(f, L->prog.links[i].name);
+        fprintf(f, ", \"bytes_up\": %llu, \"bytes_down\": %llu}",
+                (unsigned long long)L->prog.links[i].up, (unsigned long long)L->prog.links[i].down);
+    }
+    fprintf(f, "\n  ],\n");
     fprintf(f, "  \"split\": ");
     json_string(f, cfg->launch.split);
     fprintf(f, ",\n  \"alpha\": %g,\n  \"seed\": %lld,\n", cfg->launch.alpha,
@@ -467,6 +521,9 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
            mb(wan), mb(L->prog.wan_up), mb(L->prog.wan_down), mb(L->raw_bytes),
            mb(L->raw_gzip_bytes), wan ? (double)L->raw_bytes / (double)wan : 0.0,
            wan ? (double)L->raw_gzip_bytes / (double)wan : 0.0);
+    for (int i = 0; i < L->prog.n_links; i++)
+        printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.links[i].name,
+               mb(L->prog.links[i].up), mb(L->prog.links[i].down));
     printf("model versions: %llu in %s (list them: %s/gdml-models list --store %s)\n",
            (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
     printf("summary: %s\n", path);
@@ -492,6 +549,14 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
     printf("gdml-launch: run directory %s\n", L->run_dir);
     if ((err = gdml_config_write(cfg, L->job_ini, e)) || (err = split_data(L, e)))
         goto out;
+    char rounds[PATH_MAX];
+    if ((err = path_join(rounds, L->run_dir, "rounds.csv", e)))
+        goto out;
+    if (!(L->rounds = fopen(rounds, "w"))) {
+        err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", rounds, strerror(errno));
+        goto out;
+    }
+    fputs("version,elapsed_ms,accuracy,loss,wan_up,wan_down\n", L->rounds);
     fflush(stdout);
     if (!(err = start_all(L, e)) && !(err = supervise(L, e))) {
         if (!gdml_procs_wait_all(L->procs, L->n_procs, SHUTDOWN_TIMEOUT_MS)) {
@@ -511,6 +576,8 @@ out:
     gdml_procs_stop_all(L->procs, L->n_procs, 3000);
     if (L->n_procs && L->procs[0].stdout_fd >= 0)
         close(L->procs[0].stdout_fd);
+    if (L->rounds)
+        fclose(L->rounds);
     free(L);
     return err;
 }

@@ -11,8 +11,16 @@
  *             are in, SGD on their sample-weighted mean gradient, then either
  *             MODEL to every worker or, every sync_every steps, DELTA to the
  *             coordinator and
- *   SYNCING   waiting for GLOBAL, which replaces the local model and the
+ *   SYNCING   waiting for GLOBAL, the change of the global model since this
+ *             region's view of it; the view becomes the live model and the
  *             anchor the next delta is measured from; then MODEL to workers.
+ *
+ * When to sync is server.sync_mode: every sync_every steps, every sync_ms, or
+ * whenever the uplink budget has min_message_bytes free. A sync that the
+ * budget does not allow yet is put off: the region keeps training and tries
+ * again after the next step. Deltas go through the uplink (wan.h): encoded,
+ * with error feedback, and never more than [budget] allows. SIGHUP reloads
+ * [budget] without losing the link's history or residual.
  *   DONE      the coordinator said STOP; every worker is told STOP too.
  *
  * Workers that are waiting for MODEL simply wait through SYNCING, which is
@@ -23,10 +31,13 @@
 #include "log.h"
 #include "model.h"
 #include "payload.h"
+#include "program.h"
 #include "tensor.h"
 #include "transport.h"
 #include "util.h"
+#include "wan.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +78,11 @@ typedef struct region {
     double batch_sum;             /* samples in this step's pushes */
     double loss_sum, loss_weight; /* training loss since the last sync */
     int64_t last_progress_ms;
+    gdml_wan *up;    /* the uplink: budget, encoder, residual, byte counts */
+    FILE *byte_log;  /* server.byte_log, or NULL */
+    uint64_t down_rate, down_cap; /* the downlink budget asked of the coordinator */
+    uint64_t steps_since_sync;
+    int64_t last_sync_ms;
 } region;
 
 static worker_slot *find_worker(region *r, const char *name)
@@ -181,31 +197,57 @@ static gdml_err on_worker_hello(region *r, const gdml_rx *rx, gdml_errmsg *e)
     return GDML_OK;
 }
 
-/* Sends the coordinator this round's delta: live model minus anchor. */
-static gdml_err send_delta(region *r, gdml_errmsg *e)
+static bool sync_due(const region *r, int64_t now)
 {
-    gdml_blob *delta;
-    if (gdml_blob_new(r->n_params * sizeof(float), &delta))
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a delta");
-    gdml_ssub(r->n_params, r->params, r->anchor, gdml_blob_data(delta));
+    const char *mode = r->cfg->server.sync_mode;
+    if (strcmp(mode, "time") == 0)
+        return now - r->last_sync_ms >= r->cfg->server.sync_ms;
+    if (strcmp(mode, "budget") == 0)
+        return true; /* as soon as the uplink has min_message_bytes free */
+    return r->steps_since_sync >= (uint64_t)r->cfg->server.sync_every;
+}
+
+/*
+ * Sends the coordinator this round's delta (live model minus anchor) through
+ * the uplink. Sets *sent; when the budget does not allow a useful message yet
+ * nothing is sent and training goes on.
+ */
+static gdml_err try_sync(region *r, bool *sent, gdml_errmsg *e)
+{
+    *sent = false;
+    int64_t now = gdml_now_ms();
+    gdml_ssub(r->n_params, r->params, r->anchor, r->scratch);
     gdml_msg_header h;
     gdml_msg_header_init(&h, GDML_MSG_DELTA, r->name);
-    h.seq = ++r->wan_seq;
+    h.seq = r->wan_seq + 1;
     h.version = r->version;
-    h.step = ++r->syncs;
+    h.step = r->syncs + 1;
     h.count = region_samples(r);
     h.metric = r->loss_weight > 0 ? r->loss_sum / r->loss_weight : 0;
-    gdml_err err = gdml_payload_send_f32(r->wan, NULL, &h, delta, SEND_TIMEOUT_MS, e);
-    gdml_blob_unref(&delta);
+    h.down_rate = r->down_rate;
+    h.down_cap = r->down_cap;
+    size_t k = 0;
+    gdml_err err = gdml_wan_send_update(r->up, r->wan, NULL, &h, r->scratch, r->params, NULL, now,
+                                        &k, e);
+    if (err == GDML_ERR_AGAIN) {
+        if (gdml_wan_wait_ms(r->up, now, e) < 0)
+            return GDML_ERR_CONFIG;
+        return GDML_OK;
+    }
     if (err) {
         gdml_errmsg_prefix(e, "cannot send the delta to the coordinator: ");
         return err;
     }
-    gdml_debug("delta %llu sent at step %llu (version %llu, train loss %.4f)",
+    r->wan_seq++;
+    r->syncs++;
+    gdml_debug("delta %llu sent at step %llu (version %llu, %zu entries, train loss %.4f)",
                (unsigned long long)h.seq, (unsigned long long)r->step,
-               (unsigned long long)r->version, h.metric);
+               (unsigned long long)r->version, k, h.metric);
     r->loss_sum = r->loss_weight = 0;
+    r->steps_since_sync = 0;
+    r->last_sync_ms = now;
     r->state = SYNCING;
+    *sent = true;
     return GDML_OK;
 }
 
@@ -223,8 +265,13 @@ static gdml_err finish_step(region *r, gdml_errmsg *e)
     r->n_pushed = 0;
     r->batch_sum = 0;
     r->step++;
-    if (r->step % (uint64_t)r->cfg->server.sync_every == 0)
-        return send_delta(r, e);
+    r->steps_since_sync++;
+    if (sync_due(r, gdml_now_ms())) {
+        bool sent;
+        gdml_err err = try_sync(r, &sent, e);
+        if (err || sent)
+            return err;
+    }
     return broadcast_model(r, GDML_MSG_MODEL, e);
 }
 
@@ -293,15 +340,19 @@ static gdml_err on_lan(region *r, gdml_errmsg *e)
     return err;
 }
 
-/* WELCOME or GLOBAL: the coordinator's model becomes the live model and anchor. */
-static gdml_err take_global(region *r, const gdml_rx *rx, gdml_errmsg *e)
+/*
+ * WELCOME: the model's layout, and the global model as a change from the
+ * initial model of seed header.count, which the region makes itself.
+ */
+static gdml_err take_welcome(region *r, const gdml_rx *rx, gdml_errmsg *e)
 {
+    const gdml_model_ops *ops = NULL;
     if (r->n_params == 0) {
         gdml_err err = gdml_layout_parse(rx->header.text, &r->layout, e);
         if (err)
             return gdml_errmsg_set(e, GDML_ERR_PROTO, "the coordinator's model layout: %s",
                                    e->text);
-        const gdml_model_ops *ops = gdml_model_find(r->layout.kind);
+        ops = gdml_model_find(r->layout.kind);
         if (!ops)
             return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                    "the coordinator trains a '%s' model, which this build lacks",
@@ -315,14 +366,41 @@ static gdml_err take_global(region *r, const gdml_rx *rx, gdml_errmsg *e)
             return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
         r->n_params = n;
         snprintf(r->layout_text, sizeof r->layout_text, "%s", rx->header.text);
+        /* randk's choices, repeatable per region: a hash of its name (FNV-1a). */
+        uint64_t seed = 1469598103934665603ULL;
+        for (const char *p = r->name; *p; p++)
+            seed = (seed ^ (unsigned char)*p) * 1099511628211ULL;
+        if ((err = gdml_wan_start(r->up, n, seed, e)))
+            return err;
+    } else if (strcmp(rx->header.text, r->layout_text) != 0) {
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "the coordinator now trains '%s', not '%s'",
+                               rx->header.text, r->layout_text);
+    } else {
+        ops = gdml_model_find(r->layout.kind);
     }
     gdml_errmsg why;
-    if (gdml_payload_read_f32(rx, 0, r->scratch, r->n_params, &why)) {
-        gdml_warn("ignored the coordinator's model: %s", why.text);
+    if (gdml_wan_decode(rx, r->scratch, r->n_params, &why)) {
+        gdml_warn("ignored the coordinator's WELCOME: %s", why.text);
         return GDML_OK;
     }
-    memcpy(r->params, r->scratch, r->n_params * sizeof(float));
-    memcpy(r->anchor, r->scratch, r->n_params * sizeof(float));
+    ops->init(&r->layout, r->params, rx->header.count);
+    gdml_saxpy(r->n_params, 1.0f, r->scratch, r->params);
+    memcpy(r->anchor, r->params, r->n_params * sizeof(float));
+    r->version = rx->header.version;
+    r->last_progress_ms = r->last_sync_ms = gdml_now_ms();
+    return GDML_OK;
+}
+
+/* GLOBAL: how the global model changed since this region's view of it. */
+static gdml_err take_global(region *r, const gdml_rx *rx)
+{
+    gdml_errmsg why;
+    if (gdml_wan_decode(rx, r->scratch, r->n_params, &why)) {
+        gdml_warn("ignored the coordinator's GLOBAL: %s", why.text);
+        return GDML_ERR_PROTO;
+    }
+    gdml_saxpy(r->n_params, 1.0f, r->scratch, r->anchor);
+    memcpy(r->params, r->anchor, r->n_params * sizeof(float));
     r->version = rx->header.version;
     r->last_progress_ms = gdml_now_ms();
     return GDML_OK;
@@ -341,11 +419,12 @@ static gdml_err on_wan(region *r, gdml_errmsg *e)
     }
     if (err)
         return gdml_errmsg_set(e, err, "receive from the coordinator failed: %s", rx_err.text);
+    gdml_wan_note_received(r->up, &rx, gdml_now_ms());
     switch (rx.header.type) {
     case GDML_MSG_WELCOME:
         gdml_info("coordinator sent version %llu (%s)", (unsigned long long)rx.header.version,
                   rx.header.text);
-        if (!(err = take_global(r, &rx, e)))
+        if (!(err = take_welcome(r, &rx, e)))
             err = maybe_start(r, e);
         break;
     case GDML_MSG_GLOBAL:
@@ -354,7 +433,7 @@ static gdml_err on_wan(region *r, gdml_errmsg *e)
                       (unsigned long long)rx.header.version);
             break;
         }
-        if (!(err = take_global(r, &rx, e))) {
+        if (take_global(r, &rx) == GDML_OK) {
             r->state = TRAINING;
             err = broadcast_model(r, GDML_MSG_MODEL, e);
         }
@@ -398,6 +477,30 @@ static void describe_wait(const region *r, char *buf, size_t cap)
     }
 }
 
+static void set_budgets(region *r, const gdml_config *cfg)
+{
+    gdml_budget_config up = {.rate = (double)cfg->budget.up_bytes_per_s,
+                             .cap = (uint64_t)cfg->budget.up_total_bytes};
+    gdml_wan_set_budget(r->up, &up);
+    r->down_rate = (uint64_t)cfg->budget.down_bytes_per_s;
+    r->down_cap = (uint64_t)cfg->budget.down_total_bytes;
+}
+
+/* SIGHUP: re-read the configuration and apply its [budget]; the rest needs a restart. */
+static void reload_budget(region *r)
+{
+    gdml_config fresh;
+    gdml_errmsg why;
+    if (gdml_program_reload(&fresh, &why)) {
+        gdml_error("SIGHUP: kept the old budget: %s", why.text);
+        return;
+    }
+    set_budgets(r, &fresh);
+    gdml_info("SIGHUP: budget now up %lld B/s (total %lld), down %lld B/s (total %lld)",
+              (long long)fresh.budget.up_bytes_per_s, (long long)fresh.budget.up_total_bytes,
+              (long long)fresh.budget.down_bytes_per_s, (long long)fresh.budget.down_total_bytes);
+}
+
 static gdml_err serve(region *r, gdml_errmsg *e)
 {
     gdml_link *links[2] = {r->lan, r->wan};
@@ -405,6 +508,8 @@ static gdml_err serve(region *r, gdml_errmsg *e)
     while (r->state != DONE) {
         if (gdml_stop_requested())
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
+        if (gdml_reload_requested())
+            reload_budget(r);
         bool ready[2] = {false, false};
         gdml_err err = gdml_link_poll(links, 2, POLL_MS, ready);
         if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED) {
@@ -448,10 +553,27 @@ static gdml_err open_links(region *r, gdml_errmsg *e)
                  gdml_write_file_atomic(cfg->server.endpoint_file, endpoint, strlen(endpoint), e)))
             return err;
     }
+    if (*cfg->server.byte_log && !(r->byte_log = fopen(cfg->server.byte_log, "w")))
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write the byte log '%s': %s",
+                               cfg->server.byte_log, strerror(errno));
+    if (r->byte_log)
+        fputs("mono_ms,peer,direction,type,bytes,rate\n", r->byte_log);
+    gdml_wan_config wc = {.encoder = cfg->server.encoder,
+                          .k_fraction = cfg->server.k_fraction,
+                          .threshold = cfg->server.threshold,
+                          .min_message_bytes = (uint64_t)cfg->budget.min_message_bytes,
+                          .peer = "coordinator",
+                          .direction = "up",
+                          .byte_log = r->byte_log};
+    if ((err = gdml_wan_new(&wc, &r->up, e)))
+        return err;
+    set_budgets(r, cfg);
     gdml_msg_header h;
     gdml_msg_header_init(&h, GDML_MSG_HELLO, r->name);
     h.seq = ++r->wan_seq;
-    return gdml_link_send(r->wan, NULL, &h, NULL, 0, SEND_TIMEOUT_MS, e);
+    h.down_rate = r->down_rate;
+    h.down_cap = r->down_cap;
+    return gdml_wan_send_control(r->up, r->wan, NULL, &h, (int)cfg->server.timeout_ms, e);
 }
 
 gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
@@ -469,15 +591,18 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
     else
         stop_workers(r, "the regional server stopped early");
     if (!err) {
-        gdml_link_stats lan, wan;
+        gdml_link_stats lan;
         gdml_link_stats_get(r->lan, &lan);
-        gdml_link_stats_get(r->wan, &wan);
         gdml_info("done: %llu steps, %llu syncs; WAN %llu B up, %llu B down; LAN %llu B in, "
                   "%llu B out",
                   (unsigned long long)r->step, (unsigned long long)r->syncs,
-                  (unsigned long long)wan.bytes_sent, (unsigned long long)wan.bytes_received,
+                  (unsigned long long)gdml_wan_bytes_sent(r->up),
+                  (unsigned long long)gdml_wan_bytes_received(r->up),
                   (unsigned long long)lan.bytes_received, (unsigned long long)lan.bytes_sent);
     }
+    gdml_wan_destroy(&r->up);
+    if (r->byte_log)
+        fclose(r->byte_log);
     gdml_link_close(&r->lan);
     gdml_link_close(&r->wan);
     gdml_transport_destroy(&r->transport);

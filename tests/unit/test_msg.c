@@ -5,6 +5,7 @@
  * own, so the tests check the wire format in docs/protocol.md rather than
  * msgpack-c agreeing with itself.
  */
+#define _GNU_SOURCE /* memmem */
 #include "msg.h"
 
 #include <criterion/criterion.h>
@@ -593,7 +594,7 @@ Test(msg, decode_rejects_out_of_range_type_and_encoding)
     expect_field_value("type", GDML_MSG_TYPE_MAX + 1, "header field 'type': 9 is not");
     expect_field_value("type", (uint64_t)1 << 40, "header field 'type': 1099511627776 is not");
     expect_field_value("type", UINT64_MAX, "header field 'type': 18446744073709551615 is not");
-    expect_field_value("enc", GDML_ENC_MAX + 1, "header field 'enc': 2 is not an encoding (0..1)");
+    expect_field_value("enc", GDML_ENC_MAX + 1, "header field 'enc': 3 is not an encoding (0..2)");
     expect_field_value("enc", UINT64_MAX, "header field 'enc'");
 }
 
@@ -668,4 +669,24 @@ Test(msg, decode_accepts_integer_metric)
     gdml_msg_header h;
     cr_assert_eq(decode(&o, &h, NULL), GDML_OK);
     cr_assert_eq(h.metric, -2.0);
+}
+
+Test(msg, optional_downlink_budget_round_trips_and_is_omitted_when_zero)
+{
+    gdml_msg_header h, back;
+    gdml_msg_header_init(&h, GDML_MSG_HELLO, "us-east");
+    h.seq = 1;
+    uint8_t buf[GDML_MSG_HEADER_MAX], without[GDML_MSG_HEADER_MAX];
+    size_t len, len_without;
+    cr_assert_eq(gdml_msg_encode(&h, without, sizeof without, &len_without), GDML_OK);
+    cr_assert_null(memmem(without, len_without, "drate", 5), "drate is written when zero");
+    h.down_rate = 25000;
+    h.down_cap = (uint64_t)1 << 40;
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
+    cr_assert_eq(gdml_msg_decode(buf, len, &back, NULL), GDML_OK);
+    cr_assert_eq(back.down_rate, 25000);
+    cr_assert_eq(back.down_cap, (uint64_t)1 << 40);
+    cr_assert_eq(gdml_msg_decode(without, len_without, &back, NULL), GDML_OK);
+    cr_assert_eq(back.down_rate, 0);
+    cr_assert_eq(back.down_cap, 0);
 }

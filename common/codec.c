@@ -1,0 +1,622 @@
+/*
+ * codec.c - WAN tensor encoders: the table of selectors (which entries are
+ * sent), the table of quantizers (quantize.c: how values are written), the
+ * payload format around them, its bounds for the budget controller, a
+ * decoder that trusts nothing, and error feedback.
+ *
+ * Every encode runs in O(n) on average with scratch allocated by
+ * gdml_codec_new; nothing is allocated per message.
+ */
+#include "codec.h"
+#include "codec_impl.h"
+#include "rng.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FORMAT_VERSION 1
+#define FLAG_SPARSE 0x01u
+#define VARINT_MAX 5 /* bytes of a LEB128 varint of 32 bits */
+
+/* Significance ratios divide by max(|ref_i|, this), so that ref_i = 0 is no division by 0. */
+#define SIGNIFICANCE_TINY 1e-30
+
+typedef struct selector_ops {
+    const char *name;
+    uint8_t id;
+    bool needs_aux;  /* uses the aux scratch (n floats) */
+    bool needs_bits; /* uses the bitmap scratch (n bits) */
+    /*
+     * Writes the indices of the entries to send, strictly increasing, into
+     * c->idx and their count into *k. NULL for "all", which sends every entry
+     * without indices. Returns GDML_ERR_INVALID for parameters out of range.
+     */
+    gdml_err (*select)(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
+} selector_ops;
+
+struct gdml_codec {
+    const selector_ops *sel;
+    const gdml_quant_ops *q;
+    size_t n;
+    char name[GDML_CODEC_NAME_MAX];
+    gdml_rng rng;   /* randk's draws */
+    float *mag;     /* sparse: keys for selection, then the values to send */
+    float *aux;     /* significance: the candidates' ratios, in index order */
+    uint32_t *idx;  /* sparse: indices to send; randk keeps a permutation of 0..n-1 here */
+    uint64_t *bits; /* randk: which indices were drawn */
+    float *ef;      /* encode_ef: u + residual, then what the receiver decodes */
+};
+
+static gdml_err select_topk(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
+static gdml_err select_randk(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
+static gdml_err select_significance(gdml_codec *c, const float *x, const gdml_codec_params *p,
+                                    size_t *k);
+
+static const selector_ops selectors[] = {
+    {.name = "all", .id = 0, .select = NULL},
+    {.name = "topk", .id = 1, .select = select_topk},
+    {.name = "randk", .id = 2, .needs_bits = true, .select = select_randk},
+    {.name = "significance", .id = 3, .needs_aux = true, .select = select_significance},
+};
+
+static const gdml_quant_ops *const quantizers[] = {
+    &gdml_quant_f32, &gdml_quant_f16, &gdml_quant_bf16, &gdml_quant_int8, &gdml_quant_sign,
+};
+
+#define SELECTOR_COUNT (sizeof selectors / sizeof selectors[0])
+#define QUANTIZER_COUNT (sizeof quantizers / sizeof quantizers[0])
+
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- names ---- */
+
+static const selector_ops *find_selector(const char *name, size_t len)
+{
+    for (size_t i = 0; i < SELECTOR_COUNT; i++)
+        if (strlen(selectors[i].name) == len && memcmp(selectors[i].name, name, len) == 0)
+            return &selectors[i];
+    return NULL;
+}
+
+static const gdml_quant_ops *find_quantizer(const char *name, size_t len)
+{
+    for (size_t i = 0; i < QUANTIZER_COUNT; i++)
+        if (strlen(quantizers[i]->name) == len && memcmp(quantizers[i]->name, name, len) == 0)
+            return quantizers[i];
+    return NULL;
+}
+
+/* Writes "selectors: all, topk, ...; quantizers: f32, ..." into buf. */
+static void list_names(char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < SELECTOR_COUNT + QUANTIZER_COUNT; i++) {
+        const char *name =
+            i < SELECTOR_COUNT ? selectors[i].name : quantizers[i - SELECTOR_COUNT]->name;
+        const char *before = i == 0 ? "selectors: " : i == SELECTOR_COUNT ? "; quantizers: " : ", ";
+        int w = snprintf(buf + used, cap - used, "%s%s", before, name);
+        if (w < 0 || (size_t)w >= cap - used)
+            return;
+        used += (size_t)w;
+    }
+}
+
+static gdml_err unknown(gdml_errmsg *e, const char *what, const char *part, size_t len,
+                        const char *spec)
+{
+    char names[160];
+    list_names(names, sizeof names);
+    return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                           "unknown %s '%.*s' in encoder '%.64s' (%s; write selector+quantizer, "
+                           "either one alone, or dense)",
+                           what, (int)min_size(len, 64), part, spec, names);
+}
+
+static gdml_err parse_spec(const char *spec, const selector_ops **sel, const gdml_quant_ops **q,
+                           gdml_errmsg *e)
+{
+    assert(spec);
+    if (strcmp(spec, "dense") == 0) {
+        *sel = &selectors[0];
+        *q = &gdml_quant_f32;
+        return GDML_OK;
+    }
+    const char *plus = strchr(spec, '+');
+    if (!plus) {
+        size_t len = strlen(spec);
+        const selector_ops *s = find_selector(spec, len);
+        const gdml_quant_ops *qq = find_quantizer(spec, len);
+        if (!s && !qq)
+            return unknown(e, "selector or quantizer", spec, len, spec);
+        *sel = s ? s : &selectors[0];
+        *q = qq ? qq : &gdml_quant_f32;
+        return GDML_OK;
+    }
+    const selector_ops *s = find_selector(spec, (size_t)(plus - spec));
+    if (!s)
+        return unknown(e, "selector", spec, (size_t)(plus - spec), spec);
+    const gdml_quant_ops *qq = find_quantizer(plus + 1, strlen(plus + 1));
+    if (!qq)
+        return unknown(e, "quantizer", plus + 1, strlen(plus + 1), spec);
+    *sel = s;
+    *q = qq;
+    return GDML_OK;
+}
+
+bool gdml_codec_spec_ok(const char *spec, gdml_errmsg *e)
+{
+    const selector_ops *sel;
+    const gdml_quant_ops *q;
+    return parse_spec(spec, &sel, &q, e) == GDML_OK;
+}
+
+/* ---- lifecycle ---- */
+
+gdml_err gdml_codec_new(const char *spec, size_t n, uint64_t seed, gdml_codec **out, gdml_errmsg *e)
+{
+    const selector_ops *sel;
+    const gdml_quant_ops *q;
+    gdml_err err = parse_spec(spec, &sel, &q, e);
+    if (err)
+        return err;
+    if (n == 0 || n > UINT32_MAX)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "encoder '%s': a tensor of %zu entries (must be 1..%lu)", spec, n,
+                               (unsigned long)UINT32_MAX);
+    gdml_codec *c = calloc(1, sizeof *c);
+    if (!c)
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "encoder '%s': out of memory", spec);
+    c->sel = sel;
+    c->q = q;
+    c->n = n;
+    snprintf(c->name, sizeof c->name, "%s+%s", sel->name, q->name);
+    gdml_rng_seed(&c->rng, seed);
+    bool ok = (c->ef = malloc(n * sizeof *c->ef)) != NULL;
+    if (ok && sel->select) {
+        ok = (c->mag = malloc(n * sizeof *c->mag)) && (c->idx = malloc(n * sizeof *c->idx));
+        if (ok && sel->needs_aux)
+            ok = (c->aux = malloc(n * sizeof *c->aux)) != NULL;
+        if (ok && sel->needs_bits)
+            ok = (c->bits = malloc((n + 63) / 64 * sizeof *c->bits)) != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            c->idx[i] = (uint32_t)i;
+    }
+    if (!ok) {
+        gdml_codec_destroy(&c);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "encoder '%s': no memory for %zu entries", spec,
+                               n);
+    }
+    *out = c;
+    return GDML_OK;
+}
+
+void gdml_codec_destroy(gdml_codec **c)
+{
+    if (!c || !*c)
+        return;
+    free((*c)->mag);
+    free((*c)->aux);
+    free((*c)->idx);
+    free((*c)->bits);
+    free((*c)->ef);
+    free(*c);
+    *c = NULL;
+}
+
+const char *gdml_codec_name(const gdml_codec *c)
+{
+    return c->name;
+}
+
+bool gdml_codec_sparse(const gdml_codec *c)
+{
+    return c->sel->select != NULL;
+}
+
+bool gdml_codec_lossy(const gdml_codec *c)
+{
+    return gdml_codec_sparse(c) || c->q->lossy;
+}
+
+/* ---- sizes ---- */
+
+/*
+ * Bytes the k index varints can take at most. A varint of g has
+ * 1 + #{j >= 1 : g >= 128^j} bytes, and the k varints (the first index, then
+ * the gaps) sum to last index - (k - 1) <= n - 1, so at most (n - 1) / 128^j
+ * of them, and at most k, reach 128^j. Monotone in k, which k_for_bytes needs.
+ */
+static size_t index_bytes_max(size_t n, size_t k)
+{
+    size_t total = k;
+    for (uint64_t step = 128; step <= n - 1; step *= 128)
+        total += min_size(k, (size_t)((n - 1) / step));
+    return total;
+}
+
+size_t gdml_codec_max_bytes(const gdml_codec *c, size_t k)
+{
+    if (!gdml_codec_sparse(c))
+        return GDML_CODEC_HEADER + c->q->bytes(c->n);
+    k = min_size(k, c->n);
+    return GDML_CODEC_HEADER + index_bytes_max(c->n, k) + c->q->bytes(k);
+}
+
+size_t gdml_codec_k_for_bytes(const gdml_codec *c, size_t bytes)
+{
+    if (!gdml_codec_sparse(c))
+        return gdml_codec_max_bytes(c, c->n) <= bytes ? c->n : 0;
+    if (gdml_codec_max_bytes(c, 1) > bytes)
+        return 0;
+    size_t lo = 1, hi = c->n; /* max_bytes(lo) fits; the answer is in [lo, hi] */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+        if (gdml_codec_max_bytes(c, mid) <= bytes)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* ---- selectors ---- */
+
+/*
+ * The k-th largest of a[0..m) (1 <= k <= m), by Hoare's selection with a
+ * median-of-three pivot: O(m) on average. Permutes a.
+ */
+static float kth_largest(float *a, size_t m, size_t k)
+{
+    ptrdiff_t want = (ptrdiff_t)(m - k), lo = 0, hi = (ptrdiff_t)m - 1;
+    while (lo < hi) {
+        float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
+        float pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        ptrdiff_t i = lo, j = hi;
+        do {
+            while (a[i] < pivot)
+                i++;
+            while (pivot < a[j])
+                j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        } while (i <= j);
+        /* Now a[lo..j] <= pivot <= a[i..hi], and everything between equals pivot. */
+        if (j < want)
+            lo = i;
+        if (want < i)
+            hi = j;
+    }
+    return a[want];
+}
+
+static gdml_err select_topk(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k)
+{
+    size_t n = c->n, want = min_size(p->k, n);
+    if (want == 0 || want == n) {
+        for (size_t i = 0; i < want; i++)
+            c->idx[i] = (uint32_t)i;
+        *k = want;
+        return GDML_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        c->mag[i] = fabsf(x[i]);
+    float t = kth_largest(c->mag, n, want);
+    size_t above = 0;
+    for (size_t i = 0; i < n; i++)
+        above += fabsf(x[i]) > t;
+    /* Ties at the threshold go to the lowest indices, so the choice is deterministic. */
+    size_t ties = want - above, j = 0;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        bool take = a > t;
+        if (!take && a == t && ties > 0) {
+            take = true;
+            ties--;
+        }
+        if (take)
+            c->idx[j++] = (uint32_t)i;
+    }
+    assert(j == want);
+    *k = want;
+    return GDML_OK;
+}
+
+static gdml_err select_randk(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k)
+{
+    (void)x;
+    size_t n = c->n, want = min_size(p->k, n);
+    /*
+     * A partial Fisher-Yates shuffle of c->idx, which stays a permutation of
+     * 0..n-1 between calls: its first `want` entries are a uniform subset,
+     * whatever order the permutation was left in. A bitmap then sorts them in
+     * O(n / 64 + want).
+     */
+    for (size_t i = 0; i < want; i++) {
+        size_t r = i + (size_t)gdml_rng_below(&c->rng, n - i);
+        uint32_t t = c->idx[i];
+        c->idx[i] = c->idx[r];
+        c->idx[r] = t;
+    }
+    size_t words = (n + 63) / 64;
+    memset(c->bits, 0, words * sizeof *c->bits);
+    for (size_t i = 0; i < want; i++)
+        c->bits[c->idx[i] / 64] |= 1ull << (c->idx[i] % 64);
+    size_t j = 0;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t b = c->bits[w]; b; b &= b - 1)
+            c->idx[j++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
+    assert(j == want);
+    *k = want;
+    return GDML_OK;
+}
+
+static gdml_err select_significance(gdml_codec *c, const float *x, const gdml_codec_params *p,
+                                    size_t *k)
+{
+    if (isnan(p->threshold) || p->threshold < 0.0)
+        return GDML_ERR_INVALID;
+    const float *ref = p->ref;
+    size_t m = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        double a = fabs((double)x[i]), r = ref ? fabs((double)ref[i]) : 1.0;
+        if (a > p->threshold * r) {
+            c->idx[m] = (uint32_t)i;
+            c->aux[m] = (float)(ref ? a / fmax(r, SIGNIFICANCE_TINY) : a);
+            m++;
+        }
+    }
+    size_t want = min_size(p->k, m);
+    if (want == 0 || want == m) {
+        *k = want;
+        return GDML_OK;
+    }
+    /* More candidates than k: keep the k most significant, ties to the lowest indices. */
+    memcpy(c->mag, c->aux, m * sizeof *c->mag);
+    float t = kth_largest(c->mag, m, want);
+    size_t above = 0;
+    for (size_t j = 0; j < m; j++)
+        above += c->aux[j] > t;
+    size_t ties = want - above, kept = 0;
+    for (size_t j = 0; j < m; j++) {
+        bool take = c->aux[j] > t;
+        if (!take && c->aux[j] == t && ties > 0) {
+            take = true;
+            ties--;
+        }
+        if (take)
+            c->idx[kept++] = c->idx[j];
+    }
+    assert(kept == want);
+    *k = want;
+    return GDML_OK;
+}
+
+/* ---- encoding ---- */
+
+static size_t put_varint(uint8_t *p, uint32_t v)
+{
+    size_t len = 0;
+    while (v >= 0x80u) {
+        p[len++] = (uint8_t)(v | 0x80u);
+        v >>= 7;
+    }
+    p[len++] = (uint8_t)v;
+    return len;
+}
+
+/*
+ * gdml_codec_encode, except that decoded may be x itself: x is not read once
+ * decoded is written, which lets encode_ef work in one buffer.
+ */
+static gdml_err encode_into(gdml_codec *c, const float *x, const gdml_codec_params *p, uint8_t *out,
+                            size_t cap, size_t *len, float *decoded)
+{
+    assert(x && out && len);
+    for (size_t i = 0; i < c->n; i++)
+        if (!isfinite(x[i]))
+            return GDML_ERR_INVALID;
+    bool sparse = gdml_codec_sparse(c);
+    size_t k = c->n;
+    const float *values = x;
+    if (sparse) {
+        assert(p);
+        gdml_err err = c->sel->select(c, x, p, &k);
+        if (err)
+            return err;
+        for (size_t j = 0; j < k; j++)
+            c->mag[j] = x[c->idx[j]];
+        values = c->mag;
+    }
+    if (cap < gdml_codec_max_bytes(c, k))
+        return GDML_ERR_NOMEM;
+
+    out[0] = FORMAT_VERSION;
+    out[1] = c->sel->id;
+    out[2] = c->q->id;
+    out[3] = sparse ? FLAG_SPARSE : 0;
+    gdml_codec_put_u32(out + 4, (uint32_t)c->n);
+    gdml_codec_put_u32(out + 8, (uint32_t)k);
+    size_t pos = GDML_CODEC_HEADER;
+    for (size_t j = 0; sparse && j < k; j++)
+        pos += put_varint(out + pos, j ? c->idx[j] - c->idx[j - 1] - 1 : c->idx[0]);
+    c->q->encode(values, k, out + pos);
+    *len = pos + c->q->bytes(k);
+
+    if (decoded && !sparse) {
+        c->q->decode(out + pos, k, decoded);
+    } else if (decoded) {
+        c->q->decode(out + pos, k, c->mag);
+        memset(decoded, 0, c->n * sizeof *decoded);
+        for (size_t j = 0; j < k; j++)
+            decoded[c->idx[j]] = c->mag[j];
+    }
+    return GDML_OK;
+}
+
+gdml_err gdml_codec_encode(gdml_codec *c, const float *x, const gdml_codec_params *p, uint8_t *out,
+                           size_t cap, size_t *len, float *decoded)
+{
+    return encode_into(c, x, p, out, cap, len, decoded);
+}
+
+gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
+                              const gdml_codec_params *p, uint8_t *out, size_t cap, size_t *len)
+{
+    for (size_t i = 0; i < c->n; i++)
+        c->ef[i] = u[i] + residual[i];
+    gdml_err err = encode_into(c, c->ef, p, out, cap, len, c->ef);
+    if (err)
+        return err; /* residual untouched: the caller may retry with room */
+    /* u + residual is recomputed to the same bits; c->ef now holds what was decoded. */
+    for (size_t i = 0; i < c->n; i++)
+        residual[i] = (u[i] + residual[i]) - c->ef[i];
+    return GDML_OK;
+}
+
+/* ---- decoding ---- */
+
+/*
+ * Reads one LEB128 varint of at most 32 bits from in[*pos..len). Returns
+ * false if it is truncated, longer than needed, or too big for 32 bits.
+ */
+static bool get_varint(const uint8_t *in, size_t len, size_t *pos, uint32_t *v)
+{
+    uint64_t value = 0;
+    for (size_t i = 0; i < VARINT_MAX && *pos + i < len; i++) {
+        uint8_t b = in[*pos + i];
+        value |= (uint64_t)(b & 0x7fu) << (7 * i);
+        if (!(b & 0x80u)) {
+            if ((i > 0 && b == 0) || value > UINT32_MAX)
+                return false;
+            *pos += i + 1;
+            *v = (uint32_t)value;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Checks the k index varints from in[*pos..len) against n; leaves *pos after them. */
+static gdml_err check_indices(const uint8_t *in, size_t len, size_t *pos, size_t k, size_t n,
+                              gdml_errmsg *e)
+{
+    if (len - *pos < k)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: %zu bytes after the header cannot hold %zu indices",
+                               len - *pos, k);
+    uint64_t next = 0; /* the smallest index the next entry may have */
+    for (size_t j = 0; j < k; j++) {
+        uint32_t gap;
+        size_t at = *pos;
+        if (!get_varint(in, len, pos, &gap))
+            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                                   "codec payload: entry %zu: index varint at byte %zu is "
+                                   "truncated, overlong or above 32 bits",
+                                   j, at);
+        uint64_t index = next + gap;
+        if (index >= n)
+            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                                   "codec payload: entry %zu: index %llu >= n %zu", j,
+                                   (unsigned long long)index, n);
+        next = index + 1;
+    }
+    return GDML_OK;
+}
+
+/*
+ * Moves the k values at out[n-k..n) to their (checked) indices and zeroes
+ * the rest. Going forwards is safe: entry j's index is at most n - k + j,
+ * as k - 1 - j larger indices follow it, so a write never lands on a value
+ * not yet moved.
+ */
+static void scatter(const uint8_t *in, size_t len, size_t k, float *out, size_t n)
+{
+    const float *src = out + (n - k);
+    size_t pos = GDML_CODEC_HEADER, next = 0;
+    for (size_t j = 0; j < k; j++) {
+        uint32_t gap;
+        bool ok = get_varint(in, len, &pos, &gap);
+        assert(ok);
+        (void)ok;
+        size_t index = next + gap;
+        float v = src[j];
+        memset(out + next, 0, (index - next) * sizeof *out);
+        out[index] = v;
+        next = index + 1;
+    }
+    memset(out + next, 0, (n - next) * sizeof *out);
+}
+
+gdml_err gdml_codec_decode(const uint8_t *in, size_t len, float *out, size_t n, gdml_errmsg *e)
+{
+    assert(in || len == 0);
+    if (len < GDML_CODEC_HEADER)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: %zu bytes, shorter than its %d-byte header", len,
+                               GDML_CODEC_HEADER);
+    if (in[0] != FORMAT_VERSION)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: format %u, expected %d", in[0],
+                               FORMAT_VERSION);
+    const selector_ops *sel = NULL;
+    for (size_t i = 0; i < SELECTOR_COUNT; i++)
+        if (selectors[i].id == in[1])
+            sel = &selectors[i];
+    if (!sel)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: unknown selector id %u", in[1]);
+    const gdml_quant_ops *q = NULL;
+    for (size_t i = 0; i < QUANTIZER_COUNT; i++)
+        if (quantizers[i]->id == in[2])
+            q = quantizers[i];
+    if (!q)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: unknown quantizer id %u", in[2]);
+    bool sparse = sel->select != NULL;
+    if (in[3] != (sparse ? FLAG_SPARSE : 0))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: flags 0x%02x, expected 0x%02x for selector %s",
+                               in[3], sparse ? FLAG_SPARSE : 0, sel->name);
+    uint32_t pn = gdml_codec_get_u32(in + 4), k = gdml_codec_get_u32(in + 8);
+    if (pn != n)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: tensor of %lu entries, expected %zu",
+                               (unsigned long)pn, n);
+    if (k > n || (!sparse && k != n))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: k %lu %s n %zu",
+                               (unsigned long)k, sparse ? ">" : "!=", n);
+    size_t pos = GDML_CODEC_HEADER;
+    if (sparse) {
+        gdml_err err = check_indices(in, len, &pos, k, n, e);
+        if (err)
+            return err;
+    }
+    if (len - pos != q->bytes(k))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: %zu bytes of values, but %lu %s values take %zu",
+                               len - pos, (unsigned long)k, q->name, q->bytes(k));
+    if (q->check) {
+        gdml_err err = q->check(in + pos, k, e);
+        if (err)
+            return err;
+    }
+    float *values = out + (n - k);
+    q->decode(in + pos, k, values);
+    for (size_t j = 0; j < k; j++)
+        if (!isfinite(values[j]))
+            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                                   "codec payload: value %zu (of %lu) is not a finite number", j,
+                                   (unsigned long)k);
+    if (sparse)
+        scatter(in, len, k, out, n);
+    return GDML_OK;
+}

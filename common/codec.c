@@ -63,7 +63,8 @@ static const selector_ops selectors[] = {
 };
 
 static const gdml_quant_ops *const quantizers[] = {
-    &gdml_quant_f32, &gdml_quant_f16, &gdml_quant_bf16, &gdml_quant_int8, &gdml_quant_sign,
+    &gdml_quant_f32,  &gdml_quant_f16,  &gdml_quant_bf16,
+    &gdml_quant_int8, &gdml_quant_int4, &gdml_quant_sign,
 };
 
 #define SELECTOR_COUNT (sizeof selectors / sizeof selectors[0])
@@ -557,6 +558,11 @@ static void scatter(const uint8_t *in, size_t len, size_t k, float *out, size_t 
         next = index + 1;
     }
     memset(out + next, 0, (n - next) * sizeof *out);
+}
+
+size_t gdml_codec_payload_k(const uint8_t *payload, size_t len)
+{
+    return len < GDML_CODEC_HEADER ? 0 : gdml_codec_get_u32(payload + 8);
 }
 
 gdml_err gdml_codec_decode(const uint8_t *in, size_t len, float *out, size_t n, gdml_errmsg *e)

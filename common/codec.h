@@ -17,6 +17,8 @@
  *               int8          1 byte a value, plus a float32 scale per block of
  *                             GDML_CODEC_BLOCK values: q = round(v / scale),
  *                             scale = max|v| / 127 over the block
+ *               int4          half a byte a value (two a byte, even index in the
+ *                             low nibble), scale = max|v| / 7 per block
  *               sign          1 bit a value, plus a float32 scale per block:
  *                             the mean |v| of the block; decodes to +-scale
  *   "dense" is "all+f32". Examples: "topk+int8", "significance", "bf16".
@@ -46,17 +48,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GDML_CODEC_BLOCK 256     /* values per int8/sign scale */
-#define GDML_CODEC_HEADER 12     /* bytes before indices and values */
+#define GDML_CODEC_BLOCK 256 /* values per int8/sign scale */
+#define GDML_CODEC_HEADER 12 /* bytes before indices and values */
 #define GDML_CODEC_NAME_MAX 32
 
 typedef struct gdml_codec gdml_codec;
 
 /* What one encode may send; fields a selector does not use are ignored. */
 typedef struct gdml_codec_params {
-    size_t k;           /* topk, randk: entries to send; significance: at most this many */
-    double threshold;   /* significance: relative change that makes an entry significant */
-    const float *ref;   /* significance: the current parameter values (n of them) */
+    size_t k;         /* topk, randk: entries to send; significance: at most this many */
+    double threshold; /* significance: relative change that makes an entry significant */
+    const float *ref; /* significance: the current parameter values (n of them) */
 } gdml_codec_params;
 
 /*
@@ -98,8 +100,8 @@ size_t gdml_codec_k_for_bytes(const gdml_codec *c, size_t bytes);
  * from the payload (zeros where nothing was sent). Returns GDML_ERR_NOMEM if
  * cap < gdml_codec_max_bytes(c, k) for the k it would send.
  */
-gdml_err gdml_codec_encode(gdml_codec *c, const float *x, const gdml_codec_params *p,
-                           uint8_t *out, size_t cap, size_t *len, float *decoded);
+gdml_err gdml_codec_encode(gdml_codec *c, const float *x, const gdml_codec_params *p, uint8_t *out,
+                           size_t cap, size_t *len, float *decoded);
 
 /*
  * Encodes with error feedback: e = u + residual; out = encode(e);
@@ -108,8 +110,10 @@ gdml_err gdml_codec_encode(gdml_codec *c, const float *x, const gdml_codec_param
  * stays zero.
  */
 gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
-                              const gdml_codec_params *p, uint8_t *out, size_t cap,
-                              size_t *len);
+                              const gdml_codec_params *p, uint8_t *out, size_t cap, size_t *len);
+
+/* The number of entries a payload holds (its k field); 0 if it is too short. */
+size_t gdml_codec_payload_k(const uint8_t *payload, size_t len);
 
 /*
  * Decodes a payload into out[0..n) (overwritten; zeros where absent). Checks

@@ -40,6 +40,7 @@ extern const gdml_quant_ops gdml_quant_f32;
 extern const gdml_quant_ops gdml_quant_f16;
 extern const gdml_quant_ops gdml_quant_bf16;
 extern const gdml_quant_ops gdml_quant_int8;
+extern const gdml_quant_ops gdml_quant_int4;
 extern const gdml_quant_ops gdml_quant_sign;
 
 /* Little-endian stores and loads; payloads are little-endian on every host. */

@@ -57,8 +57,8 @@ static gdml_err check_encoder(const char *value, gdml_errmsg *why);
 #define NAME_RULE "1..63 characters from A-Z a-z 0-9 . _ -"
 #define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
 #define ENCODER_RULE                                                                               \
-    "SELECTOR+QUANTIZER, either part alone, or dense; selectors all, topk, randk, significance; " \
-    "quantizers f32, f16, bf16, int8, sign"
+    "SELECTOR+QUANTIZER, either part alone, or dense; selectors all, topk, randk, significance; "  \
+    "quantizers f32, f16, bf16, int8, int4, sign"
 
 /*
  * One macro per kind of row keeps each row of the table on a line or two.
@@ -94,6 +94,7 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 static const char *const model_kinds[] = {"softmax", NULL};
 static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
 static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
+static const char *const drift_corrections[] = {"none", "scaffold", NULL};
 static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -118,6 +119,8 @@ static const key_def keys[] = {
     STR(coordinator, eval_images, "", "--eval-images", "PATH",
         "IDX test images scored after each round (empty: no evaluation)"),
     STR(coordinator, eval_labels, "", "--eval-labels", "PATH", "IDX test labels for eval_images"),
+    INT(coordinator, eval_every, "1", 1, 1000000, "--eval-every",
+        "evaluate every this many versions (and always the last)"),
     STR(coordinator, endpoint_file, "", "--endpoint-file", "PATH",
         "file to write the bound endpoint to (empty: none)"),
     ENCODER(coordinator, encoder, "dense", "--encoder",
@@ -154,7 +157,11 @@ static const key_def keys[] = {
     ENUM(server, sync_mode, "steps", sync_modes, "--sync-mode", "MODE",
          "when to sync with the coordinator: every sync_every steps, every sync_ms, or as "
          "soon as the uplink budget has min_message_bytes"),
-    INT(server, sync_ms, "1000", 1, 86400000, "--sync-ms", "ms between syncs when sync_mode = time"),
+    INT(server, sync_ms, "1000", 1, 86400000, "--sync-ms",
+        "ms between syncs when sync_mode = time"),
+    ENUM(server, drift_correction, "none", drift_corrections, "--drift-correction", "KIND",
+         "scaffold: correct each local step by the global minus the local mean gradient of the "
+         "last round (control variates derived from the deltas, so no extra WAN bytes)"),
     ENCODER(server, encoder, "dense", "--encoder",
             "uplink encoder: how this region's delta is sent to the coordinator"),
     REAL(server, k_fraction, "0.1", 0, 1, "--k-fraction",

@@ -85,8 +85,9 @@ typedef struct gdml_config {
         char store[GDML_PATH_MAX];
         int64_t regions, rounds, timeout_ms;
         char eval_images[GDML_PATH_MAX], eval_labels[GDML_PATH_MAX];
+        int64_t eval_every;
         char endpoint_file[GDML_PATH_MAX];
-        char encoder[32];          /* downlink encoder spec (codec.h) */
+        char encoder[32]; /* downlink encoder spec (codec.h) */
         double k_fraction, threshold;
         char byte_log[GDML_PATH_MAX];
     } coordinator;
@@ -100,9 +101,10 @@ typedef struct gdml_config {
         int64_t workers, sync_every, timeout_ms;
         double learning_rate, lr_decay;
         char endpoint_file[GDML_PATH_MAX];
-        char sync_mode[16]; /* steps, time or budget */
+        char sync_mode[16];        /* steps, time or budget */
+        char drift_correction[16]; /* none or scaffold */
         int64_t sync_ms;
-        char encoder[32];   /* uplink encoder spec (codec.h) */
+        char encoder[32]; /* uplink encoder spec (codec.h) */
         double k_fraction, threshold;
         char byte_log[GDML_PATH_MAX];
     } server;

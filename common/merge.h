@@ -29,9 +29,9 @@
 typedef struct gdml_merge gdml_merge;
 
 typedef struct gdml_merge_config {
-    const char *rule; /* "fedavg", "sum", "fedavgm", "nesterov", "adam" */
-    double lr;        /* server learning rate, > 0 */
-    double momentum;  /* fedavgm, nesterov: [0, 1) */
+    const char *rule;             /* "fedavg", "sum", "fedavgm", "nesterov", "adam" */
+    double lr;                    /* server learning rate, > 0 */
+    double momentum;              /* fedavgm, nesterov: [0, 1) */
     double beta1, beta2, epsilon; /* adam: [0, 1), [0, 1), > 0 */
 } gdml_merge_config;
 
@@ -40,8 +40,7 @@ typedef struct gdml_merge_config {
  * moments) at zero. GDML_ERR_INVALID with e for an unknown rule (e lists the
  * known ones) or an out-of-range hyperparameter; GDML_ERR_NOMEM.
  */
-gdml_err gdml_merge_new(const gdml_merge_config *cfg, size_t n, gdml_merge **out,
-                        gdml_errmsg *e);
+gdml_err gdml_merge_new(const gdml_merge_config *cfg, size_t n, gdml_merge **out, gdml_errmsg *e);
 
 /* Frees the merger. NULL-safe; clears *m. */
 void gdml_merge_destroy(gdml_merge **m);

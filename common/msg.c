@@ -33,6 +33,7 @@ enum field {
     F_TEXT,
     F_DRATE,
     F_DCAP,
+    F_LRSTEPS,
     F_COUNT_OF_FIELDS,
 };
 
@@ -40,11 +41,12 @@ static const char *const field_key[F_COUNT_OF_FIELDS] = {
     [F_PROTO] = "proto", [F_TYPE] = "type",   [F_FROM] = "from",   [F_SEQ] = "seq",
     [F_VER] = "ver",     [F_STEP] = "step",   [F_COUNT] = "count", [F_METRIC] = "metric",
     [F_ENC] = "enc",     [F_SIZES] = "sizes", [F_TEXT] = "text",   [F_DRATE] = "drate",
-    [F_DCAP] = "dcap",
+    [F_DCAP] = "dcap",   [F_LRSTEPS] = "lrh",
 };
 
 /* Optional fields: metric, text, and the reverse-direction budget. */
-#define OPTIONAL_FIELDS ((1u << F_METRIC) | (1u << F_TEXT) | (1u << F_DRATE) | (1u << F_DCAP))
+#define OPTIONAL_FIELDS                                                                            \
+    ((1u << F_METRIC) | (1u << F_TEXT) | (1u << F_DRATE) | (1u << F_DCAP) | (1u << F_LRSTEPS))
 #define REQUIRED_FIELDS (((1u << F_COUNT_OF_FIELDS) - 1) & ~OPTIONAL_FIELDS)
 
 void gdml_msg_header_init(gdml_msg_header *h, gdml_msg_type type, const char *sender)
@@ -177,7 +179,8 @@ gdml_err gdml_msg_encode(const gdml_msg_header *h, uint8_t *buf, size_t cap, siz
     /* A failed write sets s.overflow and makes every later write fail too, so
      * checking the flag once at the end is enough. */
     /* Every field up to text is always written; the optional ones only when set. */
-    uint32_t entries = F_TEXT + (text_len > 0) + (h->down_rate > 0) + (h->down_cap > 0);
+    uint32_t entries =
+        F_TEXT + (text_len > 0) + (h->down_rate > 0) + (h->down_cap > 0) + (h->lr_steps > 0);
     msgpack_pack_map(&pk, entries);
     pack_u64(&pk, F_PROTO, h->proto);
     pack_u64(&pk, F_TYPE, (uint64_t)h->type);
@@ -202,6 +205,10 @@ gdml_err gdml_msg_encode(const gdml_msg_header *h, uint8_t *buf, size_t cap, siz
         pack_u64(&pk, F_DRATE, h->down_rate);
     if (h->down_cap > 0)
         pack_u64(&pk, F_DCAP, h->down_cap);
+    if (h->lr_steps > 0) {
+        pack_key(&pk, F_LRSTEPS);
+        msgpack_pack_double(&pk, h->lr_steps);
+    }
     if (s.overflow)
         return GDML_ERR_NOMEM;
     *len = s.len;
@@ -394,6 +401,15 @@ static gdml_err set_field(enum field f, const msgpack_object *o, gdml_msg_header
         return get_u64(f, o, &h->down_rate, e);
     case F_DCAP:
         return get_u64(f, o, &h->down_cap, e);
+    case F_LRSTEPS:
+        if (o->type != MSGPACK_OBJECT_FLOAT32 && o->type != MSGPACK_OBJECT_FLOAT64)
+            return wrong_type(f, o, "a float", e);
+        if (!isfinite(o->via.f64) || o->via.f64 < 0)
+            return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                                   "header field 'lrh': %g is not a finite number >= 0",
+                                   o->via.f64);
+        h->lr_steps = o->via.f64;
+        break;
     case F_METRIC:
         /* Other msgpack writers may store a whole-number float as an integer. */
         if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)

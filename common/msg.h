@@ -64,6 +64,9 @@ typedef struct gdml_msg_header {
     /* Optional (0 = not sent): the budget the sender asks its peer to keep on
      * the way back: a region's downlink bytes per second and bytes in all. */
     uint64_t down_rate, down_cap;
+    /* Optional (0 = not sent): the learning rate times the local steps a
+     * DELTA's round took; in GLOBAL, the sample-weighted mean over regions. */
+    double lr_steps;
 } gdml_msg_header;
 
 /* Zeroes h and sets proto, type, sender (truncated to fit) and metric = NaN. */

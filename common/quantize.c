@@ -14,6 +14,7 @@
 #include <math.h>
 
 #define INT8_LEVELS 127 /* q in [-127, 127]; -128 is never written */
+#define INT4_LEVELS 7   /* q in [-7, 7]; -8 is never written */
 
 static uint32_t float_bits(float f)
 {
@@ -194,7 +195,13 @@ static float round_even(float r)
     return (r + magic) - magic;
 }
 
-static void int8_encode(const float *v, size_t k, uint8_t *out)
+/*
+ * Quantizes v[0..k) to integers in [-levels, levels], block by block: writes
+ * each block's scale (max |v| / levels) at out + 4 * b and hands each code to
+ * put(codes, i, q). Shared by int8 and int4, which differ only in packing.
+ */
+static void quantize_blocks(const float *v, size_t k, uint8_t *out, float levels,
+                            void (*put)(uint8_t *codes, size_t i, int q))
 {
     uint8_t *codes = out + 4 * blocks(k);
     for (size_t b = 0; b < blocks(k); b++) {
@@ -203,21 +210,27 @@ static void int8_encode(const float *v, size_t k, uint8_t *out)
         float max = 0.0f;
         for (size_t i = lo; i < hi; i++)
             max = fabsf(v[i]) > max ? fabsf(v[i]) : max;
-        float scale = max / INT8_LEVELS;
-        /* Near FLT_MAX, 127 * scale could round to infinity; step down until it cannot. */
-        while (isinf(scale * INT8_LEVELS))
+        float scale = max / levels;
+        /* Near FLT_MAX, levels * scale could round to infinity; step down until it cannot. */
+        while (isinf(scale * levels))
             scale = nextafterf(scale, 0.0f);
         gdml_codec_put_f32(out + 4 * b, scale);
-        if (scale == 0.0f) {
-            memset(codes + lo, 0, hi - lo);
-            continue;
-        }
         for (size_t i = lo; i < hi; i++) {
-            /* A subnormal scale can push v / scale past 127 (or to infinity): clamp. */
-            float r = fminf(fmaxf(v[i] / scale, -INT8_LEVELS), INT8_LEVELS);
-            codes[i] = (uint8_t)(int8_t)round_even(r);
+            /* A subnormal scale can push v / scale past the levels (or to infinity): clamp. */
+            float r = scale == 0.0f ? 0.0f : fminf(fmaxf(v[i] / scale, -levels), levels);
+            put(codes, i, (int)round_even(r));
         }
     }
+}
+
+static void int8_put(uint8_t *codes, size_t i, int q)
+{
+    codes[i] = (uint8_t)(int8_t)q;
+}
+
+static void int8_encode(const float *v, size_t k, uint8_t *out)
+{
+    quantize_blocks(v, k, out, INT8_LEVELS, int8_put);
 }
 
 static gdml_err int8_check(const uint8_t *in, size_t k, gdml_errmsg *e)
@@ -243,6 +256,53 @@ static void int8_decode(const uint8_t *in, size_t k, float *v)
         for (size_t i = lo; i < hi; i++)
             v[i] = (float)(int8_t)codes[i] * scale;
     }
+}
+
+/* int4: two codes a byte, the even index in the low nibble; an odd k pads with 0. */
+static size_t int4_bytes(size_t k)
+{
+    return 4 * blocks(k) + (k + 1) / 2;
+}
+
+static void int4_put(uint8_t *codes, size_t i, int q)
+{
+    unsigned nibble = (unsigned)q & 0xfu, shift = 4u * (unsigned)(i % 2);
+    codes[i / 2] = (uint8_t)((codes[i / 2] & ~(0xfu << shift)) | nibble << shift);
+}
+
+static void int4_encode(const float *v, size_t k, uint8_t *out)
+{
+    memset(out + 4 * blocks(k), 0, (k + 1) / 2);
+    quantize_blocks(v, k, out, INT4_LEVELS, int4_put);
+}
+
+static int int4_get(const uint8_t *codes, size_t i)
+{
+    int nibble = (codes[i / 2] >> (4 * (i % 2))) & 0xf;
+    return nibble >= 8 ? nibble - 16 : nibble;
+}
+
+static gdml_err int4_check(const uint8_t *in, size_t k, gdml_errmsg *e)
+{
+    gdml_err err = check_scales(in, k, "int4", e);
+    if (err)
+        return err;
+    const uint8_t *codes = in + 4 * blocks(k);
+    for (size_t i = 0; i < k; i++)
+        if (int4_get(codes, i) == -8)
+            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                                   "codec payload: int4 value %zu is -8, outside [-7, 7]", i);
+    if (k % 2 && codes[k / 2] >> 4)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: int4 padding nibble is not zero");
+    return GDML_OK;
+}
+
+static void int4_decode(const uint8_t *in, size_t k, float *v)
+{
+    const uint8_t *codes = in + 4 * blocks(k);
+    for (size_t i = 0; i < k; i++)
+        v[i] = (float)int4_get(codes, i) * gdml_codec_get_f32(in + 4 * (i / GDML_CODEC_BLOCK));
 }
 
 static size_t sign_bytes(size_t k)
@@ -336,6 +396,16 @@ const gdml_quant_ops gdml_quant_int8 = {
     .encode = int8_encode,
     .check = int8_check,
     .decode = int8_decode,
+};
+
+const gdml_quant_ops gdml_quant_int4 = {
+    .name = "int4",
+    .id = 5,
+    .lossy = true,
+    .bytes = int4_bytes,
+    .encode = int4_encode,
+    .check = int4_check,
+    .decode = int4_decode,
 };
 
 const gdml_quant_ops gdml_quant_sign = {

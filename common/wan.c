@@ -62,7 +62,7 @@ gdml_err gdml_wan_new(const gdml_wan_config *cfg, gdml_wan **out, gdml_errmsg *e
         gdml_wan_destroy(&w);
         return err;
     }
-    snprintf(w->encoder, sizeof w->encoder, "%s", cfg->encoder);
+    snprintf(w->encoder, sizeof w->encoder, "%s", cfg->encoder ? cfg->encoder : "dense");
     w->k_fraction = cfg->k_fraction;
     w->threshold = cfg->threshold;
     w->min_message = cfg->min_message_bytes;
@@ -88,6 +88,11 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
     if (err)
         return err;
     w->n = n;
+    w->residual = calloc(n, sizeof(float));
+    w->e = malloc(n * sizeof(float));
+    w->decoded = malloc(n * sizeof(float));
+    if (!w->residual || !w->e || !w->decoded)
+        goto nomem;
     w->k_max = n;
     if (gdml_codec_sparse(w->codec)) {
         w->k_max = (size_t)((double)n * w->k_fraction);
@@ -95,13 +100,16 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
             w->k_max = 1;
     }
     w->buf_cap = gdml_codec_max_bytes(w->codec, w->k_max);
-    w->residual = calloc(n, sizeof(float));
-    w->e = malloc(n * sizeof(float));
-    w->decoded = malloc(n * sizeof(float));
-    w->buf = malloc(w->buf_cap);
-    if (!w->residual || !w->e || !w->decoded || !w->buf)
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter link", n);
+    if (!(w->buf = malloc(w->buf_cap)))
+        goto nomem;
     return GDML_OK;
+nomem: /* leave the link unstarted, so that a retry starts afresh */
+    gdml_codec_destroy(&w->codec);
+    free(w->residual);
+    free(w->e);
+    free(w->decoded);
+    w->residual = w->e = w->decoded = NULL;
+    return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter link", n);
 }
 
 void gdml_wan_destroy(gdml_wan **wp)
@@ -151,16 +159,17 @@ static void log_line(gdml_wan *w, const char *dir, gdml_msg_type type, uint64_t 
 }
 
 /* Wire bytes of h carrying a payload of at most the size k entries can take. */
-static uint64_t wire_for_k(const gdml_wan *w, gdml_msg_header *h, size_t k)
+static uint64_t wire_for_k(const gdml_wan *w, const gdml_msg_header *h, size_t k)
 {
-    h->encoding = GDML_ENC_CODEC;
-    h->n_payloads = 1;
-    h->sizes[0] = gdml_codec_max_bytes(w->codec, k);
-    return gdml_wan_wire_bytes(h);
+    gdml_msg_header sized = *h;
+    sized.encoding = GDML_ENC_CODEC;
+    sized.n_payloads = 1;
+    sized.sizes[0] = gdml_codec_max_bytes(w->codec, k);
+    return gdml_wan_wire_bytes(&sized);
 }
 
 /* The largest k <= k_max whose message surely fits in avail bytes (0: none). */
-static size_t fit_k(const gdml_wan *w, gdml_msg_header *h, uint64_t avail)
+static size_t fit_k(const gdml_wan *w, const gdml_msg_header *h, uint64_t avail)
 {
     if (!gdml_codec_sparse(w->codec))
         return wire_for_k(w, h, w->n) <= avail ? w->n : 0;
@@ -176,7 +185,7 @@ static size_t fit_k(const gdml_wan *w, gdml_msg_header *h, uint64_t avail)
 }
 
 /* Bytes that must be free before a message is worth sending. */
-static uint64_t useful_bytes(const gdml_wan *w, gdml_msg_header *h)
+static uint64_t useful_bytes(const gdml_wan *w, const gdml_msg_header *h)
 {
     uint64_t full = wire_for_k(w, h, w->k_max);
     uint64_t least = gdml_codec_sparse(w->codec) ? wire_for_k(w, h, 1) : full;
@@ -229,23 +238,15 @@ gdml_err gdml_wan_send_update(gdml_wan *w, gdml_link *l, const gdml_peer *peer, 
     gdml_budget_spend(w->budget, wire, now_ms);
     w->sent += wire;
     log_line(w, w->send_dir, h->type, wire, now_ms);
-    if (sent_k)
-        *sent_k = k;
+    if (sent_k) /* what the encoder sent: a filter may send fewer than it may */
+        *sent_k = gdml_codec_payload_k(w->buf, len);
     return GDML_OK;
 }
 
-int64_t gdml_wan_wait_ms(gdml_wan *w, int64_t now_ms, gdml_errmsg *e)
+int64_t gdml_wan_wait_ms(gdml_wan *w, const gdml_msg_header *h, int64_t now_ms, gdml_errmsg *e)
 {
     assert(w->codec && "gdml_wan_start first");
-    gdml_msg_header h;
-    char longest[GDML_NAME_MAX];
-    memset(longest, 'x', sizeof longest - 1);
-    longest[sizeof longest - 1] = '\0';
-    gdml_msg_header_init(&h, GDML_MSG_DELTA, longest);
-    h.seq = UINT64_MAX; /* the largest header this link will send */
-    h.version = h.step = h.count = UINT64_MAX;
-    h.down_rate = h.down_cap = UINT64_MAX;
-    uint64_t need = useful_bytes(w, &h);
+    uint64_t need = useful_bytes(w, h);
     int64_t wait = gdml_budget_wait_ms(w->budget, need, now_ms);
     if (wait < 0) {
         gdml_budget_config b = gdml_budget_get_config(w->budget);
@@ -280,8 +281,7 @@ gdml_err gdml_wan_send_control(gdml_wan *w, gdml_link *l, const gdml_peer *peer,
         if (wait == 0)
             break;
         if (now + wait > deadline)
-            return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
-                                   "no budget to send %s to '%s' within %d ms",
+            return gdml_errmsg_set(e, GDML_ERR_TIMEOUT, "no budget to send %s to '%s' within %d ms",
                                    gdml_msg_type_name(h->type), w->peer, timeout_ms);
         struct timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
         nanosleep(&ts, NULL);

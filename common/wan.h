@@ -76,7 +76,8 @@ float *gdml_wan_residual(gdml_wan *w);
  * receiver lacks" (the downlink: u = global - view, view += decoded).
  * ref is the current parameter vector, for the significance filter (may be
  * NULL otherwise). Returns GDML_ERR_AGAIN, sending nothing and changing
- * nothing, when the budget does not allow a useful message at now_ms (see
+ * nothing but h's encoding and sizes, when the budget does not allow a useful
+ * message at now_ms (see
  * gdml_wan_wait_ms for when it will); a failed send also changes nothing.
  * On GDML_OK, *sent_k (if not NULL) holds the entries sent.
  */
@@ -86,11 +87,11 @@ gdml_err gdml_wan_send_update(gdml_wan *w, gdml_link *l, const gdml_peer *peer, 
 
 /*
  * Milliseconds from now_ms until gdml_wan_send_update can send a useful
- * message (0: now), or -1 if it never can (the smallest useful message is
- * larger than one window's budget, or the cap is spent); e then says which
- * key to change.
+ * message with header h (the one it refused), 0 if it can now, or -1 if it
+ * never can (the smallest useful message is larger than one window's budget,
+ * or the cap is spent); e then says which key to change.
  */
-int64_t gdml_wan_wait_ms(gdml_wan *w, int64_t now_ms, gdml_errmsg *e);
+int64_t gdml_wan_wait_ms(gdml_wan *w, const gdml_msg_header *h, int64_t now_ms, gdml_errmsg *e);
 
 /*
  * Sends a message without payload (HELLO, STOP, ERROR), counted against the

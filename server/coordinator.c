@@ -44,6 +44,8 @@
 #define SEND_TIMEOUT_MS 5000
 /* The smallest downlink update worth sending when the budget is tight. */
 #define DOWN_MIN_MESSAGE_BYTES 1024
+/* Larger sample counts are refused: one region must not outweigh all others by lying. */
+#define MAX_SAMPLES ((uint64_t)1 << 40)
 
 typedef struct region {
     char name[GDML_NAME_MAX];
@@ -51,11 +53,11 @@ typedef struct region {
     uint64_t merged_seq; /* highest sequence number merged: re-sends are ignored */
     bool has_delta;      /* `delta` holds this round's delta */
     uint64_t delta_seq, delta_samples;
-    double delta_loss;
+    double delta_loss, delta_lr_steps;
     float *delta;
-    gdml_wan *down;          /* this region's downlink */
-    float *view;             /* the global model as this region holds it */
-    gdml_msg_type pending;   /* WELCOME or GLOBAL waiting for budget; 0 if none */
+    gdml_wan *down;        /* this region's downlink */
+    float *view;           /* the global model as this region holds it */
+    gdml_msg_type pending; /* WELCOME or GLOBAL waiting for budget; 0 if none */
 } region;
 
 typedef struct coordinator {
@@ -67,11 +69,12 @@ typedef struct coordinator {
     gdml_layout layout;
     char layout_text[GDML_LAYOUT_MAX];
     size_t n_params;
-    float *global;  /* the newest version's parameters */
-    float *initial; /* the model every region starts from ([model] seed) */
-    float *scratch; /* n_params: the update being sent */
+    float *global;    /* the newest version's parameters */
+    float *initial;   /* the model every region starts from ([model] seed) */
+    float *scratch;   /* n_params: the update being sent */
     uint64_t version; /* newest committed version; 0 = the initial model */
     uint64_t seq;     /* sequence number of our last message */
+    double lr_steps;  /* the last round's sample-weighted mean lr * local steps */
     region regions[GDML_STORE_MAX_REGIONS];
     int n_regions;
     gdml_dataset eval;
@@ -96,9 +99,9 @@ static void send_header(coordinator *c, const region *r, gdml_msg_type type, con
     h.version = c->version;
     snprintf(h.text, sizeof h.text, "%s", text ? text : "");
     gdml_errmsg e;
-    gdml_err err = r->down ? gdml_wan_send_control(r->down, c->link, &r->peer, &h,
-                                                   SEND_TIMEOUT_MS, &e)
-                           : gdml_link_send(c->link, &r->peer, &h, NULL, 0, SEND_TIMEOUT_MS, &e);
+    gdml_err err = r->down
+                       ? gdml_wan_send_control(r->down, c->link, &r->peer, &h, SEND_TIMEOUT_MS, &e)
+                       : gdml_link_send(c->link, &r->peer, &h, NULL, 0, SEND_TIMEOUT_MS, &e);
     if (err)
         gdml_warn("cannot send %s to region '%s': %s", gdml_msg_type_name(type), r->name, e.text);
 }
@@ -141,6 +144,8 @@ static gdml_err flush_pending(coordinator *c, int64_t *wait_ms, gdml_errmsg *e)
         gdml_msg_header_init(&h, r->pending, "coordinator");
         h.seq = c->seq + 1;
         h.version = c->version;
+        if (r->pending == GDML_MSG_GLOBAL)
+            h.lr_steps = c->lr_steps;
         if (r->pending == GDML_MSG_WELCOME) {
             snprintf(h.text, sizeof h.text, "%s", c->layout_text);
             h.count = (uint64_t)c->cfg->model.seed;
@@ -149,7 +154,7 @@ static gdml_err flush_pending(coordinator *c, int64_t *wait_ms, gdml_errmsg *e)
         gdml_err err = gdml_wan_send_update(r->down, c->link, &r->peer, &h, c->scratch, c->global,
                                             r->view, now, &k, e);
         if (err == GDML_ERR_AGAIN) {
-            int64_t wait = gdml_wan_wait_ms(r->down, now, e);
+            int64_t wait = gdml_wan_wait_ms(r->down, &h, now, e);
             if (wait < 0)
                 return GDML_ERR_CONFIG;
             if (*wait_ms < 0 || wait < *wait_ms)
@@ -230,6 +235,9 @@ static void on_hello(coordinator *c, const gdml_rx *rx)
     gdml_wan_note_received(r->down, rx, gdml_now_ms());
     r->peer = rx->peer;
     r->has_delta = false;
+    /* A region that joins again may have restarted and counts from its HELLO
+     * anew: deltas after this HELLO are new, whatever was merged before. */
+    r->merged_seq = rx->header.seq;
     apply_down_budget(r, &rx->header);
     /* It starts from the initial model; WELCOME brings it the rest. */
     memcpy(r->view, c->initial, c->n_params * sizeof(float));
@@ -258,8 +266,8 @@ static void on_delta(coordinator *c, const gdml_rx *rx)
         refuse(c, rx, why);
         return;
     }
-    if (h->count == 0) {
-        refuse(c, rx, "delta carries a sample count of 0");
+    if (h->count == 0 || h->count > MAX_SAMPLES) {
+        refuse(c, rx, "delta carries a sample count of 0 or above 2^40");
         return;
     }
     gdml_errmsg e;
@@ -273,6 +281,7 @@ static void on_delta(coordinator *c, const gdml_rx *rx)
     r->delta_seq = h->seq;
     r->delta_samples = h->count;
     r->delta_loss = h->metric;
+    r->delta_lr_steps = h->lr_steps;
     c->last_progress_ms = gdml_now_ms();
     gdml_debug("region '%s': delta seq %llu for version %llu (%llu samples)", r->name,
                (unsigned long long)h->seq, (unsigned long long)h->version,
@@ -297,8 +306,8 @@ static void describe_wait(const coordinator *c, char *buf, size_t cap)
         len += (size_t)snprintf(buf, cap, "only %d of %lld regions joined", c->n_regions,
                                 (long long)c->cfg->coordinator.regions);
     } else {
-        len += (size_t)snprintf(buf, cap, "no delta for version %llu from:",
-                                (unsigned long long)c->version);
+        len += (size_t)snprintf(buf, cap,
+                                "no delta for version %llu from:", (unsigned long long)c->version);
         for (int i = 0; i < c->n_regions && len < cap; i++)
             if (!c->regions[i].has_delta)
                 len += (size_t)snprintf(buf + len, cap - len, " '%s'", c->regions[i].name);
@@ -321,25 +330,28 @@ static gdml_err merge_round(coordinator *c, gdml_errmsg *e)
     memset(&meta, 0, sizeof meta);
     const float *deltas[GDML_STORE_MAX_REGIONS];
     double weights[GDML_STORE_MAX_REGIONS];
-    double total = 0, loss_sum = 0;
+    double total = 0, loss_sum = 0, lr_steps_sum = 0;
     for (int i = 0; i < c->n_regions; i++) {
         region *r = &c->regions[i];
         deltas[i] = r->delta;
         weights[i] = (double)r->delta_samples;
         total += weights[i];
         loss_sum += r->delta_loss * weights[i];
+        lr_steps_sum += r->delta_lr_steps * weights[i];
         gdml_region_part *p = &meta.regions[i];
         snprintf(p->name, sizeof p->name, "%s", r->name);
         p->seq = r->delta_seq;
         p->samples = r->delta_samples;
     }
     gdml_merge_apply(c->merge, c->global, deltas, weights, (size_t)c->n_regions);
+    c->lr_steps = lr_steps_sum / total;
     meta.n_regions = (uint32_t)c->n_regions;
     meta.version = c->version + 1;
     meta.round = meta.version;
     meta.accuracy = NAN;
     meta.loss = NAN;
-    if (c->eval.n) {
+    bool last = meta.version >= (uint64_t)c->cfg->coordinator.rounds;
+    if (c->eval.n && (last || meta.version % (uint64_t)c->cfg->coordinator.eval_every == 0)) {
         gdml_err err = gdml_model_evaluate(&c->layout, c->global, c->eval.x, c->eval.y, c->eval.n,
                                            &meta.accuracy, &meta.loss);
         if (err)
@@ -386,19 +398,22 @@ static gdml_err serve(coordinator *c, gdml_errmsg *e)
     while (c->version < (uint64_t)c->cfg->coordinator.rounds) {
         if (gdml_stop_requested())
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
+        /* Checked every time round, so that junk or refused messages cannot
+         * keep the coordinator waiting for ever. */
+        if (gdml_now_ms() - c->last_progress_ms > timeout_ms) {
+            char what[GDML_ERRMSG_MAX / 2];
+            describe_wait(c, what, sizeof what);
+            return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
+                                   "no progress for %lld ms (%s); check that those regional "
+                                   "servers are running and can reach this coordinator",
+                                   (long long)timeout_ms, what);
+        }
         gdml_rx rx;
         gdml_errmsg rx_err;
         int poll_ms = wait >= 0 && wait < POLL_MS ? (int)wait : POLL_MS;
         gdml_err err = gdml_link_recv(c->link, &rx, poll_ms, &rx_err);
         if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED) {
-            if (gdml_now_ms() - c->last_progress_ms > timeout_ms) {
-                char what[GDML_ERRMSG_MAX / 2];
-                describe_wait(c, what, sizeof what);
-                return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
-                                       "no progress for %lld ms (%s); check that those regional "
-                                       "servers are running and can reach this coordinator",
-                                       (long long)timeout_ms, what);
-            }
+            /* nothing came: the timeout above and the pending sends below */
         } else if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
             gdml_warn("rejected a message: %s", rx_err.text);
         } else if (err) {
@@ -444,8 +459,7 @@ static gdml_err load_model(coordinator *c, gdml_errmsg *e)
     c->initial = malloc(c->n_params * sizeof(float));
     c->scratch = malloc(c->n_params * sizeof(float));
     if (!c->initial || !c->scratch)
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters",
-                               c->n_params);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", c->n_params);
     ops->init(&c->layout, c->initial, (uint64_t)cfg->model.seed);
 
     gdml_err err = gdml_store_open(cfg->coordinator.store, false, &c->store, e);
@@ -458,8 +472,8 @@ static gdml_err load_model(coordinator *c, gdml_errmsg *e)
             return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters",
                                    c->n_params);
         memcpy(c->global, c->initial, c->n_params * sizeof(float));
-        gdml_info("new model %s (%zu parameters); store '%s' is empty", c->layout_text,
-                  c->n_params, cfg->coordinator.store);
+        gdml_info("new model %s (%zu parameters); store '%s' is empty", c->layout_text, c->n_params,
+                  cfg->coordinator.store);
         return GDML_OK;
     }
     if (err)
@@ -495,8 +509,8 @@ static gdml_err open_link(coordinator *c, gdml_errmsg *e)
         err = gdml_link_bind(c->transport, cfg->coordinator.listen, &c->link, e);
     if (err)
         return err;
-    char endpoint[GDML_ENDPOINT_MAX];
-    if ((err = gdml_link_endpoint(c->link, endpoint, sizeof endpoint)))
+    char endpoint[GDML_ENDPOINT_MAX + 1]; /* + 1 for the newline of the endpoint file */
+    if ((err = gdml_link_endpoint(c->link, endpoint, GDML_ENDPOINT_MAX)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
     gdml_info("listening on %s for %lld regions, %lld rounds; merge %s, downlink %s", endpoint,
               (long long)cfg->coordinator.regions, (long long)cfg->coordinator.rounds,
@@ -514,8 +528,8 @@ static gdml_err load_eval(coordinator *c, gdml_errmsg *e)
     const gdml_config *cfg = c->cfg;
     if (!*cfg->coordinator.eval_images)
         return GDML_OK;
-    gdml_err err = gdml_dataset_load_idx(cfg->coordinator.eval_images,
-                                         cfg->coordinator.eval_labels, 0, 1, &c->eval, e);
+    gdml_err err = gdml_dataset_load_idx(cfg->coordinator.eval_images, cfg->coordinator.eval_labels,
+                                         0, 1, &c->eval, e);
     if (err)
         return err;
     if (c->eval.dim != (size_t)cfg->model.inputs || c->eval.classes > cfg->model.classes)
@@ -565,8 +579,7 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         printf(" store=%s\n", cfg->coordinator.store);
         fflush(stdout);
         gdml_info("training complete at version %llu; %llu versions in '%s'",
-                  (unsigned long long)c.version, (unsigned long long)count,
-                  cfg->coordinator.store);
+                  (unsigned long long)c.version, (unsigned long long)count, cfg->coordinator.store);
     }
 out:
     for (int i = 0; i < c.n_regions; i++) {

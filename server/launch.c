@@ -24,7 +24,9 @@
 #include "store.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -95,6 +97,21 @@ static gdml_err make_run_dir(launch *L, gdml_errmsg *e)
         gmtime_r(&now, &tm);
         snprintf(dir, sizeof dir, "runs/%04d%02d%02d-%02d%02d%02d-%ld", tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)getpid());
+    }
+    /* A run directory holds one run: reusing one would resume its store and
+     * read its stale endpoint files. */
+    DIR *existing = opendir(dir);
+    if (existing) {
+        struct dirent *d;
+        bool empty = true;
+        while (empty && (d = readdir(existing)))
+            empty = strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0;
+        closedir(existing);
+        if (!empty)
+            return gdml_errmsg_set(e, GDML_ERR_EXISTS,
+                                   "run directory '%s' is not empty; give a new --run-dir or "
+                                   "remove it",
+                                   dir);
     }
     char sub[PATH_MAX];
     gdml_err err = gdml_mkdir_p(dir, e);
@@ -264,10 +281,9 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     if ((err = path_join(byte_log, L->run_dir, "logs/bytes-coordinator.csv", e)))
         return err;
     const char *coord_args[] = {
-        "--byte-log", byte_log,
-        "--listen",      "tcp://127.0.0.1:*", "--store", L->store_dir,    "--regions",
-        regions,         "--endpoint-file",   ep_file,   "--eval-images", eval_images,
-        "--eval-labels", eval_labels,         NULL};
+        "--byte-log",    byte_log,    "--listen",      "tcp://127.0.0.1:*", "--store",
+        L->store_dir,    "--regions", regions,         "--endpoint-file",   ep_file,
+        "--eval-images", eval_images, "--eval-labels", eval_labels,         NULL};
     if ((err = start(L, "gdml-coordinator", "coordinator", "coordinator.log", true, coord_args, &p,
                      e)) ||
         (err = await_endpoint(L, p, ep_file, coord_ep, sizeof coord_ep, e)))
@@ -286,9 +302,10 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
             return err;
         snprintf(file, sizeof file, "server-%s.log", name);
         snprintf(label, sizeof label, "server %s", name);
-        const char *server_args[] = {"--name",          name,    "--listen", "tcp://127.0.0.1:*",
-                                     "--coordinator",   coord_ep, "--workers", workers,
-                                     "--endpoint-file", ep_file, "--byte-log", byte_log, NULL};
+        const char *server_args[] = {
+            "--name",     name,        "--listen", "tcp://127.0.0.1:*", "--coordinator",
+            coord_ep,     "--workers", workers,    "--endpoint-file",   ep_file,
+            "--byte-log", byte_log,    NULL};
         if ((err = start(L, "gdml-server", label, file, false, server_args, &p, e)) ||
             (err = await_endpoint(L, p, ep_file, server_ep, sizeof server_ep, e)))
             return err;
@@ -303,8 +320,11 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
             char wname[GDML_NAME_MAX], index[16], seed[32];
             snprintf(wname, sizeof wname, "%.50s.w%d", name, w);
             snprintf(index, sizeof index, "%d", w);
-            snprintf(seed, sizeof seed, "%lld",
-                     (long long)(cfg->launch.seed * 1000 + r * 64 + w) & LLONG_MAX);
+            /* Unsigned arithmetic: launch.seed may be as large as INT64_MAX. */
+            snprintf(
+                seed, sizeof seed, "%llu",
+                ((unsigned long long)cfg->launch.seed * 1000u + (unsigned)r * 64u + (unsigned)w) &
+                    (unsigned long long)LLONG_MAX);
             snprintf(file, sizeof file, "worker-%s.log", wname);
             snprintf(label, sizeof label, "worker %s", wname);
             const char *worker_args[] = {"--name",
@@ -522,8 +542,8 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
            mb(L->raw_gzip_bytes), wan ? (double)L->raw_bytes / (double)wan : 0.0,
            wan ? (double)L->raw_gzip_bytes / (double)wan : 0.0);
     for (int i = 0; i < L->prog.n_links; i++)
-        printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.links[i].name,
-               mb(L->prog.links[i].up), mb(L->prog.links[i].down));
+        printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.links[i].name, mb(L->prog.links[i].up),
+               mb(L->prog.links[i].down));
     printf("model versions: %llu in %s (list them: %s/gdml-models list --store %s)\n",
            (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
     printf("summary: %s\n", path);
@@ -556,6 +576,7 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
         err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", rounds, strerror(errno));
         goto out;
     }
+    fcntl(fileno(L->rounds), F_SETFD, FD_CLOEXEC); /* not for the children */
     fputs("version,elapsed_ms,accuracy,loss,wan_up,wan_down\n", L->rounds);
     fflush(stdout);
     if (!(err = start_all(L, e)) && !(err = supervise(L, e))) {

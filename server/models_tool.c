@@ -170,16 +170,19 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
         double acc, loss;
         if ((err = gdml_dataset_load_idx(images, labels, 0, 1, &test, e)))
             goto out;
-        if (test.dim != layout.inputs) {
-            err = gdml_errmsg_set(e, GDML_ERR_INVALID, "'%s' has %zu inputs; the model takes %u",
-                                  images, test.dim, layout.inputs);
+        if (test.dim != layout.inputs || test.classes > layout.classes) {
+            err = gdml_errmsg_set(e, GDML_ERR_INVALID,
+                                  "'%s' has %zu inputs and %u classes; the model takes %u inputs "
+                                  "and knows %u classes",
+                                  images, test.dim, test.classes, layout.inputs, layout.classes);
             goto out;
         }
         if (!(err = gdml_model_evaluate(&layout, params, test.x, test.y, test.n, &acc, &loss)))
             printf("version %llu: accuracy %.4f, loss %.4f on %zu samples of %s\n",
                    (unsigned long long)v, acc, loss, test.n, images);
         else
-            gdml_errmsg_set(e, err, "cannot evaluate version %llu", (unsigned long long)v);
+            gdml_errmsg_set(e, err, "cannot evaluate version %llu: %s", (unsigned long long)v,
+                            gdml_strerror(err));
     } else {
         err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
                               "unknown command '%s'; use list, show, export "

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], con
         close(log);
         return gdml_errmsg_set(e, GDML_ERR_IO, "pipe: %s", strerror(errno));
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int err = errno;
@@ -38,13 +40,22 @@ gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], con
         return gdml_errmsg_set(e, GDML_ERR_IO, "cannot start %s: %s", name, strerror(err));
     }
     if (pid == 0) {
+        /* Its own process group, so that a terminal's Ctrl-C reaches only the
+         * launcher, which stops the job in order; and it dies with the launcher. */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
         dup2(pipe_stdout ? out[1] : log, STDOUT_FILENO);
         dup2(log, STDERR_FILENO);
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)
             dup2(devnull, STDIN_FILENO);
-        /* The launcher handles SIGINT for the whole job and stops children itself. */
-        signal(SIGINT, SIG_IGN);
+        /* Only the three standard descriptors go on into the program. */
+        if (devnull > STDERR_FILENO)
+            close(devnull);
+        if (pipe_stdout)
+            close(out[1]);
         execv(argv[0], argv);
         dprintf(STDERR_FILENO, "cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);

@@ -16,12 +16,14 @@
  *             anchor the next delta is measured from; then MODEL to workers.
  *
  * When to sync is server.sync_mode: every sync_every steps, every sync_ms, or
- * whenever the uplink budget has min_message_bytes free. A sync that the
- * budget does not allow yet is put off: the region keeps training and tries
- * again after the next step. Deltas go through the uplink (wan.h): encoded,
- * with error feedback, and never more than [budget] allows. SIGHUP reloads
- * [budget] without losing the link's history or residual.
- *   DONE      the coordinator said STOP; every worker is told STOP too.
+ * whenever the uplink budget has min_message_bytes free. In "steps" mode a
+ * round is exactly sync_every steps: a sync the budget does not allow yet
+ *   HOLDING   holds the workers until it does (more local steps would only add
+ *             drift between regions). In the other modes the region keeps
+ *             training and tries again after the next step. Deltas go through the uplink (wan.h):
+ * encoded, with error feedback, and never more than [budget] allows. SIGHUP reloads [budget]
+ * without losing the link's history or residual. DONE      the coordinator said STOP; every worker
+ * is told STOP too.
  *
  * Workers that are waiting for MODEL simply wait through SYNCING, which is
  * what makes the two levels bulk-synchronous.
@@ -46,14 +48,16 @@
 #define POLL_MS 200
 #define SEND_TIMEOUT_MS 5000
 #define MAX_WORKERS 1024
+#define MAX_BATCH 65536 /* worker.batch_size's bound */
 
-typedef enum region_state { JOINING, TRAINING, SYNCING, DONE } region_state;
+typedef enum region_state { JOINING, TRAINING, HOLDING, SYNCING, DONE } region_state;
 
 typedef struct worker_slot {
     char name[GDML_NAME_MAX];
     gdml_peer peer;
-    uint64_t samples; /* size of the worker's shard, from its HELLO */
-    bool pushed;      /* its gradient for the current step is in */
+    uint64_t samples;   /* size of the worker's shard, from its HELLO */
+    bool pushed;        /* its gradient for the current step is in */
+    bool needs_welcome; /* it (re)joined mid-training: its next model comes as WELCOME */
 } worker_slot;
 
 typedef struct region {
@@ -78,11 +82,15 @@ typedef struct region {
     double batch_sum;             /* samples in this step's pushes */
     double loss_sum, loss_weight; /* training loss since the last sync */
     int64_t last_progress_ms;
-    gdml_wan *up;    /* the uplink: budget, encoder, residual, byte counts */
-    FILE *byte_log;  /* server.byte_log, or NULL */
+    gdml_wan *up;                 /* the uplink: budget, encoder, residual, byte counts */
+    FILE *byte_log;               /* server.byte_log, or NULL */
     uint64_t down_rate, down_cap; /* the downlink budget asked of the coordinator */
     uint64_t steps_since_sync;
     int64_t last_sync_ms;
+    int64_t hold_wait_ms; /* HOLDING: until the uplink budget allows the delta */
+    /* SCAFFOLD control variates (server.drift_correction): the region's and the
+     * global mean gradient of the last round. */
+    float *c_local, *c_global;
 } region;
 
 static worker_slot *find_worker(region *r, const char *name)
@@ -123,9 +131,12 @@ static gdml_err broadcast_model(region *r, gdml_msg_type type, gdml_errmsg *e)
     gdml_blob *snapshot;
     if (gdml_payload_blob_f32(r->params, r->n_params, &snapshot))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a model snapshot");
-    for (int i = 0; i < r->n_workers; i++)
-        send_to_worker(r, &r->workers[i], type, snapshot,
-                       type == GDML_MSG_WELCOME ? r->layout_text : NULL);
+    for (int i = 0; i < r->n_workers; i++) {
+        worker_slot *w = &r->workers[i];
+        gdml_msg_type t = w->needs_welcome ? GDML_MSG_WELCOME : type;
+        send_to_worker(r, w, t, snapshot, t == GDML_MSG_WELCOME ? r->layout_text : NULL);
+        w->needs_welcome = false;
+    }
     gdml_blob_unref(&snapshot);
     return GDML_OK;
 }
@@ -186,9 +197,14 @@ static gdml_err on_worker_hello(region *r, const gdml_rx *rx, gdml_errmsg *e)
     r->last_progress_ms = gdml_now_ms();
     if (r->state == JOINING)
         return maybe_start(r, e);
-    /* A worker that restarted mid-training gets the live model. */
-    if (w->pushed)
+    /* A worker that restarted mid-training needs the layout and the live model:
+     * at once if the current step is waiting for its gradient, otherwise with
+     * the next model everyone gets (a step or a sync later). */
+    if (r->state != TRAINING || w->pushed) {
+        w->needs_welcome = true;
         return GDML_OK;
+    }
+    w->needs_welcome = false;
     gdml_blob *snapshot;
     if (gdml_payload_blob_f32(r->params, r->n_params, &snapshot))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a model snapshot");
@@ -226,11 +242,13 @@ static gdml_err try_sync(region *r, bool *sent, gdml_errmsg *e)
     h.metric = r->loss_weight > 0 ? r->loss_sum / r->loss_weight : 0;
     h.down_rate = r->down_rate;
     h.down_cap = r->down_cap;
+    double lr = r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version);
+    h.lr_steps = lr * (double)r->steps_since_sync;
     size_t k = 0;
-    gdml_err err = gdml_wan_send_update(r->up, r->wan, NULL, &h, r->scratch, r->params, NULL, now,
-                                        &k, e);
+    gdml_err err =
+        gdml_wan_send_update(r->up, r->wan, NULL, &h, r->scratch, r->params, NULL, now, &k, e);
     if (err == GDML_ERR_AGAIN) {
-        if (gdml_wan_wait_ms(r->up, now, e) < 0)
+        if ((r->hold_wait_ms = gdml_wan_wait_ms(r->up, &h, now, e)) < 0)
             return GDML_ERR_CONFIG;
         return GDML_OK;
     }
@@ -240,6 +258,12 @@ static gdml_err try_sync(region *r, bool *sent, gdml_errmsg *e)
     }
     r->wan_seq++;
     r->syncs++;
+    if (r->c_local) {
+        /* SCAFFOLD option II: the round moved the model by -lr * H * (g - c_l + c_g),
+         * so the local mean gradient g is c_l - c_g - u / (lr * H). */
+        gdml_saxpy(r->n_params, -1.0f, r->c_global, r->c_local);
+        gdml_saxpy(r->n_params, (float)(-1.0 / h.lr_steps), r->scratch, r->c_local);
+    }
     gdml_debug("delta %llu sent at step %llu (version %llu, %zu entries, train loss %.4f)",
                (unsigned long long)h.seq, (unsigned long long)r->step,
                (unsigned long long)r->version, k, h.metric);
@@ -259,6 +283,10 @@ static gdml_err finish_step(region *r, gdml_errmsg *e)
     float lr =
         (float)(r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version));
     gdml_saxpy(r->n_params, -lr / (float)r->batch_sum, r->grad_sum, r->params);
+    if (r->c_local) { /* SCAFFOLD: step along g - c_local + c_global */
+        gdml_saxpy(r->n_params, -lr, r->c_global, r->params);
+        gdml_saxpy(r->n_params, lr, r->c_local, r->params);
+    }
     gdml_szero(r->n_params, r->grad_sum);
     for (int i = 0; i < r->n_workers; i++)
         r->workers[i].pushed = false;
@@ -271,8 +299,24 @@ static gdml_err finish_step(region *r, gdml_errmsg *e)
         gdml_err err = try_sync(r, &sent, e);
         if (err || sent)
             return err;
+        if (strcmp(r->cfg->server.sync_mode, "steps") == 0) {
+            gdml_debug("holding at step %llu: the uplink budget allows the delta in %lld ms",
+                       (unsigned long long)r->step, (long long)r->hold_wait_ms);
+            r->state = HOLDING;
+            return GDML_OK;
+        }
     }
     return broadcast_model(r, GDML_MSG_MODEL, e);
+}
+
+/* HOLDING: send the delta as soon as the uplink budget allows. */
+static gdml_err retry_hold(region *r, gdml_errmsg *e)
+{
+    bool sent;
+    gdml_err err = try_sync(r, &sent, e);
+    /* Waiting for the budget is progress, not a silent peer. */
+    r->last_progress_ms = gdml_now_ms();
+    return err;
 }
 
 static gdml_err on_push(region *r, const gdml_rx *rx, gdml_errmsg *e)
@@ -291,8 +335,8 @@ static gdml_err on_push(region *r, const gdml_rx *rx, gdml_errmsg *e)
         refuse_worker(r, rx, why);
         return GDML_OK;
     }
-    if (rx->header.count == 0) {
-        refuse_worker(r, rx, "PUSH must carry its batch size");
+    if (rx->header.count == 0 || rx->header.count > MAX_BATCH) {
+        refuse_worker(r, rx, "PUSH must carry its batch size, 1..65536");
         return GDML_OK;
     }
     gdml_errmsg why;
@@ -348,10 +392,10 @@ static gdml_err take_welcome(region *r, const gdml_rx *rx, gdml_errmsg *e)
 {
     const gdml_model_ops *ops = NULL;
     if (r->n_params == 0) {
-        gdml_err err = gdml_layout_parse(rx->header.text, &r->layout, e);
-        if (err)
-            return gdml_errmsg_set(e, GDML_ERR_PROTO, "the coordinator's model layout: %s",
-                                   e->text);
+        if (gdml_layout_parse(rx->header.text, &r->layout, e)) {
+            gdml_errmsg_prefix(e, "the coordinator's model layout: ");
+            return GDML_ERR_PROTO;
+        }
         ops = gdml_model_find(r->layout.kind);
         if (!ops)
             return gdml_errmsg_set(e, GDML_ERR_PROTO,
@@ -366,11 +410,18 @@ static gdml_err take_welcome(region *r, const gdml_rx *rx, gdml_errmsg *e)
             return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
         r->n_params = n;
         snprintf(r->layout_text, sizeof r->layout_text, "%s", rx->header.text);
+        if (strcmp(r->cfg->server.drift_correction, "scaffold") == 0) {
+            r->c_local = calloc(n, sizeof(float));
+            r->c_global = calloc(n, sizeof(float));
+            if (!r->c_local || !r->c_global)
+                return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
+        }
         /* randk's choices, repeatable per region: a hash of its name (FNV-1a). */
         uint64_t seed = 1469598103934665603ULL;
         for (const char *p = r->name; *p; p++)
             seed = (seed ^ (unsigned char)*p) * 1099511628211ULL;
-        if ((err = gdml_wan_start(r->up, n, seed, e)))
+        gdml_err err = gdml_wan_start(r->up, n, seed, e);
+        if (err)
             return err;
     } else if (strcmp(rx->header.text, r->layout_text) != 0) {
         return gdml_errmsg_set(e, GDML_ERR_PROTO, "the coordinator now trains '%s', not '%s'",
@@ -378,11 +429,10 @@ static gdml_err take_welcome(region *r, const gdml_rx *rx, gdml_errmsg *e)
     } else {
         ops = gdml_model_find(r->layout.kind);
     }
-    gdml_errmsg why;
-    if (gdml_wan_decode(rx, r->scratch, r->n_params, &why)) {
-        gdml_warn("ignored the coordinator's WELCOME: %s", why.text);
-        return GDML_OK;
-    }
+    /* Nothing is trained on until the model is whole: a WELCOME that does not
+     * decode ends the region rather than leave it with a model it cannot know. */
+    if (gdml_wan_decode(rx, r->scratch, r->n_params, e))
+        return GDML_ERR_PROTO;
     ops->init(&r->layout, r->params, rx->header.count);
     gdml_saxpy(r->n_params, 1.0f, r->scratch, r->params);
     memcpy(r->anchor, r->params, r->n_params * sizeof(float));
@@ -401,6 +451,23 @@ static gdml_err take_global(region *r, const gdml_rx *rx)
     }
     gdml_saxpy(r->n_params, 1.0f, r->scratch, r->anchor);
     memcpy(r->params, r->anchor, r->n_params * sizeof(float));
+    if (r->c_local && rx->header.lr_steps > 0) {
+        /* With every region in every round, the global control variate, the
+         * sample-weighted mean of the regions', is minus the merged update over
+         * lr * H, the regions' mean of which GLOBAL carries (regions may take
+         * different numbers of steps when their budgets pace them): it comes
+         * at the cost of one number in the header. A sparse downlink
+         * delivers each entry about every 1/f rounds as a lump (error feedback
+         * keeps the rest), so average over rounds with weight f, the fraction
+         * of entries this GLOBAL carried: per entry the mean is still the
+         * gradient, and a dense downlink (f = 1) gives it exactly. */
+        size_t nnz = 0;
+        for (size_t i = 0; i < r->n_params; i++)
+            nnz += r->scratch[i] != 0.0f;
+        float f = (float)nnz / (float)r->n_params;
+        gdml_sscal(r->n_params, 1.0f - f, r->c_global);
+        gdml_saxpy(r->n_params, (float)(-f / rx->header.lr_steps), r->scratch, r->c_global);
+    }
     r->version = rx->header.version;
     r->last_progress_ms = gdml_now_ms();
     return GDML_OK;
@@ -463,6 +530,10 @@ static void describe_wait(const region *r, char *buf, size_t cap)
                  r->n_params ? "the coordinator's model is here" : "no model from the coordinator",
                  r->n_workers, (long long)r->cfg->server.workers);
         break;
+    case HOLDING:
+        snprintf(buf, cap, "the uplink budget has not allowed the delta of step %llu",
+                 (unsigned long long)r->step);
+        break;
     case SYNCING:
         snprintf(buf, cap, "no global model from the coordinator at %.120s after delta %llu",
                  r->cfg->server.coordinator, (unsigned long long)r->wan_seq);
@@ -510,17 +581,26 @@ static gdml_err serve(region *r, gdml_errmsg *e)
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
         if (gdml_reload_requested())
             reload_budget(r);
-        bool ready[2] = {false, false};
-        gdml_err err = gdml_link_poll(links, 2, POLL_MS, ready);
-        if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED) {
-            if (gdml_now_ms() - r->last_progress_ms > r->cfg->server.timeout_ms) {
-                char wait[GDML_ERRMSG_MAX / 2];
-                describe_wait(r, wait, sizeof wait);
-                return gdml_errmsg_set(e, GDML_ERR_TIMEOUT, "no progress for %lld ms (%s)",
-                                       (long long)r->cfg->server.timeout_ms, wait);
-            }
-            continue;
+        /* Checked every time round, so that a peer sending only junk or refused
+         * messages cannot keep the region waiting for ever. */
+        if (gdml_now_ms() - r->last_progress_ms > r->cfg->server.timeout_ms) {
+            char wait[GDML_ERRMSG_MAX / 2];
+            describe_wait(r, wait, sizeof wait);
+            return gdml_errmsg_set(e, GDML_ERR_TIMEOUT, "no progress for %lld ms (%s)",
+                                   (long long)r->cfg->server.timeout_ms, wait);
         }
+        int poll_ms = POLL_MS;
+        if (r->state == HOLDING) {
+            gdml_err err = retry_hold(r, e);
+            if (err)
+                return err;
+            if (r->state == HOLDING && r->hold_wait_ms < POLL_MS)
+                poll_ms = (int)r->hold_wait_ms;
+        }
+        bool ready[2] = {false, false};
+        gdml_err err = gdml_link_poll(links, 2, poll_ms, ready);
+        if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED)
+            continue;
         if (err)
             return gdml_errmsg_set(e, err, "poll failed: %s", gdml_strerror(err));
         if (ready[1] && (err = on_wan(r, e)))
@@ -541,8 +621,8 @@ static gdml_err open_links(region *r, gdml_errmsg *e)
         err = gdml_link_connect(r->transport, cfg->server.coordinator, r->name, &r->wan, e);
     if (err)
         return err;
-    char endpoint[GDML_ENDPOINT_MAX];
-    if ((err = gdml_link_endpoint(r->lan, endpoint, sizeof endpoint)))
+    char endpoint[GDML_ENDPOINT_MAX + 1]; /* + 1 for the newline of the endpoint file */
+    if ((err = gdml_link_endpoint(r->lan, endpoint, GDML_ENDPOINT_MAX)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
     gdml_info("listening on %s for %lld workers; coordinator at %s, sync every %lld steps",
               endpoint, (long long)cfg->server.workers, cfg->server.coordinator,
@@ -610,6 +690,8 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
     free(r->anchor);
     free(r->grad_sum);
     free(r->scratch);
+    free(r->c_local);
+    free(r->c_global);
     free(r);
     return err;
 }

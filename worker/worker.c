@@ -81,9 +81,10 @@ static gdml_err push_gradient(worker *w, gdml_errmsg *e)
 /* The first model: learn the layout, check it fits the data, allocate. */
 static gdml_err take_welcome(worker *w, const gdml_rx *rx, gdml_errmsg *e)
 {
-    gdml_err err = gdml_layout_parse(rx->header.text, &w->layout, e);
-    if (err)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "the server's model layout: %s", e->text);
+    if (gdml_layout_parse(rx->header.text, &w->layout, e)) {
+        gdml_errmsg_prefix(e, "the server's model layout: ");
+        return GDML_ERR_PROTO;
+    }
     if (!(w->ops = gdml_model_find(w->layout.kind)))
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                "the server trains a '%s' model, which this "
@@ -112,16 +113,15 @@ static gdml_err await_model(worker *w, bool *done, gdml_errmsg *e)
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
         gdml_rx rx;
         gdml_errmsg rx_err;
+        if (gdml_now_ms() - since > w->cfg->worker.timeout_ms)
+            return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
+                                   "no %s from the regional server at %s for %lld ms; check "
+                                   "that it is running and that worker.server is right",
+                                   w->params ? "model" : "welcome", w->cfg->worker.server,
+                                   (long long)w->cfg->worker.timeout_ms);
         gdml_err err = gdml_link_recv(w->link, &rx, POLL_MS, &rx_err);
-        if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED) {
-            if (gdml_now_ms() - since > w->cfg->worker.timeout_ms)
-                return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
-                                       "no %s from the regional server at %s for %lld ms; check "
-                                       "that it is running and that worker.server is right",
-                                       w->params ? "model" : "welcome", w->cfg->worker.server,
-                                       (long long)w->cfg->worker.timeout_ms);
+        if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED)
             continue;
-        }
         if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
             gdml_warn("rejected a message from the server: %s", rx_err.text);
             continue;

@@ -41,9 +41,9 @@ static pid_t launch(const char *run_dir, const char *rounds, const char *log)
     char *ini = gdml_test_source_path("config/local-job.ini");
     char set_rounds[64];
     snprintf(set_rounds, sizeof set_rounds, "coordinator.rounds=%s", rounds);
-    pid_t pid = gdml_test_spawn((char *[]){path, "--config", ini, "--run-dir", (char *)run_dir,
-                                           "--set", set_rounds, NULL},
-                                log);
+    pid_t pid = gdml_test_spawn(
+        (char *[]){path, "--config", ini, "--run-dir", (char *)run_dir, "--set", set_rounds, NULL},
+        log);
     free(path);
     free(ini);
     return pid;

@@ -240,8 +240,9 @@ Test(protocol, an_unexpected_region_is_refused_with_a_reason, .timeout = 60)
 {
     char *dir = gdml_test_tmpdir();
     proc coord, a, b;
-    char *coord_ep = start_coordinator(&coord, dir, "1", "5", "3000");
-    char *a_ep = start_server(&a, dir, "a", coord_ep, "1", "3000");
+    /* Long timeouts: this test stops both with SIGTERM and expects status 130. */
+    char *coord_ep = start_coordinator(&coord, dir, "1", "5", "30000");
+    char *a_ep = start_server(&a, dir, "a", coord_ep, "1", "30000");
     usleep(500 * 1000); /* let 'a' join first */
     char *b_ep = start_server(&b, dir, "b", coord_ep, "1", "3000");
     int rc = gdml_test_wait(b.pid, 20);

@@ -17,7 +17,7 @@
 #include <string.h>
 
 static const char *const selector_names[] = {"all", "topk", "randk", "significance"};
-static const char *const quantizer_names[] = {"f32", "f16", "bf16", "int8", "sign"};
+static const char *const quantizer_names[] = {"f32", "f16", "bf16", "int8", "int4", "sign"};
 #define N_SELECTORS 4
 #define N_QUANTIZERS 5
 
@@ -163,10 +163,11 @@ static void check_values(const char *q, const float *sent, const float *got, siz
             else if (strcmp(q, "bf16") == 0)
                 cr_assert(fabsf(d - v) <= 3.91e-3f * fabsf(v), "%s: value %zu: %g for %g", spec, j,
                           d, v);
-            else if (strcmp(q, "int8") == 0)
-                cr_assert(fabsf(d - v) <= max / 127.0f / 2.0f + 1e-6f * max,
+            else if (strcmp(q, "int8") == 0 || strcmp(q, "int4") == 0) {
+                float levels = strcmp(q, "int8") == 0 ? 127.0f : 7.0f;
+                cr_assert(fabsf(d - v) <= max / levels / 2.0f + 1e-6f * max,
                           "%s: value %zu: %g for %g (block max %g)", spec, j, d, v, max);
-            else
+            } else
                 cr_assert(d == (v < 0.0f ? -mean : mean), "%s: value %zu: %g for %g, mean %g", spec,
                           j, d, v, mean);
         }
@@ -585,6 +586,31 @@ Test(codec, int8_and_sign_handle_zero_blocks)
         cr_assert(i >= 256 && i < 512 ? out[i] != 0.0f : out[i] == 0.0f);
 }
 
+Test(codec, int4_packs_two_values_a_byte_and_rejects_bad_nibbles)
+{
+    float v[5] = {7.0f, -7.0f, 3.0f, -1.0f, 0.0f}, out[5];
+    quantize("int4", v, 5, out);
+    for (int i = 0; i < 5; i++)
+        cr_assert_float_eq(out[i], v[i], 1e-6, "value %d: %g", i, out[i]);
+    gdml_codec *c = make("int4", 5, 1);
+    cr_assert_eq(gdml_codec_max_bytes(c, 5), GDML_CODEC_HEADER + 4 + 3, "5 values: 3 bytes");
+    uint8_t buf[64];
+    size_t len;
+    gdml_codec_params p = {.k = 5};
+    cr_assert_eq(gdml_codec_encode(c, v, &p, buf, sizeof buf, &len, NULL), GDML_OK);
+    gdml_errmsg e;
+    uint8_t bad[64];
+    memcpy(bad, buf, len);
+    bad[len - 1] |= 0x80; /* the padding nibble of an odd count */
+    cr_assert_eq(gdml_codec_decode(bad, len, out, 5, &e), GDML_ERR_FORMAT);
+    cr_assert(strstr(e.text, "padding"), "%s", e.text);
+    memcpy(bad, buf, len);
+    bad[GDML_CODEC_HEADER + 4] = 0x08; /* value 0 coded as -8 */
+    cr_assert_eq(gdml_codec_decode(bad, len, out, 5, &e), GDML_ERR_FORMAT);
+    cr_assert(strstr(e.text, "-8"), "%s", e.text);
+    gdml_codec_destroy(&c);
+}
+
 Test(codec, encode_refuses_non_finite_input_and_small_buffers)
 {
     gdml_codec *c = make("topk+int8", 100, 1);
@@ -851,8 +877,8 @@ Test(codec, bad_specs_are_refused_with_the_known_names)
         cr_assert(!gdml_codec_spec_ok(bad[i][0], &e), "'%s' accepted", bad[i][0]);
         cr_assert(strstr(e.text, bad[i][1]), "'%s': %s", bad[i][0], e.text);
         const char *names[] = {"all", "topk", "randk", "significance", "f32",
-                               "f16", "bf16", "int8",  "sign"};
-        for (size_t j = 0; j < 9; j++)
+                               "f16", "bf16", "int8",  "int4",         "sign"};
+        for (size_t j = 0; j < 10; j++)
             cr_assert(strstr(e.text, names[j]), "'%s': no %s in: %s", bad[i][0], names[j], e.text);
         cr_assert_eq(gdml_codec_new(bad[i][0], 10, 1, &c, &e), GDML_ERR_INVALID);
         cr_assert_null(c);

@@ -223,9 +223,9 @@ Test(config, refuses_unknown_keys_and_sections)
     expect_refused("[server]\nname = a\nsync_evry = 10\n",
                    "test.ini:3:", "[server] unknown key 'sync_evry'",
                    "keys in [server]: name, listen, coordinator, workers, sync_every", NULL);
-    expect_refused("[log]\nlevel = info\n[serve]\nname = a\n",
-                   "test.ini:4:", "unknown section [serve]",
-                   "sections: log, model, coordinator, merge, server, budget, worker, launch", NULL);
+    expect_refused(
+        "[log]\nlevel = info\n[serve]\nname = a\n", "test.ini:4:", "unknown section [serve]",
+        "sections: log, model, coordinator, merge, server, budget, worker, launch", NULL);
     expect_refused("rounds = 3\n", "test.ini:1:", "'rounds' comes before any [section]", NULL);
 }
 

@@ -682,10 +682,12 @@ Test(msg, optional_downlink_budget_round_trips_and_is_omitted_when_zero)
     cr_assert_null(memmem(without, len_without, "drate", 5), "drate is written when zero");
     h.down_rate = 25000;
     h.down_cap = (uint64_t)1 << 40;
+    h.lr_steps = 12.5;
     cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
     cr_assert_eq(gdml_msg_decode(buf, len, &back, NULL), GDML_OK);
     cr_assert_eq(back.down_rate, 25000);
     cr_assert_eq(back.down_cap, (uint64_t)1 << 40);
+    cr_assert_float_eq(back.lr_steps, 12.5, 1e-12);
     cr_assert_eq(gdml_msg_decode(without, len_without, &back, NULL), GDML_OK);
     cr_assert_eq(back.down_rate, 0);
     cr_assert_eq(back.down_cap, 0);

@@ -24,6 +24,7 @@
 #include "coordinator.h"
 
 #include "dataset.h"
+#include "inbox.h"
 #include "log.h"
 #include "merge.h"
 #include "model.h"
@@ -409,16 +410,11 @@ static gdml_err serve(coordinator *c, gdml_errmsg *e)
                                    (long long)timeout_ms, what);
         }
         gdml_rx rx;
-        gdml_errmsg rx_err;
         int poll_ms = wait >= 0 && wait < POLL_MS ? (int)wait : POLL_MS;
-        gdml_err err = gdml_link_recv(c->link, &rx, poll_ms, &rx_err);
-        if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED) {
-            /* nothing came: the timeout above and the pending sends below */
-        } else if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
-            gdml_warn("rejected a message: %s", rx_err.text);
-        } else if (err) {
-            return gdml_errmsg_set(e, err, "receive failed: %s", rx_err.text);
-        } else {
+        gdml_err err = gdml_inbox_recv(c->link, &rx, poll_ms, "a region", e);
+        if (err && err != GDML_ERR_AGAIN) {
+            return err;
+        } else if (!err) {
             switch (rx.header.type) {
             case GDML_MSG_HELLO:
                 on_hello(c, &rx);

@@ -30,6 +30,7 @@
  */
 #include "region.h"
 
+#include "inbox.h"
 #include "log.h"
 #include "model.h"
 #include "payload.h"
@@ -359,16 +360,9 @@ static gdml_err on_push(region *r, const gdml_rx *rx, gdml_errmsg *e)
 static gdml_err on_lan(region *r, gdml_errmsg *e)
 {
     gdml_rx rx;
-    gdml_errmsg rx_err;
-    gdml_err err = gdml_link_recv(r->lan, &rx, 0, &rx_err);
-    if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED)
-        return GDML_OK;
-    if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
-        gdml_warn("rejected a message from a worker: %s", rx_err.text);
-        return GDML_OK;
-    }
+    gdml_err err = gdml_inbox_recv(r->lan, &rx, 0, "a worker", e);
     if (err)
-        return gdml_errmsg_set(e, err, "receive from workers failed: %s", rx_err.text);
+        return err == GDML_ERR_AGAIN ? GDML_OK : err;
     switch (rx.header.type) {
     case GDML_MSG_HELLO:
         err = on_worker_hello(r, &rx, e);
@@ -476,16 +470,9 @@ static gdml_err take_global(region *r, const gdml_rx *rx)
 static gdml_err on_wan(region *r, gdml_errmsg *e)
 {
     gdml_rx rx;
-    gdml_errmsg rx_err;
-    gdml_err err = gdml_link_recv(r->wan, &rx, 0, &rx_err);
-    if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED)
-        return GDML_OK;
-    if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
-        gdml_warn("rejected a message from the coordinator: %s", rx_err.text);
-        return GDML_OK;
-    }
+    gdml_err err = gdml_inbox_recv(r->wan, &rx, 0, "the coordinator", e);
     if (err)
-        return gdml_errmsg_set(e, err, "receive from the coordinator failed: %s", rx_err.text);
+        return err == GDML_ERR_AGAIN ? GDML_OK : err;
     gdml_wan_note_received(r->up, &rx, gdml_now_ms());
     switch (rx.header.type) {
     case GDML_MSG_WELCOME:

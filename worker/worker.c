@@ -9,6 +9,7 @@
  * by worker.seed, so a run is repeatable.
  */
 #include "dataset.h"
+#include "inbox.h"
 #include "log.h"
 #include "model.h"
 #include "payload.h"
@@ -112,22 +113,17 @@ static gdml_err await_model(worker *w, bool *done, gdml_errmsg *e)
         if (gdml_stop_requested())
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
         gdml_rx rx;
-        gdml_errmsg rx_err;
         if (gdml_now_ms() - since > w->cfg->worker.timeout_ms)
             return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
                                    "no %s from the regional server at %s for %lld ms; check "
                                    "that it is running and that worker.server is right",
                                    w->params ? "model" : "welcome", w->cfg->worker.server,
                                    (long long)w->cfg->worker.timeout_ms);
-        gdml_err err = gdml_link_recv(w->link, &rx, POLL_MS, &rx_err);
-        if (err == GDML_ERR_AGAIN || err == GDML_ERR_INTERRUPTED)
+        gdml_err err = gdml_inbox_recv(w->link, &rx, POLL_MS, "the server", e);
+        if (err == GDML_ERR_AGAIN)
             continue;
-        if (err == GDML_ERR_PROTO || err == GDML_ERR_VERSION) {
-            gdml_warn("rejected a message from the server: %s", rx_err.text);
-            continue;
-        }
         if (err)
-            return gdml_errmsg_set(e, err, "receive failed: %s", rx_err.text);
+            return err;
 
         const gdml_msg_header *h = &rx.header;
         switch (h->type) {
@@ -206,6 +202,12 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     while (!(err = await_model(&w, &done, e)) && !done)
         if ((err = push_gradient(&w, e)))
             break;
+    if (!err) {
+        gdml_link_stats stats;
+        gdml_link_stats_get(w.link, &stats);
+        gdml_info("done: %llu steps; LAN %llu B up, %llu B down", (unsigned long long)w.seq - 1,
+                  (unsigned long long)stats.bytes_sent, (unsigned long long)stats.bytes_received);
+    }
 out:
     gdml_link_close(&w.link);
     gdml_transport_destroy(&w.transport);

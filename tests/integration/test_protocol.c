@@ -4,7 +4,8 @@
  * truncated header, sizes that do not match the payload, missing frames) are
  * rejected with a log line naming the peer while the job goes on; a worker
  * killed mid-run makes the job fail with errors naming who went silent
- * instead of hanging; a region the coordinator did not expect is refused.
+ * instead of hanging; a worker killed and started again rejoins and the job
+ * finishes; a region the coordinator did not expect is refused.
  */
 #define _GNU_SOURCE /* memmem */
 #include "../support.h"
@@ -257,5 +258,34 @@ Test(protocol, an_unexpected_region_is_refused_with_a_reason, .timeout = 60)
     free(coord_ep);
     free(a_ep);
     free(b_ep);
+    gdml_test_rmtree(dir);
+}
+
+Test(protocol, a_restarted_worker_rejoins_and_the_job_finishes, .timeout = 120)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    proc coord, server, w0, w1, again;
+    char *coord_ep = start_coordinator(&coord, dir, "1", "12", "20000");
+    char *server_ep = start_server(&server, dir, "r1", coord_ep, "2", "20000");
+    start_worker(&w0, dir, "r1.w0", server_ep, "0", "2");
+    start_worker(&w1, dir, "r1.w1", server_ep, "1", "2");
+    cr_assert(wait_for_text(coord.log, "version 2 committed", 30),
+              "training did not get under way; see %s", coord.log);
+    kill(w1.pid, SIGKILL);
+    gdml_test_wait(w1.pid, 5);
+    /* The same worker, started again: it must get the live model and go on. */
+    start_worker(&again, dir, "r1.w1", server_ep, "1", "2");
+    cr_assert_eq(gdml_test_wait(coord.pid, 60), 0, "coordinator failed; see %s", coord.log);
+    cr_assert_eq(gdml_test_wait(server.pid, 30), 0, "server failed; see %s", server.log);
+    cr_assert_eq(gdml_test_wait(w0.pid, 30), 0, "w0 failed; see %s", w0.log);
+    cr_assert_eq(gdml_test_wait(again.pid, 30), 0, "the restarted worker failed; see %s",
+                 again.log);
+    char *log = gdml_test_read_file(server.log);
+    cr_assert(strstr(log, "worker 'r1.w1' joined again"), "no rejoin in:\n%s", log);
+    free(log);
+    free(coord_ep);
+    free(server_ep);
     gdml_test_rmtree(dir);
 }

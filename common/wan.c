@@ -132,6 +132,17 @@ void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget)
     gdml_budget_reconfigure(w->budget, budget);
 }
 
+gdml_err gdml_wan_try_budget(gdml_wan *w, const gdml_budget_config *budget,
+                             const gdml_msg_header *h, gdml_errmsg *e)
+{
+    gdml_budget_config old = gdml_budget_get_config(w->budget);
+    gdml_budget_reconfigure(w->budget, budget);
+    if (!w->codec || gdml_wan_wait_ms(w, h, gdml_now_ms(), e) >= 0)
+        return GDML_OK;
+    gdml_budget_reconfigure(w->budget, &old);
+    return GDML_ERR_INVALID;
+}
+
 float *gdml_wan_residual(gdml_wan *w)
 {
     return w->residual;
@@ -259,8 +270,8 @@ int64_t gdml_wan_wait_ms(gdml_wan *w, const gdml_msg_header *h, int64_t now_ms, 
             gdml_errmsg_set(e, GDML_ERR_INVALID,
                             "the smallest useful %s message to '%s' takes %" PRIu64
                             " bytes, more than budget.%s_bytes_per_s = %.0f allows in a "
-                            "second; raise it, lower budget.min_message_bytes, or use a "
-                            "sparse encoder",
+                            "second; raise it, use a sparse encoder, or (uplink) lower "
+                            "budget.min_message_bytes",
                             w->send_dir, w->peer, need, w->send_dir, b.rate);
     }
     return wait;

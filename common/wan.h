@@ -64,6 +64,15 @@ void gdml_wan_destroy(gdml_wan **w);
 /* Applies a new budget (SIGHUP, or a region's HELLO); spent bytes and history stay. */
 void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget);
 
+/*
+ * Applies a new budget only if a useful message with header h could still
+ * ever be sent under it; otherwise keeps the old one and returns
+ * GDML_ERR_INVALID with e saying why. Before gdml_wan_start there is no
+ * model size to judge by, and the budget is applied as it is.
+ */
+gdml_err gdml_wan_try_budget(gdml_wan *w, const gdml_budget_config *budget,
+                             const gdml_msg_header *h, gdml_errmsg *e);
+
 /* The error-feedback residual, n floats, for the caller to seed or reset. */
 float *gdml_wan_residual(gdml_wan *w);
 

@@ -120,11 +120,24 @@ static void refuse(coordinator *c, const gdml_rx *rx, const char *why)
     send_header(c, &tmp, GDML_MSG_ERROR, why);
 }
 
-/* The downlink budget a region asks for travels in its HELLO and DELTA headers. */
-static void apply_down_budget(region *r, const gdml_msg_header *h)
+/*
+ * The downlink budget a region asks for travels in its HELLO and DELTA
+ * headers. A budget under which no useful update could ever reach the region
+ * is not applied (what one peer sends must not stop the coordinator): the
+ * old one stays and e says why.
+ */
+static gdml_err apply_down_budget(coordinator *c, region *r, const gdml_msg_header *from,
+                                  gdml_errmsg *e)
 {
-    gdml_budget_config b = {.rate = (double)h->down_rate, .cap = h->down_cap};
-    gdml_wan_set_budget(r->down, &b);
+    gdml_budget_config b = {.rate = (double)from->down_rate, .cap = from->down_cap};
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, GDML_MSG_WELCOME, "coordinator");
+    h.seq = c->seq + 1;
+    h.version = c->version;
+    h.count = (uint64_t)c->cfg->model.seed;
+    h.lr_steps = 1;
+    snprintf(h.text, sizeof h.text, "%s", c->layout_text);
+    return gdml_wan_try_budget(r->down, &b, &h, e);
 }
 
 /*
@@ -208,6 +221,16 @@ static gdml_err add_region(coordinator *c, const gdml_rx *rx, region **out, gdml
     return GDML_OK;
 }
 
+/* Undoes add_region for the region added last. */
+static void drop_last_region(coordinator *c)
+{
+    region *r = &c->regions[--c->n_regions];
+    free(r->delta);
+    free(r->view);
+    gdml_wan_destroy(&r->down);
+    memset(r, 0, sizeof *r);
+}
+
 static void on_hello(coordinator *c, const gdml_rx *rx)
 {
     const char *name = rx->header.sender;
@@ -227,9 +250,20 @@ static void on_hello(coordinator *c, const gdml_rx *rx)
             refuse(c, rx, e.text);
             return;
         }
+        if (apply_down_budget(c, r, &rx->header, &e)) {
+            /* It has not joined: the round does not wait for it. */
+            refuse(c, rx, e.text);
+            drop_last_region(c);
+            return;
+        }
         gdml_info("region '%s' joined (%d of %lld)", name, c->n_regions,
                   (long long)c->cfg->coordinator.regions);
     } else {
+        gdml_errmsg e;
+        if (apply_down_budget(c, r, &rx->header, &e)) {
+            refuse(c, rx, e.text); /* it keeps the budget and the place it had */
+            return;
+        }
         gdml_info("region '%s' joined again; sending it version %llu", name,
                   (unsigned long long)c->version);
     }
@@ -239,7 +273,6 @@ static void on_hello(coordinator *c, const gdml_rx *rx)
     /* A region that joins again may have restarted and counts from its HELLO
      * anew: deltas after this HELLO are new, whatever was merged before. */
     r->merged_seq = rx->header.seq;
-    apply_down_budget(r, &rx->header);
     /* It starts from the initial model; WELCOME brings it the rest. */
     memcpy(r->view, c->initial, c->n_params * sizeof(float));
     r->pending = GDML_MSG_WELCOME;
@@ -277,7 +310,11 @@ static void on_delta(coordinator *c, const gdml_rx *rx)
         refuse(c, rx, e.text);
         return;
     }
-    apply_down_budget(r, h);
+    gdml_errmsg why;
+    if (apply_down_budget(c, r, h, &why))
+        gdml_warn("region '%s' asked for a downlink budget that cannot work; keeping the old "
+                  "one: %s",
+                  r->name, why.text);
     r->has_delta = true;
     r->delta_seq = h->seq;
     r->delta_samples = h->count;

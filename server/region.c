@@ -229,22 +229,28 @@ static bool sync_due(const region *r, int64_t now)
  * the uplink. Sets *sent; when the budget does not allow a useful message yet
  * nothing is sent and training goes on.
  */
+/* The header of the next DELTA. */
+static void delta_header(const region *r, gdml_msg_header *h)
+{
+    gdml_msg_header_init(h, GDML_MSG_DELTA, r->name);
+    h->seq = r->wan_seq + 1;
+    h->version = r->version;
+    h->step = r->syncs + 1;
+    h->count = region_samples(r);
+    h->metric = r->loss_weight > 0 ? r->loss_sum / r->loss_weight : 0;
+    h->down_rate = r->down_rate;
+    h->down_cap = r->down_cap;
+    double lr = r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version);
+    h->lr_steps = lr * (double)r->steps_since_sync;
+}
+
 static gdml_err try_sync(region *r, bool *sent, gdml_errmsg *e)
 {
     *sent = false;
     int64_t now = gdml_now_ms();
     gdml_ssub(r->n_params, r->params, r->anchor, r->scratch);
     gdml_msg_header h;
-    gdml_msg_header_init(&h, GDML_MSG_DELTA, r->name);
-    h.seq = r->wan_seq + 1;
-    h.version = r->version;
-    h.step = r->syncs + 1;
-    h.count = region_samples(r);
-    h.metric = r->loss_weight > 0 ? r->loss_sum / r->loss_weight : 0;
-    h.down_rate = r->down_rate;
-    h.down_cap = r->down_cap;
-    double lr = r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version);
-    h.lr_steps = lr * (double)r->steps_since_sync;
+    delta_header(r, &h);
     size_t k = 0;
     gdml_err err =
         gdml_wan_send_update(r->up, r->wan, NULL, &h, r->scratch, r->params, NULL, now, &k, e);
@@ -535,13 +541,22 @@ static void describe_wait(const region *r, char *buf, size_t cap)
     }
 }
 
-static void set_budgets(region *r, const gdml_config *cfg)
+/*
+ * Applies cfg's [budget], unless the uplink could then never carry a useful
+ * delta (a reload must not stop a running region): e says why then.
+ */
+static gdml_err set_budgets(region *r, const gdml_config *cfg, gdml_errmsg *e)
 {
     gdml_budget_config up = {.rate = (double)cfg->budget.up_bytes_per_s,
                              .cap = (uint64_t)cfg->budget.up_total_bytes};
-    gdml_wan_set_budget(r->up, &up);
+    gdml_msg_header h;
+    delta_header(r, &h);
+    gdml_err err = gdml_wan_try_budget(r->up, &up, &h, e);
+    if (err)
+        return err;
     r->down_rate = (uint64_t)cfg->budget.down_bytes_per_s;
     r->down_cap = (uint64_t)cfg->budget.down_total_bytes;
+    return GDML_OK;
 }
 
 /* SIGHUP: re-read the configuration and apply its [budget]; the rest needs a restart. */
@@ -549,11 +564,10 @@ static void reload_budget(region *r)
 {
     gdml_config fresh;
     gdml_errmsg why;
-    if (gdml_program_reload(&fresh, &why)) {
+    if (gdml_program_reload(&fresh, &why) || set_budgets(r, &fresh, &why)) {
         gdml_error("SIGHUP: kept the old budget: %s", why.text);
         return;
     }
-    set_budgets(r, &fresh);
     gdml_info("SIGHUP: budget now up %lld B/s (total %lld), down %lld B/s (total %lld)",
               (long long)fresh.budget.up_bytes_per_s, (long long)fresh.budget.up_total_bytes,
               (long long)fresh.budget.down_bytes_per_s, (long long)fresh.budget.down_total_bytes);
@@ -611,9 +625,9 @@ static gdml_err open_links(region *r, gdml_errmsg *e)
     char endpoint[GDML_ENDPOINT_MAX + 1]; /* + 1 for the newline of the endpoint file */
     if ((err = gdml_link_endpoint(r->lan, endpoint, GDML_ENDPOINT_MAX)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
-    gdml_info("listening on %s for %lld workers; coordinator at %s, sync every %lld steps",
+    gdml_info("listening on %s for %lld workers; coordinator at %s; sync mode %s; uplink %s",
               endpoint, (long long)cfg->server.workers, cfg->server.coordinator,
-              (long long)cfg->server.sync_every);
+              cfg->server.sync_mode, cfg->server.encoder);
     if (*cfg->server.endpoint_file) {
         strcat(endpoint, "\n");
         if ((err =
@@ -632,9 +646,8 @@ static gdml_err open_links(region *r, gdml_errmsg *e)
                           .peer = "coordinator",
                           .direction = "up",
                           .byte_log = r->byte_log};
-    if ((err = gdml_wan_new(&wc, &r->up, e)))
+    if ((err = gdml_wan_new(&wc, &r->up, e)) || (err = set_budgets(r, cfg, e)))
         return err;
-    set_budgets(r, cfg);
     gdml_msg_header h;
     gdml_msg_header_init(&h, GDML_MSG_HELLO, r->name);
     h.seq = ++r->wan_seq;

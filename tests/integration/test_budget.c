@@ -463,6 +463,27 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
               more, server->log);
     cr_assert(alive(server), "the server exited after a broken SIGHUP; see %s", server->log);
 
+    /* A file that loads but whose budget could never carry a delta (500 B/s
+     * against min_message_bytes = 1000): refused the same way, and the
+     * server keeps running at 1500. */
+    write_region_ini(ini, bytes, "500");
+    cr_assert_eq(kill(server->pid, SIGHUP), 0);
+    for (int i = 0; i < 100; i++) {
+        log = gdml_test_read_file(server->log);
+        int kept = count_substr(log, "kept the old budget");
+        free(log);
+        if (kept >= 2)
+            break;
+        usleep(100 * 1000);
+    }
+    log = gdml_test_read_file(server->log);
+    cr_assert_eq(count_substr(log, "kept the old budget"), 2,
+                 "an unusable budget was not refused:\n%s", log);
+    cr_assert(strstr(log, "budget.up_bytes_per_s = 500"), "the refusal does not say why:\n%s", log);
+    free(log);
+    sleep(1);
+    cr_assert(alive(server), "an unusable budget stopped the server; see %s", server->log);
+
     int rc = stop(server, 15);
     cr_assert_eq(rc, 130, "the server should stop on SIGTERM (130), got %d; see %s", rc,
                  server->log);
@@ -501,5 +522,44 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     free(b.lines);
     free(coord_ep);
     free(server_ep);
+    gdml_test_rmtree(dir);
+}
+
+/* A region whose downlink budget could never carry an update is refused at
+ * HELLO with the key to change; the coordinator does not stop over it. */
+Test(budget, an_unusable_downlink_budget_refuses_the_region_not_the_job, .timeout = 60)
+{
+    char *dir = gdml_test_tmpdir();
+    char store[4200], ep[4200], ep_server[4200];
+    snprintf(store, sizeof store, "%s/store", dir);
+    snprintf(ep, sizeof ep, "%s/coordinator.ep", dir);
+    snprintf(ep_server, sizeof ep_server, "%s/server.ep", dir);
+    char *coordinator = gdml_test_program("gdml-coordinator");
+    char *server = gdml_test_program("gdml-server");
+    proc *coord = &procs[0], *region = &procs[1];
+    start(coord, dir, "coordinator.log",
+          (char *[]){coordinator, "--listen", "tcp://127.0.0.1:*", "--store", store, "--regions",
+                     "1", "--rounds", "5", "--timeout-ms", "30000", "--endpoint-file", ep, NULL});
+    char *endpoint = gdml_test_wait_file(ep, 15);
+    cr_assert_not_null(endpoint, "the coordinator did not start; see %s", coord->log);
+    /* Dense downlink (the default) of 7850 parameters at 500 B/s: never. */
+    start(region, dir, "server.log",
+          (char *[]){server, "--name", "r1", "--listen", "tcp://127.0.0.1:*", "--coordinator",
+                     endpoint, "--workers", "1", "--down-bytes-per-s", "500", "--timeout-ms",
+                     "30000", "--endpoint-file", ep_server, NULL});
+    int rc = gdml_test_wait(region->pid, 20);
+    region->pid = 0;
+    cr_assert_eq(rc, 1, "the refused region should exit with status 1, got %d; see %s", rc,
+                 region->log);
+    char *log = gdml_test_read_file(region->log);
+    cr_assert(strstr(log, "refused us") && strstr(log, "down_bytes_per_s"),
+              "the region was not told which key to change:\n%s", log);
+    free(log);
+    cr_assert(alive(coord), "one region's request stopped the coordinator; see %s", coord->log);
+    cr_assert_eq(stop(coord, 15), 130, "the coordinator should stop on SIGTERM; see %s",
+                 coord->log);
+    free(endpoint);
+    free(coordinator);
+    free(server);
     gdml_test_rmtree(dir);
 }

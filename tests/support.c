@@ -185,3 +185,25 @@ void gdml_test_write_file(const char *path, const char *text)
     cr_assert(fputs(text, f) >= 0);
     cr_assert(fclose(f) == 0);
 }
+
+bool gdml_test_wait_for_text(const char *path, const char *needle, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 20; i++) {
+        char *text = gdml_test_read_file(path);
+        bool found = text && strstr(text, needle);
+        free(text);
+        if (found)
+            return true;
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+double gdml_test_json_number(const char *json, const char *key)
+{
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    const char *at = strstr(json, pattern);
+    cr_assert_not_null(at, "no \"%s\" in:\n%s", key, json);
+    return strtod(at + strlen(pattern), NULL);
+}

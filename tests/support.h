@@ -49,6 +49,12 @@ char *gdml_test_read_file(const char *path);
 /* Waits up to timeout_s for path to exist and returns its contents (trimmed), or NULL. */
 char *gdml_test_wait_file(const char *path, int timeout_s);
 
+/* Waits up to timeout_s for the file at path to contain needle. */
+bool gdml_test_wait_for_text(const char *path, const char *needle, int timeout_s);
+
+/* The number after "key": in a JSON text (summary.json); asserts the key is there. */
+double gdml_test_json_number(const char *json, const char *key);
+
 /* Writes text to path; asserts on failure. */
 void gdml_test_write_file(const char *path, const char *text);
 

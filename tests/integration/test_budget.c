@@ -133,15 +133,6 @@ static uint64_t total_bytes(const byte_log *log, const char *peer, const char *d
     return sum;
 }
 
-static double json_number(const char *json, const char *key)
-{
-    char pattern[128];
-    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
-    const char *at = strstr(json, pattern);
-    cr_assert_not_null(at, "summary.json has no \"%s\":\n%s", key, json);
-    return strtod(at + strlen(pattern), NULL);
-}
-
 /* A region's entry in summary.json's "links": its bytes up and down. */
 static void json_link(const char *json, const char *region, uint64_t *up, uint64_t *down)
 {
@@ -154,20 +145,6 @@ static void json_link(const char *json, const char *region, uint64_t *up, uint64
                  2, "summary.json's link for '%s' is malformed:\n%s", region, json);
     *up = u;
     *down = d;
-}
-
-/* Waits up to timeout_s for the file at path to contain needle. */
-static bool wait_for_text(const char *path, const char *needle, int timeout_s)
-{
-    for (int i = 0; i < timeout_s * 20; i++) {
-        char *text = gdml_test_read_file(path);
-        bool found = text && strstr(text, needle);
-        free(text);
-        if (found)
-            return true;
-        usleep(50 * 1000);
-    }
-    return false;
 }
 
 static int count_substr(const char *text, const char *needle)
@@ -234,10 +211,10 @@ Test(budget, a_budgeted_job_keeps_every_window_and_counts_bytes_at_both_ends, .t
     /* 29 runs of this job measured 0.780..0.833 (two at a time, 13 of them beside
      * a busy loop on each core): 0.70 leaves room for timing, since when each
      * region syncs, and so how many local steps a round holds, depends on it. */
-    double acc = json_number(json, "final_accuracy");
+    double acc = gdml_test_json_number(json, "final_accuracy");
     cr_assert(acc >= 0.70, "final accuracy %.4f is below 0.70 after %d budgeted rounds:\n%s", acc,
               JOB_ROUNDS, out);
-    cr_assert_eq(json_number(json, "versions_stored"), JOB_ROUNDS);
+    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), JOB_ROUNDS);
 
     char coord_path[4300];
     snprintf(coord_path, sizeof coord_path, "%s/logs/bytes-coordinator.csv", run);
@@ -297,9 +274,9 @@ Test(budget, a_budgeted_job_keeps_every_window_and_counts_bytes_at_both_ends, .t
         free(region.lines);
     }
     /* The per-link counts add up to what the transport counted on the wire. */
-    cr_assert_eq(json_number(json, "wan_bytes_up"), (double)links_up, "links up %" PRIu64 ":\n%s",
+    cr_assert_eq(gdml_test_json_number(json, "wan_bytes_up"), (double)links_up, "links up %" PRIu64 ":\n%s",
                  links_up, json);
-    cr_assert_eq(json_number(json, "wan_bytes_down"), (double)links_down,
+    cr_assert_eq(gdml_test_json_number(json, "wan_bytes_down"), (double)links_down,
                  "links down %" PRIu64 ":\n%s", links_down, json);
     free(coord.lines);
     free(json);
@@ -433,13 +410,13 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     free(path);
 
     /* A few rounds at 4000 B/s first, so that windows span the switch. */
-    cr_assert(wait_for_text(coord->log, "version 3 committed", 30),
+    cr_assert(gdml_test_wait_for_text(coord->log, "version 3 committed", 30),
               "training did not get under way; see %s", coord->log);
 
     /* Lower the budget. */
     write_region_ini(ini, bytes, "1500");
     cr_assert_eq(kill(server->pid, SIGHUP), 0);
-    cr_assert(wait_for_text(server->log, "SIGHUP: budget now up 1500", 10),
+    cr_assert(gdml_test_wait_for_text(server->log, "SIGHUP: budget now up 1500", 10),
               "the server did not apply the new budget; see %s", server->log);
     sleep(3);
     cr_assert(alive(server), "the server exited after SIGHUP; see %s", server->log);
@@ -448,7 +425,7 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     write_region_ini(ini, bytes, "lots");
     size_t before_broken = count_lines(bytes);
     cr_assert_eq(kill(server->pid, SIGHUP), 0);
-    cr_assert(wait_for_text(server->log, "kept the old budget", 10),
+    cr_assert(gdml_test_wait_for_text(server->log, "kept the old budget", 10),
               "the server did not report the broken file; see %s", server->log);
     char where[4300];
     snprintf(where, sizeof where, "%s:9: [budget] up_bytes_per_s", ini);

@@ -15,15 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static double json_number(const char *json, const char *key)
-{
-    char pattern[128];
-    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
-    const char *at = strstr(json, pattern);
-    cr_assert_not_null(at, "summary.json has no \"%s\":\n%s", key, json);
-    return strtod(at + strlen(pattern), NULL);
-}
-
 static int count_lines_starting(const char *text, const char *prefix)
 {
     int n = 0;
@@ -66,19 +57,19 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
 
     char *json = gdml_test_read_file(summary_path);
     cr_assert_not_null(json, "no %s", summary_path);
-    double acc = json_number(json, "final_accuracy");
+    double acc = gdml_test_json_number(json, "final_accuracy");
     cr_assert(acc >= 0.75, "final accuracy %.4f is below 0.75 after %d rounds", acc, rounds);
-    cr_assert_eq(json_number(json, "versions_stored"), rounds);
-    cr_assert_eq(json_number(json, "regions"), 3);
-    cr_assert_eq(json_number(json, "workers"), 6);
-    double up = json_number(json, "wan_bytes_up"), down = json_number(json, "wan_bytes_down");
+    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), rounds);
+    cr_assert_eq(gdml_test_json_number(json, "regions"), 3);
+    cr_assert_eq(gdml_test_json_number(json, "workers"), 6);
+    double up = gdml_test_json_number(json, "wan_bytes_up"), down = gdml_test_json_number(json, "wan_bytes_down");
     /* Each round moves at least one dense delta per region up and one model down. */
     double model_bytes = 7850.0 * 4;
     cr_assert(up >= 3 * rounds * model_bytes && down >= 3 * rounds * model_bytes,
               "WAN bytes up %.0f down %.0f are less than the deltas and models sent", up, down);
-    cr_assert(json_number(json, "raw_data_gzip_bytes") > 0);
-    cr_assert(json_number(json, "raw_data_bytes") > json_number(json, "raw_data_gzip_bytes"));
-    cr_assert(json_number(json, "wall_seconds") > 0);
+    cr_assert(gdml_test_json_number(json, "raw_data_gzip_bytes") > 0);
+    cr_assert(gdml_test_json_number(json, "raw_data_bytes") > gdml_test_json_number(json, "raw_data_gzip_bytes"));
+    cr_assert(gdml_test_json_number(json, "wall_seconds") > 0);
 
     /* The store holds every version the run reported, 1..rounds, each whole. */
     char store_dir[4200];

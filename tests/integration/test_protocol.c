@@ -130,20 +130,6 @@ static void inject_faults(const char *endpoint, const char *identity)
     gdml_transport_destroy(&t);
 }
 
-/* Waits up to timeout_s for the file at path to contain needle. */
-static bool wait_for_text(const char *path, const char *needle, int timeout_s)
-{
-    for (int i = 0; i < timeout_s * 20; i++) {
-        char *text = gdml_test_read_file(path);
-        bool found = text && strstr(text, needle);
-        free(text);
-        if (found)
-            return true;
-        usleep(50 * 1000);
-    }
-    return false;
-}
-
 static int count_lines_with(const char *text, const char *a, const char *b)
 {
     int n = 0;
@@ -213,7 +199,7 @@ Test(protocol, a_killed_worker_fails_the_job_with_names_not_a_hang, .timeout = 1
     start_worker(&w1, dir, "r1.w1", server_ep, "1", "2");
 
     /* Wait until training is under way, then kill one worker outright. */
-    cr_assert(wait_for_text(coord.log, "version 2 committed", 30),
+    cr_assert(gdml_test_wait_for_text(coord.log, "version 2 committed", 30),
               "training did not get under way; see %s", coord.log);
     kill(w1.pid, SIGKILL);
     gdml_test_wait(w1.pid, 5);
@@ -271,7 +257,7 @@ Test(protocol, a_restarted_worker_rejoins_and_the_job_finishes, .timeout = 120)
     char *server_ep = start_server(&server, dir, "r1", coord_ep, "2", "20000");
     start_worker(&w0, dir, "r1.w0", server_ep, "0", "2");
     start_worker(&w1, dir, "r1.w1", server_ep, "1", "2");
-    cr_assert(wait_for_text(coord.log, "version 2 committed", 30),
+    cr_assert(gdml_test_wait_for_text(coord.log, "version 2 committed", 30),
               "training did not get under way; see %s", coord.log);
     kill(w1.pid, SIGKILL);
     gdml_test_wait(w1.pid, 5);

@@ -246,7 +246,9 @@ gdml_err gdml_wan_send_update(gdml_wan *w, gdml_link *l, const gdml_peer *peer, 
         else
             w->residual[i] = w->e[i] - w->decoded[i];
     }
-    gdml_budget_spend(w->budget, wire, now_ms);
+    gdml_err spent = gdml_budget_spend(w->budget, wire, now_ms);
+    assert(spent == GDML_OK && "the controller sent more than the budget allowed");
+    (void)spent;
     w->sent += wire;
     log_line(w, w->send_dir, h->type, wire, now_ms);
     if (sent_k) /* what the encoder sent: a filter may send fewer than it may */
@@ -301,7 +303,9 @@ gdml_err gdml_wan_send_control(gdml_wan *w, gdml_link *l, const gdml_peer *peer,
     gdml_err err = gdml_link_send(l, peer, h, NULL, 0, SEND_TIMEOUT_MS, e);
     if (err)
         return err;
-    gdml_budget_spend(w->budget, wire, now);
+    gdml_err spent = gdml_budget_spend(w->budget, wire, now);
+    assert(spent == GDML_OK && "a control message was sent beyond the budget");
+    (void)spent;
     w->sent += wire;
     log_line(w, w->send_dir, h->type, wire, now);
     return GDML_OK;

@@ -85,9 +85,9 @@ float *gdml_wan_residual(gdml_wan *w);
  * receiver lacks" (the downlink: u = global - view, view += decoded).
  * ref is the current parameter vector, for the significance filter (may be
  * NULL otherwise). Returns GDML_ERR_AGAIN, sending nothing and changing
- * nothing but h's encoding and sizes, when the budget does not allow a useful
- * message at now_ms (see
- * gdml_wan_wait_ms for when it will); a failed send also changes nothing.
+ * nothing, when the budget does not allow a useful message at now_ms (see
+ * gdml_wan_wait_ms for when it will); a failed send changes nothing but h's
+ * encoding and sizes.
  * On GDML_OK, *sent_k (if not NULL) holds the entries sent.
  */
 gdml_err gdml_wan_send_update(gdml_wan *w, gdml_link *l, const gdml_peer *peer, gdml_msg_header *h,

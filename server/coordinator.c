@@ -91,7 +91,11 @@ static region *find_region(coordinator *c, const char *name)
     return NULL;
 }
 
-/* A message without payload, through the region's downlink budget when it has one. */
+/*
+ * A message without payload, through the region's downlink budget when it has
+ * one. ERROR replies wait for no budget (a peer sending junk must not stall
+ * the coordinator): with no tokens free they are dropped, with a warning.
+ */
 static void send_header(coordinator *c, const region *r, gdml_msg_type type, const char *text)
 {
     gdml_msg_header h;
@@ -100,9 +104,9 @@ static void send_header(coordinator *c, const region *r, gdml_msg_type type, con
     h.version = c->version;
     snprintf(h.text, sizeof h.text, "%s", text ? text : "");
     gdml_errmsg e;
-    gdml_err err = r->down
-                       ? gdml_wan_send_control(r->down, c->link, &r->peer, &h, SEND_TIMEOUT_MS, &e)
-                       : gdml_link_send(c->link, &r->peer, &h, NULL, 0, SEND_TIMEOUT_MS, &e);
+    int wait_ms = type == GDML_MSG_ERROR ? 0 : SEND_TIMEOUT_MS;
+    gdml_err err = r->down ? gdml_wan_send_control(r->down, c->link, &r->peer, &h, wait_ms, &e)
+                           : gdml_link_send(c->link, &r->peer, &h, NULL, 0, SEND_TIMEOUT_MS, &e);
     if (err)
         gdml_warn("cannot send %s to region '%s': %s", gdml_msg_type_name(type), r->name, e.text);
 }
@@ -126,17 +130,32 @@ static void refuse(coordinator *c, const gdml_rx *rx, const char *why)
  * is not applied (what one peer sends must not stop the coordinator): the
  * old one stays and e says why.
  */
+/*
+ * The header of a WELCOME or GLOBAL. SCAFFOLD's normaliser (lr * steps, see
+ * region.c) holds for an average of the deltas: it is scaled by the server
+ * learning rate, and left out (turning the correction off) for merge rules
+ * that are not an average.
+ */
+static void down_header(const coordinator *c, gdml_msg_type type, gdml_msg_header *h)
+{
+    gdml_msg_header_init(h, type, "coordinator");
+    h->seq = c->seq + 1;
+    h->version = c->version;
+    if (type == GDML_MSG_GLOBAL && strcmp(c->cfg->merge.rule, "fedavg") == 0)
+        h->lr_steps = c->lr_steps * c->cfg->merge.lr;
+    if (type == GDML_MSG_WELCOME) {
+        snprintf(h->text, sizeof h->text, "%s", c->layout_text);
+        h->count = (uint64_t)c->cfg->model.seed;
+    }
+}
+
 static gdml_err apply_down_budget(coordinator *c, region *r, const gdml_msg_header *from,
                                   gdml_errmsg *e)
 {
     gdml_budget_config b = {.rate = (double)from->down_rate, .cap = from->down_cap};
-    gdml_msg_header h;
-    gdml_msg_header_init(&h, GDML_MSG_WELCOME, "coordinator");
-    h.seq = c->seq + 1;
-    h.version = c->version;
-    h.count = (uint64_t)c->cfg->model.seed;
-    h.lr_steps = 1;
-    snprintf(h.text, sizeof h.text, "%s", c->layout_text);
+    gdml_msg_header h; /* WELCOME is the largest header the downlink sends */
+    down_header(c, GDML_MSG_WELCOME, &h);
+    h.lr_steps = 1e300;
     return gdml_wan_try_budget(r->down, &b, &h, e);
 }
 
@@ -155,15 +174,7 @@ static gdml_err flush_pending(coordinator *c, int64_t *wait_ms, gdml_errmsg *e)
         int64_t now = gdml_now_ms();
         gdml_ssub(c->n_params, c->global, r->view, c->scratch);
         gdml_msg_header h;
-        gdml_msg_header_init(&h, r->pending, "coordinator");
-        h.seq = c->seq + 1;
-        h.version = c->version;
-        if (r->pending == GDML_MSG_GLOBAL)
-            h.lr_steps = c->lr_steps;
-        if (r->pending == GDML_MSG_WELCOME) {
-            snprintf(h.text, sizeof h.text, "%s", c->layout_text);
-            h.count = (uint64_t)c->cfg->model.seed;
-        }
+        down_header(c, r->pending, &h);
         size_t k = 0;
         gdml_err err = gdml_wan_send_update(r->down, c->link, &r->peer, &h, c->scratch, c->global,
                                             r->view, now, &k, e);

@@ -2,34 +2,32 @@
  * region.c - the regional parameter server's event loop.
  *
  * One thread, two sockets: a ROUTER bound for the data center's workers (LAN)
- * and a DEALER connected to the coordinator (WAN), polled together. The server
- * moves through four states:
+ * and a DEALER connected to the coordinator (WAN), polled together. States:
  *
  *   JOINING   waiting for the coordinator's WELCOME (the global model) and a
  *             HELLO from every expected worker; then WELCOME to each worker.
  *   TRAINING  collecting one PUSH per worker for the current step; when all
- *             are in, SGD on their sample-weighted mean gradient, then either
- *             MODEL to every worker or, every sync_every steps, DELTA to the
- *             coordinator and
+ *             are in, SGD on their sample-weighted mean gradient, then MODEL
+ *             to every worker, or, when a sync is due, DELTA to the coordinator.
+ *   HOLDING   in sync_mode "steps", a sync is due but the uplink budget does
+ *             not allow the delta yet: the workers wait with it, so that a
+ *             round is exactly sync_every steps (more would only add drift).
  *   SYNCING   waiting for GLOBAL, the change of the global model since this
  *             region's view of it; the view becomes the live model and the
  *             anchor the next delta is measured from; then MODEL to workers.
+ *   DONE      the coordinator said STOP; every worker is told STOP too.
  *
- * When to sync is server.sync_mode: every sync_every steps, every sync_ms, or
- * whenever the uplink budget has min_message_bytes free. In "steps" mode a
- * round is exactly sync_every steps: a sync the budget does not allow yet
- *   HOLDING   holds the workers until it does (more local steps would only add
- *             drift between regions). In the other modes the region keeps
- *             training and tries again after the next step. Deltas go through the uplink (wan.h):
- * encoded, with error feedback, and never more than [budget] allows. SIGHUP reloads [budget]
- * without losing the link's history or residual. DONE      the coordinator said STOP; every worker
- * is told STOP too.
- *
- * Workers that are waiting for MODEL simply wait through SYNCING, which is
- * what makes the two levels bulk-synchronous.
+ * A sync is due every sync_every steps, every sync_ms, or whenever the uplink
+ * budget has min_message_bytes free (server.sync_mode). In the time and budget
+ * modes a sync the budget does not allow yet is put off and training goes on.
+ * Deltas go through the uplink (wan.h): encoded, with error feedback, and
+ * never more than [budget] allows. SIGHUP reloads [budget] without losing the
+ * link's history or residual. Workers waiting for MODEL simply wait through
+ * HOLDING and SYNCING, which is what makes the two levels bulk-synchronous.
  */
 #include "region.h"
 
+#include "codec.h"
 #include "inbox.h"
 #include "log.h"
 #include "model.h"
@@ -126,20 +124,29 @@ static void send_to_worker(region *r, const worker_slot *w, gdml_msg_type type, 
         gdml_warn("cannot send %s to worker '%s': %s", gdml_msg_type_name(type), w->name, e.text);
 }
 
-/* Sends the live model to every worker (one shared, immutable snapshot). */
-static gdml_err broadcast_model(region *r, gdml_msg_type type, gdml_errmsg *e)
+/*
+ * Sends the live model to workers[0..n) as one shared, immutable snapshot:
+ * as `type`, or as WELCOME (with the layout) to a worker that needs one.
+ */
+static gdml_err send_model(region *r, worker_slot *workers, int n, gdml_msg_type type,
+                           gdml_errmsg *e)
 {
     gdml_blob *snapshot;
     if (gdml_payload_blob_f32(r->params, r->n_params, &snapshot))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a model snapshot");
-    for (int i = 0; i < r->n_workers; i++) {
-        worker_slot *w = &r->workers[i];
+    for (int i = 0; i < n; i++) {
+        worker_slot *w = &workers[i];
         gdml_msg_type t = w->needs_welcome ? GDML_MSG_WELCOME : type;
         send_to_worker(r, w, t, snapshot, t == GDML_MSG_WELCOME ? r->layout_text : NULL);
         w->needs_welcome = false;
     }
     gdml_blob_unref(&snapshot);
     return GDML_OK;
+}
+
+static gdml_err broadcast_model(region *r, gdml_msg_type type, gdml_errmsg *e)
+{
+    return send_model(r, r->workers, r->n_workers, type, e);
 }
 
 static void stop_workers(region *r, const char *why)
@@ -205,13 +212,7 @@ static gdml_err on_worker_hello(region *r, const gdml_rx *rx, gdml_errmsg *e)
         w->needs_welcome = true;
         return GDML_OK;
     }
-    w->needs_welcome = false;
-    gdml_blob *snapshot;
-    if (gdml_payload_blob_f32(r->params, r->n_params, &snapshot))
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a model snapshot");
-    send_to_worker(r, w, GDML_MSG_WELCOME, snapshot, r->layout_text);
-    gdml_blob_unref(&snapshot);
-    return GDML_OK;
+    return send_model(r, w, 1, GDML_MSG_WELCOME, e);
 }
 
 static bool sync_due(const region *r, int64_t now)
@@ -224,11 +225,12 @@ static bool sync_due(const region *r, int64_t now)
     return r->steps_since_sync >= (uint64_t)r->cfg->server.sync_every;
 }
 
-/*
- * Sends the coordinator this round's delta (live model minus anchor) through
- * the uplink. Sets *sent; when the budget does not allow a useful message yet
- * nothing is sent and training goes on.
- */
+/* The local learning rate of the current round (it decays per global version). */
+static double round_lr(const region *r)
+{
+    return r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version);
+}
+
 /* The header of the next DELTA. */
 static void delta_header(const region *r, gdml_msg_header *h)
 {
@@ -240,10 +242,14 @@ static void delta_header(const region *r, gdml_msg_header *h)
     h->metric = r->loss_weight > 0 ? r->loss_sum / r->loss_weight : 0;
     h->down_rate = r->down_rate;
     h->down_cap = r->down_cap;
-    double lr = r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version);
-    h->lr_steps = lr * (double)r->steps_since_sync;
+    h->lr_steps = round_lr(r) * (double)r->steps_since_sync;
 }
 
+/*
+ * Sends the coordinator this round's delta (live model minus anchor) through
+ * the uplink. Sets *sent; when the budget does not allow a useful message yet
+ * nothing is sent (the caller holds or trains on).
+ */
 static gdml_err try_sync(region *r, bool *sent, gdml_errmsg *e)
 {
     *sent = false;
@@ -287,8 +293,7 @@ static gdml_err finish_step(region *r, gdml_errmsg *e)
 {
     /* Non-IID regions drift apart at a constant rate; decaying it per global
      * version lets the merged model settle (as FedAvg's convergence needs). */
-    float lr =
-        (float)(r->cfg->server.learning_rate * pow(r->cfg->server.lr_decay, (double)r->version));
+    float lr = (float)round_lr(r);
     gdml_saxpy(r->n_params, -lr / (float)r->batch_sum, r->grad_sum, r->params);
     if (r->c_local) { /* SCAFFOLD: step along g - c_local + c_global */
         gdml_saxpy(r->n_params, -lr, r->c_global, r->params);
@@ -441,12 +446,15 @@ static gdml_err take_welcome(region *r, const gdml_rx *rx, gdml_errmsg *e)
     return GDML_OK;
 }
 
-/* GLOBAL: how the global model changed since this region's view of it. */
-static gdml_err take_global(region *r, const gdml_rx *rx)
+/*
+ * GLOBAL: how the global model changed since this region's view of it. The
+ * coordinator counts a GLOBAL as delivered, so one that does not decode
+ * would leave the two views apart for good: the region stops instead.
+ */
+static gdml_err take_global(region *r, const gdml_rx *rx, gdml_errmsg *e)
 {
-    gdml_errmsg why;
-    if (gdml_wan_decode(rx, r->scratch, r->n_params, &why)) {
-        gdml_warn("ignored the coordinator's GLOBAL: %s", why.text);
+    if (gdml_wan_decode(rx, r->scratch, r->n_params, e)) {
+        gdml_errmsg_prefix(e, "cannot follow the global model: ");
         return GDML_ERR_PROTO;
     }
     gdml_saxpy(r->n_params, 1.0f, r->scratch, r->anchor);
@@ -461,10 +469,8 @@ static gdml_err take_global(region *r, const gdml_rx *rx)
          * keeps the rest), so average over rounds with weight f, the fraction
          * of entries this GLOBAL carried: per entry the mean is still the
          * gradient, and a dense downlink (f = 1) gives it exactly. */
-        size_t nnz = 0;
-        for (size_t i = 0; i < r->n_params; i++)
-            nnz += r->scratch[i] != 0.0f;
-        float f = (float)nnz / (float)r->n_params;
+        size_t sent = gdml_codec_payload_k(rx->payload[0], rx->payload_size[0]);
+        float f = (float)sent / (float)r->n_params;
         gdml_sscal(r->n_params, 1.0f - f, r->c_global);
         gdml_saxpy(r->n_params, (float)(-f / rx->header.lr_steps), r->scratch, r->c_global);
     }
@@ -493,7 +499,7 @@ static gdml_err on_wan(region *r, gdml_errmsg *e)
                       (unsigned long long)rx.header.version);
             break;
         }
-        if (take_global(r, &rx) == GDML_OK) {
+        if (!(err = take_global(r, &rx, e))) {
             r->state = TRAINING;
             err = broadcast_model(r, GDML_MSG_MODEL, e);
         }
@@ -549,8 +555,12 @@ static gdml_err set_budgets(region *r, const gdml_config *cfg, gdml_errmsg *e)
 {
     gdml_budget_config up = {.rate = (double)cfg->budget.up_bytes_per_s,
                              .cap = (uint64_t)cfg->budget.up_total_bytes};
+    /* Judged by the largest DELTA header this region will ever send. */
     gdml_msg_header h;
     delta_header(r, &h);
+    h.seq = h.step = h.count = h.version = UINT64_MAX;
+    h.down_rate = h.down_cap = UINT64_MAX;
+    h.lr_steps = 1e300;
     gdml_err err = gdml_wan_try_budget(r->up, &up, &h, e);
     if (err)
         return err;

@@ -453,3 +453,43 @@ out:
     free(lab_buf);
     return err;
 }
+
+gdml_err gdml_split_files(const char *images_path, const char *labels_path,
+                          char (*names)[GDML_NAME_MAX], unsigned regions, gdml_split_mode mode,
+                          double alpha, uint64_t seed, const char *dir, gdml_split_part *parts,
+                          size_t *n_samples, gdml_errmsg *e)
+{
+    gdml_idx images = {0}, labels = {0};
+    uint32_t *region_of = NULL;
+    gdml_err err = gdml_idx_read(images_path, &images, e);
+    if (!err)
+        err = gdml_idx_read(labels_path, &labels, e);
+    if (err)
+        goto out;
+    if (images.ndim != 3 || labels.ndim != 1 || images.dims[0] != labels.dims[0]) {
+        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                              "'%s' and '%s' are not an images file and a labels file of the "
+                              "same length",
+                              images_path, labels_path);
+        goto out;
+    }
+    size_t n = labels.dims[0];
+    if (!(region_of = malloc(n * sizeof *region_of))) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu samples", n);
+        goto out;
+    }
+    unsigned classes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (labels.data[i] >= classes)
+            classes = labels.data[i] + 1u;
+    if ((err = gdml_split_assign(labels.data, n, classes, regions, mode, alpha, seed, region_of,
+                                 e)) ||
+        (err = gdml_split_write(&images, &labels, region_of, names, regions, dir, 1, parts, e)))
+        goto out;
+    *n_samples = n;
+out:
+    gdml_idx_fini(&images);
+    gdml_idx_fini(&labels);
+    free(region_of);
+    return err;
+}

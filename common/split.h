@@ -50,6 +50,19 @@ gdml_err gdml_split_write(const gdml_idx *images, const gdml_idx *labels, const 
                           char (*names)[GDML_NAME_MAX], unsigned regions, const char *dir, int gzip,
                           gdml_split_part *parts, gdml_errmsg *e);
 
+/*
+ * The whole split, from files: reads an IDX training set (images n x rows x
+ * cols and labels n, plain or .gz), assigns it with gdml_split_assign
+ * (classes: 1 + the largest label) and writes each region's part under dir
+ * with gdml_split_write, gzip sizes included. *n_samples gets n. Returns
+ * GDML_ERR_FORMAT naming both files if they are not images and labels of
+ * one set, or the errors of the steps.
+ */
+gdml_err gdml_split_files(const char *images_path, const char *labels_path,
+                          char (*names)[GDML_NAME_MAX], unsigned regions, gdml_split_mode mode,
+                          double alpha, uint64_t seed, const char *dir, gdml_split_part *parts,
+                          size_t *n_samples, gdml_errmsg *e);
+
 /* Parses "iid" or "dirichlet"; returns -1 otherwise. */
 int gdml_split_mode_parse(const char *s);
 

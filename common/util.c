@@ -65,6 +65,17 @@ gdml_err gdml_write_file_atomic(const char *path, const void *data, size_t len, 
     return GDML_OK;
 }
 
+gdml_err gdml_write_endpoint_file(const char *path, const char *endpoint, gdml_errmsg *e)
+{
+    if (!*path)
+        return GDML_OK;
+    char line[4096];
+    int n = snprintf(line, sizeof line, "%s\n", endpoint);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "endpoint '%s' is too long", endpoint);
+    return gdml_write_file_atomic(path, line, (size_t)n, e);
+}
+
 static volatile sig_atomic_t stop_flag, reload_flag;
 
 static void on_stop_signal(int sig)

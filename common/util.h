@@ -27,6 +27,13 @@ gdml_err gdml_mkdir_p(const char *dir, gdml_errmsg *e);
 gdml_err gdml_write_file_atomic(const char *path, const void *data, size_t len, gdml_errmsg *e);
 
 /*
+ * Writes endpoint and a newline to path, atomically, so that a launcher or a
+ * script can learn the port a program bound ("tcp://127.0.0.1:*"). Does
+ * nothing if path is empty (no endpoint file was asked for).
+ */
+gdml_err gdml_write_endpoint_file(const char *path, const char *endpoint, gdml_errmsg *e);
+
+/*
  * Installs SIGINT and SIGTERM handlers that set the stop flag, a SIGHUP
  * handler that sets the reload flag (without SA_RESTART, so blocking waits
  * return early), and ignores SIGPIPE.

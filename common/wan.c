@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,20 @@ uint64_t gdml_wan_wire_bytes(const gdml_msg_header *h)
     for (uint32_t i = 0; i < h->n_payloads; i++)
         total += frame_bytes(h->sizes[i]);
     return total;
+}
+
+gdml_err gdml_wan_log_open(const char *path, FILE **out, gdml_errmsg *e)
+{
+    *out = NULL;
+    if (!*path)
+        return GDML_OK;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write the byte log '%s': %s", path,
+                               strerror(errno));
+    fputs("mono_ms,peer,direction,type,bytes,rate\n", f);
+    *out = f;
+    return GDML_OK;
 }
 
 gdml_err gdml_wan_new(const gdml_wan_config *cfg, gdml_wan **out, gdml_errmsg *e)

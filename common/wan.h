@@ -45,6 +45,13 @@ typedef struct gdml_wan_config {
 } gdml_wan_config;
 
 /*
+ * Opens the byte log at path for writing and writes its CSV header; *out is
+ * NULL (and nothing is opened) if path is empty. GDML_ERR_IO naming the path
+ * if it cannot be written. The caller fcloses it after the links using it.
+ */
+gdml_err gdml_wan_log_open(const char *path, FILE **out, gdml_errmsg *e);
+
+/*
  * Makes a link direction with its budget; control messages can be sent at
  * once. Updates need gdml_wan_start, once the model's size is known.
  * Returns GDML_ERR_NOMEM.

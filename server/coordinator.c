@@ -34,7 +34,6 @@
 #include "util.h"
 #include "wan.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -541,30 +540,20 @@ static gdml_err load_model(coordinator *c, gdml_errmsg *e)
 static gdml_err open_link(coordinator *c, gdml_errmsg *e)
 {
     const gdml_config *cfg = c->cfg;
-    const char *log = cfg->coordinator.byte_log;
-    if (*log) {
-        if (!(c->byte_log = fopen(log, "w")))
-            return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write the byte log '%s': %s", log,
-                                   strerror(errno));
-        fputs("mono_ms,peer,direction,type,bytes,rate\n", c->byte_log);
-    }
-    gdml_err err = gdml_transport_new(&c->transport, e);
+    gdml_err err = gdml_wan_log_open(cfg->coordinator.byte_log, &c->byte_log, e);
+    if (!err)
+        err = gdml_transport_new(&c->transport, e);
     if (!err)
         err = gdml_link_bind(c->transport, cfg->coordinator.listen, &c->link, e);
     if (err)
         return err;
-    char endpoint[GDML_ENDPOINT_MAX + 1]; /* + 1 for the newline of the endpoint file */
-    if ((err = gdml_link_endpoint(c->link, endpoint, GDML_ENDPOINT_MAX)))
+    char endpoint[GDML_ENDPOINT_MAX];
+    if ((err = gdml_link_endpoint(c->link, endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
     gdml_info("listening on %s for %lld regions, %lld rounds; merge %s, downlink %s", endpoint,
               (long long)cfg->coordinator.regions, (long long)cfg->coordinator.rounds,
               cfg->merge.rule, cfg->coordinator.encoder);
-    const char *file = cfg->coordinator.endpoint_file;
-    if (*file) {
-        strcat(endpoint, "\n");
-        return gdml_write_file_atomic(file, endpoint, strlen(endpoint), e);
-    }
-    return GDML_OK;
+    return gdml_write_endpoint_file(cfg->coordinator.endpoint_file, endpoint, e);
 }
 
 static gdml_err load_eval(coordinator *c, gdml_errmsg *e)

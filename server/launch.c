@@ -17,7 +17,6 @@
 #include "launch.h"
 
 #include "config.h"
-#include "idx.h"
 #include "log.h"
 #include "procs.h"
 #include "split.h"
@@ -144,34 +143,16 @@ static gdml_err find_bin_dir(launch *L, gdml_errmsg *e)
 static gdml_err split_data(launch *L, gdml_errmsg *e)
 {
     const gdml_config *cfg = L->cfg;
-    gdml_idx images = {0}, labels = {0};
-    uint32_t *region_of = NULL;
     char data_dir[PATH_MAX];
-    gdml_err err = gdml_idx_read(cfg->launch.train_images, &images, e);
-    if (!err)
-        err = gdml_idx_read(cfg->launch.train_labels, &labels, e);
-    if (err)
-        goto out;
-    if (images.ndim != 3 || labels.ndim != 1 || images.dims[0] != labels.dims[0]) {
-        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                              "'%s' and '%s' are not an images file and a labels file of the "
-                              "same length",
-                              cfg->launch.train_images, cfg->launch.train_labels);
-        goto out;
-    }
-    size_t n = labels.dims[0];
+    size_t n = 0;
     int mode = gdml_split_mode_parse(cfg->launch.split);
-    if (!(region_of = malloc(n * sizeof *region_of))) {
-        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if ((err = gdml_split_assign(labels.data, n, (unsigned)cfg->model.classes,
-                                 (unsigned)L->n_regions, (gdml_split_mode)mode, cfg->launch.alpha,
-                                 (uint64_t)cfg->launch.seed, region_of, e)) ||
-        (err = path_join(data_dir, L->run_dir, "data", e)) ||
-        (err = gdml_split_write(&images, &labels, region_of, L->names, (unsigned)L->n_regions,
-                                data_dir, 1, L->parts, e)))
-        goto out;
+    gdml_err err = path_join(data_dir, L->run_dir, "data", e);
+    if (!err)
+        err = gdml_split_files(cfg->launch.train_images, cfg->launch.train_labels, L->names,
+                               (unsigned)L->n_regions, (gdml_split_mode)mode, cfg->launch.alpha,
+                               (uint64_t)cfg->launch.seed, data_dir, L->parts, &n, e);
+    if (err)
+        return err;
 
     printf("split: %zu samples to %d regions, %s", n, L->n_regions, cfg->launch.split);
     if (mode == GDML_SPLIT_DIRICHLET)
@@ -195,11 +176,7 @@ static gdml_err split_data(launch *L, gdml_errmsg *e)
         }
     printf("copying the raw data to %s instead would move %.2f MB (%.2f MB gzipped)\n",
            L->names[L->central], mb(L->raw_bytes), mb(L->raw_gzip_bytes));
-out:
-    gdml_idx_fini(&images);
-    gdml_idx_fini(&labels);
-    free(region_of);
-    return err;
+    return GDML_OK;
 }
 
 /* Starts one program with `--config job.ini` and the given overrides. */

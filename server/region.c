@@ -38,7 +38,6 @@
 #include "util.h"
 #include "wan.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -632,23 +631,15 @@ static gdml_err open_links(region *r, gdml_errmsg *e)
         err = gdml_link_connect(r->transport, cfg->server.coordinator, r->name, &r->wan, e);
     if (err)
         return err;
-    char endpoint[GDML_ENDPOINT_MAX + 1]; /* + 1 for the newline of the endpoint file */
-    if ((err = gdml_link_endpoint(r->lan, endpoint, GDML_ENDPOINT_MAX)))
+    char endpoint[GDML_ENDPOINT_MAX];
+    if ((err = gdml_link_endpoint(r->lan, endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
     gdml_info("listening on %s for %lld workers; coordinator at %s; sync mode %s; uplink %s",
               endpoint, (long long)cfg->server.workers, cfg->server.coordinator,
               cfg->server.sync_mode, cfg->server.encoder);
-    if (*cfg->server.endpoint_file) {
-        strcat(endpoint, "\n");
-        if ((err =
-                 gdml_write_file_atomic(cfg->server.endpoint_file, endpoint, strlen(endpoint), e)))
-            return err;
-    }
-    if (*cfg->server.byte_log && !(r->byte_log = fopen(cfg->server.byte_log, "w")))
-        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write the byte log '%s': %s",
-                               cfg->server.byte_log, strerror(errno));
-    if (r->byte_log)
-        fputs("mono_ms,peer,direction,type,bytes,rate\n", r->byte_log);
+    if ((err = gdml_write_endpoint_file(cfg->server.endpoint_file, endpoint, e)) ||
+        (err = gdml_wan_log_open(cfg->server.byte_log, &r->byte_log, e)))
+        return err;
     gdml_wan_config wc = {.encoder = cfg->server.encoder,
                           .k_fraction = cfg->server.k_fraction,
                           .threshold = cfg->server.threshold,

@@ -4,7 +4,6 @@
  * region's part to OUTDIR/<region>/ as IDX files for that region's workers.
  */
 #include "config.h"
-#include "idx.h"
 #include "log.h"
 #include "split.h"
 
@@ -27,37 +26,23 @@ static int split(const gdml_config *cfg, const char *out_dir)
     char names[64][GDML_NAME_MAX];
     gdml_split_part parts[64];
     int n_regions = 0;
-    gdml_idx images = {0}, labels = {0};
-    uint32_t *region_of = NULL;
+    size_t n = 0;
     gdml_errmsg e = {{0}};
-    int status = 1;
     gdml_err err = gdml_config_split_names(cfg->launch.regions, names, 64, &n_regions, &e);
     if (!err)
-        err = gdml_idx_read(cfg->launch.train_images, &images, &e);
-    if (!err)
-        err = gdml_idx_read(cfg->launch.train_labels, &labels, &e);
-    if (err)
-        goto out;
-    if (images.ndim != 3 || labels.ndim != 1 || images.dims[0] != labels.dims[0]) {
-        gdml_errmsg_set(&e, GDML_ERR_FORMAT, "'%s' and '%s' are not images and labels of one set",
-                        cfg->launch.train_images, cfg->launch.train_labels);
-        goto out;
+        err = gdml_split_files(
+            cfg->launch.train_images, cfg->launch.train_labels, names, (unsigned)n_regions,
+            (gdml_split_mode)gdml_split_mode_parse(cfg->launch.split), cfg->launch.alpha,
+            (uint64_t)cfg->launch.seed, out_dir, parts, &n, &e);
+    if (err) {
+        fprintf(stderr, "gdml-split: %s\n", e.text);
+        return 1;
     }
-    size_t n = labels.dims[0];
-    if (!(region_of = malloc(n * sizeof *region_of))) {
-        gdml_errmsg_set(&e, GDML_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    unsigned classes = 0;
-    for (size_t i = 0; i < n; i++)
-        if (labels.data[i] >= classes)
-            classes = labels.data[i] + 1u;
-    int mode = gdml_split_mode_parse(cfg->launch.split);
-    if (gdml_split_assign(labels.data, n, classes, (unsigned)n_regions, (gdml_split_mode)mode,
-                          cfg->launch.alpha, (uint64_t)cfg->launch.seed, region_of, &e) ||
-        gdml_split_write(&images, &labels, region_of, names, (unsigned)n_regions, out_dir, 1, parts,
-                         &e))
-        goto out;
+    unsigned classes = 0; /* columns: up to the largest label any region holds */
+    for (int r = 0; r < n_regions; r++)
+        for (unsigned c = 0; c < 256; c++)
+            if (parts[r].per_class[c] && c >= classes)
+                classes = c + 1;
     printf("%-16s %8s %12s %12s  %s\n", "region", "samples", "raw_bytes", "gzip_bytes",
            "samples per class");
     for (int r = 0; r < n_regions; r++) {
@@ -67,15 +52,8 @@ static int split(const gdml_config *cfg, const char *out_dir)
             printf(" %llu", (unsigned long long)parts[r].per_class[c]);
         printf("\n");
     }
-    printf("wrote %d regions under %s\n", n_regions, out_dir);
-    status = 0;
-out:
-    if (status)
-        fprintf(stderr, "gdml-split: %s\n", e.text);
-    gdml_idx_fini(&images);
-    gdml_idx_fini(&labels);
-    free(region_of);
-    return status;
+    printf("wrote %zu samples in %d regions under %s\n", n, n_regions, out_dir);
+    return 0;
 }
 
 int main(int argc, char **argv)

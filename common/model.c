@@ -174,3 +174,16 @@ gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const fl
     *loss = loss_sum / (double)n;
     return GDML_OK;
 }
+
+gdml_err gdml_layout_check_data(const gdml_layout *l, size_t inputs, unsigned classes,
+                                const char *what, gdml_errmsg *e)
+{
+    if (inputs == l->inputs && classes <= l->classes)
+        return GDML_OK;
+    char layout[64];
+    gdml_layout_format(l, layout, sizeof layout);
+    return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                           "'%s' has %zu inputs and %u classes; the model '%s' takes %u inputs "
+                           "and knows %u classes",
+                           what, inputs, classes, layout, l->inputs, l->classes);
+}

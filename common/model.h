@@ -52,6 +52,14 @@ gdml_err gdml_layout_parse(const char *text, gdml_layout *out, gdml_errmsg *e);
 void gdml_layout_format(const gdml_layout *l, char *buf, size_t cap);
 
 /*
+ * Checks that a data set with `inputs` features per row and labels below
+ * `classes` fits layout l. GDML_ERR_INVALID with e saying, for the data set
+ * named `what`, how many inputs and classes it has and the layout takes.
+ */
+gdml_err gdml_layout_check_data(const gdml_layout *l, size_t inputs, unsigned classes,
+                                const char *what, gdml_errmsg *e);
+
+/*
  * Accuracy and mean loss of params on n rows, in chunks of at most 1024 rows
  * (so that scratch stays small). Returns GDML_ERR_NOMEM or GDML_ERR_INVALID
  * (unknown kind).

@@ -565,12 +565,11 @@ static gdml_err load_eval(coordinator *c, gdml_errmsg *e)
                                          0, 1, &c->eval, e);
     if (err)
         return err;
-    if (c->eval.dim != (size_t)cfg->model.inputs || c->eval.classes > cfg->model.classes)
-        return gdml_errmsg_set(e, GDML_ERR_CONFIG,
-                               "eval set '%s' has %zu inputs and %u classes; [model] says "
-                               "%lld inputs, %lld classes",
-                               cfg->coordinator.eval_images, c->eval.dim, c->eval.classes,
-                               (long long)cfg->model.inputs, (long long)cfg->model.classes);
+    if (gdml_layout_check_data(&c->layout, c->eval.dim, c->eval.classes,
+                               cfg->coordinator.eval_images, e)) {
+        gdml_errmsg_prefix(e, "the eval set does not fit [model]: ");
+        return GDML_ERR_CONFIG;
+    }
     return GDML_OK;
 }
 
@@ -579,9 +578,9 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
     coordinator c;
     memset(&c, 0, sizeof c);
     c.cfg = cfg;
-    gdml_err err = load_eval(&c, e);
+    gdml_err err = load_model(&c, e); /* the layout first: the eval set is checked against it */
     if (!err)
-        err = load_model(&c, e);
+        err = load_eval(&c, e);
     if (!err) {
         gdml_merge_config mc = {.rule = cfg->merge.rule,
                                 .lr = cfg->merge.lr,

@@ -170,13 +170,8 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
         double acc, loss;
         if ((err = gdml_dataset_load_idx(images, labels, 0, 1, &test, e)))
             goto out;
-        if (test.dim != layout.inputs || test.classes > layout.classes) {
-            err = gdml_errmsg_set(e, GDML_ERR_INVALID,
-                                  "'%s' has %zu inputs and %u classes; the model takes %u inputs "
-                                  "and knows %u classes",
-                                  images, test.dim, test.classes, layout.inputs, layout.classes);
+        if ((err = gdml_layout_check_data(&layout, test.dim, test.classes, images, e)))
             goto out;
-        }
         if (!(err = gdml_model_evaluate(&layout, params, test.x, test.y, test.n, &acc, &loss)))
             printf("version %llu: accuracy %.4f, loss %.4f on %zu samples of %s\n",
                    (unsigned long long)v, acc, loss, test.n, images);

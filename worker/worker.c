@@ -91,12 +91,12 @@ static gdml_err take_welcome(worker *w, const gdml_rx *rx, gdml_errmsg *e)
                                "the server trains a '%s' model, which this "
                                "build lacks",
                                w->layout.kind);
-    if (w->layout.inputs != w->data.dim || w->layout.classes < w->data.classes)
-        return gdml_errmsg_set(e, GDML_ERR_CONFIG,
-                               "the model '%s' does not fit this worker's data (%zu inputs, "
-                               "%u classes in '%s'); check [model] and worker.images",
-                               rx->header.text, w->data.dim, w->data.classes,
-                               w->cfg->worker.images);
+    if (gdml_layout_check_data(&w->layout, w->data.dim, w->data.classes, w->cfg->worker.images,
+                               e)) {
+        gdml_errmsg_prefix(e, "this worker's data does not fit the server's model "
+                              "(check [model] and worker.images): ");
+        return GDML_ERR_CONFIG;
+    }
     w->n_params = w->ops->param_count(&w->layout);
     w->params = malloc(w->n_params * sizeof(float));
     w->scratch = malloc(w->ops->scratch_count(&w->layout, w->batch) * sizeof(float));

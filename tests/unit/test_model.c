@@ -435,3 +435,16 @@ Test(model, evaluate_rejects_unknown_kind_and_no_rows)
     cr_assert_eq(gdml_model_evaluate(&l, params, x, y, 1, &acc, &loss), GDML_ERR_INVALID);
     cr_assert(acc == -1 && loss == -1, "outputs set on failure");
 }
+
+Test(model, layout_check_data_names_what_does_not_fit)
+{
+    gdml_layout l = {.kind = "softmax", .inputs = 784, .classes = 10};
+    gdml_errmsg e;
+    cr_assert_eq(gdml_layout_check_data(&l, 784, 10, "t10k", &e), GDML_OK);
+    cr_assert_eq(gdml_layout_check_data(&l, 784, 3, "t10k", &e), GDML_OK, "fewer classes fit");
+    cr_assert_eq(gdml_layout_check_data(&l, 100, 10, "t10k", &e), GDML_ERR_INVALID);
+    cr_assert(strstr(e.text, "'t10k' has 100 inputs") && strstr(e.text, "softmax 784 10"), "%s",
+              e.text);
+    cr_assert_eq(gdml_layout_check_data(&l, 784, 11, "t10k", &e), GDML_ERR_INVALID);
+    cr_assert(strstr(e.text, "11 classes"), "%s", e.text);
+}

@@ -7,6 +7,7 @@
 #include "blob.h"
 #include "codec.h"
 #include "log.h"
+#include "tensor.h"
 #include "util.h"
 
 #include <assert.h>
@@ -26,7 +27,7 @@ struct gdml_wan {
     size_t n, k_max; /* k_max: entries of a full message (n when dense) */
     double threshold;
     uint64_t min_message;
-    float *residual, *e, *decoded; /* n floats each */
+    float *residual, *saved, *decoded; /* n floats each; saved: the residual before a send */
     uint8_t *buf;
     size_t buf_cap;
     char peer[GDML_NAME_MAX];
@@ -104,9 +105,9 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
         return err;
     w->n = n;
     w->residual = calloc(n, sizeof(float));
-    w->e = malloc(n * sizeof(float));
+    w->saved = malloc(n * sizeof(float));
     w->decoded = malloc(n * sizeof(float));
-    if (!w->residual || !w->e || !w->decoded)
+    if (!w->residual || !w->saved || !w->decoded)
         goto nomem;
     w->k_max = n;
     if (gdml_codec_sparse(w->codec)) {
@@ -121,9 +122,9 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
 nomem: /* leave the link unstarted, so that a retry starts afresh */
     gdml_codec_destroy(&w->codec);
     free(w->residual);
-    free(w->e);
+    free(w->saved);
     free(w->decoded);
-    w->residual = w->e = w->decoded = NULL;
+    w->residual = w->saved = w->decoded = NULL;
     return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter link", n);
 }
 
@@ -135,7 +136,7 @@ void gdml_wan_destroy(gdml_wan **wp)
     gdml_codec_destroy(&w->codec);
     gdml_budget_destroy(&w->budget);
     free(w->residual);
-    free(w->e);
+    free(w->saved);
     free(w->decoded);
     free(w->buf);
     free(w);
@@ -231,36 +232,41 @@ gdml_err gdml_wan_send_update(gdml_wan *w, gdml_link *l, const gdml_peer *peer, 
     if (k == 0)
         return GDML_ERR_AGAIN;
 
-    for (size_t i = 0; i < w->n; i++)
-        w->e[i] = applied ? u[i] : u[i] + w->residual[i];
     gdml_codec_params p = {.k = k, .threshold = w->threshold, .ref = ref};
     size_t len;
-    gdml_err err = gdml_codec_encode(w->codec, w->e, &p, w->buf, w->buf_cap, &len, w->decoded);
+    gdml_err err;
+    if (applied) {
+        err = gdml_codec_encode(w->codec, u, &p, w->buf, w->buf_cap, &len, w->decoded);
+    } else {
+        /* Error feedback is the codec's; the residual is kept to be put back
+         * if the message does not go out after all. */
+        memcpy(w->saved, w->residual, w->n * sizeof(float));
+        err = gdml_codec_encode_ef(w->codec, u, w->residual, &p, w->buf, w->buf_cap, &len);
+    }
     if (err)
         return gdml_errmsg_set(e, err, "cannot encode an update for '%s'", w->peer);
     h->encoding = GDML_ENC_CODEC;
     h->n_payloads = 1;
     h->sizes[0] = len;
     uint64_t wire = gdml_wan_wire_bytes(h);
+    gdml_blob *b = NULL;
     if (wire > avail) /* cannot happen: len <= max_bytes(k), which fit_k checked */
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "an update of %" PRIu64 " bytes does not fit the %" PRIu64
-                               " the budget allows",
-                               wire, avail);
-    gdml_blob *b;
-    if (gdml_blob_copy(w->buf, len, &b))
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
-    err = gdml_link_send(l, peer, h, &b, 1, SEND_TIMEOUT_MS, e);
+        err = gdml_errmsg_set(e, GDML_ERR_INVALID,
+                              "an update of %" PRIu64 " bytes does not fit the %" PRIu64
+                              " the budget allows",
+                              wire, avail);
+    else if (gdml_blob_copy(w->buf, len, &b))
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
+    else
+        err = gdml_link_send(l, peer, h, &b, 1, SEND_TIMEOUT_MS, e);
     gdml_blob_unref(&b);
-    if (err)
+    if (err) {
+        if (!applied)
+            memcpy(w->residual, w->saved, w->n * sizeof(float));
         return err;
-    /* Sent: what it did not carry is kept for the next message. */
-    for (size_t i = 0; i < w->n; i++) {
-        if (applied)
-            applied[i] += w->decoded[i];
-        else
-            w->residual[i] = w->e[i] - w->decoded[i];
     }
+    if (applied) /* the receiver now holds this much more */
+        gdml_saxpy(w->n, 1.0f, w->decoded, applied);
     gdml_err spent = gdml_budget_spend(w->budget, wire, now_ms);
     assert(spent == GDML_OK && "the controller sent more than the budget allowed");
     (void)spent;

@@ -415,16 +415,16 @@ Test(config, check_refuses_repeated_regions_bad_names_and_endpoints)
 
 Test(config, names_follow_the_rule)
 {
-    cr_assert(gdml_config_name_ok("us-east"));
-    cr_assert(gdml_config_name_ok("A.b_c-9"));
+    cr_assert(gdml_name_ok("us-east"));
+    cr_assert(gdml_name_ok("A.b_c-9"));
     cr_assert(
-        gdml_config_name_ok("x23456789012345678901234567890123456789012345678901234567890123"));
-    cr_assert_not(gdml_config_name_ok(""));
-    cr_assert_not(gdml_config_name_ok("a b"));
-    cr_assert_not(gdml_config_name_ok("a/b"));
-    cr_assert_not(gdml_config_name_ok("caf\xc3\xa9"));
+        gdml_name_ok("x23456789012345678901234567890123456789012345678901234567890123"));
+    cr_assert_not(gdml_name_ok(""));
+    cr_assert_not(gdml_name_ok("a b"));
+    cr_assert_not(gdml_name_ok("a/b"));
+    cr_assert_not(gdml_name_ok("caf\xc3\xa9"));
     cr_assert_not(
-        gdml_config_name_ok("x234567890123456789012345678901234567890123456789012345678901234"));
+        gdml_name_ok("x234567890123456789012345678901234567890123456789012345678901234"));
 }
 
 Test(config, split_names_trims_and_refuses_without_writing)

@@ -64,13 +64,10 @@
 #define GDML_CONFIG_H
 
 #include "err.h"
+#include "names.h"
 
 #include <stdbool.h>
 #include <stdint.h>
-
-#define GDML_PATH_MAX 1024
-#define GDML_NAME_MAX 64
-#define GDML_ENDPOINT_MAX 256
 
 typedef struct gdml_config {
     struct {
@@ -173,9 +170,6 @@ gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, 
  */
 gdml_err gdml_config_split_names(const char *list, char (*names)[GDML_NAME_MAX], int cap, int *n,
                                  gdml_errmsg *e);
-
-/* True if s is a valid region or worker name: [A-Za-z0-9._-], 1..63 chars. */
-bool gdml_config_name_ok(const char *s);
 
 /* Returns the level parsed from cfg->log.level (always valid after load). */
 int gdml_config_log_level(const gdml_config *cfg);

@@ -15,7 +15,7 @@
 #ifndef GDML_STORE_H
 #define GDML_STORE_H
 
-#include "config.h"
+#include "names.h"
 #include "err.h"
 
 #include <stdbool.h>

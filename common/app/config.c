@@ -647,20 +647,9 @@ gdml_err gdml_config_write(const gdml_config *cfg, const char *path, gdml_errmsg
 
 /* ---- checks across keys ----------------------------------------------- */
 
-bool gdml_config_name_ok(const char *s)
-{
-    size_t len = strlen(s);
-    if (len < 1 || len >= GDML_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
-            return false;
-    return true;
-}
-
 static gdml_err check_name(const char *value, gdml_errmsg *why)
 {
-    if (gdml_config_name_ok(value))
+    if (gdml_name_ok(value))
         return GDML_OK;
     return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not a valid name");
 }
@@ -718,7 +707,7 @@ gdml_err gdml_config_split_names(const char *list, char (*names)[GDML_NAME_MAX],
         snprintf(name, sizeof name, "%.*s", (int)len, s);
         if (len == 0)
             return gdml_errmsg_set(e, GDML_ERR_CONFIG, "name %d of the list is empty", count + 1);
-        if (len >= GDML_NAME_MAX || !gdml_config_name_ok(name))
+        if (len >= GDML_NAME_MAX || !gdml_name_ok(name))
             return gdml_errmsg_set(e, GDML_ERR_CONFIG, "'%.*s' is not a valid name", (int)len, s);
         if (++count > cap)
             return gdml_errmsg_set(e, GDML_ERR_CONFIG, "more than %d names", cap);

@@ -15,7 +15,7 @@
 #ifndef GDML_MSG_H
 #define GDML_MSG_H
 
-#include "config.h"
+#include "names.h"
 #include "err.h"
 
 #include <stddef.h>

@@ -6,7 +6,7 @@
 #ifndef GDML_SPLIT_H
 #define GDML_SPLIT_H
 
-#include "config.h"
+#include "names.h"
 #include "err.h"
 #include "idx.h"
 

@@ -17,6 +17,7 @@
 #include "launch.h"
 
 #include "config.h"
+#include "keys.h"
 #include "log.h"
 #include "procs.h"
 #include "split.h"
@@ -71,6 +72,10 @@ typedef struct launch {
     size_t line_len;
     progress prog;
     FILE *rounds; /* rounds.csv */
+    bool wan_curve, lan_curve;
+    char coord_key[PATH_MAX], coord_pub[PATH_MAX], coord_allow[PATH_MAX];
+    char region_key[MAX_REGIONS][PATH_MAX], region_pub[MAX_REGIONS][PATH_MAX];
+    char region_allow[MAX_REGIONS][PATH_MAX];
 } launch;
 
 static double mb(uint64_t bytes)
@@ -242,6 +247,88 @@ static gdml_err await_endpoint(launch *L, gdml_proc *p, const char *file, char *
                            STARTUP_TIMEOUT_MS / 1000);
 }
 
+/* dir/NAME.key and dir/NAME.pub for name; the paths into key and pub. */
+static gdml_err make_key(launch *L, const char *name, char *key, char *pub, gdml_errmsg *e)
+{
+    char dir[PATH_MAX];
+    gdml_err err = path_join(dir, L->run_dir, "keys", e);
+    if (!err)
+        err = gdml_keys_write_pair(dir, name, e);
+    if (!err && (snprintf(key, PATH_MAX, "%s/%s.key", dir, name) >= PATH_MAX ||
+                 snprintf(pub, PATH_MAX, "%s/%s.pub", dir, name) >= PATH_MAX))
+        err = gdml_errmsg_set(e, GDML_ERR_INVALID, "the key path under '%s' is too long", dir);
+    return err;
+}
+
+/* Appends the .pub file at pub to the allow-list at allow. */
+static gdml_err allow_add(const char *allow, const char *pub, gdml_errmsg *e)
+{
+    FILE *in = fopen(pub, "r"), *out = fopen(allow, "a");
+    gdml_err err = GDML_OK;
+    if (!in || !out)
+        err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot write the allow-list '%s': %s", allow,
+                              strerror(errno));
+    char buf[512];
+    size_t n;
+    while (!err && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s'", allow);
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0 && !err)
+        err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s'", allow);
+    return err;
+}
+
+/*
+ * The CURVE keys of a local job, made afresh in run_dir/keys: one pair for
+ * the coordinator and for each region (and each worker, with lan_curve), and
+ * the allow-lists that admit them: what an operator does by hand across
+ * hosts (docs/security.md).
+ */
+static gdml_err make_keys(launch *L, gdml_errmsg *e)
+{
+    const gdml_config *cfg = L->cfg;
+    L->wan_curve = gdml_keys_curve_on(cfg, false);
+    L->lan_curve = gdml_keys_curve_on(cfg, true);
+    if (!L->wan_curve && !L->lan_curve)
+        return GDML_OK;
+    char pub[PATH_MAX], keys[PATH_MAX];
+    gdml_err err = path_join(keys, L->run_dir, "keys", e);
+    if (!err)
+        err = path_join(L->coord_allow, keys, "coordinator.allow", e);
+    if (!err)
+        err = make_key(L, "coordinator", L->coord_key, L->coord_pub, e);
+    for (int r = 0; !err && r < L->n_regions; r++) {
+        err = make_key(L, L->names[r], L->region_key[r], L->region_pub[r], e);
+        if (!err && L->wan_curve)
+            err = allow_add(L->coord_allow, L->region_pub[r], e);
+        if (!err) {
+            if (snprintf(L->region_allow[r], PATH_MAX, "%s/%s.allow", keys, L->names[r]) >=
+                PATH_MAX)
+                return gdml_errmsg_set(e, GDML_ERR_INVALID, "path under '%s' too long", keys);
+            FILE *f = fopen(L->region_allow[r], "a"); /* the workers below are added to it */
+            if (!f)
+                return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s",
+                                       L->region_allow[r], strerror(errno));
+            fclose(f);
+        }
+        for (int w = 0; !err && L->lan_curve && w < cfg->launch.workers; w++) {
+            char wname[GDML_NAME_MAX], wkey[PATH_MAX];
+            snprintf(wname, sizeof wname, "%.50s.w%d", L->names[r], w);
+            err = make_key(L, wname, wkey, pub, e);
+            if (!err)
+                err = allow_add(L->region_allow[r], pub, e);
+        }
+    }
+    if (!err)
+        printf("CURVE keys for %s in %s\n",
+               L->wan_curve && L->lan_curve ? "every link" : L->wan_curve ? "the WAN links"
+                                                                          : "the LAN links",
+               keys);
+    return err;
+}
+
 static gdml_err start_all(launch *L, gdml_errmsg *e)
 {
     const gdml_config *cfg = L->cfg;
@@ -257,10 +344,18 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     char byte_log[PATH_MAX];
     if ((err = path_join(byte_log, L->run_dir, "logs/bytes-coordinator.csv", e)))
         return err;
-    const char *coord_args[] = {
+    const char *coord_args[24] = {
         "--byte-log",    byte_log,    "--listen",      "tcp://127.0.0.1:*", "--store",
         L->store_dir,    "--regions", regions,         "--endpoint-file",   ep_file,
-        "--eval-images", eval_images, "--eval-labels", eval_labels,         NULL};
+        "--eval-images", eval_images, "--eval-labels", eval_labels,         "--members",
+        cfg->launch.regions};
+    size_t ca = 16;
+    if (L->wan_curve) {
+        const char *more[] = {"--key", L->coord_key, "--allow", L->coord_allow};
+        for (size_t i = 0; i < 4; i++)
+            coord_args[ca++] = more[i];
+    }
+    coord_args[ca] = NULL;
     if ((err = start(L, "gdml-coordinator", "coordinator", "coordinator.log", true, coord_args, &p,
                      e)) ||
         (err = await_endpoint(L, p, ep_file, coord_ep, sizeof coord_ep, e)))
@@ -279,10 +374,24 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
             return err;
         snprintf(file, sizeof file, "server-%s.log", name);
         snprintf(label, sizeof label, "server %s", name);
-        const char *server_args[] = {
+        const char *server_args[24] = {
             "--name",     name,        "--listen", "tcp://127.0.0.1:*", "--coordinator",
             coord_ep,     "--workers", workers,    "--endpoint-file",   ep_file,
-            "--byte-log", byte_log,    NULL};
+            "--byte-log", byte_log};
+        size_t sa = 12;
+        if (L->wan_curve || L->lan_curve) {
+            server_args[sa++] = "--key";
+            server_args[sa++] = L->region_key[r];
+        }
+        if (L->wan_curve) {
+            server_args[sa++] = "--coordinator-key";
+            server_args[sa++] = L->coord_pub;
+        }
+        if (L->lan_curve) {
+            server_args[sa++] = "--allow";
+            server_args[sa++] = L->region_allow[r];
+        }
+        server_args[sa] = NULL;
         if ((err = start(L, "gdml-server", label, file, false, server_args, &p, e)) ||
             (err = await_endpoint(L, p, ep_file, server_ep, sizeof server_ep, e)))
             return err;
@@ -304,21 +413,21 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
                     (unsigned long long)LLONG_MAX);
             snprintf(file, sizeof file, "worker-%s.log", wname);
             snprintf(label, sizeof label, "worker %s", wname);
-            const char *worker_args[] = {"--name",
-                                         wname,
-                                         "--server",
-                                         server_ep,
-                                         "--images",
-                                         images,
-                                         "--labels",
-                                         labels,
-                                         "--shard-index",
-                                         index,
-                                         "--shard-count",
-                                         workers,
-                                         "--seed",
-                                         seed,
-                                         NULL};
+            char wkey[PATH_MAX + GDML_NAME_MAX + 16];
+            if (snprintf(wkey, sizeof wkey, "%s/keys/%s.key", L->run_dir, wname) >=
+                (int)sizeof wkey)
+                return gdml_errmsg_set(e, GDML_ERR_INVALID, "the run directory path is too long");
+            const char *worker_args[20] = {"--name",        wname,  "--server",      server_ep,
+                                           "--images",      images, "--labels",      labels,
+                                           "--shard-index", index,  "--shard-count", workers,
+                                           "--seed",        seed};
+            size_t wa = 14;
+            if (L->lan_curve) {
+                const char *more[] = {"--key", wkey, "--server-key", L->region_pub[r]};
+                for (size_t i = 0; i < 4; i++)
+                    worker_args[wa++] = more[i];
+            }
+            worker_args[wa] = NULL;
             if ((err = start(L, "gdml-worker", label, file, false, worker_args, &p, e)))
                 return err;
         }
@@ -500,9 +609,10 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
     double wall = (double)(gdml_now_ms() - L->start_ms) / 1000.0;
     gdml_store *store = NULL;
     uint64_t versions = 0;
-    gdml_err err = gdml_store_open(L->store_dir, true, &store, e);
+    gdml_store_options so = {.read_only = true};
+    gdml_err err = gdml_store_open(L->store_dir, &so, &store, e);
     if (!err)
-        err = gdml_store_count(store, &versions);
+        err = gdml_store_count(store, &versions, e);
     gdml_store_close(&store);
     if (err)
         return err;
@@ -544,7 +654,8 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
     if (err)
         goto out;
     printf("gdml-launch: run directory %s\n", L->run_dir);
-    if ((err = gdml_config_write(cfg, L->job_ini, e)) || (err = split_data(L, e)))
+    if ((err = gdml_config_write(cfg, L->job_ini, e)) || (err = split_data(L, e)) ||
+        (err = make_keys(L, e)))
         goto out;
     char rounds[PATH_MAX];
     if ((err = path_join(rounds, L->run_dir, "rounds.csv", e)))

@@ -5,8 +5,12 @@
  *   gdml-models show   --store DIR VERSION    one version's metadata as JSON
  *   gdml-models export --store DIR VERSION FILE.npy
  *   gdml-models eval   --store DIR VERSION [--eval-images F --eval-labels F]
+ *   gdml-models verify --store DIR            checks every checksum of every version
+ *   gdml-models rollback --store DIR VERSION  the next resume starts from VERSION
  *
- * VERSION is a number or "latest". export writes a NumPy .npy file of
+ * VERSION is a number or "latest" (the version the next resume starts
+ * from). Exit statuses are the programs' (program.h): 4 means the store is
+ * damaged. export writes a NumPy .npy file of
  * float32: for softmax, shape (inputs + 1, classes), the last row being the
  * bias, so that `x @ W[:-1] + W[-1]` gives the logits.
  */
@@ -15,6 +19,7 @@
 #include "log.h"
 #include "model.h"
 #include "store.h"
+#include "program.h"
 #include "util.h"
 
 #include <errno.h>
@@ -24,12 +29,14 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const sections[] = {"coordinator", "log", NULL};
+static const char *const sections[] = {"coordinator", "store", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-models",
-    .summary = "Lists, shows, exports (.npy) and evaluates the model versions in a store.",
-    .usage = "list | show VERSION | export VERSION FILE.npy | eval VERSION  --store DIR",
+    .summary = "Lists, shows, exports (.npy), evaluates, verifies and rolls back the model "
+               "versions in a store.",
+    .usage = "list | show VERSION | export VERSION FILE.npy | eval VERSION | verify | "
+             "rollback VERSION  --store DIR",
     .sections = sections,
 };
 
@@ -46,9 +53,10 @@ static int print_row(const gdml_version_meta *m, void *user)
     (void)user;
     char when[32];
     format_time(m->time_ms, when, sizeof when);
-    printf("%7llu  %s  %8.4f  %8.4f  %12llu  %12llu ", (unsigned long long)m->version, when,
-           m->accuracy, m->loss, (unsigned long long)m->bytes_received,
-           (unsigned long long)m->bytes_sent);
+    printf("%7llu  %7llu  %5llu  %s  %8.4f  %8.4f  %12llu  %12llu ",
+           (unsigned long long)m->version, (unsigned long long)m->parent,
+           (unsigned long long)m->round, when, m->accuracy, m->loss,
+           (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent);
     for (uint32_t i = 0; i < m->n_regions; i++)
         printf(" %s#%llu", m->regions[i].name, (unsigned long long)m->regions[i].seq);
     printf("\n");
@@ -58,8 +66,7 @@ static int print_row(const gdml_version_meta *m, void *user)
 static gdml_err parse_version(gdml_store *s, const char *text, uint64_t *v, gdml_errmsg *e)
 {
     if (strcmp(text, "latest") == 0) {
-        gdml_err err = gdml_store_head(s, v);
-        return err ? gdml_errmsg_set(e, err, "the store holds no versions yet") : GDML_OK;
+        return gdml_store_head(s, v, e);
     }
     if (!gdml_parse_u64(text, v))
         return gdml_errmsg_set(e, GDML_ERR_INVALID,
@@ -73,8 +80,12 @@ static void print_json_meta(const gdml_version_meta *m, const char *layout)
 {
     char when[32];
     format_time(m->time_ms, when, sizeof when);
-    printf("{\n  \"version\": %llu,\n  \"round\": %llu,\n  \"time\": \"%s\",\n",
-           (unsigned long long)m->version, (unsigned long long)m->round, when);
+    printf("{\n  \"version\": %llu,\n  \"parent\": %llu,\n  \"round\": %llu,\n  \"time\": "
+           "\"%s\",\n",
+           (unsigned long long)m->version, (unsigned long long)m->parent,
+           (unsigned long long)m->round, when);
+    printf("  \"rule\": \"%s\",\n  \"seq\": %llu,\n  \"lr_steps\": %.17g,\n", m->rule,
+           (unsigned long long)m->seq, m->lr_steps);
     printf("  \"layout\": \"%s\",\n", layout);
     if (isfinite(m->accuracy))
         printf("  \"accuracy\": %.6f,\n  \"loss\": %.6f,\n", m->accuracy, m->loss);
@@ -84,6 +95,10 @@ static void print_json_meta(const gdml_version_meta *m, const char *layout)
         printf("%s\n    {\"name\": \"%s\", \"seq\": %llu, \"samples\": %llu}", i ? "," : "",
                m->regions[i].name, (unsigned long long)m->regions[i].seq,
                (unsigned long long)m->regions[i].samples);
+    printf("\n  ],\n  \"tensors\": [");
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        printf("%s\n    {\"name\": \"%s\", \"n\": %llu, \"crc32\": \"%08x\"}", i ? "," : "",
+               m->tensors[i].name, (unsigned long long)m->tensors[i].n, m->tensors[i].crc32);
     printf("\n  ]\n}\n");
 }
 
@@ -123,7 +138,11 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
     gdml_store *s = NULL;
     float *params = NULL;
     gdml_dataset test = {0};
-    gdml_err err = gdml_store_open(cfg->coordinator.store, true, &s, e);
+    bool writes = strcmp(cmd, "rollback") == 0;
+    gdml_store_options so = {.read_only = !writes,
+                             .map_bytes = (uint64_t)cfg->store.map_mb << 20,
+                             .max_map_bytes = (uint64_t)cfg->store.max_map_gb << 30};
+    gdml_err err = gdml_store_open(cfg->coordinator.store, &so, &s, e);
     if (err)
         return err;
     uint64_t v = 0;
@@ -131,7 +150,7 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
     size_t n = 0;
     gdml_layout layout;
     gdml_version_meta meta;
-    bool needs_version = strcmp(cmd, "list") != 0;
+    bool needs_version = strcmp(cmd, "list") != 0 && strcmp(cmd, "verify") != 0;
     int want = strcmp(cmd, "export") == 0 ? 3 : needs_version ? 2 : 1;
     if (n_pos != want) {
         err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
@@ -143,15 +162,34 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
     if (needs_version && (err = parse_version(s, argv[pos[1]], &v, e)))
         goto out;
     if (strcmp(cmd, "list") == 0) {
-        printf("%7s  %-20s  %8s  %8s  %12s  %12s  %s\n", "version", "time", "accuracy", "loss",
-               "bytes_in", "bytes_out", "regions#seq");
-        err = gdml_store_each(s, print_row, NULL, e);
+        uint64_t head = 0;
+        gdml_errmsg none;
+        bool have = gdml_store_head(s, &head, &none) == GDML_OK;
+        printf("%7s  %7s  %5s  %-20s  %8s  %8s  %12s  %12s  %s\n", "version", "parent", "round",
+               "time", "accuracy", "loss", "bytes_in", "bytes_out", "regions#seq");
+        if (!(err = gdml_store_each(s, print_row, NULL, e)) && have)
+            printf("head (the next resume starts here): version %llu\n", (unsigned long long)head);
     } else if (strcmp(cmd, "show") == 0) {
         if (!(err = gdml_store_meta(s, v, &meta, e)) &&
-            !(err = gdml_store_params(s, v, layout_text, &params, &n, e)))
+            !(err = gdml_store_layout(s, v, layout_text, e)) &&
+            !(err = gdml_store_tensor_read(s, v, "params", &params, &n, e)))
             print_json_meta(&meta, layout_text);
+    } else if (strcmp(cmd, "verify") == 0) {
+        uint64_t checked = 0, bad = 0;
+        err = gdml_store_verify(s, &checked, &bad, e);
+        if (!err)
+            printf("%llu versions checked: every checksum holds\n", (unsigned long long)checked);
+        else if (bad)
+            printf("%llu versions checked, %llu damaged\n", (unsigned long long)checked,
+                   (unsigned long long)bad);
+    } else if (strcmp(cmd, "rollback") == 0) {
+        if (!(err = gdml_store_rollback(s, v, e)))
+            printf("version %llu is the head: the next resume of the coordinator starts from it "
+                   "(no version was deleted)\n",
+                   (unsigned long long)v);
     } else if (strcmp(cmd, "export") == 0 || strcmp(cmd, "eval") == 0) {
-        if ((err = gdml_store_params(s, v, layout_text, &params, &n, e)) ||
+        if ((err = gdml_store_layout(s, v, layout_text, e)) ||
+            (err = gdml_store_tensor_read(s, v, "params", &params, &n, e)) ||
             (err = gdml_layout_parse(layout_text, &layout, e)))
             goto out;
         if (strcmp(cmd, "export") == 0) {
@@ -180,8 +218,8 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
                             gdml_strerror(err));
     } else {
         err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
-                              "unknown command '%s'; use list, show, export "
-                              "or eval",
+                              "unknown command '%s'; use list, show, export, eval, verify or "
+                              "rollback",
                               cmd);
     }
 out:
@@ -206,7 +244,8 @@ int main(int argc, char **argv)
     if (exit_now)
         return 0;
     if (n_pos == 0) {
-        fprintf(stderr, "gdml-models: give a command: list, show, export or eval; run "
+        fprintf(stderr, "gdml-models: give a command: list, show, export, eval, verify or "
+                        "rollback; run "
                         "'gdml-models --help'\n");
         return 2;
     }
@@ -214,7 +253,7 @@ int main(int argc, char **argv)
     gdml_err err = run(&cfg, argc, argv, pos, n_pos, &e);
     if (err) {
         fprintf(stderr, "gdml-models: %s\n", e.text);
-        return err == GDML_ERR_CONFIG || err == GDML_ERR_INVALID ? 2 : 1;
+        return err == GDML_ERR_INVALID ? 2 : gdml_exit_status(err);
     }
     return 0;
 }

@@ -4,26 +4,32 @@
  * The worker loads its shard (IDX, plain or .gz), joins its regional server
  * with HELLO (carrying its sample count), receives the model in WELCOME, and
  * then loops: compute the gradient of one minibatch on the model it holds,
- * PUSH it, wait for the next MODEL. Samples never leave the worker; only
- * gradients do. Minibatches walk a reshuffled permutation each epoch, seeded
- * by worker.seed, so a run is repeatable.
+ * PUSH it, wait for the next MODEL. Models and gradients travel in chunks
+ * (chunk.h). Samples never leave the worker; only gradients do. Minibatches
+ * walk a reshuffled permutation each epoch, seeded by worker.seed, so a run
+ * is repeatable.
+ *
+ * Nothing the server sends ends the worker but STOP: an ERROR is advisory (a
+ * server that does not know it is joined again), a server that goes silent
+ * is joined again, and only worker.timeout_ms without a model ends the run.
  */
+#include "chunk.h"
+#include "codec.h"
 #include "dataset.h"
-#include "inbox.h"
+#include "keys.h"
 #include "log.h"
 #include "model.h"
-#include "payload.h"
 #include "program.h"
+#include "ratelog.h"
 #include "rng.h"
 #include "transport.h"
 #include "util.h"
+#include "wan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define POLL_MS 200
-#define SEND_TIMEOUT_MS 5000
 
 typedef struct worker {
     const gdml_config *cfg;
@@ -31,15 +37,23 @@ typedef struct worker {
     gdml_dataset data;
     gdml_transport *transport;
     gdml_link *link;
+    gdml_link_security sec;
+    bool curve;
     gdml_layout layout;
     const gdml_model_ops *ops;
+    char layout_text[GDML_MSG_TEXT_MAX];
     size_t n_params, batch;
-    float *params, *scratch, *xb; /* model; model scratch; one batch of rows */
+    float *params, *incoming, *grad, *scratch, *xb; /* model; model arriving; gradient; ...; a batch */
     uint8_t *yb;
     uint32_t *order; /* this epoch's sample order */
     size_t cursor;   /* next position in order */
     gdml_rng rng;
-    uint64_t step, seq, version;
+    gdml_codec *dense;
+    gdml_transfer in;
+    gdml_ratelog *log;
+    uint64_t step, seq, version, pushes;
+    int64_t hello_ms, heard_ms, sent_ms, model_ms;
+    bool done;
 } worker;
 
 /* Copies the next minibatch into xb/yb, reshuffling at each epoch's start. */
@@ -57,39 +71,69 @@ static void next_batch(worker *w)
     }
 }
 
-static gdml_err push_gradient(worker *w, gdml_errmsg *e)
+static void send_frame(worker *w, gdml_blob *f, int64_t now)
 {
-    gdml_blob *grad;
-    if (gdml_blob_new(w->n_params * sizeof(float), &grad))
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a gradient");
+    gdml_errmsg e;
+    if (gdml_link_send(w->link, NULL, f, &e))
+        gdml_warn("cannot send to the server: %s", e.text);
+    w->sent_ms = now;
+}
+
+static void send_control(worker *w, gdml_msg_type type, const char *text, int64_t now)
+{
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, type, w->name);
+    h.seq = ++w->seq;
+    h.version = w->version;
+    h.step = w->step;
+    if (type == GDML_MSG_HELLO)
+        h.count = w->data.n;
+    snprintf(h.text, sizeof h.text, "%s", text ? text : "");
+    gdml_blob *f = NULL;
+    if (gdml_frame_header_only(&h, &f) == GDML_OK)
+        send_frame(w, f, now);
+    gdml_blob_unref(&f);
+    if (type == GDML_MSG_HELLO)
+        w->hello_ms = now;
+}
+
+static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
+{
     next_batch(w);
     gdml_msg_header h;
     gdml_msg_header_init(&h, GDML_MSG_PUSH, w->name);
-    h.metric = w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch,
-                                 gdml_blob_data(grad), w->scratch);
+    h.metric = w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch, w->grad,
+                                 w->scratch);
     h.seq = ++w->seq;
     h.version = w->version;
     h.step = w->step;
     h.count = w->batch;
-    gdml_err err = gdml_payload_send_f32(w->link, NULL, &h, grad, SEND_TIMEOUT_MS, e);
-    gdml_blob_unref(&grad);
+    size_t k;
+    gdml_wan_update u;
+    gdml_err err = gdml_codec_select(w->dense, w->grad, NULL, &k);
     if (err)
-        gdml_errmsg_prefix(e,
-                           "cannot push the gradient of step %llu: ", (unsigned long long)w->step);
-    return err;
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "the gradient of step %llu is not finite; lower the learning rate",
+                               (unsigned long long)w->step);
+    if ((err = gdml_codec_frames(w->dense, &h, w->grad, NULL, w->curve, &u, e)))
+        return err;
+    for (size_t i = 0; i < u.n_frames; i++)
+        send_frame(w, u.frames[i], now);
+    gdml_wan_update_fini(&u);
+    w->pushes++;
+    return GDML_OK;
 }
 
 /* The first model: learn the layout, check it fits the data, allocate. */
-static gdml_err take_welcome(worker *w, const gdml_rx *rx, gdml_errmsg *e)
+static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
 {
-    if (gdml_layout_parse(rx->header.text, &w->layout, e)) {
+    if (gdml_layout_parse(h->text, &w->layout, e)) {
         gdml_errmsg_prefix(e, "the server's model layout: ");
         return GDML_ERR_PROTO;
     }
     if (!(w->ops = gdml_model_find(w->layout.kind)))
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                               "the server trains a '%s' model, which this "
-                               "build lacks",
+                               "the server trains a '%s' model, which this build lacks",
                                w->layout.kind);
     if (gdml_layout_check_data(&w->layout, w->data.dim, w->data.classes, w->cfg->worker.images,
                                e)) {
@@ -99,128 +143,206 @@ static gdml_err take_welcome(worker *w, const gdml_rx *rx, gdml_errmsg *e)
     }
     w->n_params = w->ops->param_count(&w->layout);
     w->params = malloc(w->n_params * sizeof(float));
+    w->incoming = malloc(w->n_params * sizeof(float));
+    w->grad = malloc(w->n_params * sizeof(float));
     w->scratch = malloc(w->ops->scratch_count(&w->layout, w->batch) * sizeof(float));
-    if (!w->params || !w->scratch)
+    if (!w->params || !w->incoming || !w->grad || !w->scratch ||
+        gdml_transfer_init(&w->in, w->n_params))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", w->n_params);
-    return GDML_OK;
+    snprintf(w->layout_text, sizeof w->layout_text, "%s", h->text);
+    return gdml_codec_new("dense", w->n_params, 0, &w->dense, e);
 }
 
-/* Waits for the server's next message and acts on it; sets *done on STOP. */
-static gdml_err await_model(worker *w, bool *done, gdml_errmsg *e)
+/* A chunk of WELCOME or MODEL; when the model is whole, the next gradient goes out. */
+static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg *e)
 {
-    int64_t since = gdml_now_ms();
-    for (;;) {
-        if (gdml_stop_requested())
-            return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
-        gdml_rx rx;
-        if (gdml_now_ms() - since > w->cfg->worker.timeout_ms)
-            return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
-                                   "no %s from the regional server at %s for %lld ms; check "
-                                   "that it is running and that worker.server is right",
-                                   w->params ? "model" : "welcome", w->cfg->worker.server,
-                                   (long long)w->cfg->worker.timeout_ms);
-        gdml_err err = gdml_inbox_recv(w->link, &rx, POLL_MS, "the server", e);
-        if (err == GDML_ERR_AGAIN)
-            continue;
-        if (err)
-            return err;
-
-        const gdml_msg_header *h = &rx.header;
-        switch (h->type) {
-        case GDML_MSG_WELCOME: /* carries the model as MODEL does, and its layout */
-        case GDML_MSG_MODEL:
-            if (h->type == GDML_MSG_WELCOME && !w->params && (err = take_welcome(w, &rx, e)))
-                break;
-            if (!w->params) {
-                gdml_warn("ignored MODEL before WELCOME");
-                break;
-            }
-            if ((err = gdml_payload_read_f32(&rx, 0, w->params, w->n_params, e)))
-                break;
-            w->step = h->step;
-            w->version = h->version;
-            gdml_rx_release(&rx);
+    const gdml_msg_header *h = &rx->header;
+    if (!w->params) {
+        if (h->type != GDML_MSG_WELCOME) {
+            gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected",
+                              "MODEL before WELCOME");
             return GDML_OK;
-        case GDML_MSG_STOP:
-            gdml_info("server says stop (%s) after %llu pushes", h->text,
-                      (unsigned long long)w->seq - 1);
-            *done = true;
-            gdml_rx_release(&rx);
-            return GDML_OK;
-        case GDML_MSG_ERROR:
-            err = gdml_errmsg_set(e, GDML_ERR_PROTO, "the server refused us: %s", h->text);
-            break;
-        default:
-            gdml_warn("ignored %s from the server", gdml_msg_type_name(h->type));
-            break;
         }
-        gdml_rx_release(&rx);
+        gdml_err err = take_layout(w, h, e);
         if (err)
             return err;
     }
+    if (h->type == GDML_MSG_WELCOME && strcmp(h->text, w->layout_text) != 0)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "the server now trains '%s', not '%s'", h->text,
+                               w->layout_text);
+    gdml_errmsg why;
+    bool complete = false;
+    gdml_reason r = gdml_tensor_receive(&w->in, h, rx->payload, w->incoming, w->n_params, false,
+                                        "the server", &complete, &why);
+    if (r != GDML_REASON_NONE) {
+        if (r != GDML_REASON_DUPLICATE && r != GDML_REASON_STALE)
+            gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", gdml_reason_name(r), "%s",
+                              why.text);
+        return GDML_OK;
+    }
+    if (!complete)
+        return GDML_OK;
+    float *t = w->params;
+    w->params = w->incoming;
+    w->incoming = t;
+    w->step = h->step;
+    w->version = h->version;
+    w->model_ms = now;
+    return push_gradient(w, now, e);
+}
+
+static gdml_err on_frame(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg *e)
+{
+    const gdml_msg_header *h = &rx->header;
+    w->heard_ms = now;
+    switch (h->type) {
+    case GDML_MSG_WELCOME:
+    case GDML_MSG_MODEL:
+        return on_model(w, now, rx, e);
+    case GDML_MSG_STOP:
+        gdml_info("server says stop (%s) after %llu pushes", h->text,
+                  (unsigned long long)w->pushes);
+        w->done = true;
+        return GDML_OK;
+    case GDML_MSG_ERROR:
+        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "refused", "%s: %s",
+                          gdml_reason_name(h->code), h->text);
+        if (h->code == GDML_REASON_NOT_MEMBER && now - w->hello_ms > w->cfg->net.heartbeat_ms)
+            send_control(w, GDML_MSG_HELLO, NULL, now); /* it does not know us: join again */
+        return GDML_OK;
+    case GDML_MSG_HEARTBEAT:
+        return GDML_OK;
+    default:
+        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected",
+                          "ignored %s", gdml_msg_type_name(h->type));
+        return GDML_OK;
+    }
+}
+
+static gdml_err tick(worker *w, int64_t now, gdml_errmsg *e)
+{
+    const gdml_config *cfg = w->cfg;
+    gdml_ratelog_flush(w->log, now);
+    if (now - w->model_ms > cfg->worker.timeout_ms)
+        return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
+                               "no %s from the regional server at %s for %lld ms; check that it "
+                               "is running and that worker.server is right",
+                               w->params ? "model" : "welcome", cfg->worker.server,
+                               (long long)cfg->worker.timeout_ms);
+    /* The server silent, or no WELCOME yet: join (again). */
+    if (now - w->heard_ms > cfg->net.peer_timeout_ms &&
+        now - w->hello_ms > cfg->net.peer_timeout_ms)
+        send_control(w, GDML_MSG_HELLO, NULL, now);
+    else if (now - w->sent_ms >= cfg->net.heartbeat_ms)
+        send_control(w, GDML_MSG_HEARTBEAT, NULL, now);
+    return GDML_OK;
+}
+
+static gdml_err serve(worker *w, gdml_errmsg *e)
+{
+    int64_t now = gdml_now_ms();
+    w->heard_ms = w->model_ms = now;
+    send_control(w, GDML_MSG_HELLO, NULL, now);
+    while (!w->done) {
+        if (gdml_stop_requested()) {
+            send_control(w, GDML_MSG_LEAVE, "stopped by a signal", gdml_now_ms());
+            gdml_link_flush(w->link, gdml_now_ms());
+            return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
+        }
+        now = gdml_now_ms();
+        int64_t wait = gdml_link_flush(w->link, now);
+        bool ready = false;
+        gdml_link_poll(&w->link, 1, wait >= 0 && wait < 100 ? (int)wait : 100, &ready);
+        for (int i = 0; ready && i < 256 && !w->done; i++) {
+            gdml_rx rx;
+            gdml_errmsg why;
+            now = gdml_now_ms();
+            gdml_err r = gdml_link_recv(w->link, &rx, &why);
+            if (r == GDML_ERR_AGAIN)
+                break;
+            if (r == GDML_ERR_PROTO || r == GDML_ERR_VERSION) {
+                gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server's link",
+                                  gdml_reason_name(rx.reason), "%s", why.text);
+                continue;
+            }
+            if (r)
+                return gdml_errmsg_set(e, r, "%s", why.text);
+            gdml_err err = on_frame(w, now, &rx, e);
+            gdml_rx_release(&rx);
+            if (err)
+                return err;
+        }
+        gdml_err err = tick(w, gdml_now_ms(), e);
+        if (err)
+            return err;
+    }
+    return GDML_OK;
 }
 
 static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
 {
-    worker w;
-    memset(&w, 0, sizeof w);
-    w.cfg = cfg;
-    w.name = cfg->worker.name;
-    w.batch = (size_t)cfg->worker.batch_size;
-    gdml_rng_seed(&w.rng, (uint64_t)cfg->worker.seed);
+    worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
+    w->cfg = cfg;
+    w->name = cfg->worker.name;
+    w->batch = (size_t)cfg->worker.batch_size;
+    w->seq = (uint64_t)gdml_wall_ms() * 16; /* above what an earlier run of it used */
+    gdml_rng_seed(&w->rng, (uint64_t)cfg->worker.seed);
 
     gdml_err err = gdml_dataset_load_idx(cfg->worker.images, cfg->worker.labels,
                                          (size_t)cfg->worker.shard_index,
-                                         (size_t)cfg->worker.shard_count, &w.data, e);
+                                         (size_t)cfg->worker.shard_count, &w->data, e);
     if (err)
         goto out;
-    w.order = malloc(w.data.n * sizeof *w.order);
-    w.xb = malloc(w.batch * w.data.dim * sizeof(float));
-    w.yb = malloc(w.batch);
-    if (!w.order || !w.xb || !w.yb) {
-        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu samples", w.data.n);
+    w->order = malloc(w->data.n * sizeof *w->order);
+    w->xb = malloc(w->batch * w->data.dim * sizeof(float));
+    w->yb = malloc(w->batch);
+    if (!w->order || !w->xb || !w->yb || gdml_ratelog_new(10000, 16, &w->log)) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu samples", w->data.n);
         goto out;
     }
-    for (size_t i = 0; i < w.data.n; i++)
-        w.order[i] = (uint32_t)i;
-    w.cursor = w.data.n; /* shuffle before the first batch */
-    gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'", w.data.n,
+    for (size_t i = 0; i < w->data.n; i++)
+        w->order[i] = (uint32_t)i;
+    w->cursor = w->data.n; /* shuffle before the first batch */
+    gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'", w->data.n,
               (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
               cfg->worker.images);
 
-    if ((err = gdml_transport_new(&w.transport, e)) ||
-        (err = gdml_link_connect(w.transport, cfg->worker.server, w.name, &w.link, e)))
+    w->curve = gdml_keys_curve_on(cfg, true);
+    gdml_link_options opts;
+    if ((err = gdml_keys_connect_options(cfg, w->curve, w->name, cfg->security.server_key,
+                                         "server_key", &w->sec, &opts, e)) ||
+        (err = gdml_transport_new(&w->transport, e)) ||
+        (err = gdml_link_connect(w->transport, cfg->worker.server, &opts, &w->link, e)))
         goto out;
-    gdml_msg_header h;
-    gdml_msg_header_init(&h, GDML_MSG_HELLO, w.name);
-    h.seq = ++w.seq;
-    h.count = w.data.n;
-    if ((err = gdml_link_send(w.link, NULL, &h, NULL, 0, SEND_TIMEOUT_MS, e)))
-        goto out;
-
-    bool done = false;
-    while (!(err = await_model(&w, &done, e)) && !done)
-        if ((err = push_gradient(&w, e)))
-            break;
+    err = serve(w, e);
     if (!err) {
         gdml_link_stats stats;
-        gdml_link_stats_get(w.link, &stats);
-        gdml_info("done: %llu steps; LAN %llu B up, %llu B down", (unsigned long long)w.seq - 1,
+        gdml_link_stats_get(w->link, &stats);
+        gdml_info("done: %llu pushes; LAN %llu B up, %llu B down", (unsigned long long)w->pushes,
                   (unsigned long long)stats.bytes_sent, (unsigned long long)stats.bytes_received);
     }
 out:
-    gdml_link_close(&w.link);
-    gdml_transport_destroy(&w.transport);
-    gdml_dataset_fini(&w.data);
-    free(w.order);
-    free(w.xb);
-    free(w.yb);
-    free(w.params);
-    free(w.scratch);
+    gdml_link_close(&w->link);
+    gdml_transport_destroy(&w->transport);
+    gdml_link_security_fini(&w->sec);
+    gdml_dataset_fini(&w->data);
+    gdml_transfer_fini(&w->in);
+    gdml_codec_destroy(&w->dense);
+    gdml_ratelog_destroy(&w->log);
+    free(w->order);
+    free(w->xb);
+    free(w->yb);
+    free(w->params);
+    free(w->incoming);
+    free(w->grad);
+    free(w->scratch);
+    free(w);
     return err;
 }
 
-static const char *const sections[] = {"worker", "log", NULL};
+static const char *const sections[] = {"worker", "security", "net", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-worker",

@@ -2,63 +2,17 @@
  * config.h - every configuration key gdml knows, read from INI files (inih)
  * and overridden from the command line.
  *
- * One table in config.c describes each key: section, name, type, default,
- * bounds or allowed values, the command-line flag that overrides it (if any)
- * and a one-line help text. Loading, validation, --help and docs/config.md all
- * come from that table, so a key is added in exactly one place.
+ * One table (config_keys.c) describes each key: section, name, type,
+ * default, bounds or allowed values, the command-line flag that overrides it
+ * (if any) and a one-line help text. Loading, validation, --help and
+ * docs/config.md all come from that table, so a key is added in exactly one
+ * place (and its field here). docs/config.md lists them all.
  *
  * A value that is wrong is refused with the file, line, section, key, the
  * value given and what is allowed, e.g.
  *   config/region.ini:7: [server] sync_every = "ten": not an integer; allowed: integer 1..1000000
  * Unknown sections and keys are refused the same way (with the known keys of
  * that section listed), so a typo never silently falls back to a default.
- *
- * Keys (section.key  type  default  bounds  flag):
- *   log.level               enum   info     error|warn|info|debug       --log-level
- *   model.kind              enum   softmax  softmax
- *   model.inputs            int    784      1..100000000
- *   model.classes           int    10       2..256 (labels are 8-bit)
- *   model.seed              int    1        0..2^63-1   (initial parameters)
- *   coordinator.listen      string tcp://0.0.0.0:7070                          --listen
- *   coordinator.store       string gdml-store   (LMDB directory)         --store
- *   coordinator.regions     int    3        1..64                        --regions
- *   coordinator.rounds      int    30       1..1000000                   --rounds
- *   coordinator.timeout_ms  int    60000    100..86400000                --timeout-ms
- *   coordinator.eval_images string ""  (empty: do not evaluate)          --eval-images
- *   coordinator.eval_labels string ""                                    --eval-labels
- *   coordinator.endpoint_file string "" (write bound endpoint here)      --endpoint-file
- *   server.name             string ""  required, [A-Za-z0-9._-]{1,63}    --name
- *   server.listen           string tcp://0.0.0.0:7071                          --listen
- *   server.coordinator      string tcp://127.0.0.1:7070                  --coordinator
- *   server.workers          int    2        1..1024                      --workers
- *   server.sync_every       int    50       1..1000000  (H local steps)  --sync-every
- *   server.learning_rate    real   0.1      (0, 100]                     --learning-rate
- *   server.lr_decay         real   1        (0, 1]  (rate *= this per global version) --lr-decay
- *   server.timeout_ms       int    60000    100..86400000                --timeout-ms
- *   server.endpoint_file    string ""                                    --endpoint-file
- *   worker.name             string ""  required, as server.name          --name
- *   worker.server           string tcp://127.0.0.1:7071                  --server
- *   worker.images           string ""  required (IDX, .gz or plain)      --images
- *   worker.labels           string ""  required                          --labels
- *   worker.batch_size       int    64       1..65536                     --batch-size
- *   worker.shard_index      int    0        0..1023                      --shard-index
- *   worker.shard_count      int    1        1..1024                      --shard-count
- *   worker.seed             int    1        0..2^63-1                    --seed
- *   worker.timeout_ms       int    60000    100..86400000                --timeout-ms
- *   (issue 3) server.sync_mode/sync_ms/encoder/k_fraction/threshold/byte_log,
- *   coordinator.encoder/k_fraction/threshold/byte_log, [budget] and [merge]:
- *   see the table in config.c or docs/config.md.
- *   launch.regions          string us-east,eu-west,ap-south (comma list of names) --regions
- *   launch.workers          int    2        1..64  (per region)          --workers
- *   launch.split            enum   dirichlet  iid|dirichlet              --split
- *   launch.alpha            real   0.5      (0, 1000000]                 --alpha
- *   launch.seed             int    42       0..2^63-1                    --seed
- *   launch.train_images     string /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
- * --train-images launch.train_labels     string
- * /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz --train-labels launch.test_images
- * string /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz  --test-images
- *   launch.test_labels      string /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
- * --test-labels launch.run_dir          string ""  (empty: runs/<UTC time>-<pid>)    --run-dir
  */
 #ifndef GDML_CONFIG_H
 #define GDML_CONFIG_H
@@ -87,10 +41,13 @@ typedef struct gdml_config {
         char encoder[32]; /* downlink encoder spec (codec.h) */
         double k_fraction, threshold;
         char byte_log[GDML_PATH_MAX];
+        char members[GDML_PATH_MAX]; /* comma list of region names that may join; "" any */
+        int64_t max_samples;
     } coordinator;
     struct {
         char rule[16];
         double lr, momentum, beta1, beta2, epsilon;
+        double max_delta_norm, max_change_norm;
     } merge;
     struct {
         char name[GDML_NAME_MAX];
@@ -104,7 +61,22 @@ typedef struct gdml_config {
         char encoder[32]; /* uplink encoder spec (codec.h) */
         double k_fraction, threshold;
         char byte_log[GDML_PATH_MAX];
+        int64_t max_worker_samples;
+        double max_grad_norm;
     } server;
+    struct {
+        char curve[8], lan_curve[8];         /* "on" or "off" */
+        char key[GDML_PATH_MAX];             /* this process's key pair (secret) */
+        char allow[GDML_PATH_MAX];           /* who may connect to a CURVE link it binds */
+        char coordinator_key[GDML_PATH_MAX]; /* server: the coordinator's public key */
+        char server_key[GDML_PATH_MAX];      /* worker: its regional server's public key */
+    } security;
+    struct {
+        int64_t heartbeat_ms, peer_timeout_ms, drop_after_ms, max_peer_bytes;
+    } net;
+    struct {
+        int64_t map_mb, max_map_gb, keep_last, keep_every;
+    } store;
     struct {
         int64_t up_bytes_per_s, up_total_bytes, down_bytes_per_s, down_total_bytes;
         int64_t min_message_bytes;

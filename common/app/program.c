@@ -5,11 +5,51 @@
 #include "tensor.h"
 #include "util.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
-/* Exit statuses, documented in docs/operations.md. */
-enum { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_SIGNAL = 130 };
+/* Exit statuses (program.h, docs/operations.md). */
+enum {
+    EXIT_DONE = 0,
+    EXIT_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_TIMEOUT = 3,
+    EXIT_DAMAGED = 4,
+    EXIT_SIGNAL = 130
+};
+
+int gdml_exit_status(gdml_err err)
+{
+    switch (err) {
+    case GDML_OK:
+        return EXIT_DONE;
+    case GDML_ERR_INTERRUPTED:
+        return EXIT_SIGNAL;
+    case GDML_ERR_CONFIG:
+        return EXIT_USAGE;
+    case GDML_ERR_TIMEOUT:
+        return EXIT_TIMEOUT;
+    case GDML_ERR_FORMAT:
+    case GDML_ERR_NOSPACE:
+        return EXIT_DAMAGED;
+    default:
+        return EXIT_FAILED;
+    }
+}
+
+/* A SIGBUS can only come from a mapped file changing under us (the store
+ * truncated while open, a disk failing): say so instead of dying silently. */
+static void on_sigbus(int sig)
+{
+    static const char msg[] = "gdml: the model store's file was truncated or its disk failed while "
+                              "in use (SIGBUS); run gdml-models verify on it\n";
+    (void)sig;
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(EXIT_DAMAGED);
+}
 
 static const char *log_name(const gdml_program *p, const gdml_config *cfg)
 {
@@ -71,21 +111,12 @@ int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run)
     /* Several gdml processes share a machine's cores; each computes on one. */
     gdml_tensor_set_threads(1);
 
+    signal(SIGBUS, on_sigbus);
+
     gdml_err err = run(&cfg, &e);
-    switch (err) {
-    case GDML_OK:
-        return EXIT_DONE;
-    case GDML_ERR_INTERRUPTED:
+    if (err == GDML_ERR_INTERRUPTED)
         gdml_warn("stopped by a signal");
-        return EXIT_SIGNAL;
-    case GDML_ERR_CONFIG:
-        gdml_error("%s", e.text);
-        return EXIT_USAGE;
-    case GDML_ERR_TIMEOUT:
-        gdml_error("%s", e.text);
-        return EXIT_TIMEOUT;
-    default:
+    else if (err)
         gdml_error("%s", e.text[0] ? e.text : gdml_strerror(err));
-        return EXIT_FAILED;
-    }
+    return gdml_exit_status(err);
 }

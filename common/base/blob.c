@@ -16,6 +16,7 @@
 struct gdml_blob {
     atomic_size_t refs;
     size_t size;
+    size_t view_off, view_len; /* what a send puts on the wire */
 };
 
 /* Where the bytes start: the header rounded up to the alignment. */
@@ -32,6 +33,8 @@ gdml_err gdml_blob_new(size_t size, gdml_blob **out)
         return GDML_ERR_NOMEM;
     atomic_init(&b->refs, 1);
     b->size = size;
+    b->view_off = 0;
+    b->view_len = size;
     *out = b;
     return GDML_OK;
 }
@@ -56,6 +59,19 @@ void *gdml_blob_data(gdml_blob *b)
 size_t gdml_blob_size(const gdml_blob *b)
 {
     return b->size;
+}
+
+void gdml_blob_set_view(gdml_blob *b, size_t offset, size_t len)
+{
+    assert(offset <= b->size && len <= b->size - offset);
+    b->view_off = offset;
+    b->view_len = len;
+}
+
+const void *gdml_blob_view(const gdml_blob *b, size_t *len)
+{
+    *len = b->view_len;
+    return (const unsigned char *)b + BLOB_HEADER + b->view_off;
 }
 
 gdml_blob *gdml_blob_ref(gdml_blob *b)

@@ -27,6 +27,14 @@ gdml_err gdml_blob_copy(const void *data, size_t size, gdml_blob **out);
 void *gdml_blob_data(gdml_blob *b);
 size_t gdml_blob_size(const gdml_blob *b);
 
+/*
+ * The part of the blob a send puts on the wire: by default all of it. A
+ * message frame is built with room for its header in front of the payload
+ * (msg.h), and its view is set to where the header starts, once encoded.
+ */
+void gdml_blob_set_view(gdml_blob *b, size_t offset, size_t len);
+const void *gdml_blob_view(const gdml_blob *b, size_t *len);
+
 /* Takes one more reference and returns b. */
 gdml_blob *gdml_blob_ref(gdml_blob *b);
 

@@ -38,6 +38,8 @@ const char *gdml_strerror(gdml_err err)
         return "interrupted";
     case GDML_ERR_EXISTS:
         return "already exists";
+    case GDML_ERR_NOSPACE:
+        return "no space left on the disk";
     }
     return "unknown error";
 }

@@ -31,6 +31,7 @@ typedef enum gdml_err {
     GDML_ERR_TRANSPORT,   /* a ZeroMQ call failed */
     GDML_ERR_INTERRUPTED, /* a signal asked the process to stop */
     GDML_ERR_EXISTS,      /* the thing to create exists already */
+    GDML_ERR_NOSPACE,     /* the disk is full */
 } gdml_err;
 
 /* Returns a short, static description of err ("out of memory", ...). */

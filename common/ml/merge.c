@@ -16,6 +16,8 @@
 
 typedef struct merge_ops {
     const char *name;
+    /* The step is lr times the weighted average of the deltas (SCAFFOLD's normaliser holds). */
+    bool plain_average;
     /* The rule keeps state_per_param * n floats of state (velocity, moments). */
     size_t state_per_param;
     /* Checks the hyperparameters the rule uses; the rule name and lr are checked already. */
@@ -154,7 +156,7 @@ static gdml_err check_adam(const gdml_merge_config *cfg, gdml_errmsg *e)
 }
 
 static const merge_ops rules[] = {
-    {.name = "fedavg", .state_per_param = 0, .check = check_none, .apply = apply_fedavg},
+    {.name = "fedavg", .plain_average = true, .state_per_param = 0, .check = check_none, .apply = apply_fedavg},
     {.name = "sum", .state_per_param = 0, .check = check_none, .apply = apply_sum},
     {.name = "fedavgm", .state_per_param = 1, .check = check_momentum, .apply = apply_fedavgm},
     {.name = "nesterov", .state_per_param = 1, .check = check_momentum, .apply = apply_nesterov},
@@ -247,4 +249,20 @@ void gdml_merge_apply(gdml_merge *m, float *global, const float *const *deltas,
     if (m->n == 0)
         return;
     m->ops->apply(m, global, deltas, weights, count);
+}
+
+float *gdml_merge_state(gdml_merge *m, size_t *n)
+{
+    *n = m->ops->state_per_param * m->n;
+    return m->state;
+}
+
+const char *gdml_merge_rule(const gdml_merge *m)
+{
+    return m->ops->name;
+}
+
+double gdml_merge_scaffold_scale(const gdml_merge *m)
+{
+    return m->ops->plain_average ? m->cfg.lr : 0.0;
 }

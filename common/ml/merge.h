@@ -55,4 +55,22 @@ bool gdml_merge_rule_ok(const char *rule);
 void gdml_merge_apply(gdml_merge *m, float *global, const float *const *deltas,
                       const double *weights, size_t count);
 
+/*
+ * The rule's state (velocity, Adam moments): *n floats (0 for stateless
+ * rules, and then the pointer may be NULL). The caller may read it to store
+ * it, or write it to resume.
+ */
+float *gdml_merge_state(gdml_merge *m, size_t *n);
+
+/* The rule's name, as the table spells it ("fedavg", ...). */
+const char *gdml_merge_rule(const gdml_merge *m);
+
+/*
+ * What the mean of the regions' lr * local steps is scaled by for SCAFFOLD's
+ * global control variate: the server learning rate for a rule whose step is
+ * the plain weighted average of the deltas (fedavg), 0 for the rules whose
+ * step is not (momentum, Adam, sum), which turns the correction off.
+ */
+double gdml_merge_scaffold_scale(const gdml_merge *m);
+
 #endif

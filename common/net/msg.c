@@ -1,13 +1,14 @@
 /*
- * msg.c - encodes and decodes the gdml wire header (frame 0 of every message)
- * as a msgpack map. This is the only file that includes msgpack.h.
+ * msg.c - the gdml wire message (msg.h): a msgpack header map and the
+ * payload after it, in one frame. This is the only file that includes
+ * msgpack.h.
  *
  * Encoding packs straight into the caller's buffer through a bounded write
  * callback, so it never allocates. Decoding trusts nothing: before msgpack-c
- * builds its object tree, a short pre-scan checks that the buffer is exactly
- * one well-formed msgpack object and that no container claims more entries
- * than there are bytes left. Without it a 5-byte frame announcing a map of
- * 2^32 entries would make msgpack-c reserve hundreds of gigabytes up front.
+ * builds its object tree, a short pre-scan checks that the frame starts with
+ * exactly one well-formed msgpack object and that no container claims more
+ * entries than there are bytes left. Without it a 5-byte frame announcing a
+ * map of 2^32 entries would make msgpack-c reserve hundreds of gigabytes.
  * docs/protocol.md describes the fields and their bounds.
  */
 #include "msg.h"
@@ -28,26 +29,57 @@ enum field {
     F_STEP,
     F_COUNT,
     F_METRIC,
+    F_CODE,
+    F_ACKED,
     F_ENC,
-    F_SIZES,
-    F_TEXT,
+    F_OFFSET,
+    F_TOTAL,
+    F_CHUNKS,
+    F_PLEN,
     F_DRATE,
     F_DCAP,
     F_LRSTEPS,
+    F_TEXT,
     F_COUNT_OF_FIELDS,
 };
 
 static const char *const field_key[F_COUNT_OF_FIELDS] = {
-    [F_PROTO] = "proto", [F_TYPE] = "type",   [F_FROM] = "from",   [F_SEQ] = "seq",
-    [F_VER] = "ver",     [F_STEP] = "step",   [F_COUNT] = "count", [F_METRIC] = "metric",
-    [F_ENC] = "enc",     [F_SIZES] = "sizes", [F_TEXT] = "text",   [F_DRATE] = "drate",
-    [F_DCAP] = "dcap",   [F_LRSTEPS] = "lrh",
+    [F_PROTO] = "proto",   [F_TYPE] = "type",   [F_FROM] = "from",     [F_SEQ] = "seq",
+    [F_VER] = "ver",       [F_STEP] = "step",   [F_COUNT] = "count",   [F_METRIC] = "metric",
+    [F_CODE] = "code",     [F_ACKED] = "acked", [F_ENC] = "enc",       [F_OFFSET] = "off",
+    [F_TOTAL] = "total",   [F_CHUNKS] = "chunks", [F_PLEN] = "plen",   [F_DRATE] = "drate",
+    [F_DCAP] = "dcap",     [F_LRSTEPS] = "lrh", [F_TEXT] = "text",
 };
 
-/* Optional fields: metric, text, and the reverse-direction budget. */
-#define OPTIONAL_FIELDS                                                                            \
-    ((1u << F_METRIC) | (1u << F_TEXT) | (1u << F_DRATE) | (1u << F_DCAP) | (1u << F_LRSTEPS))
-#define REQUIRED_FIELDS (((1u << F_COUNT_OF_FIELDS) - 1) & ~OPTIONAL_FIELDS)
+/* Every other field is optional: absent means 0 (metric: NaN; text: empty). */
+#define REQUIRED_FIELDS ((1u << F_PROTO) | (1u << F_TYPE) | (1u << F_SEQ))
+
+static const char *const type_names[GDML_MSG_TYPE_MAX + 1] = {
+    [GDML_MSG_HELLO] = "HELLO",         [GDML_MSG_WELCOME] = "WELCOME", [GDML_MSG_PUSH] = "PUSH",
+    [GDML_MSG_MODEL] = "MODEL",         [GDML_MSG_DELTA] = "DELTA",     [GDML_MSG_GLOBAL] = "GLOBAL",
+    [GDML_MSG_STOP] = "STOP",           [GDML_MSG_ERROR] = "ERROR",
+    [GDML_MSG_HEARTBEAT] = "HEARTBEAT", [GDML_MSG_LEAVE] = "LEAVE",     [GDML_MSG_PULL] = "PULL",
+};
+
+static const char *const reason_names[GDML_REASON_COUNT] = {
+    [GDML_REASON_NONE] = "none",
+    [GDML_REASON_MALFORMED] = "malformed",
+    [GDML_REASON_VERSION] = "protocol version",
+    [GDML_REASON_MULTIPART] = "multipart message",
+    [GDML_REASON_IDENTITY] = "identity",
+    [GDML_REASON_NOT_MEMBER] = "not a member",
+    [GDML_REASON_NOT_ALLOWED] = "not allowed to join",
+    [GDML_REASON_UNEXPECTED] = "unexpected",
+    [GDML_REASON_STALE] = "stale",
+    [GDML_REASON_DUPLICATE] = "duplicate",
+    [GDML_REASON_BOUNDS] = "out of bounds",
+    [GDML_REASON_NONFINITE] = "not finite",
+    [GDML_REASON_TENSOR] = "bad tensor chunk",
+    [GDML_REASON_NORM] = "norm too large",
+    [GDML_REASON_LAYOUT] = "layout",
+    [GDML_REASON_BUDGET] = "budget",
+    [GDML_REASON_SLOW] = "not reading",
+};
 
 void gdml_msg_header_init(gdml_msg_header *h, gdml_msg_type type, const char *sender)
 {
@@ -63,67 +95,113 @@ void gdml_msg_header_init(gdml_msg_header *h, gdml_msg_type type, const char *se
 
 const char *gdml_msg_type_name(gdml_msg_type type)
 {
-    switch (type) {
-    case GDML_MSG_HELLO:
-        return "HELLO";
-    case GDML_MSG_WELCOME:
-        return "WELCOME";
-    case GDML_MSG_PUSH:
-        return "PUSH";
-    case GDML_MSG_MODEL:
-        return "MODEL";
-    case GDML_MSG_DELTA:
-        return "DELTA";
-    case GDML_MSG_GLOBAL:
-        return "GLOBAL";
-    case GDML_MSG_STOP:
-        return "STOP";
-    case GDML_MSG_ERROR:
-        return "ERROR";
-    }
-    return "UNKNOWN";
+    if ((int)type < 1 || (int)type > GDML_MSG_TYPE_MAX)
+        return "UNKNOWN";
+    return type_names[type];
 }
 
-/* Checks a sender name of len bytes: non-empty, short, printable. */
+const char *gdml_reason_name(gdml_reason reason)
+{
+    if ((int)reason < 0 || (int)reason >= GDML_REASON_COUNT)
+        return "unknown";
+    return reason_names[reason];
+}
+
+bool gdml_msg_type_has_tensor(gdml_msg_type type)
+{
+    switch (type) {
+    case GDML_MSG_WELCOME:
+    case GDML_MSG_PUSH:
+    case GDML_MSG_MODEL:
+    case GDML_MSG_DELTA:
+    case GDML_MSG_GLOBAL:
+    case GDML_MSG_PULL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Checks a sender name of len bytes: empty (not sent), or short and printable. */
 static gdml_err check_sender(const char *s, size_t len, gdml_errmsg *e)
 {
-    if (len == 0)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field 'from' is empty");
     if (len >= GDML_NAME_MAX)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                "header field 'from': %zu bytes, at most %d allowed", len,
                                GDML_NAME_MAX - 1);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
+        if (c < 0x20 || c >= 0x7f)
             return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                                   "header field 'from': control character 0x%02x at byte %zu", c,
-                                   i);
+                                   "header field 'from': byte 0x%02x at %zu is not printable ASCII",
+                                   c, i);
     }
     return GDML_OK;
 }
 
-/* Checks the numeric fields of a filled header; shared by encode and decode. */
+static gdml_err too_big(enum field f, uint64_t v, uint64_t max, gdml_errmsg *e)
+{
+    return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s': %llu is above %llu",
+                           field_key[f], (unsigned long long)v, (unsigned long long)max);
+}
+
+/* Checks the fields of a filled header against each other and their bounds;
+ * shared by encode and decode, so that nothing sent is refused on arrival. */
 static gdml_err check_values(const gdml_msg_header *h, gdml_errmsg *e)
 {
     if ((int)h->type < 1 || (int)h->type > GDML_MSG_TYPE_MAX)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                "header field 'type': %d is not a message type (1..%d)",
                                (int)h->type, GDML_MSG_TYPE_MAX);
-    if ((int)h->encoding < 0 || (int)h->encoding > GDML_ENC_MAX)
+    if (h->encoding != GDML_ENC_NONE && h->encoding != GDML_ENC_CODEC)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field 'enc': %d is not an encoding",
+                               (int)h->encoding);
+    if ((int)h->code < 0 || (int)h->code >= GDML_REASON_COUNT)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field 'code': %d is not a reason",
+                               (int)h->code);
+    const struct {
+        enum field f;
+        uint64_t v;
+    } u48[] = {{F_SEQ, h->seq},     {F_VER, h->version},  {F_STEP, h->step},
+               {F_COUNT, h->count}, {F_ACKED, h->acked},  {F_DRATE, h->down_rate},
+               {F_DCAP, h->down_cap}};
+    for (size_t i = 0; i < sizeof u48 / sizeof u48[0]; i++)
+        if (u48[i].v > GDML_MSG_MAX_U48)
+            return too_big(u48[i].f, u48[i].v, GDML_MSG_MAX_U48, e);
+    if (isinf(h->metric))
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field 'metric' is infinite");
+    if (!(h->lr_steps >= 0 && h->lr_steps <= GDML_MSG_MAX_LR_STEPS))
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                               "header field 'enc': %d is not an encoding (0..%d)",
-                               (int)h->encoding, GDML_ENC_MAX);
-    if (h->n_payloads > GDML_MSG_MAX_PAYLOADS)
+                               "header field 'lrh': %g is not a number in [0, %g]", h->lr_steps,
+                               GDML_MSG_MAX_LR_STEPS);
+    if (h->plen > GDML_MSG_PAYLOAD_MAX)
+        return too_big(F_PLEN, h->plen, GDML_MSG_PAYLOAD_MAX, e);
+    if (h->encoding == GDML_ENC_NONE) {
+        if (h->plen || h->total || h->offset || h->chunks)
+            return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                                   "header without a tensor ('enc' 0) names a payload, offset, "
+                                   "total or chunk count");
+        return GDML_OK;
+    }
+    if (h->plen == 0)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "a tensor chunk without payload bytes");
+    if (h->total == 0 || h->total > GDML_MSG_MAX_ELEMS)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                               "header field 'sizes': %u entries, at most %d allowed",
-                               h->n_payloads, GDML_MSG_MAX_PAYLOADS);
-    for (uint32_t i = 0; i < h->n_payloads; i++)
-        if (h->sizes[i] > GDML_MSG_PAYLOAD_MAX)
-            return gdml_errmsg_set(
-                e, GDML_ERR_PROTO,
-                "header field 'sizes': entry %u is %llu bytes, at most %llu allowed", i,
-                (unsigned long long)h->sizes[i], (unsigned long long)GDML_MSG_PAYLOAD_MAX);
+                               "header field 'total': %llu elements, allowed 1..%llu",
+                               (unsigned long long)h->total,
+                               (unsigned long long)GDML_MSG_MAX_ELEMS);
+    uint64_t grid = (h->total + GDML_CHUNK_ELEMS - 1) / GDML_CHUNK_ELEMS;
+    if (h->offset >= h->total || h->offset % GDML_CHUNK_ELEMS != 0)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                               "header field 'off': %llu is not a chunk start of a %llu-element "
+                               "tensor (chunks of %llu)",
+                               (unsigned long long)h->offset, (unsigned long long)h->total,
+                               (unsigned long long)GDML_CHUNK_ELEMS);
+    if (h->chunks == 0 || h->chunks > grid)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                               "header field 'chunks': %llu, a %llu-element tensor has 1..%llu",
+                               (unsigned long long)h->chunks, (unsigned long long)h->total,
+                               (unsigned long long)grid);
     return GDML_OK;
 }
 
@@ -169,50 +247,130 @@ gdml_err gdml_msg_encode(const gdml_msg_header *h, uint8_t *buf, size_t cap, siz
 {
     size_t sender_len = strnlen(h->sender, sizeof h->sender);
     size_t text_len = strnlen(h->text, sizeof h->text);
-    if (check_values(h, NULL) != GDML_OK || check_sender(h->sender, sender_len, NULL) != GDML_OK ||
-        text_len >= sizeof h->text)
+    if (h->proto != GDML_PROTO_VERSION || check_values(h, NULL) != GDML_OK ||
+        check_sender(h->sender, sender_len, NULL) != GDML_OK || text_len >= sizeof h->text)
         return GDML_ERR_INVALID;
+
+    /* Optional fields are written only when they say something. */
+    const struct {
+        enum field f;
+        uint64_t v;
+    } opt[] = {{F_VER, h->version},      {F_STEP, h->step},       {F_COUNT, h->count},
+               {F_CODE, h->code},        {F_ACKED, h->acked},     {F_ENC, h->encoding},
+               {F_OFFSET, h->offset},    {F_TOTAL, h->total},     {F_CHUNKS, h->chunks},
+               {F_PLEN, h->plen},        {F_DRATE, h->down_rate}, {F_DCAP, h->down_cap}};
+    uint32_t entries = 3 + (sender_len > 0) + !isnan(h->metric) + (h->lr_steps > 0) + (text_len > 0);
+    for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
+        entries += opt[i].v != 0;
 
     struct sink s = {.buf = buf, .cap = cap};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &s, sink_write);
     /* A failed write sets s.overflow and makes every later write fail too, so
      * checking the flag once at the end is enough. */
-    /* Every field up to text is always written; the optional ones only when set. */
-    uint32_t entries =
-        F_TEXT + (text_len > 0) + (h->down_rate > 0) + (h->down_cap > 0) + (h->lr_steps > 0);
     msgpack_pack_map(&pk, entries);
     pack_u64(&pk, F_PROTO, h->proto);
     pack_u64(&pk, F_TYPE, (uint64_t)h->type);
-    pack_key(&pk, F_FROM);
-    pack_str(&pk, h->sender, sender_len);
     pack_u64(&pk, F_SEQ, h->seq);
-    pack_u64(&pk, F_VER, h->version);
-    pack_u64(&pk, F_STEP, h->step);
-    pack_u64(&pk, F_COUNT, h->count);
-    pack_key(&pk, F_METRIC);
-    msgpack_pack_double(&pk, h->metric);
-    pack_u64(&pk, F_ENC, (uint64_t)h->encoding);
-    pack_key(&pk, F_SIZES);
-    msgpack_pack_array(&pk, h->n_payloads);
-    for (uint32_t i = 0; i < h->n_payloads; i++)
-        msgpack_pack_uint64(&pk, h->sizes[i]);
-    if (text_len > 0) {
-        pack_key(&pk, F_TEXT);
-        pack_str(&pk, h->text, text_len);
+    if (sender_len > 0) {
+        pack_key(&pk, F_FROM);
+        pack_str(&pk, h->sender, sender_len);
     }
-    if (h->down_rate > 0)
-        pack_u64(&pk, F_DRATE, h->down_rate);
-    if (h->down_cap > 0)
-        pack_u64(&pk, F_DCAP, h->down_cap);
+    if (!isnan(h->metric)) {
+        pack_key(&pk, F_METRIC);
+        msgpack_pack_double(&pk, h->metric);
+    }
+    for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
+        if (opt[i].v != 0)
+            pack_u64(&pk, opt[i].f, opt[i].v);
     if (h->lr_steps > 0) {
         pack_key(&pk, F_LRSTEPS);
         msgpack_pack_double(&pk, h->lr_steps);
+    }
+    if (text_len > 0) {
+        pack_key(&pk, F_TEXT);
+        pack_str(&pk, h->text, text_len);
     }
     if (s.overflow)
         return GDML_ERR_NOMEM;
     *len = s.len;
     return GDML_OK;
+}
+
+gdml_err gdml_msg_encode_v1_refusal(const char *text, uint8_t *buf, size_t cap, size_t *len)
+{
+    /* Protocol 1 requires proto, type, from, seq, ver, step, count, metric,
+     * enc and sizes; type 8 was its ERROR, which it reports and stops on. */
+    size_t text_len = strnlen(text, GDML_MSG_TEXT_MAX - 1);
+    struct sink s = {.buf = buf, .cap = cap};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &s, sink_write);
+    msgpack_pack_map(&pk, 11);
+    static const char *const zero_keys[] = {"seq", "ver", "step", "count", "enc"};
+    pack_str(&pk, "proto", 5);
+    msgpack_pack_uint64(&pk, 1);
+    pack_str(&pk, "type", 4);
+    msgpack_pack_uint64(&pk, 8);
+    pack_str(&pk, "from", 4);
+    pack_str(&pk, "gdml", 4);
+    for (size_t i = 0; i < sizeof zero_keys / sizeof zero_keys[0]; i++) {
+        pack_str(&pk, zero_keys[i], strlen(zero_keys[i]));
+        msgpack_pack_uint64(&pk, 0);
+    }
+    pack_str(&pk, "metric", 6);
+    msgpack_pack_double(&pk, NAN);
+    pack_str(&pk, "sizes", 5);
+    msgpack_pack_array(&pk, 0);
+    pack_str(&pk, "text", 4);
+    pack_str(&pk, text, text_len);
+    if (s.overflow)
+        return GDML_ERR_NOMEM;
+    *len = s.len;
+    return GDML_OK;
+}
+
+/* ---- frames ---- */
+
+gdml_err gdml_frame_new(size_t payload_cap, gdml_blob **out)
+{
+    if (payload_cap > GDML_MSG_PAYLOAD_MAX)
+        return GDML_ERR_INVALID;
+    return gdml_blob_new(GDML_MSG_HEADER_MAX + payload_cap, out);
+}
+
+uint8_t *gdml_frame_payload(gdml_blob *frame)
+{
+    return (uint8_t *)gdml_blob_data(frame) + GDML_MSG_HEADER_MAX;
+}
+
+gdml_err gdml_frame_seal(gdml_blob *frame, gdml_msg_header *h, size_t payload_len)
+{
+    if (payload_len > gdml_blob_size(frame) - GDML_MSG_HEADER_MAX)
+        return GDML_ERR_INVALID;
+    h->plen = payload_len;
+    if (payload_len == 0)
+        h->encoding = GDML_ENC_NONE;
+    uint8_t buf[GDML_MSG_HEADER_MAX];
+    size_t len = 0;
+    gdml_err err = gdml_msg_encode(h, buf, sizeof buf, &len);
+    if (err)
+        return err == GDML_ERR_NOMEM ? GDML_ERR_INVALID : err;
+    /* The header goes right in front of the payload, so that the two are one frame. */
+    uint8_t *at = gdml_frame_payload(frame) - len;
+    memcpy(at, buf, len);
+    gdml_blob_set_view(frame, GDML_MSG_HEADER_MAX - len, len + payload_len);
+    return GDML_OK;
+}
+
+gdml_err gdml_frame_header_only(gdml_msg_header *h, gdml_blob **out)
+{
+    gdml_blob *b = NULL;
+    gdml_err err = gdml_frame_new(0, &b);
+    if (!err && (err = gdml_frame_seal(b, h, 0)))
+        gdml_blob_unref(&b);
+    if (!err)
+        *out = b;
+    return err;
 }
 
 /* ---- decoding ---- */
@@ -339,6 +497,7 @@ static const char *object_type_name(msgpack_object_type t)
     return "an unknown object";
 }
 
+
 static gdml_err wrong_type(enum field f, const msgpack_object *o, const char *want, gdml_errmsg *e)
 {
     return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s': expected %s, got %s",
@@ -353,6 +512,36 @@ static gdml_err get_u64(enum field f, const msgpack_object *o, uint64_t *out, gd
     return GDML_OK;
 }
 
+/* A float field; other msgpack writers may store a whole number as an integer. */
+static gdml_err get_f64(enum field f, const msgpack_object *o, double *out, gdml_errmsg *e)
+{
+    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
+        *out = o->via.f64;
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *out = (double)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = (double)o->via.i64;
+    else
+        return wrong_type(f, o, "a number", e);
+    return GDML_OK;
+}
+
+static gdml_err get_str(enum field f, const msgpack_object *o, char *out, size_t cap,
+                        gdml_errmsg *e)
+{
+    if (o->type != MSGPACK_OBJECT_STR)
+        return wrong_type(f, o, "a string", e);
+    if (o->via.str.size >= cap)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s': %u bytes, at most %zu allowed",
+                               field_key[f], o->via.str.size, cap - 1);
+    if (memchr(o->via.str.ptr, '\0', o->via.str.size))
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s' contains a NUL byte",
+                               field_key[f]);
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return GDML_OK;
+}
+
 /* Maps a key to its field; F_COUNT_OF_FIELDS for keys this build does not know. */
 static enum field key_field(const msgpack_object *key)
 {
@@ -363,32 +552,28 @@ static enum field key_field(const msgpack_object *key)
     return F_COUNT_OF_FIELDS;
 }
 
-/* Stores one field's value into h; range checks that need the raw value are here. */
+/* Stores one field's value into h; bounds are checked afterwards, all at once. */
 static gdml_err set_field(enum field f, const msgpack_object *o, gdml_msg_header *h, gdml_errmsg *e)
 {
     uint64_t v = 0;
     gdml_err err = GDML_OK;
     switch (f) {
     case F_PROTO: /* checked before the loop */
-        break;
+        return GDML_OK;
     case F_TYPE:
-        if ((err = get_u64(f, o, &v, e)) != GDML_OK)
-            return err;
-        if (v < 1 || v > GDML_MSG_TYPE_MAX)
-            return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                                   "header field 'type': %llu is not a message type (1..%d)",
-                                   (unsigned long long)v, GDML_MSG_TYPE_MAX);
-        h->type = (gdml_msg_type)v;
-        break;
     case F_ENC:
-        if ((err = get_u64(f, o, &v, e)) != GDML_OK)
+    case F_CODE:
+        if ((err = get_u64(f, o, &v, e)))
             return err;
-        if (v > GDML_ENC_MAX)
-            return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                                   "header field 'enc': %llu is not an encoding (0..%d)",
-                                   (unsigned long long)v, GDML_ENC_MAX);
-        h->encoding = (gdml_encoding)v;
-        break;
+        if (v > 255)
+            return too_big(f, v, 255, e);
+        if (f == F_TYPE)
+            h->type = (gdml_msg_type)v;
+        else if (f == F_ENC)
+            h->encoding = (gdml_encoding)v;
+        else
+            h->code = (gdml_reason)v;
+        return GDML_OK;
     case F_SEQ:
         return get_u64(f, o, &h->seq, e);
     case F_VER:
@@ -397,68 +582,30 @@ static gdml_err set_field(enum field f, const msgpack_object *o, gdml_msg_header
         return get_u64(f, o, &h->step, e);
     case F_COUNT:
         return get_u64(f, o, &h->count, e);
+    case F_ACKED:
+        return get_u64(f, o, &h->acked, e);
+    case F_OFFSET:
+        return get_u64(f, o, &h->offset, e);
+    case F_TOTAL:
+        return get_u64(f, o, &h->total, e);
+    case F_CHUNKS:
+        return get_u64(f, o, &h->chunks, e);
+    case F_PLEN:
+        return get_u64(f, o, &h->plen, e);
     case F_DRATE:
         return get_u64(f, o, &h->down_rate, e);
     case F_DCAP:
         return get_u64(f, o, &h->down_cap, e);
     case F_LRSTEPS:
-        if (o->type != MSGPACK_OBJECT_FLOAT32 && o->type != MSGPACK_OBJECT_FLOAT64)
-            return wrong_type(f, o, "a float", e);
-        if (!isfinite(o->via.f64) || o->via.f64 < 0)
-            return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                                   "header field 'lrh': %g is not a finite number >= 0",
-                                   o->via.f64);
-        h->lr_steps = o->via.f64;
-        break;
+        return get_f64(f, o, &h->lr_steps, e);
     case F_METRIC:
-        /* Other msgpack writers may store a whole-number float as an integer. */
-        if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
-            h->metric = o->via.f64;
-        else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            h->metric = (double)o->via.u64;
-        else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-            h->metric = (double)o->via.i64;
-        else
-            return wrong_type(f, o, "a float", e);
-        break;
+        return get_f64(f, o, &h->metric, e);
     case F_FROM:
-        if (o->type != MSGPACK_OBJECT_STR)
-            return wrong_type(f, o, "a string", e);
-        if ((err = check_sender(o->via.str.ptr, o->via.str.size, e)) != GDML_OK)
+        if ((err = get_str(f, o, h->sender, sizeof h->sender, e)))
             return err;
-        memcpy(h->sender, o->via.str.ptr, o->via.str.size);
-        h->sender[o->via.str.size] = '\0';
-        break;
+        return check_sender(h->sender, strlen(h->sender), e);
     case F_TEXT:
-        if (o->type != MSGPACK_OBJECT_STR)
-            return wrong_type(f, o, "a string", e);
-        if (o->via.str.size >= GDML_MSG_TEXT_MAX)
-            return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                                   "header field 'text': %u bytes, at most %d allowed",
-                                   o->via.str.size, GDML_MSG_TEXT_MAX - 1);
-        if (memchr(o->via.str.ptr, '\0', o->via.str.size))
-            return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field 'text' contains a NUL byte");
-        memcpy(h->text, o->via.str.ptr, o->via.str.size);
-        h->text[o->via.str.size] = '\0';
-        break;
-    case F_SIZES:
-        if (o->type != MSGPACK_OBJECT_ARRAY)
-            return wrong_type(f, o, "an array", e);
-        if (o->via.array.size > GDML_MSG_MAX_PAYLOADS)
-            return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                                   "header field 'sizes': %u entries, at most %d allowed",
-                                   o->via.array.size, GDML_MSG_MAX_PAYLOADS);
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            const msgpack_object *s = &o->via.array.ptr[i];
-            if (s->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-                return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                                       "header field 'sizes': entry %u is %s, not an unsigned "
-                                       "integer",
-                                       i, object_type_name(s->type));
-            h->sizes[i] = s->via.u64;
-        }
-        h->n_payloads = o->via.array.size;
-        break;
+        return get_str(f, o, h->text, sizeof h->text, e);
     case F_COUNT_OF_FIELDS:
         break;
     }
@@ -467,7 +614,7 @@ static gdml_err set_field(enum field f, const msgpack_object *o, gdml_msg_header
 
 /* Finds "proto" and checks it before anything else, so that a peer speaking
  * another version gets told so rather than about whichever field changed. */
-static gdml_err check_proto(const msgpack_object_map *map, gdml_errmsg *e)
+static gdml_err check_proto(const msgpack_object_map *map, uint32_t *other, gdml_errmsg *e)
 {
     for (uint32_t i = 0; i < map->size; i++) {
         const msgpack_object *key = &map->ptr[i].key;
@@ -477,18 +624,22 @@ static gdml_err check_proto(const msgpack_object_map *map, gdml_errmsg *e)
         gdml_err err = get_u64(F_PROTO, &map->ptr[i].val, &v, e);
         if (err != GDML_OK)
             return err;
-        if (v != GDML_PROTO_VERSION)
+        if (v != GDML_PROTO_VERSION) {
+            if (other)
+                *other = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
             return gdml_errmsg_set(e, GDML_ERR_VERSION,
                                    "protocol version %llu, this build speaks %d",
                                    (unsigned long long)v, GDML_PROTO_VERSION);
+        }
         return GDML_OK;
     }
     return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field 'proto' is missing");
 }
 
-static gdml_err decode_map(const msgpack_object_map *map, gdml_msg_header *h, gdml_errmsg *e)
+static gdml_err decode_map(const msgpack_object_map *map, gdml_msg_header *h, uint32_t *other,
+                           gdml_errmsg *e)
 {
-    gdml_err err = check_proto(map, e);
+    gdml_err err = check_proto(map, other, e);
     if (err != GDML_OK)
         return err;
     unsigned seen = 0;
@@ -514,34 +665,30 @@ static gdml_err decode_map(const msgpack_object_map *map, gdml_msg_header *h, gd
     return check_values(h, e);
 }
 
-gdml_err gdml_msg_decode(const uint8_t *buf, size_t len, gdml_msg_header *h, gdml_errmsg *e)
+gdml_err gdml_msg_decode(const uint8_t *frame, size_t len, gdml_msg_header *h,
+                         const uint8_t **payload, uint32_t *other_proto, gdml_errmsg *e)
 {
     if (len == 0)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header is empty");
-    if (len > GDML_MSG_HEADER_MAX)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header is %zu bytes, at most %d allowed", len,
-                               GDML_MSG_HEADER_MAX);
-    size_t used = object_len(buf, len);
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "frame is empty");
+    size_t used = object_len(frame, len < GDML_MSG_HEADER_MAX ? len : GDML_MSG_HEADER_MAX);
     if (used == 0)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                               "header is not valid msgpack (truncated or garbage, %zu bytes)",
-                               len);
-    if (used != len)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header has %zu trailing bytes after the map",
-                               len - used);
+                               "frame does not start with a msgpack header of at most %d bytes "
+                               "(truncated or garbage, %zu bytes)",
+                               GDML_MSG_HEADER_MAX, len);
 
     gdml_err err = GDML_OK;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
-    msgpack_unpack_return r = msgpack_unpack_next(&u, (const char *)buf, len, &off);
+    msgpack_unpack_return r = msgpack_unpack_next(&u, (const char *)frame, used, &off);
     if (r == MSGPACK_UNPACK_NOMEM_ERROR) {
         /* msgpack-c also reports nesting deeper than its fixed stack this way. */
         err = gdml_errmsg_set(e, GDML_ERR_PROTO, "header is nested too deeply or out of memory");
         goto out;
     }
-    if ((r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) || off != len) {
-        err = gdml_errmsg_set(e, GDML_ERR_PROTO, "header is not valid msgpack (%zu bytes)", len);
+    if ((r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) || off != used) {
+        err = gdml_errmsg_set(e, GDML_ERR_PROTO, "header is not valid msgpack (%zu bytes)", used);
         goto out;
     }
     if (u.data.type != MSGPACK_OBJECT_MAP) {
@@ -552,8 +699,18 @@ gdml_err gdml_msg_decode(const uint8_t *buf, size_t len, gdml_msg_header *h, gdm
     gdml_msg_header tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.metric = NAN;
-    if ((err = decode_map(&u.data.via.map, &tmp, e)) == GDML_OK)
-        *h = tmp;
+    if ((err = decode_map(&u.data.via.map, &tmp, other_proto, e)) != GDML_OK)
+        goto out;
+    if (len - used != tmp.plen) {
+        err = gdml_errmsg_set(e, GDML_ERR_PROTO,
+                              "%s header announces %llu payload bytes, the frame has %zu",
+                              gdml_msg_type_name(tmp.type), (unsigned long long)tmp.plen,
+                              len - used);
+        goto out;
+    }
+    *h = tmp;
+    if (payload)
+        *payload = frame + used;
 out:
     msgpack_unpacked_destroy(&u);
     return err;

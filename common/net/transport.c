@@ -1,17 +1,22 @@
 /*
- * transport.c - gdml links over ZeroMQ: ROUTER sockets on the binding side,
- * DEALER sockets on the connecting side, whole validated gdml messages in
- * and out, and a byte count of every frame. This is the only file that
- * includes zmq.h; ZeroMQ errors become gdml_err codes and readable text here.
+ * transport.c - gdml links over ZeroMQ (transport.h): ROUTER sockets on the
+ * binding side, DEALER sockets on the connecting side, one frame per
+ * message, non-blocking sends with per-peer outboxes, CURVE, and a byte
+ * count of every frame. ZeroMQ errors become gdml_err codes and readable
+ * text here.
  *
- * Payload blobs are sent without copying: each frame holds its own blob
- * reference, which ZeroMQ drops (blob_release) once the bytes have left.
- * Everything a send can fail on (allocation, encoding, the first frame) is
- * done or checked before anything is queued, and ZeroMQ queues a multipart
- * message atomically when its last frame is sent, so a failed send leaves
- * nothing behind.
+ * Frames are sent without copying: each send hands ZeroMQ a reference to
+ * the frame's blob, which ZeroMQ drops (blob_release) once the bytes have
+ * left. A frame ZeroMQ cannot take now (the peer's ZMQ_SNDHWM queue is
+ * full) waits in the peer's outbox, in order, until gdml_link_flush gets it
+ * in; a bound link drops a peer whose outbox has not moved for
+ * drop_after_ms, so a peer that stops reading costs the others nothing.
  */
 #include "transport.h"
+#include "transport_impl.h"
+
+#include "log.h"
+#include "util.h"
 
 #include <zmq.h>
 
@@ -22,49 +27,74 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+_Static_assert(sizeof(zmq_msg_t) <= sizeof(((gdml_rx *)0)->frame_), "gdml_rx holds a zmq_msg_t");
 
 /* How long a closing link tries to deliver what is still queued. */
 #define LINK_LINGER_MS 1000
-/* Messages queued per peer and direction before sends block or fail. The
- * protocol is request/reply, so queues stay short; the bound is for bursts of
- * worker pushes, well above ZeroMQ's default of 1000. */
-#define LINK_HWM 10000
+/* Frames ZeroMQ queues per peer before a send has to wait in the outbox. */
+#define LINK_SNDHWM 1000
+/* Frames waiting in one outbox before its peer is dropped as hopeless. */
+#define OUTBOX_MAX 65536
+/* Routes remembered with their connection's descriptor, for disconnects. */
+#define ROUTES_MAX 4096
 #define ENDPOINT_MAX 512
 /* gdml_peer_str output: every byte escaped as \xNN in the worst case. */
 #define PEER_STR_MAX (GDML_PEER_ID_MAX * 4 + 1)
-/* The header frame and the payload frames. */
-#define FRAMES_MAX (GDML_MSG_MAX_PAYLOADS + 1)
-/* Received payloads are at least this aligned, so that float and double
- * arrays can be read in place. ZeroMQ carves small frames out of its receive
- * buffer at any offset; those (and only those) are copied. */
-#define PAYLOAD_ALIGN 8
+/* What CURVE adds to each frame: "\x07MESSAGE", an 8-byte nonce, a 16-byte
+ * MAC and the flags byte (libzmq's curve_mechanism_base_t::encode). */
+#define CURVE_FRAME_OVERHEAD 33
+/* Bytes ZeroMQ may hold for a connection beyond its queued frames: the frame
+ * being decoded, the kernel's socket buffer and the decoder's batch. */
+#define BACKLOG_SLACK ((uint64_t)16 << 20)
+#define RETRY_MS 5
 
 struct gdml_transport {
     void *ctx;
     atomic_int links; /* open links; all must be closed before the context ends */
+    zap_handler *zap;
+    guard *guard;
 };
+
+typedef struct outbox {
+    gdml_peer peer;
+    gdml_blob **q; /* a ring of frames waiting, oldest at head */
+    size_t head, n, cap;
+    int64_t stuck_since; /* when the oldest frame last failed to go */
+} outbox;
+
+typedef struct route {
+    gdml_peer peer;
+    int fd;
+    int64_t seen_ms;
+} route;
 
 struct gdml_link {
     gdml_transport *t;
     void *sock;
-    bool router;
-    int sndtimeo;                /* the ZMQ_SNDTIMEO currently set */
+    bool router, curve;
     char endpoint[ENDPOINT_MAX]; /* resolved for bound links */
+    char zap_domain[32];
+    char server_name[GDML_NAME_MAX]; /* connecting CURVE link: who the server is */
+    uint64_t max_backlog;
+    int64_t drop_after_ms;
+    int watch_id;
+    gdml_curve_allow *allow;
     gdml_link_stats stats;
+    outbox *boxes; /* ROUTER: one per peer with frames waiting; DEALER: boxes[0] */
+    size_t n_boxes, cap_boxes;
+    route *routes;
+    size_t n_routes;
+    gdml_peer *dropped; /* peers dropped, not yet taken */
+    size_t n_dropped, cap_dropped;
 };
 
-/* What gdml_rx.frames_ points to. */
-struct rx_frames {
-    size_t n; /* msg[0..n) are initialised */
-    zmq_msg_t msg[FRAMES_MAX];
-    void *copy[GDML_MSG_MAX_PAYLOADS]; /* aligned copies of misaligned payloads */
-};
-
-/* What a frame of size bytes takes on the wire under ZMTP 3: a flags byte,
- * then a 1-byte length up to 255 bytes or an 8-byte length above. */
-static uint64_t frame_wire_bytes(size_t size)
+uint64_t gdml_wire_bytes(size_t frame_len, bool curve)
 {
-    return (uint64_t)size + (size <= 255 ? 2 : 9);
+    uint64_t body = (uint64_t)frame_len + (curve ? CURVE_FRAME_OVERHEAD : 0);
+    /* ZMTP 3: a flags byte, then a 1-byte length up to 255 or an 8-byte one. */
+    return body + (body <= 255 ? 2 : 9);
 }
 
 gdml_err gdml_transport_new(gdml_transport **out, gdml_errmsg *e)
@@ -80,6 +110,12 @@ gdml_err gdml_transport_new(gdml_transport **out, gdml_errmsg *e)
                                zmq_strerror(err));
     }
     atomic_init(&t->links, 0);
+    gdml_err err = guard_start(t->ctx, &t->guard, e);
+    if (err) {
+        zmq_ctx_term(t->ctx);
+        free(t);
+        return err;
+    }
     *out = t;
     return GDML_OK;
 }
@@ -92,6 +128,8 @@ void gdml_transport_destroy(gdml_transport **tp)
     *tp = NULL;
     /* zmq_ctx_term waits for every socket to be closed: an open link would hang it. */
     assert(atomic_load(&t->links) == 0);
+    zap_stop(&t->zap);
+    guard_stop(&t->guard);
     while (zmq_ctx_term(t->ctx) == -1 && zmq_errno() == EINTR)
         ;
     free(t);
@@ -111,15 +149,63 @@ static gdml_err set_int(gdml_link *l, int opt, int v, const char *name, gdml_err
     return set_opt(l, opt, &v, sizeof v, name, e);
 }
 
-/* Creates the socket and sets the options both kinds of link share. */
-static gdml_err link_open(gdml_transport *t, int type, gdml_link **out, gdml_errmsg *e)
+/* Sets what CURVE needs on either side; the server side also gets a ZAP domain. */
+static gdml_err set_curve(gdml_link *l, const gdml_link_options *o, gdml_errmsg *e)
 {
+    if (!o->key)
+        return GDML_OK;
+    if (!gdml_curve_available())
+        return gdml_errmsg_set(e, GDML_ERR_TRANSPORT,
+                               "this libzmq has no CURVE support; install a libzmq built with "
+                               "libsodium, or turn CURVE off for this link");
+    gdml_err err = GDML_OK;
+    l->curve = true;
+    if (l->router) {
+        if (!o->allow)
+            return gdml_errmsg_set(e, GDML_ERR_INVALID, "a CURVE server needs an allow-list");
+        if (!l->t->zap && (err = zap_start(l->t->ctx, &l->t->zap, e)))
+            return err;
+        if ((err = zap_add_domain(l->t->zap, o->allow, l->zap_domain, sizeof l->zap_domain, e)))
+            return err;
+        l->allow = gdml_curve_allow_ref(o->allow);
+        if ((err = set_int(l, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER", e)) ||
+            (err = set_opt(l, ZMQ_ZAP_DOMAIN, l->zap_domain, strlen(l->zap_domain),
+                           "ZMQ_ZAP_DOMAIN", e)))
+            return err;
+    } else {
+        if (!o->server_key || !o->server_name || !gdml_name_ok(o->server_name))
+            return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                                   "a CURVE client needs the server's key and name");
+        snprintf(l->server_name, sizeof l->server_name, "%s", o->server_name);
+        if ((err = set_opt(l, ZMQ_CURVE_SERVERKEY, o->server_key, GDML_CURVE_KEY_BYTES,
+                           "ZMQ_CURVE_SERVERKEY", e)) ||
+            (err = set_opt(l, ZMQ_CURVE_PUBLICKEY, o->key->public_key, GDML_CURVE_KEY_BYTES,
+                           "ZMQ_CURVE_PUBLICKEY", e)))
+            return err;
+    }
+    return set_opt(l, ZMQ_CURVE_SECRETKEY, o->key->secret_key, GDML_CURVE_KEY_BYTES,
+                   "ZMQ_CURVE_SECRETKEY", e);
+}
+
+/* Creates the socket and sets the options both kinds of link share. */
+static gdml_err link_open(gdml_transport *t, int type, const gdml_link_options *o,
+                          const char *endpoint, gdml_link **out, gdml_errmsg *e)
+{
+    static const gdml_link_options defaults;
+    if (!o)
+        o = &defaults;
+    if (strlen(endpoint) >= ENDPOINT_MAX)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "endpoint is longer than %d bytes",
+                               ENDPOINT_MAX - 1);
     gdml_link *l = calloc(1, sizeof *l);
     if (!l)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "cannot allocate a link");
     l->t = t;
     l->router = type == ZMQ_ROUTER;
-    l->sndtimeo = -1;
+    l->watch_id = -1;
+    l->max_backlog = o->max_backlog ? o->max_backlog : GDML_LINK_DEFAULT_BACKLOG;
+    l->drop_after_ms = o->drop_after_ms > 0 ? o->drop_after_ms : GDML_LINK_DEFAULT_DROP_MS;
+    snprintf(l->endpoint, sizeof l->endpoint, "%s", endpoint);
     l->sock = zmq_socket(t->ctx, type);
     if (!l->sock) {
         int err = zmq_errno();
@@ -128,23 +214,35 @@ static gdml_err link_open(gdml_transport *t, int type, gdml_link **out, gdml_err
                                zmq_strerror(err));
     }
     atomic_fetch_add(&t->links, 1);
-    /* ZeroMQ drops the connection of a peer that sends a bigger frame, so a
-     * hostile peer cannot make this process allocate more than that. */
-    int64_t max_msg = (int64_t)GDML_MSG_PAYLOAD_MAX;
+    /* ZeroMQ drops the connection of a peer that announces a bigger frame
+     * before allocating it, and stops reading a connection once rcvhwm
+     * frames wait: so what one peer can make us hold is bounded. */
+    int64_t max_frame = (int64_t)GDML_FRAME_MAX;
+    uint64_t room = l->max_backlog > BACKLOG_SLACK ? l->max_backlog - BACKLOG_SLACK : 0;
+    int rcvhwm = (int)(room / GDML_FRAME_MAX);
+    if (rcvhwm < 4)
+        rcvhwm = 4;
     gdml_err err = GDML_OK;
-    if ((err = set_int(l, ZMQ_LINGER, LINK_LINGER_MS, "ZMQ_LINGER", e)) != GDML_OK ||
-        (err = set_int(l, ZMQ_SNDHWM, LINK_HWM, "ZMQ_SNDHWM", e)) != GDML_OK ||
-        (err = set_int(l, ZMQ_RCVHWM, LINK_HWM, "ZMQ_RCVHWM", e)) != GDML_OK ||
-        (err = set_opt(l, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg, "ZMQ_MAXMSGSIZE", e)) !=
-            GDML_OK)
+    if ((err = set_int(l, ZMQ_LINGER, LINK_LINGER_MS, "ZMQ_LINGER", e)) ||
+        (err = set_int(l, ZMQ_SNDHWM, LINK_SNDHWM, "ZMQ_SNDHWM", e)) ||
+        (err = set_int(l, ZMQ_RCVHWM, rcvhwm, "ZMQ_RCVHWM", e)) ||
+        (err = set_opt(l, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame, "ZMQ_MAXMSGSIZE", e)))
         goto fail;
-    if (l->router) {
-        /* Fail a send to an unknown peer (EHOSTUNREACH) instead of dropping
-         * it silently, and let a restarted peer with the same name take over
-         * its old routing id at once. */
-        if ((err = set_int(l, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", e)) != GDML_OK ||
-            (err = set_int(l, ZMQ_ROUTER_HANDOVER, 1, "ZMQ_ROUTER_HANDOVER", e)) != GDML_OK)
-            goto fail;
+    if (l->router &&
+        (err = set_int(l, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", e)))
+        goto fail;
+    if ((err = set_curve(l, o, e)))
+        goto fail;
+    char what[96];
+    snprintf(what, sizeof what, "%s %.80s", l->router ? "link bound to" : "link to", endpoint);
+    if ((err = guard_watch(t->guard, l->sock, l->max_backlog, what, &l->watch_id, e)))
+        goto fail;
+    l->boxes = calloc(1, sizeof *l->boxes);
+    l->cap_boxes = 1;
+    l->n_boxes = l->router ? 0 : 1; /* a DEALER's single outbox always exists */
+    if (!l->boxes) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "cannot allocate a link");
+        goto fail;
     }
     *out = l;
     return GDML_OK;
@@ -153,14 +251,12 @@ fail:
     return err;
 }
 
-gdml_err gdml_link_bind(gdml_transport *t, const char *endpoint, gdml_link **out, gdml_errmsg *e)
+gdml_err gdml_link_bind(gdml_transport *t, const char *endpoint, const gdml_link_options *opts,
+                        gdml_link **out, gdml_errmsg *e)
 {
-    if (strlen(endpoint) >= ENDPOINT_MAX)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID, "endpoint is longer than %d bytes",
-                               ENDPOINT_MAX - 1);
     gdml_link *l = NULL;
-    gdml_err err = link_open(t, ZMQ_ROUTER, &l, e);
-    if (err != GDML_OK)
+    gdml_err err = link_open(t, ZMQ_ROUTER, opts, endpoint, &l, e);
+    if (err)
         return err;
     if (zmq_bind(l->sock, endpoint) != 0) {
         err = gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot bind to '%s': %s", endpoint,
@@ -168,41 +264,41 @@ gdml_err gdml_link_bind(gdml_transport *t, const char *endpoint, gdml_link **out
         gdml_link_close(&l);
         return err;
     }
-    /* Resolve "tcp://host:*" to the port the kernel picked. */
-    size_t n = sizeof l->endpoint;
-    if (zmq_getsockopt(l->sock, ZMQ_LAST_ENDPOINT, l->endpoint, &n) != 0)
-        snprintf(l->endpoint, sizeof l->endpoint, "%s", endpoint);
+    size_t len = sizeof l->endpoint;
+    if (zmq_getsockopt(l->sock, ZMQ_LAST_ENDPOINT, l->endpoint, &len) != 0) {
+        err = gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot read the bound endpoint: %s",
+                              zmq_strerror(zmq_errno()));
+        gdml_link_close(&l);
+        return err;
+    }
     *out = l;
     return GDML_OK;
 }
 
-gdml_err gdml_link_connect(gdml_transport *t, const char *endpoint, const char *identity,
+gdml_err gdml_link_connect(gdml_transport *t, const char *endpoint, const gdml_link_options *opts,
                            gdml_link **out, gdml_errmsg *e)
 {
-    if (strlen(endpoint) >= ENDPOINT_MAX)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID, "endpoint is longer than %d bytes",
-                               ENDPOINT_MAX - 1);
-    size_t id_len = identity ? strlen(identity) : 0;
-    if (id_len == 0 || id_len > GDML_PEER_ID_MAX)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID, "link identity must be 1..%d bytes, not %zu",
-                               GDML_PEER_ID_MAX, id_len);
     gdml_link *l = NULL;
-    gdml_err err = link_open(t, ZMQ_DEALER, &l, e);
-    if (err != GDML_OK)
+    gdml_err err = link_open(t, ZMQ_DEALER, opts, endpoint, &l, e);
+    if (err)
         return err;
-    if ((err = set_opt(l, ZMQ_ROUTING_ID, identity, id_len, "ZMQ_ROUTING_ID", e)) != GDML_OK)
-        goto fail;
     if (zmq_connect(l->sock, endpoint) != 0) {
         err = gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot connect to '%s': %s", endpoint,
                               zmq_strerror(zmq_errno()));
-        goto fail;
+        gdml_link_close(&l);
+        return err;
     }
-    snprintf(l->endpoint, sizeof l->endpoint, "%s", endpoint);
     *out = l;
     return GDML_OK;
-fail:
-    gdml_link_close(&l);
-    return err;
+}
+
+static void box_clear(outbox *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        gdml_blob_unref(&b->q[(b->head + i) % b->cap]);
+    free(b->q);
+    b->q = NULL;
+    b->head = b->n = b->cap = 0;
 }
 
 void gdml_link_close(gdml_link **lp)
@@ -211,10 +307,18 @@ void gdml_link_close(gdml_link **lp)
         return;
     gdml_link *l = *lp;
     *lp = NULL;
+    for (size_t i = 0; i < l->n_boxes; i++)
+        box_clear(&l->boxes[i]);
+    free(l->boxes);
+    free(l->routes);
+    free(l->dropped);
     if (l->sock) {
+        if (l->watch_id >= 0)
+            guard_unwatch(l->t->guard, l->sock, l->watch_id);
         zmq_close(l->sock);
         atomic_fetch_sub(&l->t->links, 1);
     }
+    gdml_curve_allow_unref(&l->allow);
     free(l);
 }
 
@@ -227,9 +331,21 @@ gdml_err gdml_link_endpoint(const gdml_link *l, char *buf, size_t cap)
     return GDML_OK;
 }
 
+bool gdml_link_curve(const gdml_link *l)
+{
+    return l->curve;
+}
+
 void gdml_link_stats_get(const gdml_link *l, gdml_link_stats *out)
 {
     *out = l->stats;
+    out->frames_queued = 0;
+    for (size_t i = 0; i < l->n_boxes; i++)
+        out->frames_queued += l->boxes[i].n;
+    out->backlog_cutoffs = guard_cutoffs(l->t->guard, l->watch_id);
+    out->auth_refused = guard_handshake_failures(l->t->guard, l->watch_id);
+    if (l->t->zap && *l->zap_domain)
+        out->auth_refused += zap_refused(l->t->zap, l->zap_domain);
 }
 
 const char *gdml_peer_str(const gdml_peer *p, char *buf, size_t cap)
@@ -260,8 +376,159 @@ bool gdml_peer_eq(const gdml_peer *a, const gdml_peer *b)
     return a->len == b->len && memcmp(a->id, b->id, a->len) == 0;
 }
 
-/* Who is on the other end, for error texts: the peer id on a ROUTER, the
- * endpoint on a DEALER (whose only peer is the server it connected to). */
+/* ---- routes: which connection a peer id is, for disconnects ---- */
+
+static route *find_route(gdml_link *l, const gdml_peer *p)
+{
+    for (size_t i = 0; i < l->n_routes; i++)
+        if (gdml_peer_eq(&l->routes[i].peer, p))
+            return &l->routes[i];
+    return NULL;
+}
+
+static void note_route(gdml_link *l, const gdml_peer *p, int fd, int64_t now)
+{
+    route *r = find_route(l, p);
+    if (!r) {
+        if (!l->routes && !(l->routes = calloc(ROUTES_MAX, sizeof *l->routes)))
+            return;
+        if (l->n_routes < ROUTES_MAX) {
+            r = &l->routes[l->n_routes++];
+        } else { /* full: forget the one heard from longest ago */
+            r = &l->routes[0];
+            for (size_t i = 1; i < l->n_routes; i++)
+                if (l->routes[i].seen_ms < r->seen_ms)
+                    r = &l->routes[i];
+        }
+        r->peer = *p;
+    }
+    r->fd = fd;
+    r->seen_ms = now;
+}
+
+static void forget_route(gdml_link *l, const gdml_peer *p)
+{
+    route *r = find_route(l, p);
+    if (r)
+        *r = l->routes[--l->n_routes];
+}
+
+/* ---- sending ---- */
+
+/* ZeroMQ calls this (possibly on its I/O thread) when a frame is done. */
+static void blob_release(void *data, void *hint)
+{
+    (void)data;
+    gdml_blob *b = hint;
+    gdml_blob_unref(&b);
+}
+
+/* Tries to hand one frame to ZeroMQ now. 0, or EAGAIN, EHOSTUNREACH, ... */
+static int try_send(gdml_link *l, const gdml_peer *peer, gdml_blob *frame)
+{
+    size_t len;
+    const void *data = gdml_blob_view(frame, &len);
+    if (l->router) {
+        /* With ZMQ_ROUTER_MANDATORY the id frame fails for an unknown or
+         * full peer, before anything is queued. */
+        if (zmq_send(l->sock, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+            return zmq_errno();
+    }
+    zmq_msg_t m;
+    gdml_blob *ref = gdml_blob_ref(frame);
+    if (zmq_msg_init_data(&m, (void *)data, len, blob_release, ref) != 0) {
+        gdml_blob_unref(&ref);
+        return ENOMEM;
+    }
+    int rc;
+    while ((rc = zmq_msg_send(&m, l->sock, ZMQ_DONTWAIT)) == -1 && zmq_errno() == EINTR)
+        ;
+    if (rc == -1) {
+        int err = zmq_errno();
+        zmq_msg_close(&m); /* drops the reference taken above */
+        return err;
+    }
+    l->stats.bytes_sent += gdml_wire_bytes(len, l->curve);
+    l->stats.frames_sent++;
+    return 0;
+}
+
+static outbox *find_box(gdml_link *l, const gdml_peer *peer)
+{
+    if (!l->router)
+        return &l->boxes[0];
+    for (size_t i = 0; i < l->n_boxes; i++)
+        if (gdml_peer_eq(&l->boxes[i].peer, peer))
+            return &l->boxes[i];
+    return NULL;
+}
+
+static outbox *add_box(gdml_link *l, const gdml_peer *peer)
+{
+    if (l->n_boxes == l->cap_boxes) {
+        size_t cap = 2 * l->cap_boxes;
+        outbox *grown = realloc(l->boxes, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        l->boxes = grown;
+        l->cap_boxes = cap;
+    }
+    outbox *b = &l->boxes[l->n_boxes++];
+    memset(b, 0, sizeof *b);
+    b->peer = *peer;
+    return b;
+}
+
+static void remove_box(gdml_link *l, outbox *b)
+{
+    box_clear(b);
+    if (l->router)
+        *b = l->boxes[--l->n_boxes];
+}
+
+static bool box_push(outbox *b, gdml_blob *frame, int64_t now)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 16;
+        gdml_blob **q = malloc(cap * sizeof *q);
+        if (!q)
+            return false;
+        for (size_t i = 0; i < b->n; i++)
+            q[i] = b->q[(b->head + i) % b->cap];
+        free(b->q);
+        b->q = q;
+        b->head = 0;
+        b->cap = cap;
+    }
+    if (b->n == 0)
+        b->stuck_since = now;
+    b->q[(b->head + b->n++) % b->cap] = gdml_blob_ref(frame);
+    return true;
+}
+
+static void report_dropped(gdml_link *l, const gdml_peer *peer)
+{
+    if (l->n_dropped == l->cap_dropped) {
+        size_t cap = l->cap_dropped ? 2 * l->cap_dropped : 8;
+        gdml_peer *grown = realloc(l->dropped, cap * sizeof *grown);
+        if (!grown)
+            return;
+        l->dropped = grown;
+        l->cap_dropped = cap;
+    }
+    l->dropped[l->n_dropped++] = *peer;
+}
+
+/* Drops a bound link's peer: its frames, its connection, and a report. */
+static void drop_peer(gdml_link *l, outbox *b)
+{
+    gdml_peer peer = b->peer;
+    remove_box(l, b);
+    gdml_link_disconnect(l, &peer);
+    report_dropped(l, &peer);
+    l->stats.peers_dropped++;
+}
+
 static const char *who(const gdml_link *l, const gdml_peer *p, char *buf, size_t cap)
 {
     if (l->router && p)
@@ -270,321 +537,264 @@ static const char *who(const gdml_link *l, const gdml_peer *p, char *buf, size_t
     return buf;
 }
 
-/* ---- sending ---- */
-
-/* ZeroMQ calls this (possibly on its I/O thread) when a payload frame is done. */
-static void blob_release(void *data, void *hint)
-{
-    (void)data;
-    gdml_blob *b = hint;
-    gdml_blob_unref(&b);
-}
-
-static gdml_err set_sndtimeo(gdml_link *l, int timeout_ms, gdml_errmsg *e)
-{
-    int v = timeout_ms < 0 ? -1 : timeout_ms;
-    if (v == l->sndtimeo)
-        return GDML_OK;
-    gdml_err err = set_int(l, ZMQ_SNDTIMEO, v, "ZMQ_SNDTIMEO", e);
-    if (err == GDML_OK)
-        l->sndtimeo = v;
-    return err;
-}
-
-/* Translates the failure of a message's first frame, which queues nothing. */
-static gdml_err first_frame_error(const char *peer, int err, int timeout_ms, gdml_errmsg *e)
-{
-    switch (err) {
-    case EHOSTUNREACH:
-        return gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "peer '%s' is not connected", peer);
-    case EAGAIN:
-        return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
-                               "peer '%s' did not take the message within %d ms (queue full or "
-                               "not connected)",
-                               peer, timeout_ms);
-    case EINTR:
-        return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "sending to peer '%s' was interrupted",
-                               peer);
-    default:
-        return gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot send to peer '%s': %s", peer,
-                               zmq_strerror(err));
-    }
-}
-
-/* Sends a later frame of a message whose first frame went out. ZeroMQ does
- * not block on those; a signal can still interrupt the call before it starts. */
-static int send_more(void *sock, zmq_msg_t *m, int flags)
-{
-    int rc;
-    while ((rc = zmq_msg_send(m, sock, flags)) == -1 && zmq_errno() == EINTR)
-        ;
-    return rc;
-}
-
-gdml_err gdml_link_send(gdml_link *l, const gdml_peer *peer, const gdml_msg_header *h,
-                        gdml_blob *const *payloads, size_t n, int timeout_ms, gdml_errmsg *e)
+gdml_err gdml_link_send(gdml_link *l, const gdml_peer *peer, gdml_blob *frame, gdml_errmsg *e)
 {
     char name[PEER_STR_MAX];
     if (l->router && (!peer || peer->len == 0 || peer->len > GDML_PEER_ID_MAX))
         return gdml_errmsg_set(e, GDML_ERR_INVALID, "a bound link needs a peer to send to");
-    who(l, peer, name, sizeof name);
-    if (n != h->n_payloads || n > GDML_MSG_MAX_PAYLOADS)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "message to '%s' has %zu payloads but its header lists %u", name, n,
-                               h->n_payloads);
-    gdml_msg_header hdr = *h;
-    for (size_t i = 0; i < n; i++) {
-        if (!payloads[i])
-            return gdml_errmsg_set(e, GDML_ERR_INVALID, "message to '%s': payload %zu is NULL",
-                                   name, i);
-        size_t size = gdml_blob_size(payloads[i]);
-        if (hdr.sizes[i] == 0)
-            hdr.sizes[i] = size;
-        if (hdr.sizes[i] != size)
-            return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                                   "message to '%s': payload %zu is %zu bytes, header says %llu",
-                                   name, i, size, (unsigned long long)hdr.sizes[i]);
+    outbox *b = find_box(l, peer);
+    if (!b || b->n == 0) { /* nothing waits: try at once */
+        int err = try_send(l, peer, frame);
+        if (err == 0)
+            return GDML_OK;
+        if (err == EHOSTUNREACH)
+            return gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "peer '%s' is not connected",
+                                   who(l, peer, name, sizeof name));
+        if (err != EAGAIN)
+            return gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot send to '%s': %s",
+                                   who(l, peer, name, sizeof name), zmq_strerror(err));
     }
-    uint8_t buf[GDML_MSG_HEADER_MAX];
-    size_t len = 0;
-    if (gdml_msg_encode(&hdr, buf, sizeof buf, &len) != GDML_OK)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "cannot encode a %s header for '%s': type, encoding, sender, text "
-                               "or payload size out of range",
-                               gdml_msg_type_name(hdr.type), name);
-
-    /* Build every frame before sending any, so that nothing fails half-way. */
-    zmq_msg_t frames[FRAMES_MAX];
-    size_t nf = 0;
-    gdml_err err = GDML_OK;
-    if (zmq_msg_init_size(&frames[0], len) != 0) {
-        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "cannot allocate a header frame");
-        goto out;
-    }
-    memcpy(zmq_msg_data(&frames[0]), buf, len);
-    nf = 1;
-    for (size_t i = 0; i < n; i++) {
-        gdml_blob *b = gdml_blob_ref(payloads[i]);
-        if (zmq_msg_init_data(&frames[nf], gdml_blob_data(b), gdml_blob_size(b), blob_release, b) !=
-            0) {
-            gdml_blob_unref(&b);
-            err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "cannot allocate a payload frame");
-            goto out;
-        }
-        nf++;
-    }
-    if ((err = set_sndtimeo(l, timeout_ms, e)) != GDML_OK)
-        goto out;
-
-    size_t next = 0;
-    int rc = l->router ? zmq_send(l->sock, peer->id, peer->len, ZMQ_SNDMORE)
-                       : zmq_msg_send(&frames[next++], l->sock, nf > 1 ? ZMQ_SNDMORE : 0);
-    if (rc == -1) {
-        err = first_frame_error(name, zmq_errno(), timeout_ms, e);
-        goto out;
-    }
-    for (; next < nf; next++) {
-        if (send_more(l->sock, &frames[next], next + 1 < nf ? ZMQ_SNDMORE : 0) == -1) {
-            /* Only a connection dying under us gets here; ZeroMQ then
-             * drops the partial message rather than deliver half of it. */
-            err = gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "message to '%s' was dropped: %s", name,
-                                  zmq_strerror(zmq_errno()));
-            goto out;
+    if (!b && !(b = add_box(l, peer)))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for an outbox");
+    if (b->n >= OUTBOX_MAX) {
+        if (!l->router) { /* one peer: make room, the oldest frame is the stalest */
+            gdml_blob_unref(&b->q[b->head]);
+            b->head = (b->head + 1) % b->cap;
+            b->n--;
+        } else {
+            return gdml_errmsg_set(e, GDML_ERR_AGAIN, "peer '%s' has %d frames waiting",
+                                   who(l, peer, name, sizeof name), OUTBOX_MAX);
         }
     }
-    l->stats.bytes_sent += frame_wire_bytes(len);
-    for (size_t i = 0; i < n; i++)
-        l->stats.bytes_sent += frame_wire_bytes(hdr.sizes[i]);
-    l->stats.msgs_sent++;
-out:
-    /* A sent frame is left empty by ZeroMQ, so closing it is a no-op; an
-     * unsent payload frame's close drops the reference taken above. */
-    for (size_t i = 0; i < nf; i++)
-        zmq_msg_close(&frames[i]);
-    return err;
+    if (!box_push(b, frame, gdml_now_ms()))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for an outbox");
+    return GDML_OK;
+}
+
+int64_t gdml_link_flush(gdml_link *l, int64_t now_ms)
+{
+    int64_t wait = -1;
+    for (size_t i = 0; i < l->n_boxes;) {
+        outbox *b = &l->boxes[i];
+        int err = 0;
+        while (b->n > 0 && (err = try_send(l, &b->peer, b->q[b->head])) == 0) {
+            gdml_blob_unref(&b->q[b->head]);
+            b->head = (b->head + 1) % b->cap;
+            b->n--;
+            b->stuck_since = now_ms;
+        }
+        if (b->n == 0) {
+            if (l->router) {
+                remove_box(l, b);
+                continue;
+            }
+        } else if (l->router && (err == EHOSTUNREACH || now_ms - b->stuck_since >= l->drop_after_ms)) {
+            drop_peer(l, b); /* gone, or not reading: it delays nobody else */
+            continue;
+        } else {
+            wait = RETRY_MS;
+        }
+        i++;
+    }
+    return wait;
+}
+
+bool gdml_link_next_dropped(gdml_link *l, gdml_peer *out)
+{
+    if (l->n_dropped == 0)
+        return false;
+    *out = l->dropped[0];
+    memmove(l->dropped, l->dropped + 1, --l->n_dropped * sizeof *l->dropped);
+    return true;
+}
+
+void gdml_link_disconnect(gdml_link *l, const gdml_peer *peer)
+{
+    if (!l->router)
+        return;
+    outbox *b = find_box(l, peer);
+    if (b)
+        remove_box(l, b);
+    route *r = find_route(l, peer);
+    if (r) {
+        guard_cut(l->t->guard, r->fd);
+        forget_route(l, peer);
+    }
 }
 
 gdml_err gdml_link_send_raw(gdml_link *l, const gdml_peer *peer, const void *const *frames,
                             const size_t *sizes, size_t n)
 {
-    char name[PEER_STR_MAX];
     if (n == 0 || (l->router && (!peer || peer->len == 0)))
         return GDML_ERR_INVALID;
-    who(l, peer, name, sizeof name);
-    int rc = l->router ? zmq_send(l->sock, peer->id, peer->len, ZMQ_SNDMORE)
-                       : zmq_send(l->sock, frames[0], sizes[0], n > 1 ? ZMQ_SNDMORE : 0);
-    if (rc == -1)
-        return first_frame_error(name, zmq_errno(), l->sndtimeo, NULL);
-    for (size_t i = l->router ? 0 : 1; i < n; i++) {
+    if (l->router && zmq_send(l->sock, peer->id, peer->len, ZMQ_SNDMORE) == -1)
+        return GDML_ERR_TRANSPORT;
+    for (size_t i = 0; i < n; i++) {
+        int rc;
         while ((rc = zmq_send(l->sock, frames[i], sizes[i], i + 1 < n ? ZMQ_SNDMORE : 0)) == -1 &&
                zmq_errno() == EINTR)
             ;
         if (rc == -1)
             return GDML_ERR_TRANSPORT;
+        l->stats.bytes_sent += gdml_wire_bytes(sizes[i], l->curve);
     }
-    for (size_t i = 0; i < n; i++)
-        l->stats.bytes_sent += frame_wire_bytes(sizes[i]);
-    l->stats.msgs_sent++;
+    l->stats.frames_sent++;
     return GDML_OK;
 }
 
 /* ---- receiving ---- */
 
-static void frames_free(struct rx_frames *f)
+static zmq_msg_t *rx_msg(gdml_rx *rx)
 {
-    if (!f)
-        return;
-    for (size_t i = 0; i < f->n; i++)
-        zmq_msg_close(&f->msg[i]);
-    for (size_t i = 0; i < GDML_MSG_MAX_PAYLOADS; i++)
-        free(f->copy[i]);
-    free(f);
+    return (zmq_msg_t *)rx->frame_;
 }
 
 void gdml_rx_release(gdml_rx *rx)
 {
     if (!rx)
         return;
-    frames_free(rx->frames_);
-    memset(rx, 0, sizeof *rx);
+    if (rx->held_)
+        zmq_msg_close(rx_msg(rx));
+    rx->held_ = false;
+    rx->payload = NULL;
 }
 
-static gdml_err wait_error(int err, gdml_errmsg *e)
-{
-    if (err == EINTR)
-        return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "waiting for a message was interrupted");
-    return gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot wait for a message: %s",
-                           zmq_strerror(err));
-}
-
-/* Receives a later frame of a message whose first frame arrived. ZeroMQ
- * delivers multipart messages whole, so this does not wait. */
-static int recv_more(void *sock, zmq_msg_t *m)
+static int recv_part(void *sock, zmq_msg_t *m, int flags)
 {
     int rc;
-    while ((rc = zmq_msg_recv(m, sock, 0)) == -1 && zmq_errno() == EINTR)
+    while ((rc = zmq_msg_recv(m, sock, flags)) == -1 && zmq_errno() == EINTR)
         ;
     return rc;
 }
 
-/* Checks a received message against its header and fills rx. */
-static gdml_err validate(struct rx_frames *f, size_t total, gdml_rx *rx, gdml_errmsg *e)
+/* Tells a protocol-1 peer, in words it can decode, to upgrade. */
+static void refuse_v1(gdml_link *l, const gdml_peer *peer)
 {
-    if (total == 0)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "message has no header frame");
-    if (total > FRAMES_MAX)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "message has %zu frames, at most %d allowed",
-                               total, FRAMES_MAX);
-    gdml_msg_header h;
-    gdml_err err = gdml_msg_decode(zmq_msg_data(&f->msg[0]), zmq_msg_size(&f->msg[0]), &h, e);
-    if (err != GDML_OK)
-        return err;
-    size_t n = total - 1;
-    if (n != h.n_payloads)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s header lists %u payloads, message has %zu",
-                               gdml_msg_type_name(h.type), h.n_payloads, n);
-    for (size_t i = 0; i < n; i++) {
-        size_t size = zmq_msg_size(&f->msg[i + 1]);
-        if (size != h.sizes[i])
-            return gdml_errmsg_set(
-                e, GDML_ERR_PROTO, "%s payload %zu is %zu bytes, header says %llu",
-                gdml_msg_type_name(h.type), i, size, (unsigned long long)h.sizes[i]);
-    }
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *data = zmq_msg_data(&f->msg[i + 1]);
-        size_t size = h.sizes[i];
-        if ((uintptr_t)data % PAYLOAD_ALIGN != 0) {
-            if (!(f->copy[i] = malloc(size)))
-                return gdml_errmsg_set(e, GDML_ERR_NOMEM, "cannot copy a %zu-byte payload", size);
-            memcpy(f->copy[i], data, size);
-            data = f->copy[i];
-        }
-        rx->payload[i] = data;
-        rx->payload_size[i] = size;
-    }
-    rx->header = h;
-    rx->n_payloads = n;
-    return GDML_OK;
+    uint8_t buf[512];
+    size_t len;
+    if (gdml_msg_encode_v1_refusal("this peer speaks gdml protocol 2 and refuses protocol 1; "
+                                   "upgrade gdml on this host",
+                                   buf, sizeof buf, &len))
+        return;
+    const void *frames[] = {buf};
+    gdml_link_send_raw(l, peer, frames, &len, 1);
 }
 
-gdml_err gdml_link_recv(gdml_link *l, gdml_rx *rx, int timeout_ms, gdml_errmsg *e)
+static gdml_err refuse(gdml_link *l, gdml_rx *rx, gdml_reason reason, gdml_err err, gdml_errmsg *e)
 {
-    memset(rx, 0, sizeof *rx);
-    if (timeout_ms != 0) {
-        zmq_pollitem_t item = {.socket = l->sock, .events = ZMQ_POLLIN};
-        int rc = zmq_poll(&item, 1, timeout_ms < 0 ? -1 : timeout_ms);
-        if (rc == -1)
-            return wait_error(zmq_errno(), e);
-        if (rc == 0)
-            return gdml_errmsg_set(e, GDML_ERR_AGAIN, "no message within %d ms", timeout_ms);
-    }
-    struct rx_frames *f = calloc(1, sizeof *f);
-    if (!f)
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "cannot allocate frame storage");
+    char name[PEER_STR_MAX];
+    gdml_rx_release(rx);
+    rx->reason = reason;
+    l->stats.frames_rejected++;
+    if (*rx->name)
+        gdml_errmsg_prefix(e, "from '%s' (%s): ", rx->name, who(l, &rx->peer, name, sizeof name));
+    else
+        gdml_errmsg_prefix(e, "from %s: ", who(l, &rx->peer, name, sizeof name));
+    return err;
+}
 
-    /* The first frame: the routing id on a ROUTER, the header on a DEALER. */
-    zmq_msg_t id;
-    zmq_msg_t *first = l->router ? &id : &f->msg[0];
-    zmq_msg_init(first);
-    if (zmq_msg_recv(first, l->sock, ZMQ_DONTWAIT) == -1) {
-        int err = zmq_errno();
-        zmq_msg_close(first);
-        free(f);
-        if (err == EAGAIN)
-            return gdml_errmsg_set(e, GDML_ERR_AGAIN, "no message is waiting");
-        return wait_error(err, e);
-    }
-    size_t total = 0; /* frames after the routing id */
-    uint64_t wire = 0;
-    bool more = zmq_msg_more(first);
+gdml_err gdml_link_recv(gdml_link *l, gdml_rx *rx, gdml_errmsg *e)
+{
+    memset(rx, 0, offsetof(gdml_rx, frame_));
+    rx->held_ = false;
+    zmq_msg_t *m = rx_msg(rx);
     if (l->router) {
+        zmq_msg_t id;
+        zmq_msg_init(&id);
+        if (recv_part(l->sock, &id, ZMQ_DONTWAIT) == -1) {
+            int err = zmq_errno();
+            zmq_msg_close(&id);
+            if (err == EAGAIN)
+                return GDML_ERR_AGAIN;
+            return gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot receive: %s", zmq_strerror(err));
+        }
         size_t n = zmq_msg_size(&id);
         rx->peer.len = n < GDML_PEER_ID_MAX ? n : GDML_PEER_ID_MAX;
         memcpy(rx->peer.id, zmq_msg_data(&id), rx->peer.len);
         zmq_msg_close(&id);
-    } else {
-        f->n = total = 1;
-        wire = frame_wire_bytes(zmq_msg_size(&f->msg[0]));
-    }
-    /* Read the whole message even when it has too many frames, so that the
-     * next receive starts at a message boundary. */
-    gdml_err err = GDML_OK;
-    while (more) {
-        zmq_msg_t extra;
-        zmq_msg_t *m = total < FRAMES_MAX ? &f->msg[total] : &extra;
         zmq_msg_init(m);
-        if (recv_more(l->sock, m) == -1) {
-            err = gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot receive a message frame: %s",
-                                  zmq_strerror(zmq_errno()));
+        if (recv_part(l->sock, m, 0) == -1) { /* ZeroMQ delivers messages whole */
             zmq_msg_close(m);
-            frames_free(f);
-            memset(rx, 0, sizeof *rx);
-            return err;
+            return gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot receive a frame: %s",
+                                   zmq_strerror(zmq_errno()));
         }
-        more = zmq_msg_more(m);
-        wire += frame_wire_bytes(zmq_msg_size(m));
-        if (m == &extra)
+    } else {
+        zmq_msg_init(m);
+        if (recv_part(l->sock, m, ZMQ_DONTWAIT) == -1) {
+            int err = zmq_errno();
             zmq_msg_close(m);
-        else
-            f->n = total + 1;
-        total++;
+            if (err == EAGAIN)
+                return GDML_ERR_AGAIN;
+            return gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot receive: %s", zmq_strerror(err));
+        }
     }
-    /* Rejected messages crossed the wire too: their bytes count. */
-    l->stats.bytes_received += wire;
+    rx->held_ = true;
+    int fd = zmq_msg_get(m, ZMQ_SRCFD);
+    rx->wire_bytes = gdml_wire_bytes(zmq_msg_size(m), l->curve);
+    bool multipart = zmq_msg_more(m);
+    while (zmq_msg_more(m)) { /* read the rest, so the next receive starts clean */
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        if (recv_part(l->sock, &extra, 0) == -1) {
+            zmq_msg_close(&extra);
+            break;
+        }
+        rx->wire_bytes += gdml_wire_bytes(zmq_msg_size(&extra), l->curve);
+        bool more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        if (!more)
+            break;
+    }
+    guard_consumed(l->t->guard, fd, rx->wire_bytes);
+    l->stats.bytes_received += rx->wire_bytes;
+    if (l->router)
+        note_route(l, &rx->peer, fd, gdml_now_ms());
+    if (l->curve && !l->router) { /* the handshake proved the server holds its key */
+        snprintf(rx->name, sizeof rx->name, "%s", l->server_name);
+        rx->authenticated = true;
+    } else if (l->curve) {
+        const char *user = zmq_msg_gets(m, "User-Id");
+        if (user && gdml_name_ok(user)) {
+            snprintf(rx->name, sizeof rx->name, "%s", user);
+            rx->authenticated = true;
+        }
+    }
+    if (multipart)
+        return refuse(l, rx, GDML_REASON_MULTIPART,
+                      gdml_errmsg_set(e, GDML_ERR_PROTO,
+                                      "a message of several frames; gdml sends one frame each"),
+                      e);
 
-    if ((err = validate(f, total, rx, e)) != GDML_OK) {
-        char name[PEER_STR_MAX];
-        gdml_peer peer = rx->peer;
-        frames_free(f);
-        memset(rx, 0, sizeof *rx);
-        rx->peer = peer;
-        l->stats.msgs_rejected++;
-        gdml_errmsg_prefix(e, "from peer '%s': ", who(l, &peer, name, sizeof name));
-        return err;
+    uint32_t other = 0;
+    gdml_err err = gdml_msg_decode(zmq_msg_data(m), zmq_msg_size(m), &rx->header, &rx->payload,
+                                   &other, e);
+    if (err == GDML_ERR_VERSION) {
+        if (other == 1)
+            refuse_v1(l, &rx->peer);
+        return refuse(l, rx, GDML_REASON_VERSION, err, e);
     }
-    rx->frames_ = f;
-    rx->wire_bytes = wire;
-    l->stats.msgs_received++;
+    if (err)
+        return refuse(l, rx, GDML_REASON_MALFORMED, err, e);
+    if (rx->authenticated) {
+        if (*rx->header.sender && strcmp(rx->header.sender, rx->name) != 0)
+            return refuse(l, rx, GDML_REASON_IDENTITY,
+                          gdml_errmsg_set(e, GDML_ERR_PROTO,
+                                          "says it is '%s' but its key belongs to '%s'",
+                                          rx->header.sender, rx->name),
+                          e);
+    } else if (l->curve) {
+        return refuse(l, rx, GDML_REASON_IDENTITY,
+                      gdml_errmsg_set(e, GDML_ERR_PROTO, "no authenticated name on a CURVE link"),
+                      e);
+    } else if (!gdml_name_ok(rx->header.sender)) {
+        return refuse(l, rx, GDML_REASON_MALFORMED,
+                      gdml_errmsg_set(e, GDML_ERR_PROTO,
+                                      "header field 'from' must name the sender on a plain link"),
+                      e);
+    } else {
+        snprintf(rx->name, sizeof rx->name, "%s", rx->header.sender);
+    }
+    l->stats.frames_received++;
     return GDML_OK;
 }
 
@@ -603,7 +813,7 @@ gdml_err gdml_link_poll(gdml_link *const *links, size_t n, int timeout_ms, bool 
     gdml_err err = GDML_OK;
     int rc = zmq_poll(items, (int)n, timeout_ms < 0 ? -1 : timeout_ms);
     if (rc == -1)
-        err = wait_error(zmq_errno(), NULL);
+        err = zmq_errno() == EINTR ? GDML_ERR_INTERRUPTED : GDML_ERR_TRANSPORT;
     else if (rc == 0)
         err = GDML_ERR_AGAIN;
     else

@@ -1,22 +1,35 @@
 /*
  * transport.h - gdml's links: ZeroMQ ROUTER (binding side) and DEALER
- * (connecting side) sockets that send and receive whole gdml messages and
- * count every byte they move. This is the only module that touches ZeroMQ.
+ * (connecting side) sockets that move whole gdml frames (msg.h), never
+ * block, authenticate peers with CURVE, bound what any peer can make this
+ * process hold, and count every byte. The transport module (transport.c,
+ * curve.c, guard.c) is the only code that touches ZeroMQ.
  *
- * Sending: frame 0 is the encoded header; each payload blob follows as its
- * own frame, handed to ZeroMQ without copying (the transport takes a blob
- * reference and ZeroMQ releases it). If gdml_link_send fails, nothing was
- * queued and the caller still holds its references.
+ * Names. On a CURVE link a peer's name is the name its public key has in the
+ * link's allow-list (curve.h), checked by a ZAP handler during the handshake:
+ * a peer without an allowed key never gets a message in or out. A header
+ * whose 'from' differs from that name is refused. On a plain link (inside a
+ * trusted data center, by configuration) the name is what 'from' says.
  *
- * Receiving: gdml_link_recv reads one whole multipart message and validates
- * it: the header must decode, the number of payload frames and each frame's
- * size must equal what the header says. A message that fails is dropped,
- * and the error text names the peer ("from peer 'us-east': ...") so that the
- * caller can log it and carry on.
+ * Sending never blocks. gdml_link_send hands a sealed frame to ZeroMQ if the
+ * peer's queue (ZMQ_SNDHWM frames) has room, and otherwise keeps it in the
+ * link's outbox for that peer; gdml_link_flush retries. A bound link drops a
+ * peer whose outbox has not moved for drop_after_ms: the peer is reported by
+ * gdml_link_next_dropped and its connection is closed, and no other peer is
+ * delayed by it. Frames are blobs (blob.h) sent without copying; one sealed
+ * frame may go to many peers.
  *
- * Byte accounting counts what ZMTP puts on the wire for each frame: its bytes
- * plus the frame header (2 bytes up to 255 bytes of body, 9 above). The
- * ROUTER's routing-id envelope is local and is not counted.
+ * Bounded memory. ZeroMQ drops a peer that announces a frame above
+ * GDML_FRAME_MAX before allocating it (ZMQ_MAXMSGSIZE). A frame is a whole
+ * message; a peer sending more than one frame per message is refused. But
+ * ZeroMQ buffers every frame of a multipart message until its last one, so
+ * a peer could still pile up frames it never ends: a guard thread watches
+ * each connection's TCP byte count against what this process has read from
+ * it, and cuts off a connection whose unread backlog passes max_backlog.
+ *
+ * Byte accounting counts what crosses the wire for each frame: the ZMTP
+ * frame (its body and 2 or 9 bytes of framing) and, on CURVE links, the 33
+ * bytes of each encrypted MESSAGE command. Refused frames count too.
  *
  * One link belongs to one thread.
  */
@@ -24,6 +37,7 @@
 #define GDML_TRANSPORT_H
 
 #include "blob.h"
+#include "curve.h"
 #include "err.h"
 #include "msg.h"
 
@@ -36,76 +50,123 @@ typedef struct gdml_link gdml_link;           /* one socket */
 
 #define GDML_PEER_ID_MAX 255
 
-/* A peer as a ROUTER sees it: its routing id (the DEALER's name). */
+/* A connection as a ROUTER sees it: the routing id ZeroMQ gave it. A peer
+ * that reconnects gets a new one. */
 typedef struct gdml_peer {
     uint8_t id[GDML_PEER_ID_MAX];
     size_t len;
 } gdml_peer;
 
+typedef struct gdml_link_options {
+    /* This side's key pair; NULL for a plain link. */
+    const gdml_curve_key *key;
+    /* Connecting with CURVE: the server's public key, and the name it has
+     * (the name in its key file): what its frames are from. */
+    const uint8_t *server_key;
+    const char *server_name;
+    /* Binding with CURVE: who may connect, and under which names. The link
+     * keeps a reference; gdml_curve_allow_replace changes it live. */
+    gdml_curve_allow *allow;
+    /* Unread bytes a connection may have in flight to us before it is cut
+     * off; 0 means GDML_LINK_DEFAULT_BACKLOG. */
+    uint64_t max_backlog;
+    /* A peer whose outbox has not moved for this long is dropped; 0 means
+     * GDML_LINK_DEFAULT_DROP_MS. */
+    int64_t drop_after_ms;
+} gdml_link_options;
+
+#define GDML_LINK_DEFAULT_BACKLOG ((uint64_t)64 << 20)
+#define GDML_LINK_DEFAULT_DROP_MS 10000
+
 typedef struct gdml_link_stats {
     uint64_t bytes_sent, bytes_received; /* wire bytes, see above */
-    uint64_t msgs_sent, msgs_received;   /* whole messages */
-    uint64_t msgs_rejected;              /* received and dropped as invalid */
+    uint64_t frames_sent, frames_received;
+    uint64_t frames_rejected;            /* received and dropped as invalid */
+    uint64_t frames_queued;              /* waiting in outboxes now */
+    uint64_t peers_dropped;              /* for not reading, or by request */
+    uint64_t backlog_cutoffs;            /* connections the guard cut off */
+    uint64_t auth_refused;               /* CURVE handshakes the allow-list refused */
 } gdml_link_stats;
 
-/* One received message. Payload pointers are valid until gdml_rx_release. */
+/* One received frame. payload is valid until gdml_rx_release. */
 typedef struct gdml_rx {
-    gdml_peer peer; /* empty on a DEALER */
+    gdml_peer peer;           /* the connection; empty on a DEALER */
+    char name[GDML_NAME_MAX]; /* the peer's authenticated or claimed name */
+    bool authenticated;       /* name comes from its CURVE key */
     gdml_msg_header header;
-    size_t n_payloads;
-    const uint8_t *payload[GDML_MSG_MAX_PAYLOADS];
-    size_t payload_size[GDML_MSG_MAX_PAYLOADS];
-    uint64_t wire_bytes; /* bytes this message took on the wire */
-    void *frames_;       /* private: the transport's frame storage */
+    const uint8_t *payload; /* header.plen bytes */
+    uint64_t wire_bytes;    /* bytes this frame took on the wire */
+    gdml_reason reason;     /* why it was refused, when gdml_link_recv says so */
+    _Alignas(8) unsigned char frame_[64]; /* private: the ZeroMQ message */
+    bool held_;
 } gdml_rx;
 
 gdml_err gdml_transport_new(gdml_transport **out, gdml_errmsg *e);
+
+/* Every link must be closed first. NULL-safe; clears *t. */
 void gdml_transport_destroy(gdml_transport **t);
 
 /*
  * Opens a ROUTER bound to endpoint ("tcp://127.0.0.1:*" picks a free port).
- * Returns GDML_ERR_TRANSPORT with e saying why (address in use, bad endpoint).
+ * With opts->key and opts->allow, the link is a CURVE server. Returns
+ * GDML_ERR_TRANSPORT with e saying why (address in use, bad endpoint).
  */
-gdml_err gdml_link_bind(gdml_transport *t, const char *endpoint, gdml_link **out, gdml_errmsg *e);
+gdml_err gdml_link_bind(gdml_transport *t, const char *endpoint, const gdml_link_options *opts,
+                        gdml_link **out, gdml_errmsg *e);
 
 /*
- * Opens a DEALER with routing id `identity` connected to endpoint. ZeroMQ
- * connects in the background and reconnects on its own.
+ * Opens a DEALER connected to endpoint; ZeroMQ connects in the background
+ * and reconnects on its own. With opts->key and opts->server_key, the link
+ * is a CURVE client.
  */
-gdml_err gdml_link_connect(gdml_transport *t, const char *endpoint, const char *identity,
+gdml_err gdml_link_connect(gdml_transport *t, const char *endpoint, const gdml_link_options *opts,
                            gdml_link **out, gdml_errmsg *e);
 
-/* Closes the link; queued messages are dropped after a short linger. NULL-safe. */
+/* Closes the link; what is queued is dropped after a short linger. NULL-safe. */
 void gdml_link_close(gdml_link **l);
 
 /* Writes the endpoint the link is bound or connected to, with the real port. */
 gdml_err gdml_link_endpoint(const gdml_link *l, char *buf, size_t cap);
 
-/*
- * Sends a header and n payload blobs (n must equal h->n_payloads and each
- * blob's size h->sizes[i]; the transport fills sizes itself if they are 0).
- * peer is required on a ROUTER and ignored on a DEALER. Blocks at most
- * timeout_ms if the peer's queue is full (-1: forever). Returns
- * GDML_ERR_TIMEOUT, GDML_ERR_NOTFOUND (a ROUTER's peer is gone) or
- * GDML_ERR_TRANSPORT.
- */
-gdml_err gdml_link_send(gdml_link *l, const gdml_peer *peer, const gdml_msg_header *h,
-                        gdml_blob *const *payloads, size_t n, int timeout_ms, gdml_errmsg *e);
+/* True if the link runs CURVE. */
+bool gdml_link_curve(const gdml_link *l);
 
 /*
- * Receives one message, waiting at most timeout_ms (0: do not wait; -1:
- * forever). Returns GDML_ERR_AGAIN if none came, GDML_ERR_PROTO or
- * GDML_ERR_VERSION if one came and was rejected (rx->peer is set, e names
- * peer and fault), GDML_ERR_INTERRUPTED if a signal interrupted the wait.
- * On GDML_OK the caller must gdml_rx_release(rx).
+ * Sends a sealed frame to peer (required on a ROUTER, ignored on a DEALER).
+ * The link takes its own reference; the caller keeps its own. Never blocks.
+ * Returns GDML_ERR_NOTFOUND if a ROUTER's peer is not connected, and
+ * GDML_ERR_AGAIN if its outbox is full (the frame is not queued; the peer is
+ * then about to be dropped).
  */
-gdml_err gdml_link_recv(gdml_link *l, gdml_rx *rx, int timeout_ms, gdml_errmsg *e);
+gdml_err gdml_link_send(gdml_link *l, const gdml_peer *peer, gdml_blob *frame, gdml_errmsg *e);
 
-/* Frees what rx holds and zeroes it. Safe on a zeroed or released rx. */
+/*
+ * Moves what waits in the outboxes into ZeroMQ, and drops (bound links) the
+ * peers whose outbox has not moved for drop_after_ms. Returns the
+ * milliseconds until it should run again, or -1 if nothing waits.
+ */
+int64_t gdml_link_flush(gdml_link *l, int64_t now_ms);
+
+/* Takes the next peer dropped since the last call; false if none. */
+bool gdml_link_next_dropped(gdml_link *l, gdml_peer *out);
+
+/* Closes one peer's connection and discards its outbox (bound links). */
+void gdml_link_disconnect(gdml_link *l, const gdml_peer *peer);
+
+/*
+ * Receives one frame if one is waiting; never blocks. Returns GDML_OK with
+ * *rx to release; GDML_ERR_AGAIN if nothing is waiting; GDML_ERR_PROTO or
+ * GDML_ERR_VERSION if one came and was refused (rx->peer, rx->name if known
+ * and rx->reason are set, e names peer and fault; a protocol-1 peer has
+ * been told what to do). Nothing is held after an error.
+ */
+gdml_err gdml_link_recv(gdml_link *l, gdml_rx *rx, gdml_errmsg *e);
+
+/* Frees what rx holds. Safe on a released or refused rx. */
 void gdml_rx_release(gdml_rx *rx);
 
 /*
- * Waits until one of links[0..n) has a message or timeout_ms passes
+ * Waits until one of links[0..n) has a frame or timeout_ms passes
  * (-1: forever); sets ready[i]. Returns GDML_ERR_AGAIN on timeout,
  * GDML_ERR_INTERRUPTED on a signal.
  */
@@ -114,6 +175,9 @@ gdml_err gdml_link_poll(gdml_link *const *links, size_t n, int timeout_ms, bool 
 /* Copies the link's counters. */
 void gdml_link_stats_get(const gdml_link *l, gdml_link_stats *out);
 
+/* Bytes a frame of frame_len bytes takes on the wire, with or without CURVE. */
+uint64_t gdml_wire_bytes(size_t frame_len, bool curve);
+
 /* Writes a printable form of the peer id into buf (non-printable bytes as \xNN). */
 const char *gdml_peer_str(const gdml_peer *p, char *buf, size_t cap);
 
@@ -121,9 +185,8 @@ const char *gdml_peer_str(const gdml_peer *p, char *buf, size_t cap);
 bool gdml_peer_eq(const gdml_peer *a, const gdml_peer *b);
 
 /*
- * Sends raw frames exactly as given, with no header check. For tests that
- * inject garbage, wrong versions and truncated messages; never used by the
- * programs themselves.
+ * Sends raw frames as one (multipart, if n > 1) message, unchecked. For tests
+ * that inject garbage and hostile messages; never used by the programs.
  */
 gdml_err gdml_link_send_raw(gdml_link *l, const gdml_peer *peer, const void *const *frames,
                             const size_t *sizes, size_t n);

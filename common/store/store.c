@@ -1,21 +1,24 @@
 /*
- * store.c - the model-version store over LMDB (see store.h and docs/store.md).
+ * store.c - the model-version store over LMDB (store.h, docs/store.md).
  *
- * One LMDB environment per directory, three named databases keyed by the
- * version as 8 big-endian bytes (so LMDB's byte order is version order):
+ * One LMDB environment per directory, four named databases:
  *
- *   "params"  float32[n], raw little-endian, n * 4 bytes
- *   "layout"  the layout text, 1..GDML_LAYOUT_MAX-1 bytes, no NUL
- *   "meta"    the record below
+ *   "meta"     version (8 bytes, big-endian) -> the record below
+ *   "layout"   version -> the layout text, no NUL
+ *   "tensor"   version, tensor index (1 byte), chunk (4 bytes, big-endian)
+ *              -> u32 CRC-32 of the bytes that follow, then float32[]
+ *   "control"  "format" -> u32 store format (2); "head" -> u64 rolled-back-to version
  *
- * Meta record, format 1, every integer little-endian:
- *   u32 format (= 1)
- *   u64 version, u64 round, i64 time_ms, u64 bytes_received, u64 bytes_sent,
- *   f64 accuracy, f64 loss (IEEE-754 bit patterns), u32 n_regions,
- *   n_regions times: u32 name_len, name_len bytes (no NUL), u64 seq, u64 samples
- * and nothing after the last region. A reader checks every length before it
- * reads, and rejects any other format number, so a damaged or future record
- * becomes GDML_ERR_FORMAT rather than a crash.
+ * Big-endian keys make LMDB's byte order version order. A tensor is cut into
+ * chunks of STORE_CHUNK floats, so no single value is unbounded.
+ *
+ * Meta record, format 2, integers little-endian:
+ *   u32 format (= 2), u64 version, u64 parent, u64 round, i64 time_ms,
+ *   u64 bytes_received, u64 bytes_sent, f64 accuracy, f64 loss, u64 seq,
+ *   f64 lr_steps, u8 rule length + rule,
+ *   u32 n_regions, each: u8 name length + name, u64 seq, u64 samples,
+ *   u32 n_tensors, each: u8 name length + name, u64 n, u32 crc32,
+ *   u32 crc32 of every byte before it.
  *
  * A version is written in one write transaction, committed with LMDB's
  * default durability (fsync), so a kill -9 leaves every committed version
@@ -23,6 +26,7 @@
  */
 #include "store.h"
 
+#include "checksum.h"
 #include "util.h"
 
 #include <lmdb.h>
@@ -30,100 +34,135 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
-/*
- * Parameters are stored as the host's float32 bytes, which is the on-disk
- * format only on a little-endian host. No big-endian host is a target; one
- * would need a byte swap in commit and params.
- */
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "store.c stores float32 in host order and needs a little-endian host"
 #endif
-_Static_assert(sizeof(float) == 4, "params are stored as 4-byte floats");
+_Static_assert(sizeof(float) == 4, "tensors are stored as 4-byte floats");
 _Static_assert(sizeof(double) == 8, "metrics are stored as 8-byte doubles");
 
-/*
- * The map is reserved address space, not disk: data.mdb grows with the data
- * and stays sparse on Linux. 64 GiB holds thousands of versions of a
- * 10M-parameter model; a 32-bit host cannot map that much.
- */
-#if SIZE_MAX > 0xffffffffu
-#define STORE_MAP_GIB 64
-#else
-#define STORE_MAP_GIB 1
-#endif
-#define STORE_MAP_SIZE ((size_t)STORE_MAP_GIB << 30)
+#define STORE_FORMAT 2u
 #define STORE_MAX_DBS 8
-
-#define META_FORMAT 1u
-#define META_FIXED (4 + 7 * 8 + 4)
-#define META_REGION_MAX (4 + (GDML_NAME_MAX - 1) + 8 + 8)
-#define META_MAX (META_FIXED + GDML_STORE_MAX_REGIONS * META_REGION_MAX)
+#define STORE_CHUNK ((size_t)1 << 20) /* floats per tensor chunk: 4 MiB */
+#define DEFAULT_MAP ((uint64_t)256 << 20)
+#define DEFAULT_MAX_MAP ((uint64_t)1 << 40)
+#define META_MAX 16384
+/* Below this much free space an I/O error on commit is taken for a full disk. */
+#define LOW_SPACE ((uint64_t)16 << 20)
 
 struct gdml_store {
     MDB_env *env;
-    MDB_dbi params, layout, meta;
-    bool read_only;
+    MDB_dbi meta, layout, tensor, control;
+    gdml_store_options opts;
+    uint64_t map;
     char *dir;
+    char data_path[GDML_PATH_MAX + 16];
 };
 
-/* Translates an LMDB failure into GDML_ERR_STORE with the store's path. */
+/* ---- errors ---- */
+
+static gdml_err disk_full(const gdml_store *s, gdml_errmsg *e)
+{
+    struct statvfs fs;
+    unsigned long long free_bytes = 0;
+    if (statvfs(s->dir, &fs) == 0)
+        free_bytes = (unsigned long long)fs.f_bavail * fs.f_frsize;
+    return gdml_errmsg_set(e, GDML_ERR_NOSPACE,
+                           "the disk holding the model store '%s' is full (%llu bytes free); "
+                           "free some space or move the store (--store), then restart: every "
+                           "version committed so far is safe",
+                           s->dir, free_bytes);
+}
+
+static bool low_on_space(const gdml_store *s)
+{
+    struct statvfs fs;
+    return statvfs(s->dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < LOW_SPACE;
+}
+
+/* Translates an LMDB failure, with the store's path. */
 static gdml_err store_fail(const gdml_store *s, gdml_errmsg *e, int rc, const char *what)
 {
-    if (rc == MDB_MAP_FULL)
-        return gdml_errmsg_set(e, GDML_ERR_STORE,
-                               "the model store at '%s' is full (map size %d GiB)", s->dir,
-                               STORE_MAP_GIB);
-    return gdml_errmsg_set(e, GDML_ERR_STORE, "model store at '%s': %s: %s", s->dir, what,
+    if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && low_on_space(s)))
+        return disk_full(s, e);
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "the model store '%s' is damaged (%s: %s); run gdml-models verify "
+                               "--store %s, and restore it from a backup or start a new one",
+                               s->data_path, what, mdb_strerror(rc), s->dir);
+    return gdml_errmsg_set(e, GDML_ERR_STORE, "model store '%s': %s: %s", s->dir, what,
                            mdb_strerror(rc));
 }
 
-static void key_encode(uint64_t v, unsigned char k[8])
+static gdml_err damaged(const gdml_store *s, gdml_errmsg *e, uint64_t version, const char *what)
 {
-    for (int i = 0; i < 8; i++)
-        k[i] = (unsigned char)(v >> (56 - 8 * i));
+    return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                           "version %" PRIu64 " in the model store '%s' is damaged: %s; roll "
+                           "back to an earlier version (gdml-models rollback) or restore the "
+                           "store from a backup",
+                           version, s->data_path, what);
 }
 
-static uint64_t key_decode(const unsigned char k[8])
+/* ---- keys and records ---- */
+
+static void put_be(unsigned char *k, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        k[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+}
+
+static uint64_t get_be(const unsigned char *k, int bytes)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < bytes; i++)
         v = v << 8 | k[i];
     return v;
 }
 
-/* Little-endian writer into a buffer that the caller sized to META_MAX. */
 typedef struct wbuf {
     unsigned char *p;
-    size_t len;
+    size_t len, cap;
+    bool overflow;
 } wbuf;
 
-static void put_u64(wbuf *w, uint64_t v)
+static void put_bytes(wbuf *w, const void *b, size_t n)
 {
-    assert(w->len + 8 <= META_MAX);
-    for (int i = 0; i < 8; i++)
-        w->p[w->len++] = (unsigned char)(v >> (8 * i));
+    if (w->overflow || w->cap - w->len < n) {
+        w->overflow = true;
+        return;
+    }
+    memcpy(w->p + w->len, b, n);
+    w->len += n;
 }
 
-static void put_u32(wbuf *w, uint32_t v)
+static void put_le(wbuf *w, uint64_t v, int bytes)
 {
-    assert(w->len + 4 <= META_MAX);
-    for (int i = 0; i < 4; i++)
-        w->p[w->len++] = (unsigned char)(v >> (8 * i));
+    unsigned char b[8];
+    for (int i = 0; i < bytes; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put_bytes(w, b, (size_t)bytes);
 }
 
 static void put_f64(wbuf *w, double d)
 {
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
-    put_u64(w, bits);
+    put_le(w, bits, 8);
 }
 
-/* Little-endian reader; after the first short read ok is false and all reads give 0. */
+static void put_str(wbuf *w, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max - 1);
+    put_le(w, n, 1);
+    put_bytes(w, s, n);
+}
+
 typedef struct rbuf {
     const unsigned char *p;
     size_t len, pos;
@@ -141,516 +180,784 @@ static const unsigned char *get_bytes(rbuf *r, size_t n)
     return b;
 }
 
-static uint64_t get_u64(rbuf *r)
+static uint64_t get_le(rbuf *r, int bytes)
 {
-    const unsigned char *b = get_bytes(r, 8);
+    const unsigned char *b = get_bytes(r, (size_t)bytes);
     uint64_t v = 0;
-    for (int i = 7; b && i >= 0; i--)
-        v = v << 8 | b[i];
-    return v;
-}
-
-static uint32_t get_u32(rbuf *r)
-{
-    const unsigned char *b = get_bytes(r, 4);
-    uint32_t v = 0;
-    for (int i = 3; b && i >= 0; i--)
+    for (int i = bytes - 1; b && i >= 0; i--)
         v = v << 8 | b[i];
     return v;
 }
 
 static double get_f64(rbuf *r)
 {
-    uint64_t bits = get_u64(r);
+    uint64_t bits = get_le(r, 8);
     double d;
     memcpy(&d, &bits, sizeof d);
     return d;
 }
 
-/* Serializes an already validated meta into buf[0..META_MAX); returns the length. */
-static size_t meta_encode(const gdml_version_meta *m, unsigned char *buf)
+/* A short string of at most max - 1 bytes, no NUL; false if it is not one. */
+static bool get_str(rbuf *r, char *out, size_t max)
 {
-    wbuf w = {buf, 0};
-    put_u32(&w, META_FORMAT);
-    put_u64(&w, m->version);
-    put_u64(&w, m->round);
-    put_u64(&w, (uint64_t)m->time_ms);
-    put_u64(&w, m->bytes_received);
-    put_u64(&w, m->bytes_sent);
+    size_t n = (size_t)get_le(r, 1);
+    const unsigned char *b = get_bytes(r, n);
+    if (!b || n >= max || memchr(b, '\0', n))
+        return false;
+    memcpy(out, b, n);
+    out[n] = '\0';
+    return true;
+}
+
+static size_t meta_encode(const gdml_version_meta *m, unsigned char *buf, size_t cap)
+{
+    wbuf w = {buf, 0, cap, false};
+    put_le(&w, STORE_FORMAT, 4);
+    put_le(&w, m->version, 8);
+    put_le(&w, m->parent, 8);
+    put_le(&w, m->round, 8);
+    put_le(&w, (uint64_t)m->time_ms, 8);
+    put_le(&w, m->bytes_received, 8);
+    put_le(&w, m->bytes_sent, 8);
     put_f64(&w, m->accuracy);
     put_f64(&w, m->loss);
-    put_u32(&w, m->n_regions);
+    put_le(&w, m->seq, 8);
+    put_f64(&w, m->lr_steps);
+    put_str(&w, m->rule, GDML_STORE_RULE_MAX);
+    put_le(&w, m->n_regions, 4);
     for (uint32_t i = 0; i < m->n_regions; i++) {
-        const gdml_region_part *r = &m->regions[i];
-        size_t name_len = strlen(r->name);
-        put_u32(&w, (uint32_t)name_len);
-        assert(w.len + name_len <= META_MAX);
-        memcpy(w.p + w.len, r->name, name_len);
-        w.len += name_len;
-        put_u64(&w, r->seq);
-        put_u64(&w, r->samples);
+        put_str(&w, m->regions[i].name, GDML_NAME_MAX);
+        put_le(&w, m->regions[i].seq, 8);
+        put_le(&w, m->regions[i].samples, 8);
     }
-    return w.len;
+    put_le(&w, m->n_tensors, 4);
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        put_str(&w, m->tensors[i].name, GDML_STORE_TENSOR_NAME_MAX);
+        put_le(&w, m->tensors[i].n, 8);
+        put_le(&w, m->tensors[i].crc32, 4);
+    }
+    put_le(&w, gdml_crc32(0, buf, w.len), 4);
+    return w.overflow ? 0 : w.len;
 }
 
-/* Parses the meta record stored under key version; GDML_ERR_FORMAT if it is malformed. */
-static gdml_err meta_decode(const gdml_store *s, uint64_t version, const MDB_val *val,
-                            gdml_version_meta *out, gdml_errmsg *e)
+/* Parses a meta record; NULL if it is whole and sound, else what is wrong. */
+static const char *meta_decode(uint64_t version, const MDB_val *val, gdml_version_meta *out)
 {
-    rbuf r = {val->mv_data, val->mv_size, 0, true};
+    if (val->mv_size < 8)
+        return "its record is truncated";
+    const unsigned char *p = val->mv_data;
+    size_t body = val->mv_size - 4;
+    uint32_t want = (uint32_t)p[body] | (uint32_t)p[body + 1] << 8 |
+                    (uint32_t)p[body + 2] << 16 | (uint32_t)p[body + 3] << 24;
+    if (gdml_crc32(0, p, body) != want)
+        return "its record's checksum does not match";
+    rbuf r = {p, body, 0, true};
     gdml_version_meta m;
     memset(&m, 0, sizeof m);
-    const char *problem = NULL;
-
-    uint32_t format = get_u32(&r);
-    if (r.ok && format != META_FORMAT) {
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "version %" PRIu64 " in the model store at '%s' has a meta record "
-                               "of format %" PRIu32 "; this build reads format %u",
-                               version, s->dir, format, META_FORMAT);
-    }
-    m.version = get_u64(&r);
-    m.round = get_u64(&r);
-    m.time_ms = (int64_t)get_u64(&r);
-    m.bytes_received = get_u64(&r);
-    m.bytes_sent = get_u64(&r);
+    if (get_le(&r, 4) != STORE_FORMAT)
+        return "its record has another format";
+    m.version = get_le(&r, 8);
+    m.parent = get_le(&r, 8);
+    m.round = get_le(&r, 8);
+    m.time_ms = (int64_t)get_le(&r, 8);
+    m.bytes_received = get_le(&r, 8);
+    m.bytes_sent = get_le(&r, 8);
     m.accuracy = get_f64(&r);
     m.loss = get_f64(&r);
-    m.n_regions = get_u32(&r);
-    if (r.ok && m.n_regions > GDML_STORE_MAX_REGIONS)
-        problem = "too many regions";
-    for (uint32_t i = 0; r.ok && !problem && i < m.n_regions; i++) {
-        gdml_region_part *part = &m.regions[i];
-        uint32_t name_len = get_u32(&r);
-        if (r.ok && name_len >= GDML_NAME_MAX) {
-            problem = "a region name is too long";
-            break;
-        }
-        const unsigned char *name = get_bytes(&r, name_len);
-        if (name && memchr(name, '\0', name_len)) {
-            problem = "a region name contains a NUL byte";
-            break;
-        }
-        if (name)
-            memcpy(part->name, name, name_len);
-        part->name[name_len] = '\0';
-        part->seq = get_u64(&r);
-        part->samples = get_u64(&r);
+    m.seq = get_le(&r, 8);
+    m.lr_steps = get_f64(&r);
+    if (!get_str(&r, m.rule, sizeof m.rule))
+        return "its merge rule is malformed";
+    m.n_regions = (uint32_t)get_le(&r, 4);
+    if (m.n_regions > GDML_STORE_MAX_REGIONS)
+        return "it names too many regions";
+    for (uint32_t i = 0; i < m.n_regions && r.ok; i++) {
+        if (!get_str(&r, m.regions[i].name, GDML_NAME_MAX))
+            return "a region name is malformed";
+        m.regions[i].seq = get_le(&r, 8);
+        m.regions[i].samples = get_le(&r, 8);
     }
-    if (!problem && !r.ok)
-        problem = "the record is truncated";
-    if (!problem && r.pos != r.len)
-        problem = "the record has trailing bytes";
-    if (!problem && m.version != version)
-        problem = "the record names another version";
-    if (problem)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "version %" PRIu64
-                               " in the model store at '%s' has a malformed meta record: %s",
-                               version, s->dir, problem);
+    m.n_tensors = (uint32_t)get_le(&r, 4);
+    if (m.n_tensors > GDML_STORE_MAX_TENSORS)
+        return "it names too many tensors";
+    for (uint32_t i = 0; i < m.n_tensors && r.ok; i++) {
+        if (!get_str(&r, m.tensors[i].name, GDML_STORE_TENSOR_NAME_MAX))
+            return "a tensor name is malformed";
+        m.tensors[i].n = get_le(&r, 8);
+        m.tensors[i].crc32 = (uint32_t)get_le(&r, 4);
+    }
+    if (!r.ok)
+        return "its record is truncated";
+    if (r.pos != r.len)
+        return "its record has trailing bytes";
+    if (m.version != version)
+        return "its record names another version";
     *out = m;
-    return GDML_OK;
+    return NULL;
 }
 
-static gdml_err txn_begin(gdml_store *s, bool write, MDB_txn **txn, gdml_errmsg *e)
+/* ---- transactions ---- */
+
+/* Begins a transaction; a map another process grew is followed. */
+static int txn_begin(gdml_store *s, bool write, MDB_txn **txn)
 {
     int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, txn);
-    if (rc != 0)
-        return store_fail(s, e, rc,
-                          write ? "cannot begin a write transaction"
-                                : "cannot begin a read transaction");
+    if (rc == MDB_MAP_RESIZED) {
+        struct stat st;
+        size_t size = stat(s->data_path, &st) == 0 ? (size_t)st.st_size : 0;
+        if ((rc = mdb_env_set_mapsize(s->env, size > s->map ? size : s->map)) == 0)
+            rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, txn);
+    }
+    return rc;
+}
+
+static gdml_err begin(gdml_store *s, bool write, MDB_txn **txn, gdml_errmsg *e)
+{
+    int rc = txn_begin(s, write, txn);
+    return rc ? store_fail(s, e, rc, write ? "cannot begin a write" : "cannot begin a read")
+              : GDML_OK;
+}
+
+static int get_version(gdml_store *s, MDB_txn *txn, MDB_dbi dbi, uint64_t v, MDB_val *val)
+{
+    unsigned char k[8];
+    put_be(k, v, 8);
+    MDB_val key = {8, k};
+    return mdb_get(txn, dbi, &key, val);
+}
+
+static gdml_err meta_in(gdml_store *s, MDB_txn *txn, uint64_t v, gdml_version_meta *out,
+                        gdml_errmsg *e)
+{
+    MDB_val val;
+    int rc = get_version(s, txn, s->meta, v, &val);
+    if (rc == MDB_NOTFOUND)
+        return gdml_errmsg_set(e, GDML_ERR_NOTFOUND,
+                               "version %" PRIu64 " is not in the model store '%s'", v, s->dir);
+    if (rc)
+        return store_fail(s, e, rc, "cannot read a version");
+    const char *why = meta_decode(v, &val, out);
+    return why ? damaged(s, e, v, why) : GDML_OK;
+}
+
+/* The newest version in txn's view; GDML_ERR_NOTFOUND when there is none. */
+static gdml_err newest_in(gdml_store *s, MDB_txn *txn, uint64_t *v, gdml_errmsg *e)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_cursor_open(txn, s->meta, &cur);
+    if (rc)
+        return store_fail(s, e, rc, "cannot open a cursor");
+    rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        return gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "the model store '%s' holds no versions",
+                               s->dir);
+    if (rc)
+        return store_fail(s, e, rc, "cannot read the newest version");
+    if (key.mv_size != 8)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "the model store '%s' has a malformed key",
+                               s->data_path);
+    *v = get_be(key.mv_data, 8);
     return GDML_OK;
 }
 
-/* The newest version in txn's view; GDML_ERR_NOTFOUND when the store is empty. */
-static gdml_err head_in(gdml_store *s, MDB_txn *txn, uint64_t *version, gdml_errmsg *e)
+static int control_get(gdml_store *s, MDB_txn *txn, const char *name, uint64_t *v, int bytes)
 {
-    gdml_err err = GDML_OK;
-    MDB_cursor *cur = NULL;
-    MDB_val key, val;
-    int rc = mdb_cursor_open(txn, s->meta, &cur);
-    if (rc != 0) {
-        err = store_fail(s, e, rc, "cannot open a cursor");
-        goto out;
-    }
-    rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
-    if (rc == MDB_NOTFOUND) {
-        err = gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "the model store at '%s' holds no versions",
-                              s->dir);
-        goto out;
-    }
-    if (rc != 0) {
-        err = store_fail(s, e, rc, "cannot read the newest version");
-        goto out;
-    }
-    if (key.mv_size != 8) {
-        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                              "the model store at '%s' has a meta key of %zu bytes, not 8", s->dir,
-                              key.mv_size);
-        goto out;
-    }
-    *version = key_decode(key.mv_data);
-out:
-    if (cur)
-        mdb_cursor_close(cur);
-    return err;
+    MDB_val key = {strlen(name), (void *)name}, val;
+    int rc = mdb_get(txn, s->control, &key, &val);
+    if (rc)
+        return rc;
+    if (val.mv_size != (size_t)bytes)
+        return MDB_CORRUPTED;
+    *v = get_be(val.mv_data, bytes);
+    return 0;
 }
 
-gdml_err gdml_store_open(const char *dir, bool read_only, gdml_store **out, gdml_errmsg *e)
+static int control_put(gdml_store *s, MDB_txn *txn, const char *name, uint64_t v, int bytes)
 {
-    assert(dir && out);
-    gdml_err err = GDML_OK;
+    unsigned char b[8];
+    put_be(b, v, bytes);
+    MDB_val key = {strlen(name), (void *)name}, val = {(size_t)bytes, b};
+    return mdb_put(txn, s->control, &key, &val, 0);
+}
+
+/* ---- opening ---- */
+
+/*
+ * Refuses a data file LMDB would misread: an empty one (LMDB takes it for a
+ * new store), or one shorter than its pages (reading those would SIGBUS).
+ */
+static gdml_err check_file(gdml_store *s, bool after_open, gdml_errmsg *e)
+{
+    struct stat st;
+    if (stat(s->data_path, &st) != 0)
+        return GDML_OK; /* no file: a new store (or, read-only, refused before) */
+    if (!after_open) {
+        if (st.st_size < 2 * 4096)
+            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                                   "the model store file '%s' is %lld bytes, too short to be a "
+                                   "store: it was truncated or never written. Restore it from a "
+                                   "backup, or remove the directory '%s' to start a new store",
+                                   s->data_path, (long long)st.st_size, s->dir);
+        return GDML_OK;
+    }
+    MDB_envinfo info;
+    MDB_stat stat_;
+    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &stat_))
+        return GDML_OK;
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * stat_.ms_psize;
+    if ((uint64_t)st.st_size < need)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "the model store file '%s' is truncated: it is %lld bytes but its "
+                               "pages reach %" PRIu64 ". Restore it from a backup, or remove the "
+                               "directory '%s' to start a new store",
+                               s->data_path, (long long)st.st_size, need, s->dir);
+    return GDML_OK;
+}
+
+static gdml_err open_dbs(gdml_store *s, gdml_errmsg *e)
+{
+    bool ro = s->opts.read_only;
     MDB_txn *txn = NULL;
-    gdml_store *s = calloc(1, sizeof *s);
-    if (!s)
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory opening the model store at '%s'",
-                               dir);
-    s->read_only = read_only;
-    s->dir = strdup(dir);
-    if (!s->dir) {
-        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory opening the model store at '%s'",
-                              dir);
-        goto out;
-    }
-
-    if (read_only) {
-        /* LMDB would report ENOENT; say what the user should check instead. */
-        char data_path[4096];
-        struct stat st;
-        if (snprintf(data_path, sizeof data_path, "%s/data.mdb", dir) >= (int)sizeof data_path) {
-            err = gdml_errmsg_set(e, GDML_ERR_INVALID, "store path '%s' is too long", dir);
-            goto out;
-        }
-        if (stat(data_path, &st) != 0) {
-            if (errno == ENOENT || errno == ENOTDIR)
-                err = gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "no model store at '%s'; check --store",
-                                      dir);
-            else
-                err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot open the model store at '%s': %s",
-                                      dir, strerror(errno));
-            goto out;
-        }
-    } else {
-        err = gdml_mkdir_p(dir, e);
-        if (err != GDML_OK)
-            goto out;
-    }
-
-    int rc = mdb_env_create(&s->env);
-    if (rc == 0)
-        rc = mdb_env_set_maxdbs(s->env, STORE_MAX_DBS);
-    if (rc == 0)
-        rc = mdb_env_set_mapsize(s->env, STORE_MAP_SIZE);
-    if (rc != 0) {
-        err = store_fail(s, e, rc, "cannot set up LMDB");
-        goto out;
-    }
-    rc = mdb_env_open(s->env, dir, read_only ? MDB_RDONLY : 0, 0644);
-    if (rc > 0) {
-        /* Positive codes are errno values: permissions, missing files. */
-        err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot open the model store at '%s': %s", dir,
-                              mdb_strerror(rc));
-        goto out;
-    }
-    if (rc != 0) {
-        err = store_fail(s, e, rc, "cannot open the environment");
-        goto out;
-    }
-    /* Frees reader slots left by processes that died inside a read transaction. */
-    int dead = 0;
-    rc = mdb_reader_check(s->env, &dead);
-    if (rc != 0) {
-        err = store_fail(s, e, rc, "cannot check the reader table");
-        goto out;
-    }
-
-    err = txn_begin(s, !read_only, &txn, e);
-    if (err != GDML_OK)
-        goto out;
+    gdml_err err = begin(s, !ro, &txn, e);
+    if (err)
+        return err;
     const struct {
         const char *name;
         MDB_dbi *dbi;
-    } dbs[] = {{"params", &s->params}, {"layout", &s->layout}, {"meta", &s->meta}};
-    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-        rc = mdb_dbi_open(txn, dbs[i].name, read_only ? 0 : MDB_CREATE, dbs[i].dbi);
+    } dbs[] = {{"meta", &s->meta}, {"layout", &s->layout}, {"tensor", &s->tensor},
+               {"control", &s->control}};
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && !err; i++) {
+        int rc = mdb_dbi_open(txn, dbs[i].name, ro ? 0 : MDB_CREATE, dbs[i].dbi);
         if (rc == MDB_NOTFOUND) {
-            err = gdml_errmsg_set(e, GDML_ERR_NOTFOUND,
-                                  "no model store at '%s' (the LMDB there has no '%s' database); "
-                                  "check --store",
-                                  dir, dbs[i].name);
-            goto out;
-        }
-        if (rc != 0) {
+            MDB_dbi old;
+            if (mdb_dbi_open(txn, "params", 0, &old) == 0)
+                err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                                      "the model store '%s' was written by an older gdml (store "
+                                      "format 1); this build reads format %u: start a new store",
+                                      s->dir, STORE_FORMAT);
+            else
+                err = gdml_errmsg_set(e, GDML_ERR_NOTFOUND,
+                                      "no model store at '%s' (its LMDB has no '%s' database); "
+                                      "check --store",
+                                      s->dir, dbs[i].name);
+        } else if (rc) {
             err = store_fail(s, e, rc, "cannot open a database");
-            goto out;
         }
+    }
+    uint64_t format = 0;
+    int rc = err ? 0 : control_get(s, txn, "format", &format, 4);
+    if (!err && rc == MDB_NOTFOUND && !ro)
+        rc = control_put(s, txn, "format", STORE_FORMAT, 4);
+    else if (!err && !rc && format != STORE_FORMAT)
+        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                              "the model store '%s' has format %" PRIu64 "; this build reads %u",
+                              s->dir, format, STORE_FORMAT);
+    if (!err && rc && rc != MDB_NOTFOUND)
+        err = store_fail(s, e, rc, "cannot read the store's format");
+    if (err) {
+        mdb_txn_abort(txn);
+        return err;
     }
     /* Committing, even a read transaction, makes the handles usable by later ones. */
     rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        err = store_fail(s, e, rc, "cannot create the databases");
+    return rc ? store_fail(s, e, rc, "cannot open the databases") : GDML_OK;
+}
+
+gdml_err gdml_store_open(const char *dir, const gdml_store_options *opts, gdml_store **out,
+                         gdml_errmsg *e)
+{
+    assert(dir && out);
+    gdml_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->dir = strdup(dir))) {
+        free(s);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory opening the model store '%s'",
+                               dir);
+    }
+    if (opts)
+        s->opts = *opts;
+    if (!s->opts.map_bytes)
+        s->opts.map_bytes = DEFAULT_MAP;
+    if (!s->opts.max_map_bytes)
+        s->opts.max_map_bytes = DEFAULT_MAX_MAP;
+    snprintf(s->data_path, sizeof s->data_path, "%s/data.mdb", dir);
+    bool ro = s->opts.read_only;
+    gdml_err err = GDML_OK;
+    struct stat st;
+    bool exists = stat(s->data_path, &st) == 0;
+    if (ro && !exists) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "no model store at '%s'; check --store", dir);
         goto out;
     }
-    *out = s;
-    s = NULL;
+    if (!ro && (err = gdml_mkdir_p(dir, e)))
+        goto out;
+    if ((err = check_file(s, false, e)))
+        goto out;
+    /* The map is address space, not disk: a reader maps what the file holds,
+     * a writer what it may fill before it grows the map. */
+    uint64_t file = exists ? (uint64_t)st.st_size : 0;
+    s->map = ro ? (file + ((uint64_t)1 << 20) - 1) / ((uint64_t)1 << 20) * ((uint64_t)1 << 20)
+                : s->opts.map_bytes;
+    if (s->map < file)
+        s->map = file;
+    int rc = mdb_env_create(&s->env);
+    if (!rc)
+        rc = mdb_env_set_maxdbs(s->env, STORE_MAX_DBS);
+    if (!rc)
+        rc = mdb_env_set_mapsize(s->env, (size_t)s->map);
+    if (rc) {
+        err = store_fail(s, e, rc, "cannot set up LMDB");
+        goto out;
+    }
+    rc = mdb_env_open(s->env, dir, ro ? MDB_RDONLY : 0, 0644);
+    if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH) {
+        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                              "'%s' is not an LMDB model store, or its header is damaged (%s). "
+                              "Restore it from a backup, or remove the directory '%s' to start "
+                              "a new store",
+                              s->data_path, mdb_strerror(rc), dir);
+        goto out;
+    }
+    if (rc > 0) { /* errno values: permissions, missing files */
+        err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot open the model store '%s': %s", dir,
+                              mdb_strerror(rc));
+        goto out;
+    }
+    if (rc) {
+        err = store_fail(s, e, rc, "cannot open the environment");
+        goto out;
+    }
+    if ((err = check_file(s, true, e)))
+        goto out;
+    int dead = 0; /* reader slots of processes that died inside a read */
+    if ((rc = mdb_reader_check(s->env, &dead))) {
+        err = store_fail(s, e, rc, "cannot check the reader table");
+        goto out;
+    }
+    err = open_dbs(s, e);
 out:
-    if (txn)
-        mdb_txn_abort(txn);
-    gdml_store_close(&s);
+    if (err)
+        gdml_store_close(&s);
+    else
+        *out = s;
     return err;
 }
 
-void gdml_store_close(gdml_store **s)
+void gdml_store_close(gdml_store **sp)
 {
-    if (!s || !*s)
+    if (!sp || !*sp)
         return;
-    if ((*s)->env)
-        mdb_env_close((*s)->env);
-    free((*s)->dir);
-    free(*s);
-    *s = NULL;
+    if ((*sp)->env)
+        mdb_env_close((*sp)->env);
+    free((*sp)->dir);
+    free(*sp);
+    *sp = NULL;
 }
 
-/* Checks a version before anything is written; GDML_ERR_INVALID says why it is refused. */
-static gdml_err check_commit(const gdml_store *s, const gdml_version_meta *meta, const char *layout,
-                             size_t n, gdml_errmsg *e)
+uint64_t gdml_store_map_bytes(const gdml_store *s)
 {
-    if (s->read_only)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "the model store at '%s' is open read-only; cannot commit", s->dir);
+    return s->map;
+}
+
+/* ---- committing ---- */
+
+static gdml_err check_commit(const gdml_store *s, const gdml_version_meta *meta, const char *layout,
+                             const gdml_store_tensor *tensors, size_t n_tensors, gdml_errmsg *e)
+{
+    if (s->opts.read_only)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "the model store '%s' is open read-only",
+                               s->dir);
     if (meta->version == 0)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "version 0 cannot be stored; versions start at 1");
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "versions start at 1");
     if (meta->n_regions > GDML_STORE_MAX_REGIONS)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "version %" PRIu64 " names %" PRIu32
-                               " regions; the store holds at most %d",
-                               meta->version, meta->n_regions, GDML_STORE_MAX_REGIONS);
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "version %" PRIu64 " names %" PRIu32
+                               " regions; at most %d", meta->version, meta->n_regions,
+                               GDML_STORE_MAX_REGIONS);
     for (uint32_t i = 0; i < meta->n_regions; i++)
         if (strnlen(meta->regions[i].name, GDML_NAME_MAX) == GDML_NAME_MAX)
-            return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                                   "version %" PRIu64 ": region %" PRIu32
-                                   "'s name is not terminated within %d bytes",
-                                   meta->version, i, GDML_NAME_MAX);
+            return gdml_errmsg_set(e, GDML_ERR_INVALID, "region %" PRIu32 "'s name is too long", i);
     size_t layout_len = strnlen(layout, GDML_LAYOUT_MAX);
     if (layout_len == 0 || layout_len == GDML_LAYOUT_MAX)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "version %" PRIu64 ": the layout must be 1 to %d characters",
-                               meta->version, GDML_LAYOUT_MAX - 1);
-    if (n == 0 || n > SIZE_MAX / sizeof(float))
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "version %" PRIu64 " has %zu parameters; a version needs at least 1",
-                               meta->version, n);
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "the layout must be 1 to %d characters",
+                               GDML_LAYOUT_MAX - 1);
+    if (n_tensors == 0 || n_tensors > GDML_STORE_MAX_TENSORS)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "a version has 1..%d tensors",
+                               GDML_STORE_MAX_TENSORS);
+    bool params = false;
+    for (size_t i = 0; i < n_tensors; i++) {
+        size_t len = strlen(tensors[i].name);
+        if (len == 0 || len >= GDML_STORE_TENSOR_NAME_MAX || tensors[i].n == 0 ||
+            (uint64_t)tensors[i].n > (uint64_t)UINT32_MAX * STORE_CHUNK)
+            return gdml_errmsg_set(e, GDML_ERR_INVALID, "tensor %zu ('%s') is malformed", i,
+                                   tensors[i].name);
+        params |= strcmp(tensors[i].name, "params") == 0;
+    }
+    if (!params)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "a version needs a 'params' tensor");
     return GDML_OK;
+}
+
+/* Deletes everything stored under version v. */
+static int delete_version(gdml_store *s, MDB_txn *txn, uint64_t v)
+{
+    unsigned char k[13];
+    put_be(k, v, 8);
+    MDB_val key = {8, k};
+    int rc = mdb_del(txn, s->meta, &key, NULL);
+    if (!rc || rc == MDB_NOTFOUND)
+        rc = mdb_del(txn, s->layout, &key, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->tensor, &cur)))
+        return rc;
+    MDB_val tk = {8, k}, tv;
+    for (rc = mdb_cursor_get(cur, &tk, &tv, MDB_SET_RANGE);
+         rc == 0 && tk.mv_size == 13 && memcmp(tk.mv_data, k, 8) == 0;
+         rc = mdb_cursor_get(cur, &tk, &tv, MDB_NEXT))
+        if ((rc = mdb_cursor_del(cur, 0)))
+            break;
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Retention: every version but the newest keep_last, the keep_every-th and the head goes. */
+static int retain(gdml_store *s, MDB_txn *txn, uint64_t newest)
+{
+    uint64_t last = s->opts.keep_last, every = s->opts.keep_every;
+    if (last == 0)
+        return 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->meta, &cur);
+    if (rc)
+        return rc;
+    /* Count from the newest down: versions past the newest keep_last may go. */
+    MDB_val key, val;
+    uint64_t seen = 0, doomed[256];
+    size_t n_doomed = 0;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_LAST); rc == 0 && n_doomed < 256;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_PREV)) {
+        uint64_t v = get_be(key.mv_data, 8);
+        if (++seen <= last || (every && v % every == 0) || v == newest)
+            continue;
+        doomed[n_doomed++] = v;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    for (size_t i = 0; i < n_doomed && !(rc = delete_version(s, txn, doomed[i])); i++)
+        ;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Writes one tensor's chunks; fills its info. */
+static int put_tensor(gdml_store *s, MDB_txn *txn, uint64_t v, uint8_t index,
+                      const gdml_store_tensor *t, gdml_tensor_info *info)
+{
+    snprintf(info->name, sizeof info->name, "%s", t->name);
+    info->n = t->n;
+    uint32_t whole = 0;
+    unsigned char k[13];
+    put_be(k, v, 8);
+    k[8] = index;
+    for (size_t c = 0; c * STORE_CHUNK < t->n; c++) {
+        size_t lo = c * STORE_CHUNK, len = t->n - lo < STORE_CHUNK ? t->n - lo : STORE_CHUNK;
+        put_be(k + 9, c, 4);
+        MDB_val key = {13, k}, val = {4 + len * sizeof(float), NULL};
+        /* MDB_RESERVE: LMDB gives the space, the bytes are written into it once. */
+        int rc = mdb_put(txn, s->tensor, &key, &val, MDB_RESERVE);
+        if (rc)
+            return rc;
+        const float *src = t->data + lo;
+        uint32_t crc = gdml_crc32(0, src, len * sizeof(float));
+        unsigned char *dst = val.mv_data;
+        for (int b = 0; b < 4; b++)
+            dst[b] = (unsigned char)(crc >> (8 * b));
+        memcpy(dst + 4, src, len * sizeof(float));
+        whole = c == 0 ? crc : gdml_crc32_combine(whole, crc, len * sizeof(float));
+    }
+    info->crc32 = whole;
+    return 0;
+}
+
+static int write_version(gdml_store *s, const gdml_version_meta *meta, const char *layout,
+                         const gdml_store_tensor *tensors, size_t n_tensors, gdml_errmsg *e,
+                         gdml_err *err)
+{
+    MDB_txn *txn;
+    int rc = txn_begin(s, true, &txn);
+    if (rc)
+        return rc;
+    uint64_t newest = 0;
+    gdml_errmsg ignored;
+    gdml_err found = newest_in(s, txn, &newest, &ignored);
+    if (found == GDML_OK && meta->version <= newest) {
+        *err = gdml_errmsg_set(e, GDML_ERR_EXISTS,
+                               "cannot commit version %" PRIu64 " to the model store '%s': its "
+                               "newest is %" PRIu64 " and versions only grow",
+                               meta->version, s->dir, newest);
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    gdml_version_meta m = *meta;
+    m.n_tensors = (uint32_t)n_tensors;
+    for (size_t i = 0; i < n_tensors && !rc; i++)
+        rc = put_tensor(s, txn, m.version, (uint8_t)i, &tensors[i], &m.tensors[i]);
+    unsigned char record[META_MAX], kb[8];
+    size_t len = rc ? 0 : meta_encode(&m, record, sizeof record);
+    put_be(kb, m.version, 8);
+    MDB_val key = {8, kb}, rv = {len, record}, lv = {strlen(layout), (void *)layout};
+    if (!rc && len == 0) {
+        *err = gdml_errmsg_set(e, GDML_ERR_INVALID, "version %" PRIu64 "'s record is too large",
+                               m.version);
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    /* Keys arrive in increasing order, so appending fills pages completely. */
+    if (!rc)
+        rc = mdb_put(txn, s->meta, &key, &rv, MDB_APPEND);
+    if (!rc)
+        rc = mdb_put(txn, s->layout, &key, &lv, MDB_APPEND);
+    if (!rc) { /* the new version is the head: a rollback has been resumed from */
+        MDB_val hk = {4, "head"};
+        rc = mdb_del(txn, s->control, &hk, NULL);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (!rc)
+        rc = retain(s, txn, m.version);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
 }
 
 gdml_err gdml_store_commit(gdml_store *s, const gdml_version_meta *meta, const char *layout,
-                           const float *params, size_t n, gdml_errmsg *e)
+                           const gdml_store_tensor *tensors, size_t n_tensors, gdml_errmsg *e)
 {
-    assert(s && meta && layout && params);
-    gdml_err err = check_commit(s, meta, layout, n, e);
-    if (err != GDML_OK)
+    assert(s && meta && layout && tensors);
+    gdml_err err = check_commit(s, meta, layout, tensors, n_tensors, e);
+    if (err)
         return err;
-    unsigned char record[META_MAX];
-    size_t record_len = meta_encode(meta, record);
-    unsigned char kbytes[8];
-    key_encode(meta->version, kbytes);
+    for (;;) {
+        gdml_err refused = GDML_OK;
+        int rc = write_version(s, meta, layout, tensors, n_tensors, e, &refused);
+        if (refused)
+            return refused;
+        if (rc != MDB_MAP_FULL)
+            return rc ? store_fail(s, e, rc, "cannot commit a version") : GDML_OK;
+        /* The map is full: double it (no transaction is open now) and write again. */
+        if (s->map >= s->opts.max_map_bytes)
+            return gdml_errmsg_set(e, GDML_ERR_NOSPACE,
+                                   "the model store '%s' filled its map of %" PRIu64 " bytes, "
+                                   "store.max_map_gb; raise it, or keep fewer versions "
+                                   "(store.keep_last)",
+                                   s->dir, s->map);
+        uint64_t grown = s->map * 2 < s->opts.max_map_bytes ? s->map * 2 : s->opts.max_map_bytes;
+        if ((rc = mdb_env_set_mapsize(s->env, (size_t)grown)))
+            return store_fail(s, e, rc, "cannot grow the map");
+        s->map = grown;
+    }
+}
 
-    MDB_txn *txn = NULL;
-    err = txn_begin(s, true, &txn, e);
-    if (err != GDML_OK)
-        goto out;
+/* ---- reading ---- */
+
+gdml_err gdml_store_newest(gdml_store *s, uint64_t *version, gdml_errmsg *e)
+{
+    MDB_txn *txn;
+    gdml_err err = begin(s, false, &txn, e);
+    if (err)
+        return err;
+    err = newest_in(s, txn, version, e);
+    mdb_txn_abort(txn);
+    return err;
+}
+
+gdml_err gdml_store_head(gdml_store *s, uint64_t *version, gdml_errmsg *e)
+{
+    MDB_txn *txn;
+    gdml_err err = begin(s, false, &txn, e);
+    if (err)
+        return err;
     uint64_t head = 0;
-    err = head_in(s, txn, &head, e);
-    if (err == GDML_OK && meta->version <= head) {
-        err = gdml_errmsg_set(e, GDML_ERR_EXISTS,
-                              "cannot commit version %" PRIu64 " to the model store at '%s': "
-                              "its head is version %" PRIu64 " and versions only grow",
-                              meta->version, s->dir, head);
-        goto out;
-    }
-    if (err != GDML_OK && err != GDML_ERR_NOTFOUND)
-        goto out;
-    err = GDML_OK;
-
-    /* LMDB copies from these values and never writes through mv_data on a plain put. */
-    MDB_val key = {sizeof kbytes, kbytes};
-    const struct {
-        MDB_dbi dbi;
+    int rc = control_get(s, txn, "head", &head, 8);
+    if (rc == 0) {
         MDB_val val;
-    } writes[] = {
-        {s->meta, {record_len, record}},
-        {s->layout, {strlen(layout), (void *)layout}},
-        {s->params, {n * sizeof(float), (void *)params}},
-    };
-    for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
-        MDB_val val = writes[i].val;
-        /* Keys arrive in increasing order, so appending fills pages completely. */
-        int rc = mdb_put(txn, writes[i].dbi, &key, &val, MDB_APPEND);
-        if (rc != 0) {
-            err = store_fail(s, e, rc, "cannot write a version");
-            goto out;
-        }
+        if (get_version(s, txn, s->meta, head, &val) == 0)
+            *version = head;
+        else
+            err = newest_in(s, txn, version, e); /* rolled back to a version retention removed */
+    } else if (rc == MDB_NOTFOUND) {
+        err = newest_in(s, txn, version, e);
+    } else {
+        err = store_fail(s, e, rc, "cannot read the head");
     }
-    int rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0)
-        err = store_fail(s, e, rc, "cannot commit a version");
-out:
-    if (txn)
-        mdb_txn_abort(txn);
+    mdb_txn_abort(txn);
     return err;
 }
 
-gdml_err gdml_store_head(gdml_store *s, uint64_t *version)
+gdml_err gdml_store_count(gdml_store *s, uint64_t *count, gdml_errmsg *e)
 {
-    assert(s && version);
-    MDB_txn *txn = NULL;
-    gdml_err err = txn_begin(s, false, &txn, NULL);
-    if (err != GDML_OK)
-        goto out;
-    err = head_in(s, txn, version, NULL);
-out:
-    if (txn)
-        mdb_txn_abort(txn);
-    return err;
-}
-
-gdml_err gdml_store_count(gdml_store *s, uint64_t *count)
-{
-    assert(s && count);
-    MDB_txn *txn = NULL;
+    MDB_txn *txn;
     MDB_stat st;
-    gdml_err err = txn_begin(s, false, &txn, NULL);
-    if (err != GDML_OK)
-        goto out;
+    gdml_err err = begin(s, false, &txn, e);
+    if (err)
+        return err;
     int rc = mdb_stat(txn, s->meta, &st);
-    if (rc != 0) {
-        err = store_fail(s, NULL, rc, "cannot count versions");
-        goto out;
-    }
-    *count = st.ms_entries;
-out:
-    if (txn)
-        mdb_txn_abort(txn);
+    if (rc)
+        err = store_fail(s, e, rc, "cannot count versions");
+    else
+        *count = st.ms_entries;
+    mdb_txn_abort(txn);
     return err;
-}
-
-/* Looks up version in dbi; GDML_ERR_NOTFOUND names the version when it is absent. */
-static gdml_err get_version(gdml_store *s, MDB_txn *txn, MDB_dbi dbi, uint64_t version,
-                            MDB_val *val, gdml_errmsg *e)
-{
-    unsigned char kbytes[8];
-    key_encode(version, kbytes);
-    MDB_val key = {sizeof kbytes, kbytes};
-    int rc = mdb_get(txn, dbi, &key, val);
-    if (rc == MDB_NOTFOUND)
-        return gdml_errmsg_set(e, GDML_ERR_NOTFOUND,
-                               "version %" PRIu64 " is not in the model store at '%s'", version,
-                               s->dir);
-    if (rc != 0)
-        return store_fail(s, e, rc, "cannot read a version");
-    return GDML_OK;
 }
 
 gdml_err gdml_store_meta(gdml_store *s, uint64_t version, gdml_version_meta *out, gdml_errmsg *e)
 {
-    assert(s && out);
-    MDB_txn *txn = NULL;
+    MDB_txn *txn;
+    gdml_err err = begin(s, false, &txn, e);
+    if (err)
+        return err;
+    err = meta_in(s, txn, version, out, e);
+    mdb_txn_abort(txn);
+    return err;
+}
+
+gdml_err gdml_store_layout(gdml_store *s, uint64_t version, char layout[GDML_LAYOUT_MAX],
+                           gdml_errmsg *e)
+{
+    MDB_txn *txn;
     MDB_val val;
-    gdml_err err = txn_begin(s, false, &txn, e);
-    if (err != GDML_OK)
-        goto out;
-    err = get_version(s, txn, s->meta, version, &val, e);
-    if (err != GDML_OK)
-        goto out;
-    /* val points into the map, valid only until the transaction ends. */
-    err = meta_decode(s, version, &val, out, e);
-out:
-    if (txn)
-        mdb_txn_abort(txn);
+    gdml_err err = begin(s, false, &txn, e);
+    if (err)
+        return err;
+    int rc = get_version(s, txn, s->layout, version, &val);
+    if (rc == MDB_NOTFOUND)
+        err = gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "version %" PRIu64 " is not in '%s'", version,
+                              s->dir);
+    else if (rc)
+        err = store_fail(s, e, rc, "cannot read a layout");
+    else if (val.mv_size == 0 || val.mv_size >= GDML_LAYOUT_MAX ||
+             memchr(val.mv_data, '\0', val.mv_size))
+        err = damaged(s, e, version, "its layout is malformed");
+    else {
+        memcpy(layout, val.mv_data, val.mv_size);
+        layout[val.mv_size] = '\0';
+    }
+    mdb_txn_abort(txn);
     return err;
 }
 
-gdml_err gdml_store_params(gdml_store *s, uint64_t version, char layout[GDML_LAYOUT_MAX],
-                           float **params, size_t *n, gdml_errmsg *e)
+/* Reads (or, with out NULL, only checks) tensor `index` of meta in txn. */
+static gdml_err read_tensor(gdml_store *s, MDB_txn *txn, const gdml_version_meta *meta,
+                            uint32_t index, float *out, gdml_errmsg *e)
 {
-    assert(s && layout && params && n);
-    MDB_txn *txn = NULL;
-    MDB_val lval, pval;
-    float *copy = NULL;
-    gdml_err err = txn_begin(s, false, &txn, e);
-    if (err != GDML_OK)
+    const gdml_tensor_info *info = &meta->tensors[index];
+    unsigned char k[13];
+    put_be(k, meta->version, 8);
+    k[8] = (unsigned char)index;
+    uint32_t whole = 0;
+    char what[128];
+    for (uint64_t c = 0; c * STORE_CHUNK < info->n; c++) {
+        uint64_t lo = c * STORE_CHUNK;
+        size_t len = (size_t)(info->n - lo < STORE_CHUNK ? info->n - lo : STORE_CHUNK);
+        put_be(k + 9, c, 4);
+        MDB_val key = {13, k}, val;
+        int rc = mdb_get(txn, s->tensor, &key, &val);
+        snprintf(what, sizeof what, "tensor '%s', chunk %" PRIu64, info->name, c);
+        if (rc == MDB_NOTFOUND)
+            return damaged(s, e, meta->version, what);
+        if (rc)
+            return store_fail(s, e, rc, "cannot read a tensor");
+        if (val.mv_size != 4 + len * sizeof(float)) {
+            snprintf(what, sizeof what, "tensor '%s', chunk %" PRIu64 " has the wrong size",
+                     info->name, c);
+            return damaged(s, e, meta->version, what);
+        }
+        const unsigned char *p = val.mv_data;
+        uint32_t want = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                        (uint32_t)p[3] << 24;
+        uint32_t crc = gdml_crc32(0, p + 4, len * sizeof(float));
+        if (crc != want) {
+            snprintf(what, sizeof what, "tensor '%s', chunk %" PRIu64 " fails its checksum",
+                     info->name, c);
+            return damaged(s, e, meta->version, what);
+        }
+        whole = c == 0 ? crc : gdml_crc32_combine(whole, crc, len * sizeof(float));
+        if (out) /* the map gives no alignment guarantee for values: copy bytes */
+            memcpy(out + lo, p + 4, len * sizeof(float));
+    }
+    if (whole != info->crc32) {
+        snprintf(what, sizeof what, "tensor '%s' fails its checksum", info->name);
+        return damaged(s, e, meta->version, what);
+    }
+    return GDML_OK;
+}
+
+gdml_err gdml_store_tensor_read(gdml_store *s, uint64_t version, const char *name, float **out,
+                                size_t *n, gdml_errmsg *e)
+{
+    MDB_txn *txn;
+    gdml_version_meta meta;
+    float *data = NULL;
+    gdml_err err = begin(s, false, &txn, e);
+    if (err)
+        return err;
+    if ((err = meta_in(s, txn, version, &meta, e)))
         goto out;
-    err = get_version(s, txn, s->layout, version, &lval, e);
-    if (err == GDML_OK)
-        err = get_version(s, txn, s->params, version, &pval, e);
-    if (err != GDML_OK)
-        goto out;
-    if (lval.mv_size == 0 || lval.mv_size >= GDML_LAYOUT_MAX ||
-        memchr(lval.mv_data, '\0', lval.mv_size)) {
-        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                              "version %" PRIu64 " in the model store at '%s' has a malformed "
-                              "layout (%zu bytes)",
-                              version, s->dir, lval.mv_size);
+    uint32_t i = 0;
+    while (i < meta.n_tensors && strcmp(meta.tensors[i].name, name) != 0)
+        i++;
+    if (i == meta.n_tensors) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOTFOUND, "version %" PRIu64 " has no tensor '%s'",
+                              version, name);
         goto out;
     }
-    if (pval.mv_size == 0 || pval.mv_size % sizeof(float) != 0) {
-        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                              "version %" PRIu64 " in the model store at '%s' has malformed "
-                              "parameters (%zu bytes, not a positive multiple of 4)",
-                              version, s->dir, pval.mv_size);
+    if (meta.tensors[i].n > SIZE_MAX / sizeof(float) ||
+        !(data = malloc((size_t)meta.tensors[i].n * sizeof(float)))) {
+        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory reading version %" PRIu64,
+                              version);
         goto out;
     }
-    copy = malloc(pval.mv_size);
-    if (!copy) {
-        err = gdml_errmsg_set(e, GDML_ERR_NOMEM,
-                              "out of memory reading version %" PRIu64 " (%zu bytes)", version,
-                              pval.mv_size);
+    if ((err = read_tensor(s, txn, &meta, i, data, e)))
         goto out;
-    }
-    /* The map gives no alignment guarantee for values, so copy bytes. */
-    memcpy(copy, pval.mv_data, pval.mv_size);
-    memcpy(layout, lval.mv_data, lval.mv_size);
-    layout[lval.mv_size] = '\0';
-    *params = copy;
-    *n = pval.mv_size / sizeof(float);
-    copy = NULL;
+    *out = data;
+    *n = (size_t)meta.tensors[i].n;
+    data = NULL;
 out:
-    free(copy);
-    if (txn)
-        mdb_txn_abort(txn);
+    free(data);
+    mdb_txn_abort(txn);
     return err;
 }
 
-gdml_err gdml_store_each(gdml_store *s, gdml_store_visit_fn fn, void *user, gdml_errmsg *e)
+/* Walks every meta record in one read transaction; visit gets each decoded one. */
+static gdml_err walk(gdml_store *s, int (*visit)(gdml_store *, MDB_txn *, uint64_t, const char *,
+                                                 const gdml_version_meta *, void *),
+                     void *user, gdml_errmsg *e)
 {
-    assert(s && fn);
-    MDB_txn *txn = NULL;
+    MDB_txn *txn;
     MDB_cursor *cur = NULL;
     MDB_val key, val;
-    gdml_version_meta m;
-    gdml_err err = txn_begin(s, false, &txn, e);
-    if (err != GDML_OK)
-        goto out;
+    gdml_err err = begin(s, false, &txn, e);
+    if (err)
+        return err;
     int rc = mdb_cursor_open(txn, s->meta, &cur);
-    if (rc != 0) {
+    if (rc) {
         err = store_fail(s, e, rc, "cannot open a cursor");
         goto out;
     }
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         if (key.mv_size != 8) {
-            err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                                  "the model store at '%s' has a meta key of %zu bytes, not 8",
-                                  s->dir, key.mv_size);
+            err = gdml_errmsg_set(e, GDML_ERR_FORMAT, "the model store '%s' has a malformed key",
+                                  s->data_path);
             goto out;
         }
-        err = meta_decode(s, key_decode(key.mv_data), &val, &m, e);
-        if (err != GDML_OK)
-            goto out;
-        if (fn(&m, user) != 0)
+        uint64_t v = get_be(key.mv_data, 8);
+        gdml_version_meta m;
+        const char *why = meta_decode(v, &val, &m);
+        if (visit(s, txn, v, why, why ? NULL : &m, user))
             goto out;
     }
     if (rc != MDB_NOTFOUND)
@@ -658,7 +965,99 @@ gdml_err gdml_store_each(gdml_store *s, gdml_store_visit_fn fn, void *user, gdml
 out:
     if (cur)
         mdb_cursor_close(cur);
-    if (txn)
-        mdb_txn_abort(txn);
+    mdb_txn_abort(txn);
     return err;
+}
+
+typedef struct each_ctx {
+    gdml_store_visit_fn fn;
+    void *user;
+    gdml_err err;
+    gdml_errmsg *e;
+} each_ctx;
+
+static int each_visit(gdml_store *s, MDB_txn *txn, uint64_t v, const char *why,
+                      const gdml_version_meta *m, void *user)
+{
+    (void)txn;
+    each_ctx *c = user;
+    if (why) {
+        c->err = damaged(s, c->e, v, why);
+        return 1;
+    }
+    return c->fn(m, c->user);
+}
+
+gdml_err gdml_store_each(gdml_store *s, gdml_store_visit_fn fn, void *user, gdml_errmsg *e)
+{
+    each_ctx c = {fn, user, GDML_OK, e};
+    gdml_err err = walk(s, each_visit, &c, e);
+    return err ? err : c.err;
+}
+
+typedef struct verify_ctx {
+    uint64_t checked, bad;
+    gdml_err first;
+    gdml_errmsg *e;
+} verify_ctx;
+
+static int verify_visit(gdml_store *s, MDB_txn *txn, uint64_t v, const char *why,
+                        const gdml_version_meta *m, void *user)
+{
+    verify_ctx *c = user;
+    c->checked++;
+    gdml_errmsg here;
+    gdml_err err = why ? damaged(s, &here, v, why) : GDML_OK;
+    for (uint32_t i = 0; !err && i < m->n_tensors; i++)
+        err = read_tensor(s, txn, m, i, NULL, &here);
+    if (!err) {
+        MDB_val val;
+        int rc = get_version(s, txn, s->layout, v, &val);
+        if (rc || val.mv_size == 0 || val.mv_size >= GDML_LAYOUT_MAX)
+            err = damaged(s, &here, v, "its layout is missing or malformed");
+    }
+    if (err) {
+        if (!c->bad++) {
+            c->first = err;
+            if (c->e)
+                *c->e = here;
+        }
+    }
+    return 0;
+}
+
+gdml_err gdml_store_verify(gdml_store *s, uint64_t *checked, uint64_t *bad, gdml_errmsg *e)
+{
+    verify_ctx c = {0, 0, GDML_OK, e};
+    gdml_err err = walk(s, verify_visit, &c, e);
+    if (checked)
+        *checked = c.checked;
+    if (bad)
+        *bad = c.bad;
+    return err ? err : c.first;
+}
+
+gdml_err gdml_store_rollback(gdml_store *s, uint64_t version, gdml_errmsg *e)
+{
+    if (s->opts.read_only)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "the model store '%s' is open read-only",
+                               s->dir);
+    MDB_txn *txn;
+    gdml_err err = begin(s, true, &txn, e);
+    if (err)
+        return err;
+    gdml_version_meta m;
+    if ((err = meta_in(s, txn, version, &m, e))) {
+        mdb_txn_abort(txn);
+        return err;
+    }
+    for (uint32_t i = 0; i < m.n_tensors && !err; i++)
+        err = read_tensor(s, txn, &m, i, NULL, e); /* never roll back onto damage */
+    int rc = err ? 0 : control_put(s, txn, "head", version, 8);
+    if (err || rc) {
+        mdb_txn_abort(txn);
+        return err ? err : store_fail(s, e, rc, "cannot record the rollback");
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? store_fail(s, e, rc, "cannot record the rollback") : GDML_OK;
 }

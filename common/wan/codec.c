@@ -48,6 +48,8 @@ struct gdml_codec {
     uint32_t *idx;  /* sparse: indices to send; randk keeps a permutation of 0..n-1 here */
     uint64_t *bits; /* randk: which indices were drawn */
     float *ef;      /* encode_ef: u + residual, then what the receiver decodes */
+    size_t k;       /* entries of the last selection */
+    bool selected;  /* a selection has been made */
 };
 
 static gdml_err select_topk(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
@@ -216,6 +218,11 @@ const char *gdml_codec_name(const gdml_codec *c)
     return c->name;
 }
 
+size_t gdml_codec_size(const gdml_codec *c)
+{
+    return c->n;
+}
+
 bool gdml_codec_sparse(const gdml_codec *c)
 {
     return c->sel->select != NULL;
@@ -242,12 +249,45 @@ static size_t index_bytes_max(size_t n, size_t k)
     return total;
 }
 
-size_t gdml_codec_max_bytes(const gdml_codec *c, size_t k)
+/* The largest payload of a slice of m elements holding k of them. */
+static size_t chunk_max_bytes(const gdml_codec *c, size_t m, size_t k)
 {
     if (!gdml_codec_sparse(c))
-        return GDML_CODEC_HEADER + c->q->bytes(c->n);
-    k = min_size(k, c->n);
-    return GDML_CODEC_HEADER + index_bytes_max(c->n, k) + c->q->bytes(k);
+        return GDML_CODEC_HEADER + c->q->bytes(m);
+    k = min_size(k, m);
+    return GDML_CODEC_HEADER + index_bytes_max(m, k) + c->q->bytes(k);
+}
+
+size_t gdml_codec_chunk_max_bytes(const gdml_codec *c, size_t m, size_t k)
+{
+    return chunk_max_bytes(c, m, k);
+}
+
+size_t gdml_codec_max_bytes(const gdml_codec *c, size_t k)
+{
+    return chunk_max_bytes(c, c->n, k);
+}
+
+size_t gdml_codec_max_bytes_chunked(const gdml_codec *c, size_t k, size_t chunk)
+{
+    size_t n = c->n, chunks = (n + chunk - 1) / chunk;
+    if (chunks <= 1)
+        return chunk_max_bytes(c, n, k);
+    if (!gdml_codec_sparse(c))
+        return chunks * GDML_CODEC_HEADER + (chunks - 1) * c->q->bytes(chunk) +
+               c->q->bytes(n - (chunks - 1) * chunk);
+    /*
+     * Split over chunks as k_1 + ... + k_c = k, index varints take at most
+     * sum_c (k_c + min(k_c, (m-1)/128) + min(k_c, (m-1)/128^2) + ...) bytes,
+     * and sum_c min(k_c, a) <= min(k, c * a). Values: every quantizer writes
+     * k values in at most bytes(k) plus one partial block per extra chunk,
+     * which bytes(1) bounds.
+     */
+    k = min_size(k, n);
+    size_t idx = k;
+    for (uint64_t step = 128; step <= chunk - 1; step *= 128)
+        idx += min_size(k, chunks * (size_t)((chunk - 1) / step));
+    return chunks * GDML_CODEC_HEADER + idx + c->q->bytes(k) + (chunks - 1) * c->q->bytes(1);
 }
 
 size_t gdml_codec_k_for_bytes(const gdml_codec *c, size_t bytes)
@@ -417,51 +457,90 @@ static size_t put_varint(uint8_t *p, uint32_t v)
     return len;
 }
 
-/*
- * gdml_codec_encode, except that decoded may be x itself: x is not read once
- * decoded is written, which lets encode_ef work in one buffer.
- */
-static gdml_err encode_into(gdml_codec *c, const float *x, const gdml_codec_params *p, uint8_t *out,
-                            size_t cap, size_t *len, float *decoded)
+gdml_err gdml_codec_select(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k)
 {
-    assert(x && out && len);
+    assert(x);
     for (size_t i = 0; i < c->n; i++)
         if (!isfinite(x[i]))
             return GDML_ERR_INVALID;
-    bool sparse = gdml_codec_sparse(c);
-    size_t k = c->n;
-    const float *values = x;
-    if (sparse) {
+    size_t chosen = c->n;
+    if (gdml_codec_sparse(c)) {
         assert(p);
-        gdml_err err = c->sel->select(c, x, p, &k);
+        gdml_err err = c->sel->select(c, x, p, &chosen);
         if (err)
             return err;
+    }
+    c->k = chosen;
+    c->selected = true;
+    *k = chosen;
+    return GDML_OK;
+}
+
+/* The first position j of the selection with idx[j] >= i. */
+static size_t first_at(const gdml_codec *c, size_t i)
+{
+    size_t lo = 0, hi = c->k;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->idx[mid] < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+size_t gdml_codec_selected_in(const gdml_codec *c, size_t lo, size_t hi)
+{
+    assert(c->selected && lo <= hi && hi <= c->n);
+    if (!gdml_codec_sparse(c))
+        return hi - lo;
+    return first_at(c, hi) - first_at(c, lo);
+}
+
+/*
+ * Writes the payload of x[lo..hi) as selected. decoded may be x itself: the
+ * slice's values are gathered before decoded[lo..hi) is written, which lets
+ * error feedback work in one buffer.
+ */
+gdml_err gdml_codec_write(gdml_codec *c, const float *x, size_t lo, size_t hi, uint8_t *out,
+                          size_t cap, size_t *len, float *decoded)
+{
+    assert(c->selected && x && out && len && lo < hi && hi <= c->n);
+    bool sparse = gdml_codec_sparse(c);
+    size_t m = hi - lo, j0 = 0, k = m;
+    const float *values = x + lo;
+    if (sparse) {
+        j0 = first_at(c, lo);
+        k = first_at(c, hi) - j0;
         for (size_t j = 0; j < k; j++)
-            c->mag[j] = x[c->idx[j]];
+            c->mag[j] = x[c->idx[j0 + j]];
         values = c->mag;
     }
-    if (cap < gdml_codec_max_bytes(c, k))
+    if (cap < chunk_max_bytes(c, m, k))
         return GDML_ERR_NOMEM;
 
     out[0] = FORMAT_VERSION;
     out[1] = c->sel->id;
     out[2] = c->q->id;
     out[3] = sparse ? FLAG_SPARSE : 0;
-    gdml_codec_put_u32(out + 4, (uint32_t)c->n);
+    gdml_codec_put_u32(out + 4, (uint32_t)m);
     gdml_codec_put_u32(out + 8, (uint32_t)k);
     size_t pos = GDML_CODEC_HEADER;
-    for (size_t j = 0; sparse && j < k; j++)
-        pos += put_varint(out + pos, j ? c->idx[j] - c->idx[j - 1] - 1 : c->idx[0]);
+    for (size_t j = 0; sparse && j < k; j++) {
+        size_t at = c->idx[j0 + j] - lo;
+        pos += put_varint(out + pos, (uint32_t)(j ? at - (c->idx[j0 + j - 1] - lo) - 1 : at));
+    }
     c->q->encode(values, k, out + pos);
     *len = pos + c->q->bytes(k);
 
     if (decoded && !sparse) {
-        c->q->decode(out + pos, k, decoded);
+        c->q->decode(out + pos, k, decoded + lo);
     } else if (decoded) {
         c->q->decode(out + pos, k, c->mag);
-        memset(decoded, 0, c->n * sizeof *decoded);
+        memset(decoded + lo, 0, m * sizeof *decoded);
         for (size_t j = 0; j < k; j++)
-            decoded[c->idx[j]] = c->mag[j];
+            decoded[c->idx[j0 + j]] = c->mag[j];
     }
     return GDML_OK;
 }
@@ -469,7 +548,11 @@ static gdml_err encode_into(gdml_codec *c, const float *x, const gdml_codec_para
 gdml_err gdml_codec_encode(gdml_codec *c, const float *x, const gdml_codec_params *p, uint8_t *out,
                            size_t cap, size_t *len, float *decoded)
 {
-    return encode_into(c, x, p, out, cap, len, decoded);
+    size_t k;
+    gdml_err err = gdml_codec_select(c, x, p, &k);
+    if (!err)
+        err = gdml_codec_write(c, x, 0, c->n, out, cap, len, decoded);
+    return err;
 }
 
 gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
@@ -477,7 +560,7 @@ gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
 {
     for (size_t i = 0; i < c->n; i++)
         c->ef[i] = u[i] + residual[i];
-    gdml_err err = encode_into(c, c->ef, p, out, cap, len, c->ef);
+    gdml_err err = gdml_codec_encode(c, c->ef, p, out, cap, len, c->ef);
     if (err)
         return err; /* residual untouched: the caller may retry with room */
     /* u + residual is recomputed to the same bits; c->ef now holds what was decoded. */

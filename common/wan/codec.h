@@ -79,14 +79,26 @@ bool gdml_codec_spec_ok(const char *spec, gdml_errmsg *e);
 /* The canonical name, "selector+quantizer". */
 const char *gdml_codec_name(const gdml_codec *c);
 
+/* The number of entries of the tensors it encodes. */
+size_t gdml_codec_size(const gdml_codec *c);
+
 /* True if the selector sends a subset (topk, randk, significance). */
 bool gdml_codec_sparse(const gdml_codec *c);
 
 /* True if decode(encode(x)) can differ from x. */
 bool gdml_codec_lossy(const gdml_codec *c);
 
-/* Largest payload, in bytes, of an encoding with k entries present (k <= n). */
+/* Largest payload, in bytes, of one encoding of the whole tensor with k entries present. */
 size_t gdml_codec_max_bytes(const gdml_codec *c, size_t k);
+
+/* Largest payload of a slice of m entries with k of them present. */
+size_t gdml_codec_chunk_max_bytes(const gdml_codec *c, size_t m, size_t k);
+
+/*
+ * Largest total of the payloads when the tensor is written in slices of
+ * `chunk` entries (the last one shorter) and k entries are present in all.
+ */
+size_t gdml_codec_max_bytes_chunked(const gdml_codec *c, size_t k, size_t chunk);
 
 /*
  * Largest k (<= n) whose payload surely fits in bytes; 0 if not even one
@@ -95,9 +107,31 @@ size_t gdml_codec_max_bytes(const gdml_codec *c, size_t k);
 size_t gdml_codec_k_for_bytes(const gdml_codec *c, size_t bytes);
 
 /*
- * Encodes x[0..n) into out[0..cap) and stores the payload size in *len. If
- * decoded is not NULL it receives exactly what gdml_codec_decode will produce
- * from the payload (zeros where nothing was sent). Returns GDML_ERR_NOMEM if
+ * Chooses what of x[0..n) an encoding sends (all of it for a dense
+ * selector) and stores *k, the entries chosen. gdml_codec_write then writes
+ * the payload of any slice. Returns GDML_ERR_INVALID if x holds a value that
+ * is not finite or p is out of range.
+ */
+gdml_err gdml_codec_select(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
+
+/* Entries of the last selection in [lo, hi). */
+size_t gdml_codec_selected_in(const gdml_codec *c, size_t lo, size_t hi);
+
+/*
+ * Writes the payload of slice x[lo..hi) of the last selection into
+ * out[0..cap) (a payload of hi - lo entries, indices relative to lo) and its
+ * size into *len. If decoded is not NULL, decoded[lo..hi) receives what
+ * gdml_codec_decode will make of it; it may be x itself. GDML_ERR_NOMEM if
+ * cap is too small.
+ */
+gdml_err gdml_codec_write(gdml_codec *c, const float *x, size_t lo, size_t hi, uint8_t *out,
+                          size_t cap, size_t *len, float *decoded);
+
+/*
+ * Selects and writes the whole tensor as one payload: encodes x[0..n) into
+ * out[0..cap) and stores the payload size in *len. If decoded is not NULL it
+ * receives exactly what gdml_codec_decode will produce from the payload
+ * (zeros where nothing was sent). Returns GDML_ERR_NOMEM if
  * cap < gdml_codec_max_bytes(c, k) for the k it would send.
  */
 gdml_err gdml_codec_encode(gdml_codec *c, const float *x, const gdml_codec_params *p, uint8_t *out,

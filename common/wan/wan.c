@@ -1,23 +1,20 @@
 /*
  * wan.c - a WAN link direction: the budget controller that picks how much of
- * an update to send, error feedback, and the byte accounting and log.
+ * an update to send, error feedback, the frames that carry it, and the byte
+ * accounting and log.
  */
 #include "wan.h"
 
-#include "blob.h"
+#include "chunk.h"
 #include "codec.h"
-#include "log.h"
 #include "tensor.h"
-#include "util.h"
+#include "transport.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#define SEND_TIMEOUT_MS 5000
 
 struct gdml_wan {
     char encoder[GDML_CODEC_NAME_MAX];
@@ -27,31 +24,13 @@ struct gdml_wan {
     size_t n, k_max; /* k_max: entries of a full message (n when dense) */
     double threshold;
     uint64_t min_message;
-    float *residual, *saved, *decoded; /* n floats each; saved: the residual before a send */
-    uint8_t *buf;
-    size_t buf_cap;
+    bool curve;
+    float *residual, *work; /* n floats each; work: u + residual, then what was decoded */
     char peer[GDML_NAME_MAX];
     char send_dir[8], recv_dir[8];
     FILE *log;
     uint64_t sent, received;
 };
-
-static uint64_t frame_bytes(uint64_t size)
-{
-    return size + (size <= 255 ? 2 : 9);
-}
-
-uint64_t gdml_wan_wire_bytes(const gdml_msg_header *h)
-{
-    uint8_t buf[GDML_MSG_HEADER_MAX];
-    size_t len;
-    if (gdml_msg_encode(h, buf, sizeof buf, &len) != GDML_OK)
-        return UINT64_MAX;
-    uint64_t total = frame_bytes(len);
-    for (uint32_t i = 0; i < h->n_payloads; i++)
-        total += frame_bytes(h->sizes[i]);
-    return total;
-}
 
 gdml_err gdml_wan_log_open(const char *path, FILE **out, gdml_errmsg *e)
 {
@@ -82,6 +61,7 @@ gdml_err gdml_wan_new(const gdml_wan_config *cfg, gdml_wan **out, gdml_errmsg *e
     w->k_fraction = cfg->k_fraction;
     w->threshold = cfg->threshold;
     w->min_message = cfg->min_message_bytes;
+    w->curve = cfg->curve;
     snprintf(w->peer, sizeof w->peer, "%s", cfg->peer ? cfg->peer : "");
     bool up = cfg->direction && strcmp(cfg->direction, "up") == 0;
     snprintf(w->send_dir, sizeof w->send_dir, "%s", up ? "up" : "down");
@@ -105,27 +85,22 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
         return err;
     w->n = n;
     w->residual = calloc(n, sizeof(float));
-    w->saved = malloc(n * sizeof(float));
-    w->decoded = malloc(n * sizeof(float));
-    if (!w->residual || !w->saved || !w->decoded)
-        goto nomem;
+    w->work = malloc(n * sizeof(float));
+    if (!w->residual || !w->work) {
+        /* leave the link unstarted, so that a retry starts afresh */
+        gdml_codec_destroy(&w->codec);
+        free(w->residual);
+        free(w->work);
+        w->residual = w->work = NULL;
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter link", n);
+    }
     w->k_max = n;
     if (gdml_codec_sparse(w->codec)) {
         w->k_max = (size_t)((double)n * w->k_fraction);
         if (w->k_max < 1)
             w->k_max = 1;
     }
-    w->buf_cap = gdml_codec_max_bytes(w->codec, w->k_max);
-    if (!(w->buf = malloc(w->buf_cap)))
-        goto nomem;
     return GDML_OK;
-nomem: /* leave the link unstarted, so that a retry starts afresh */
-    gdml_codec_destroy(&w->codec);
-    free(w->residual);
-    free(w->saved);
-    free(w->decoded);
-    w->residual = w->saved = w->decoded = NULL;
-    return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter link", n);
 }
 
 void gdml_wan_destroy(gdml_wan **wp)
@@ -136,9 +111,7 @@ void gdml_wan_destroy(gdml_wan **wp)
     gdml_codec_destroy(&w->codec);
     gdml_budget_destroy(&w->budget);
     free(w->residual);
-    free(w->saved);
-    free(w->decoded);
-    free(w->buf);
+    free(w->work);
     free(w);
     *wp = NULL;
 }
@@ -149,19 +122,29 @@ void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget)
 }
 
 gdml_err gdml_wan_try_budget(gdml_wan *w, const gdml_budget_config *budget,
-                             const gdml_msg_header *h, gdml_errmsg *e)
+                             const gdml_msg_header *h, int64_t now_ms, gdml_errmsg *e)
 {
     gdml_budget_config old = gdml_budget_get_config(w->budget);
     gdml_budget_reconfigure(w->budget, budget);
-    if (!w->codec || gdml_wan_wait_ms(w, h, gdml_now_ms(), e) >= 0)
+    if (!w->codec || gdml_wan_wait_ms(w, h, now_ms, e) >= 0)
         return GDML_OK;
     gdml_budget_reconfigure(w->budget, &old);
     return GDML_ERR_INVALID;
 }
 
+gdml_budget_config gdml_wan_budget(const gdml_wan *w)
+{
+    return gdml_budget_get_config(w->budget);
+}
+
 float *gdml_wan_residual(gdml_wan *w)
 {
     return w->residual;
+}
+
+size_t gdml_wan_size(const gdml_wan *w)
+{
+    return w->n;
 }
 
 uint64_t gdml_wan_bytes_sent(const gdml_wan *w)
@@ -185,25 +168,52 @@ static void log_line(gdml_wan *w, const char *dir, gdml_msg_type type, uint64_t 
     fflush(w->log);
 }
 
-/* Wire bytes of h carrying a payload of at most the size k entries can take. */
-static uint64_t wire_for_k(const gdml_wan *w, const gdml_msg_header *h, size_t k)
+/* The frames of an update: every chunk that has entries, or chunk 0 when none does. */
+static uint64_t chunks_of(const gdml_wan *w)
+{
+    return gdml_chunk_count(w->n);
+}
+
+/*
+ * The largest header any chunk of this message can have: its fields at their
+ * largest values for this tensor.
+ */
+static size_t header_max(const gdml_wan *w, const gdml_msg_header *h)
 {
     gdml_msg_header sized = *h;
     sized.encoding = GDML_ENC_CODEC;
-    sized.n_payloads = 1;
-    sized.sizes[0] = gdml_codec_max_bytes(w->codec, k);
-    return gdml_wan_wire_bytes(&sized);
+    sized.total = w->n;
+    sized.chunks = chunks_of(w);
+    sized.offset = (chunks_of(w) - 1) * GDML_CHUNK_ELEMS;
+    sized.plen = GDML_MSG_PAYLOAD_MAX;
+    uint8_t buf[GDML_MSG_HEADER_MAX];
+    size_t len;
+    if (gdml_msg_encode(&sized, buf, sizeof buf, &len) != GDML_OK)
+        return GDML_MSG_HEADER_MAX;
+    return len;
+}
+
+/* Wire bytes of h carrying an update of at most k entries, every chunk at its largest. */
+static uint64_t wire_for_k(const gdml_wan *w, size_t header, size_t k)
+{
+    uint64_t chunks = chunks_of(w);
+    uint64_t payload = gdml_codec_max_bytes_chunked(w->codec, k, GDML_CHUNK_ELEMS);
+    /* Each chunk frame: its header, its payload and the framing around them. */
+    uint64_t per_frame = gdml_wire_bytes(header, w->curve) - header;
+    if (chunks == 1)
+        return gdml_wire_bytes(header + payload, w->curve);
+    return chunks * (header + per_frame) + payload;
 }
 
 /* The largest k <= k_max whose message surely fits in avail bytes (0: none). */
-static size_t fit_k(const gdml_wan *w, const gdml_msg_header *h, uint64_t avail)
+static size_t fit_k(const gdml_wan *w, size_t header, uint64_t avail)
 {
     if (!gdml_codec_sparse(w->codec))
-        return wire_for_k(w, h, w->n) <= avail ? w->n : 0;
+        return wire_for_k(w, header, w->n) <= avail ? w->n : 0;
     size_t lo = 0, hi = w->k_max; /* wire_for_k grows with k: find the last that fits */
     while (lo < hi) {
         size_t mid = lo + (hi - lo + 1) / 2;
-        if (wire_for_k(w, h, mid) <= avail)
+        if (wire_for_k(w, header, mid) <= avail)
             lo = mid;
         else
             hi = mid - 1;
@@ -212,75 +222,138 @@ static size_t fit_k(const gdml_wan *w, const gdml_msg_header *h, uint64_t avail)
 }
 
 /* Bytes that must be free before a message is worth sending. */
-static uint64_t useful_bytes(const gdml_wan *w, const gdml_msg_header *h)
+static uint64_t useful_bytes(const gdml_wan *w, size_t header)
 {
-    uint64_t full = wire_for_k(w, h, w->k_max);
-    uint64_t least = gdml_codec_sparse(w->codec) ? wire_for_k(w, h, 1) : full;
+    uint64_t full = wire_for_k(w, header, w->k_max);
+    uint64_t least = gdml_codec_sparse(w->codec) ? wire_for_k(w, header, 1) : full;
     uint64_t want = full < w->min_message ? full : w->min_message;
     return want > least ? want : least;
 }
 
-gdml_err gdml_wan_send_update(gdml_wan *w, gdml_link *l, const gdml_peer *peer, gdml_msg_header *h,
-                              const float *u, const float *ref, float *applied, int64_t now_ms,
-                              size_t *sent_k, gdml_errmsg *e)
+void gdml_wan_update_fini(gdml_wan_update *u)
+{
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n_frames; i++)
+        gdml_blob_unref(&u->frames[i]);
+    free(u->frames);
+    memset(u, 0, sizeof *u);
+}
+
+/* Writes chunk [lo, hi) of c's selection of x into a sealed frame. */
+static gdml_err chunk_frame(gdml_codec *c, gdml_msg_header *h, const float *x, float *decoded,
+                            size_t lo, size_t hi, bool curve, gdml_blob **out, uint64_t *wire)
+{
+    size_t k = gdml_codec_selected_in(c, lo, hi);
+    size_t cap = gdml_codec_chunk_max_bytes(c, hi - lo, k);
+    gdml_blob *f = NULL;
+    size_t len = 0;
+    gdml_err err = gdml_frame_new(cap, &f);
+    if (!err)
+        err = gdml_codec_write(c, x, lo, hi, gdml_frame_payload(f), cap, &len, decoded);
+    if (!err) {
+        h->offset = lo;
+        err = gdml_frame_seal(f, h, len);
+    }
+    if (err) {
+        gdml_blob_unref(&f);
+        return err;
+    }
+    size_t flen;
+    gdml_blob_view(f, &flen);
+    *wire += gdml_wire_bytes(flen, curve);
+    *out = f;
+    return GDML_OK;
+}
+
+gdml_err gdml_codec_frames(gdml_codec *c, gdml_msg_header *h, const float *x, float *decoded,
+                           bool curve, gdml_wan_update *out, gdml_errmsg *e)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = gdml_codec_size(c);
+    /* Every chunk of a dense tensor; the chunks that hold entries of a sparse
+     * one, or chunk 0 alone if none does, so the receiver hears of it. */
+    bool all = !gdml_codec_sparse(c);
+    uint64_t chunks = gdml_chunk_count(n), sending = 0;
+    for (uint64_t i = 0; i < chunks; i++) {
+        size_t lo = (size_t)(i * GDML_CHUNK_ELEMS), hi = lo + (size_t)gdml_chunk_len(n, lo);
+        sending += all || gdml_codec_selected_in(c, lo, hi) > 0;
+    }
+    bool none = sending == 0;
+    if (none)
+        sending = 1;
+    if (!(out->frames = calloc(sending, sizeof *out->frames)))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a tensor's frames");
+    h->encoding = GDML_ENC_CODEC;
+    h->total = n;
+    h->chunks = sending;
+    gdml_err err = GDML_OK;
+    for (uint64_t i = 0; i < chunks && !err; i++) {
+        size_t lo = (size_t)(i * GDML_CHUNK_ELEMS), hi = lo + (size_t)gdml_chunk_len(n, lo);
+        if (!all && gdml_codec_selected_in(c, lo, hi) == 0 && !(none && i == 0)) {
+            if (decoded)
+                memset(decoded + lo, 0, (hi - lo) * sizeof *decoded); /* decodes to nothing */
+            continue;
+        }
+        err = chunk_frame(c, h, x, decoded, lo, hi, curve, &out->frames[out->n_frames], &out->wire);
+        if (!err)
+            out->n_frames++;
+    }
+    if (err) {
+        gdml_wan_update_fini(out);
+        return gdml_errmsg_set(e, err, "cannot make the frames of a %s", gdml_msg_type_name(h->type));
+    }
+    return GDML_OK;
+}
+
+gdml_err gdml_wan_encode_update(gdml_wan *w, gdml_msg_header *h, const float *u, const float *ref,
+                                float *applied, int64_t now_ms, gdml_wan_update *out,
+                                gdml_errmsg *e)
 {
     assert(w->codec && "gdml_wan_start first");
+    memset(out, 0, sizeof *out);
+    size_t header = header_max(w, h);
     uint64_t avail = gdml_budget_available(w->budget, now_ms);
-    if (avail < useful_bytes(w, h))
+    if (avail < useful_bytes(w, header))
         return GDML_ERR_AGAIN;
-    size_t k = fit_k(w, h, avail);
+    size_t k = fit_k(w, header, avail);
     if (k == 0)
         return GDML_ERR_AGAIN;
 
+    /* Error feedback on the uplink; the downlink's caller tracks the receiver itself. */
+    for (size_t i = 0; i < w->n; i++)
+        w->work[i] = applied ? u[i] : u[i] + w->residual[i];
     gdml_codec_params p = {.k = k, .threshold = w->threshold, .ref = ref};
-    size_t len;
-    gdml_err err;
-    if (applied) {
-        err = gdml_codec_encode(w->codec, u, &p, w->buf, w->buf_cap, &len, w->decoded);
-    } else {
-        /* Error feedback is the codec's; the residual is kept to be put back
-         * if the message does not go out after all. */
-        memcpy(w->saved, w->residual, w->n * sizeof(float));
-        err = gdml_codec_encode_ef(w->codec, u, w->residual, &p, w->buf, w->buf_cap, &len);
-    }
+    size_t chosen = 0;
+    gdml_err err = gdml_codec_select(w->codec, w->work, &p, &chosen);
     if (err)
-        return gdml_errmsg_set(e, err, "cannot encode an update for '%s'", w->peer);
-    h->encoding = GDML_ENC_CODEC;
-    h->n_payloads = 1;
-    h->sizes[0] = len;
-    uint64_t wire = gdml_wan_wire_bytes(h);
-    gdml_blob *b = NULL;
-    if (wire > avail) /* cannot happen: len <= max_bytes(k), which fit_k checked */
-        err = gdml_errmsg_set(e, GDML_ERR_INVALID,
-                              "an update of %" PRIu64 " bytes does not fit the %" PRIu64
-                              " the budget allows",
-                              wire, avail);
-    else if (gdml_blob_copy(w->buf, len, &b))
-        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
-    else
-        err = gdml_link_send(l, peer, h, &b, 1, SEND_TIMEOUT_MS, e);
-    gdml_blob_unref(&b);
-    if (err) {
-        if (!applied)
-            memcpy(w->residual, w->saved, w->n * sizeof(float));
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "cannot encode an update for '%s': it holds a value that is not "
+                               "finite",
+                               w->peer);
+
+    if ((err = gdml_codec_frames(w->codec, h, w->work, w->work, w->curve, out, e)))
         return err;
-    }
+    /* The controller sized k so that the frames fit: wire <= avail by construction. */
+    assert(out->wire <= avail);
     if (applied) /* the receiver now holds this much more */
-        gdml_saxpy(w->n, 1.0f, w->decoded, applied);
-    gdml_err spent = gdml_budget_spend(w->budget, wire, now_ms);
+        gdml_saxpy(w->n, 1.0f, w->work, applied);
+    else /* what was meant minus what will be decoded; u + residual recomputes to the same bits */
+        for (size_t i = 0; i < w->n; i++)
+            w->residual[i] = (u[i] + w->residual[i]) - w->work[i];
+    gdml_err spent = gdml_budget_spend(w->budget, out->wire, now_ms);
     assert(spent == GDML_OK && "the controller sent more than the budget allowed");
     (void)spent;
-    w->sent += wire;
-    log_line(w, w->send_dir, h->type, wire, now_ms);
-    if (sent_k) /* what the encoder sent: a filter may send fewer than it may */
-        *sent_k = gdml_codec_payload_k(w->buf, len);
+    w->sent += out->wire;
+    log_line(w, w->send_dir, h->type, out->wire, now_ms);
+    out->k = chosen;
     return GDML_OK;
 }
 
 int64_t gdml_wan_wait_ms(gdml_wan *w, const gdml_msg_header *h, int64_t now_ms, gdml_errmsg *e)
 {
     assert(w->codec && "gdml_wan_start first");
-    uint64_t need = useful_bytes(w, h);
+    uint64_t need = useful_bytes(w, header_max(w, h));
     int64_t wait = gdml_budget_wait_ms(w->budget, need, now_ms);
     if (wait < 0) {
         gdml_budget_config b = gdml_budget_get_config(w->budget);
@@ -300,56 +373,70 @@ int64_t gdml_wan_wait_ms(gdml_wan *w, const gdml_msg_header *h, int64_t now_ms, 
     return wait;
 }
 
-gdml_err gdml_wan_send_control(gdml_wan *w, gdml_link *l, const gdml_peer *peer,
-                               const gdml_msg_header *h, int timeout_ms, gdml_errmsg *e)
+int64_t gdml_wan_admit(gdml_wan *w, gdml_msg_type type, size_t frame_len, int64_t now_ms)
 {
-    uint64_t wire = gdml_wan_wire_bytes(h);
-    int64_t deadline = gdml_now_ms() + timeout_ms;
-    for (;;) {
-        int64_t now = gdml_now_ms();
-        int64_t wait = gdml_budget_wait_ms(w->budget, wire, now);
-        if (wait < 0)
-            return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                                   "a %" PRIu64 "-byte %s does not fit the %s budget with '%s'",
-                                   wire, gdml_msg_type_name(h->type), w->send_dir, w->peer);
-        if (wait == 0)
-            break;
-        if (now + wait > deadline)
-            return gdml_errmsg_set(e, GDML_ERR_TIMEOUT, "no budget to send %s to '%s' within %d ms",
-                                   gdml_msg_type_name(h->type), w->peer, timeout_ms);
-        struct timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
-        nanosleep(&ts, NULL);
-    }
-    int64_t now = gdml_now_ms();
-    gdml_err err = gdml_link_send(l, peer, h, NULL, 0, SEND_TIMEOUT_MS, e);
-    if (err)
-        return err;
-    gdml_err spent = gdml_budget_spend(w->budget, wire, now);
-    assert(spent == GDML_OK && "a control message was sent beyond the budget");
+    uint64_t wire = gdml_wire_bytes(frame_len, w->curve);
+    int64_t wait = gdml_budget_wait_ms(w->budget, wire, now_ms);
+    if (wait != 0)
+        return wait;
+    gdml_err spent = gdml_budget_spend(w->budget, wire, now_ms);
+    assert(spent == GDML_OK);
     (void)spent;
     w->sent += wire;
-    log_line(w, w->send_dir, h->type, wire, now);
-    return GDML_OK;
+    log_line(w, w->send_dir, type, wire, now_ms);
+    return 0;
 }
 
-void gdml_wan_note_received(gdml_wan *w, const gdml_rx *rx, int64_t now_ms)
+bool gdml_wan_cap_spent(const gdml_wan *w)
 {
-    w->received += rx->wire_bytes;
-    log_line(w, w->recv_dir, rx->header.type, rx->wire_bytes, now_ms);
+    gdml_budget_config b = gdml_budget_get_config(w->budget);
+    /* The smallest frame there is: a header of a few fields. */
+    return b.cap && gdml_budget_spent(w->budget) + 32 > b.cap;
 }
 
-gdml_err gdml_wan_decode(const gdml_rx *rx, float *out, size_t n, gdml_errmsg *e)
+void gdml_wan_note_received(gdml_wan *w, gdml_msg_type type, uint64_t wire_bytes, int64_t now_ms)
 {
-    const char *type = gdml_msg_type_name(rx->header.type);
-    if (rx->header.encoding != GDML_ENC_CODEC || rx->n_payloads != 1)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO,
-                               "%s from '%s': expected one codec payload, got encoding %u with "
-                               "%zu payloads",
-                               type, rx->header.sender, (unsigned)rx->header.encoding,
-                               rx->n_payloads);
+    w->received += wire_bytes;
+    log_line(w, w->recv_dir, type, wire_bytes, now_ms);
+}
+
+gdml_err gdml_wan_decode_chunk(const gdml_msg_header *h, const uint8_t *payload, float *out,
+                               const char *from, gdml_errmsg *e)
+{
+    const char *type = gdml_msg_type_name(h->type);
+    if (h->encoding != GDML_ENC_CODEC)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s' carries no tensor chunk", type,
+                               from);
     gdml_errmsg why;
-    if (gdml_codec_decode(rx->payload[0], rx->payload_size[0], out, n, &why))
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s': %s", type, rx->header.sender,
-                               why.text);
+    size_t m = (size_t)gdml_chunk_len(h->total, h->offset);
+    if (gdml_codec_decode(payload, (size_t)h->plen, out + h->offset, m, &why))
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s', chunk at %llu: %s", type, from,
+                               (unsigned long long)h->offset, why.text);
     return GDML_OK;
+}
+
+gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, const uint8_t *payload,
+                                float *dst, size_t n, bool clear, const char *from,
+                                bool *complete, gdml_errmsg *e)
+{
+    *complete = false;
+    bool starts = false;
+    switch (gdml_transfer_offer(t, h, n, &starts, e)) {
+    case GDML_CHUNK_NEW:
+        break;
+    case GDML_CHUNK_DUPLICATE:
+        return GDML_REASON_DUPLICATE;
+    case GDML_CHUNK_STALE:
+        return GDML_REASON_STALE;
+    case GDML_CHUNK_BAD:
+        return GDML_REASON_TENSOR;
+    }
+    if (starts && clear)
+        memset(dst, 0, n * sizeof *dst);
+    if (gdml_wan_decode_chunk(h, payload, dst, from, e)) {
+        gdml_transfer_reset(t);
+        return GDML_REASON_TENSOR;
+    }
+    *complete = gdml_transfer_complete(t);
+    return GDML_REASON_NONE;
 }

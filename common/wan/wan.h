@@ -10,21 +10,29 @@
  *     (`mono_ms,peer,direction,type,bytes,rate`), which the benchmark
  *     reads to check that no window exceeded the budget.
  *
+ * It does no I/O on the network: it turns an update into sealed frames
+ * (msg.h), one per chunk of the tensor (chunk.h), and the caller sends them.
+ * The budget is spent when the frames are made, so a state machine that
+ * makes them can be sure it never sends more than the budget allows.
+ *
  * Updates are sent with error feedback: e = u + residual; the controller picks
- * the number of entries k so that the whole message (header, payload and ZMTP
- * framing, exactly as counted on the wire) fits the bytes available now, and
- * residual = e - decode(message). A message is sent only if it is useful: the
- * budget has at least min_message_bytes free, or the message at its full size
- * (k_fraction of the model, or the whole of it for a dense encoder) fits.
- * Otherwise nothing is sent and the caller tries again later.
+ * the number of entries k so that the whole message (every chunk's header,
+ * payload and ZMTP framing, and CURVE's overhead on a CURVE link, exactly as
+ * counted on the wire) fits the bytes available now, and residual = e -
+ * decode(message). A message is made only if it is useful: the budget has at
+ * least min_message_bytes free, or the message at its full size (k_fraction
+ * of the model, or the whole of it for a dense encoder) fits. Otherwise
+ * nothing is made and the caller tries again later (gdml_wan_wait_ms).
  */
 #ifndef GDML_WAN_H
 #define GDML_WAN_H
 
+#include "blob.h"
 #include "budget.h"
+#include "chunk.h"
+#include "codec.h"
 #include "err.h"
 #include "msg.h"
-#include "transport.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,7 +50,16 @@ typedef struct gdml_wan_config {
     const char *peer;           /* the other end, for logs ("us-east", "coordinator") */
     const char *direction;      /* "up" or "down", for logs */
     FILE *byte_log;             /* shared CSV byte log, or NULL; not owned */
+    bool curve;                 /* the link runs CURVE, whose bytes count too */
 } gdml_wan_config;
+
+/* An update made into frames: send each, in order, then gdml_wan_update_fini. */
+typedef struct gdml_wan_update {
+    gdml_blob **frames;
+    size_t n_frames;
+    size_t k;      /* entries the encoder sent */
+    uint64_t wire; /* bytes the frames take on the wire */
+} gdml_wan_update;
 
 /*
  * Opens the byte log at path for writing and writes its CSV header; *out is
@@ -52,8 +69,8 @@ typedef struct gdml_wan_config {
 gdml_err gdml_wan_log_open(const char *path, FILE **out, gdml_errmsg *e);
 
 /*
- * Makes a link direction with its budget; control messages can be sent at
- * once. Updates need gdml_wan_start, once the model's size is known.
+ * Makes a link direction with its budget; control frames can be admitted
+ * at once. Updates need gdml_wan_start, once the model's size is known.
  * Returns GDML_ERR_NOMEM.
  */
 gdml_err gdml_wan_new(const gdml_wan_config *cfg, gdml_wan **out, gdml_errmsg *e);
@@ -68,7 +85,7 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e);
 /* Frees it. NULL-safe; clears *w. */
 void gdml_wan_destroy(gdml_wan **w);
 
-/* Applies a new budget (SIGHUP, or a region's HELLO); spent bytes and history stay. */
+/* Applies a new budget; spent bytes and history stay. */
 void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget);
 
 /*
@@ -78,59 +95,92 @@ void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget);
  * model size to judge by, and the budget is applied as it is.
  */
 gdml_err gdml_wan_try_budget(gdml_wan *w, const gdml_budget_config *budget,
-                             const gdml_msg_header *h, gdml_errmsg *e);
+                             const gdml_msg_header *h, int64_t now_ms, gdml_errmsg *e);
+
+/* The budget in force. */
+gdml_budget_config gdml_wan_budget(const gdml_wan *w);
 
 /* The error-feedback residual, n floats, for the caller to seed or reset. */
 float *gdml_wan_residual(gdml_wan *w);
 
-/*
- * Sends update u[0..n) as message h (the caller sets type, sender, seq,
- * version, step, count, metric; encoding and sizes are set here). With
- * applied == NULL the link keeps the error-feedback residual itself (the
- * uplink: e = u + residual). Otherwise the caller tracks what the receiver
- * holds: decode(message) is added to applied[0..n) and u should be "what the
- * receiver lacks" (the downlink: u = global - view, view += decoded).
- * ref is the current parameter vector, for the significance filter (may be
- * NULL otherwise). Returns GDML_ERR_AGAIN, sending nothing and changing
- * nothing, when the budget does not allow a useful message at now_ms (see
- * gdml_wan_wait_ms for when it will); a failed send changes nothing but h's
- * encoding and sizes.
- * On GDML_OK, *sent_k (if not NULL) holds the entries sent.
- */
-gdml_err gdml_wan_send_update(gdml_wan *w, gdml_link *l, const gdml_peer *peer, gdml_msg_header *h,
-                              const float *u, const float *ref, float *applied, int64_t now_ms,
-                              size_t *sent_k, gdml_errmsg *e);
+/* The model size the link was started with (0 before gdml_wan_start). */
+size_t gdml_wan_size(const gdml_wan *w);
 
 /*
- * Milliseconds from now_ms until gdml_wan_send_update can send a useful
- * message with header h (the one it refused), 0 if it can now, or -1 if it
- * never can (the smallest useful message is larger than one window's budget,
- * or the cap is spent); e then says which key to change.
+ * Makes update u[0..n) into the frames of message h (the caller sets type,
+ * sender, seq, version, step, count, metric; encoding, chunk fields and
+ * sizes are set here). With applied == NULL the link keeps the
+ * error-feedback residual itself (the uplink: e = u + residual). Otherwise
+ * the caller tracks what the receiver holds: decode(message) is added to
+ * applied[0..n) and u should be "what the receiver lacks" (the downlink:
+ * u = global - view, view += decoded). ref is the current parameter vector,
+ * for the significance filter (may be NULL otherwise). Returns
+ * GDML_ERR_AGAIN, making nothing and changing nothing, when the budget does
+ * not allow a useful message at now_ms (see gdml_wan_wait_ms).
+ */
+gdml_err gdml_wan_encode_update(gdml_wan *w, gdml_msg_header *h, const float *u, const float *ref,
+                                float *applied, int64_t now_ms, gdml_wan_update *out,
+                                gdml_errmsg *e);
+
+/*
+ * Makes x[0..n) (n: the codec's size), as codec c has just selected it
+ * (gdml_codec_select), into the sealed frames of message h, one per chunk
+ * that holds entries (every chunk, for a dense codec). decoded, if not NULL,
+ * gets what the receiver will decode (it may be x). No budget: for the LAN,
+ * and for gdml_wan_encode_update.
+ */
+gdml_err gdml_codec_frames(gdml_codec *c, gdml_msg_header *h, const float *x, float *decoded,
+                           bool curve, gdml_wan_update *out, gdml_errmsg *e);
+
+/* Drops the frames' references. Safe on a zeroed update. */
+void gdml_wan_update_fini(gdml_wan_update *u);
+
+/*
+ * Milliseconds from now_ms until gdml_wan_encode_update can make a useful
+ * message with header h, 0 if it can now, or -1 if it never can (the
+ * smallest useful message is larger than one window's budget, or the cap is
+ * spent); e then says which key to change.
  */
 int64_t gdml_wan_wait_ms(gdml_wan *w, const gdml_msg_header *h, int64_t now_ms, gdml_errmsg *e);
 
 /*
- * Sends a message without payload (HELLO, STOP, ERROR), counted against the
- * budget. Waits for tokens (sleeping) at most timeout_ms; GDML_ERR_TIMEOUT if
- * they do not come.
+ * A frame without a tensor (HELLO, HEARTBEAT, STOP, ERROR) of frame_len
+ * bytes: if the budget has its wire bytes now, spends them, logs it and
+ * returns 0; otherwise returns the milliseconds until it would (the caller
+ * sends it then), or -1 if it never will.
  */
-gdml_err gdml_wan_send_control(gdml_wan *w, gdml_link *l, const gdml_peer *peer,
-                               const gdml_msg_header *h, int timeout_ms, gdml_errmsg *e);
+int64_t gdml_wan_admit(gdml_wan *w, gdml_msg_type type, size_t frame_len, int64_t now_ms);
 
-/* Counts a received message and writes it to the byte log. */
-void gdml_wan_note_received(gdml_wan *w, const gdml_rx *rx, int64_t now_ms);
+/* Counts a received frame's wire bytes and writes it to the byte log. */
+void gdml_wan_note_received(gdml_wan *w, gdml_msg_type type, uint64_t wire_bytes, int64_t now_ms);
 
-/*
- * Decodes the update carried by rx (a GDML_ENC_CODEC payload) into
- * out[0..n). GDML_ERR_PROTO with e naming the peer if it is malformed.
- */
-gdml_err gdml_wan_decode(const gdml_rx *rx, float *out, size_t n, gdml_errmsg *e);
-
-/* Wire bytes sent and received through this link direction. */
+/* Wire bytes made for sending and received through this link direction. */
 uint64_t gdml_wan_bytes_sent(const gdml_wan *w);
 uint64_t gdml_wan_bytes_received(const gdml_wan *w);
 
-/* Bytes one message with header h and payload sizes takes on the wire. */
-uint64_t gdml_wan_wire_bytes(const gdml_msg_header *h);
+/* True if the cap is set and spent so far that not even a control frame fits. */
+bool gdml_wan_cap_spent(const gdml_wan *w);
+
+/*
+ * Decodes chunk payload[0..len) of a tensor into out[offset..offset + m),
+ * m = gdml_chunk_len(total, offset), for a message of type `type` from
+ * `from`. GDML_ERR_PROTO with e naming the peer if it is malformed.
+ */
+gdml_err gdml_wan_decode_chunk(const gdml_msg_header *h, const uint8_t *payload, float *out,
+                               const char *from, gdml_errmsg *e);
+
+/*
+ * Takes one chunk of a tensor of n elements from `from`, judged by the
+ * sender's transfer record t (chunk.h), and decodes it into dst[offset..).
+ * When the chunk opens a new transfer and clear is set, dst[0..n) is zeroed
+ * first (chunks a sparse update skips decode to nothing). Returns
+ * GDML_REASON_NONE when the chunk was taken (*complete tells whether the
+ * tensor is now whole), or why it was not: GDML_REASON_DUPLICATE,
+ * GDML_REASON_STALE, or GDML_REASON_TENSOR with e saying what is wrong (a
+ * chunk that does not decode abandons its transfer).
+ */
+gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, const uint8_t *payload,
+                                float *dst, size_t n, bool clear, const char *from,
+                                bool *complete, gdml_errmsg *e);
 
 #endif

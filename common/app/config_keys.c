@@ -1,0 +1,267 @@
+/*
+ * config_keys.c - every configuration key gdml knows: one row each, with its
+ * section, type, default, bounds or allowed values, command-line flag and
+ * help text, and the checks for values that have a format. Loading,
+ * validation, --help and docs/config.md all come from this table (config.c),
+ * so a key is added here and in gdml_config (config.h), and nowhere else.
+ */
+#include "config_impl.h"
+
+#include "codec.h"
+
+#include <stdint.h>
+#include <string.h>
+
+
+/* ---- formats of string values ---- */
+
+static gdml_err check_name(const char *value, gdml_errmsg *why)
+{
+    if (gdml_name_ok(value))
+        return GDML_OK;
+    return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not a valid name");
+}
+
+static gdml_err check_endpoint(const char *value, gdml_errmsg *why)
+{
+    static const char *const schemes[] = {"tcp://", "ipc://", "inproc://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(value, schemes[i], n) == 0 && value[n])
+            return GDML_OK;
+    }
+    return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not a ZeroMQ endpoint");
+}
+
+static gdml_err check_encoder(const char *value, gdml_errmsg *why)
+{
+    return gdml_codec_spec_ok(value, why) ? GDML_OK : GDML_ERR_CONFIG;
+}
+
+static gdml_err check_member_list(const char *value, gdml_errmsg *why)
+{
+    char names[64][GDML_NAME_MAX];
+    int n;
+    return *value ? gdml_config_split_names(value, names, 64, &n, why) : GDML_OK;
+}
+
+static gdml_err check_regions(const char *value, gdml_errmsg *why)
+{
+    char names[64][GDML_NAME_MAX];
+    int n;
+    return gdml_config_split_names(value, names, 64, &n, why);
+}
+
+
+#define NAME_RULE "1..63 characters from A-Z a-z 0-9 . _ -"
+#define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+#define ENCODER_RULE                                                                               \
+    "SELECTOR+QUANTIZER, either part alone, or dense; selectors all, topk, randk, significance; "  \
+    "quantizers f32, f16, bf16, int8, int4, sign"
+
+/*
+ * One macro per kind of row keeps each row of the table on a line or two.
+ * clang-format would spread each macro over five lines; the table reads better dense.
+ */
+// clang-format off
+#define AT(sec, k) .section = #sec, .key = #k, .offset = offsetof(gdml_config, sec.k), \
+                   .size = sizeof(((gdml_config *)0)->sec.k)
+#define INT(sec, k, d, lo, hi, f, h) {AT(sec, k), .type = KEY_INT, .def = d, .imin = lo, \
+                                      .imax = hi, .flag = f, .meta = "N", .help = h}
+#define REAL(sec, k, d, lo, hi, f, h) {AT(sec, k), .type = KEY_REAL, .def = d, .rmin = lo, \
+                                       .rmax = hi, .flag = f, .meta = "X", .help = h}
+#define ENUM(sec, k, d, ch, f, m, h) {AT(sec, k), .type = KEY_ENUM, .def = d, .choices = ch, \
+                                      .flag = f, .meta = m, .help = h}
+#define STR(sec, k, d, f, m, h) {AT(sec, k), .type = KEY_STRING, .def = d, .flag = f, .meta = m, \
+                                 .help = h}
+#define REQ(sec, k, f, m, h) {AT(sec, k), .type = KEY_STRING, .def = "", .required = true, \
+                              .flag = f, .meta = m, .help = h}
+#define NAME(sec, k, f, h) {AT(sec, k), .type = KEY_STRING, .def = "", .required = true, \
+                            .check = check_name, .allowed = NAME_RULE, \
+                            .brief = "1..63 of A-Za-z0-9._-", .flag = f, .meta = "NAME", .help = h}
+#define ENCODER(sec, k, d, f, h) {AT(sec, k), .type = KEY_STRING, .def = d, \
+                                  .check = check_encoder, .allowed = ENCODER_RULE, \
+                                  .brief = "an encoder, e.g. topk+int8", .flag = f, \
+                                  .meta = "SPEC", .help = h}
+#define ENDPOINT(sec, k, d, f, h) {AT(sec, k), .type = KEY_STRING, .def = d, \
+                                   .check = check_endpoint, .allowed = ENDPOINT_RULE, \
+                                   .brief = "tcp://, ipc:// or inproc://", .flag = f, \
+                                   .meta = "ENDPOINT", .help = h}
+// clang-format on
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const model_kinds[] = {"softmax", NULL};
+static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
+static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
+static const char *const drift_corrections[] = {"none", "scaffold", NULL};
+static const char *const on_off[] = {"on", "off", NULL};
+static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
+
+#define FASHION "/usr/share/datasets/fashion-mnist/"
+
+/* Grouped by section; the order here is the order of --help and docs/config.md. */
+const key_def gdml_config_keys[] = {
+    ENUM(log, level, "info", log_levels, "--log-level", "LEVEL", "least severe messages to print"),
+
+    ENUM(model, kind, "softmax", model_kinds, NULL, "KIND", "model family to train"),
+    INT(model, inputs, "784", 1, 100000000, NULL, "features per example (784 for 28x28 images)"),
+    INT(model, classes, "10", 2, 256, NULL, "number of labels (labels are 8-bit)"),
+    INT(model, seed, "1", 0, INT64_MAX, NULL, "seed of the initial parameters"),
+
+    ENDPOINT(coordinator, listen, "tcp://0.0.0.0:7070", "--listen",
+             "endpoint the regions connect to"),
+    STR(coordinator, store, "gdml-store", "--store", "PATH",
+        "LMDB directory that keeps every global model version"),
+    INT(coordinator, regions, "3", 1, 64, "--regions", "regions that must join before round 1"),
+    INT(coordinator, rounds, "30", 1, 1000000, "--rounds", "global rounds to run"),
+    INT(coordinator, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
+        "how long to wait for a region before failing, in ms"),
+    STR(coordinator, eval_images, "", "--eval-images", "PATH",
+        "IDX test images scored after each round (empty: no evaluation)"),
+    STR(coordinator, eval_labels, "", "--eval-labels", "PATH", "IDX test labels for eval_images"),
+    INT(coordinator, eval_every, "1", 1, 1000000, "--eval-every",
+        "evaluate every this many versions (and always the last)"),
+    STR(coordinator, endpoint_file, "", "--endpoint-file", "PATH",
+        "file to write the bound endpoint to (empty: none)"),
+    ENCODER(coordinator, encoder, "dense", "--encoder",
+            "downlink encoder: how the global model's changes are sent to each region"),
+    REAL(coordinator, k_fraction, "0.1", 0, 1, "--k-fraction",
+         "entries a sparse downlink encoder sends, as a fraction of the model"),
+    REAL(coordinator, threshold, "0.01", 0, 1000000, "--threshold",
+         "significance filter: relative change that makes a parameter worth sending"),
+    STR(coordinator, byte_log, "", "--byte-log", "PATH",
+        "CSV file recording every WAN message sent and received (empty: none)"),
+    {AT(coordinator, members), .type = KEY_STRING, .def = "", .check = check_member_list,
+     .allowed = "empty, or a comma-separated list of distinct names, each " NAME_RULE,
+     .brief = "names, comma-separated", .flag = "--members", .meta = "LIST",
+     .help = "regions that may join (empty: any name; with CURVE, the allow-list decides too)"},
+    INT(coordinator, max_samples, "1000000000", 1, 281474976710656, NULL,
+        "the largest sample count a region may declare; a delta may weigh no more than its "
+        "region declared"),
+
+    ENUM(merge, rule, "fedavg", merge_rules, "--merge", "RULE",
+         "how regional deltas are merged: fedavg, sum, fedavgm, nesterov or adam"),
+    REAL(merge, lr, "1", 0, 1000, "--server-lr", "server learning rate of the merge"),
+    REAL(merge, momentum, "0.9", 0, 0.999999, "--momentum", "fedavgm and nesterov momentum"),
+    REAL(merge, beta1, "0.9", 0, 0.999999, NULL, "adam first-moment decay"),
+    REAL(merge, beta2, "0.99", 0, 0.999999, NULL, "adam second-moment decay"),
+    REAL(merge, epsilon, "0.001", 0, 1, NULL, "adam denominator floor (tau)"),
+    REAL(merge, max_delta_norm, "100000", 0, 1e30, NULL,
+         "a region's delta with a larger L2 norm is dropped, not merged"),
+    REAL(merge, max_change_norm, "100000", 0, 1e30, NULL,
+         "a merge that would move the global model by more (L2) is not committed; the largest "
+         "contributions are dropped until it would not"),
+
+    NAME(server, name, "--name", "this region's name"),
+    ENDPOINT(server, listen, "tcp://0.0.0.0:7071", "--listen",
+             "endpoint this region's workers connect to"),
+    ENDPOINT(server, coordinator, "tcp://127.0.0.1:7070", "--coordinator",
+             "the global coordinator's endpoint"),
+    INT(server, workers, "2", 1, 1024, "--workers", "workers that must join before training"),
+    INT(server, sync_every, "50", 1, 1000000, "--sync-every", "local steps between syncs"),
+    REAL(server, learning_rate, "0.1", 0, 100, "--learning-rate", "SGD step size"),
+    REAL(server, lr_decay, "1", 0, 1, "--lr-decay",
+         "learning rate factor per global version: rate = learning_rate * lr_decay^version"),
+    INT(server, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
+        "how long to wait for a worker or the coordinator, in ms"),
+    STR(server, endpoint_file, "", "--endpoint-file", "PATH",
+        "file to write the bound endpoint to (empty: none)"),
+    ENUM(server, sync_mode, "steps", sync_modes, "--sync-mode", "MODE",
+         "when to sync with the coordinator: every sync_every steps, every sync_ms, or as "
+         "soon as the uplink budget has min_message_bytes"),
+    INT(server, sync_ms, "1000", 1, 86400000, "--sync-ms",
+        "ms between syncs when sync_mode = time"),
+    ENUM(server, drift_correction, "none", drift_corrections, "--drift-correction", "KIND",
+         "scaffold: correct each local step by the global minus the local mean gradient of the "
+         "last round (control variates derived from the deltas, so no extra WAN bytes)"),
+    ENCODER(server, encoder, "dense", "--encoder",
+            "uplink encoder: how this region's delta is sent to the coordinator"),
+    REAL(server, k_fraction, "0.1", 0, 1, "--k-fraction",
+         "entries a sparse uplink encoder sends, as a fraction of the model"),
+    REAL(server, threshold, "0.01", 0, 1000000, "--threshold",
+         "significance filter: relative change that makes a parameter worth sending"),
+    STR(server, byte_log, "", "--byte-log", "PATH",
+        "CSV file recording every WAN message sent and received (empty: none)"),
+    INT(server, max_worker_samples, "1000000000", 1, 281474976710656, NULL,
+        "the largest sample count a worker may declare"),
+    REAL(server, max_grad_norm, "100000", 0, 1e30, NULL,
+         "a worker's gradient with a larger L2 norm is dropped"),
+
+    ENUM(security, curve, "on", on_off, "--curve", "on|off",
+         "CURVE (authenticated, encrypted) on the links between data centers"),
+    ENUM(security, lan_curve, "off", on_off, "--lan-curve", "on|off",
+         "CURVE between a regional server and its workers, inside a data center"),
+    STR(security, key, "", "--key", "PATH",
+        "this process's key file (gdml-keys new): its name and key pair; mode 0600"),
+    STR(security, allow, "", "--allow", "PATH",
+        "allow-list of the peers that may connect, one 'name = public key' each (cat their .pub "
+        "files)"),
+    STR(security, coordinator_key, "", "--coordinator-key", "PATH",
+        "regional server: the coordinator's public key file (.pub)"),
+    STR(security, server_key, "", "--server-key", "PATH",
+        "worker: its regional server's public key file (.pub)"),
+
+    INT(net, heartbeat_ms, "1000", 10, 600000, "--heartbeat-ms",
+        "idle links send a heartbeat this often, and stalls are logged this often"),
+    INT(net, peer_timeout_ms, "10000", 50, 86400000, "--peer-timeout-ms",
+        "a peer silent for this long is not waited for (it may come back)"),
+    INT(net, drop_after_ms, "10000", 50, 86400000, NULL,
+        "a peer that takes nothing we send for this long is dropped"),
+    INT(net, max_peer_bytes, "67108864", 8388608, 1099511627776, NULL,
+        "unread bytes one connection may have in flight to this process before it is cut off"),
+
+    INT(store, map_mb, "256", 1, 1073741824, NULL,
+        "initial LMDB map size; it doubles whenever the store fills it"),
+    INT(store, max_map_gb, "1024", 1, 1048576, NULL, "the map never grows beyond this"),
+    INT(store, keep_last, "0", 0, INT64_MAX, "--keep-last",
+        "retention: keep the newest this many versions (0: keep all)"),
+    INT(store, keep_every, "0", 0, INT64_MAX, "--keep-every",
+        "retention: also keep every this-many-th version (0: none beyond keep_last)"),
+
+    INT(budget, up_bytes_per_s, "0", 0, 1000000000000, "--up-bytes-per-s",
+        "uplink budget: bytes per second over any 1 s window (0: unlimited)"),
+    INT(budget, up_total_bytes, "0", 0, INT64_MAX, "--up-total-bytes",
+        "uplink bytes in all (0: no cap)"),
+    INT(budget, down_bytes_per_s, "0", 0, 1000000000000, "--down-bytes-per-s",
+        "downlink budget the coordinator keeps for this region (0: unlimited)"),
+    INT(budget, down_total_bytes, "0", 0, INT64_MAX, "--down-total-bytes",
+        "downlink bytes in all (0: no cap)"),
+    INT(budget, min_message_bytes, "1024", 64, 1000000000, "--min-message-bytes",
+        "smallest delta worth sending; sync_mode = budget syncs once this many bytes are free"),
+
+    NAME(worker, name, "--name", "this worker's name"),
+    ENDPOINT(worker, server, "tcp://127.0.0.1:7071", "--server", "the regional server's endpoint"),
+    REQ(worker, images, "--images", "PATH", "IDX training images of this region (.gz or plain)"),
+    REQ(worker, labels, "--labels", "PATH", "IDX training labels for images"),
+    INT(worker, batch_size, "64", 1, 65536, "--batch-size", "examples per gradient"),
+    INT(worker, shard_index, "0", 0, 1023, "--shard-index",
+        "which shard of the region's data this worker reads (< shard_count)"),
+    INT(worker, shard_count, "1", 1, 1024, "--shard-count", "shards the region's data is cut into"),
+    INT(worker, seed, "1", 0, INT64_MAX, "--seed", "seed of the batch order"),
+    INT(worker, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
+        "how long to wait for the server, in ms"),
+
+    {AT(launch, regions), .type = KEY_STRING, .def = "us-east,eu-west,ap-south",
+     .check = check_regions,
+     .allowed = "comma-separated list of 1..64 distinct names, each " NAME_RULE,
+     .brief = "1..64 distinct names", .flag = "--regions", .meta = "LIST",
+     .help = "regions to start, comma-separated"},
+    INT(launch, workers, "2", 1, 64, "--workers", "workers per region"),
+    ENUM(launch, split, "dirichlet", split_kinds, "--split", "KIND",
+         "how training data is dealt to regions: iid, or label skew (dirichlet)"),
+    REAL(launch, alpha, "0.5", 0, 1000000, "--alpha",
+         "Dirichlet concentration of the split: smaller is more skewed"),
+    INT(launch, seed, "42", 0, INT64_MAX, "--seed", "seed of the split"),
+    STR(launch, train_images, FASHION "train-images-idx3-ubyte.gz", "--train-images", "PATH",
+        "IDX training images to split across regions"),
+    STR(launch, train_labels, FASHION "train-labels-idx1-ubyte.gz", "--train-labels", "PATH",
+        "IDX training labels"),
+    STR(launch, test_images, FASHION "t10k-images-idx3-ubyte.gz", "--test-images", "PATH",
+        "IDX test images the coordinator scores"),
+    STR(launch, test_labels, FASHION "t10k-labels-idx1-ubyte.gz", "--test-labels", "PATH",
+        "IDX test labels"),
+    STR(launch, run_dir, "", "--run-dir", "PATH",
+        "directory for logs, shards and the store (empty: a new one under runs/)"),
+};
+
+const size_t gdml_config_n_keys = sizeof gdml_config_keys / sizeof gdml_config_keys[0];

@@ -1,0 +1,99 @@
+/*
+ * region_impl.h - private to the regional server's state machine: its
+ * state, and what its files share. region_sm.c takes the events and keeps
+ * time, region_lan.c serves the workers (pushes, steps, models),
+ * region_wan.c talks to the coordinator (joining, deltas, GLOBAL).
+ */
+#ifndef GDML_REGION_IMPL_H
+#define GDML_REGION_IMPL_H
+
+#include "region_sm.h"
+
+#include "chunk.h"
+#include "codec.h"
+#include "members.h"
+#include "model.h"
+#include "ratelog.h"
+#include "wan.h"
+
+typedef enum region_state {
+    REGION_JOINING,  /* workers joining, then the coordinator's WELCOME */
+    REGION_TRAINING, /* collecting one gradient per worker for the current step */
+    REGION_HOLDING,  /* a sync is due, but the uplink budget does not allow the delta yet */
+    REGION_SYNCING,  /* delta sent; waiting for GLOBAL */
+    REGION_DONE,     /* STOP: the run is over */
+} region_state;
+
+struct gdml_sync_mode {
+    const char *name;
+    /* True if a sync is due after a step, at now. */
+    bool (*due)(const gdml_region *r, int64_t now);
+    /* True if the workers wait while the budget holds the delta back (steps:
+     * a round is exactly sync_every steps); false if training goes on. */
+    bool hold;
+};
+
+/* Per worker, beside its member slot. */
+typedef struct worker_slot {
+    gdml_transfer in;   /* its gradient of the current step */
+    bool pushed;        /* its gradient for the current step is in */
+    bool needs_welcome; /* (re)joined: its next model comes as WELCOME */
+    int64_t sent_ms;    /* last frame sent to it */
+} worker_slot;
+
+struct gdml_region {
+    const gdml_region_config *cfg;
+    region_state state;
+    gdml_members workers;
+    worker_slot *wslots;
+    /* The model, once the coordinator's WELCOME told its layout. */
+    gdml_layout layout;
+    const gdml_model_ops *ops;
+    char layout_text[GDML_MSG_TEXT_MAX];
+    size_t n;
+    float *params;     /* the live model */
+    float *anchor;     /* the global model the current round started from */
+    float *grad_sum;   /* this step: sum over pushes of batch * gradient */
+    double *chunk_batch; /* this step: samples that reached each chunk */
+    float *scratch;    /* one received tensor */
+    float *c_local, *c_global; /* SCAFFOLD control variates */
+    gdml_codec *dense; /* all+f32, for models to the workers */
+    gdml_wan *up;      /* the uplink */
+    gdml_transfer from_coord;
+    uint64_t version, step, steps_since_sync, syncs;
+    uint64_t wan_seq, lan_seq;
+    uint64_t delta_seq; /* the delta SYNCING waits on */
+    double batch_sum, loss_sum, loss_weight;
+    bool joined_coord;  /* HELLO sent */
+    uint64_t hello_samples;
+    int64_t hello_ms, coord_heard_ms, coord_sent_ms, progress_ms, stall_log_ms, last_sync_ms;
+    int64_t hold_until_ms;
+    int exit_status;
+    gdml_actions actions;
+    gdml_ratelog *log;
+    gdml_region_stats stats;
+};
+
+/* region_sm.c */
+void region_reject(gdml_region *r, int64_t now, int link, const gdml_rx *rx, gdml_reason reason,
+                   bool tell, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+void region_exit(gdml_region *r, int64_t now, int status, gdml_err err, const char *why);
+gdml_err region_send_control(gdml_region *r, int link, const gdml_peer *to, gdml_msg_type type,
+                             gdml_reason code, const char *text, int64_t now);
+double region_lr(const gdml_region *r);
+
+/* region_lan.c */
+void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx);
+void region_maybe_start(gdml_region *r, int64_t now);
+void region_broadcast(gdml_region *r, int64_t now);
+void region_check_step(gdml_region *r, int64_t now);
+uint64_t region_samples(const gdml_region *r);
+
+/* region_wan.c */
+void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx);
+void region_hello(gdml_region *r, int64_t now);
+void region_after_step(gdml_region *r, int64_t now);
+void region_retry_hold(gdml_region *r, int64_t now);
+void region_delta_header(const gdml_region *r, gdml_msg_header *h);
+
+#endif

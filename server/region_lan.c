@@ -1,0 +1,333 @@
+/*
+ * region_lan.c - the regional server's side facing its workers: joins,
+ * gradients in chunks, the synchronous step over the workers still heard
+ * from, and the model sent back.
+ *
+ * A gradient arrives in chunks; each is added, weighted by its batch, to
+ * the step's sum as it arrives, and the samples that reached each chunk are
+ * counted per chunk. The step divides each chunk by its own count, so a
+ * worker that dies half-way through its push leaves an unbiased step
+ * behind, and no per-worker copy of the model is ever held.
+ */
+#include "region_impl.h"
+
+#include "log.h"
+#include "tensor.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BATCH 65536 /* worker.batch_size's bound */
+
+uint64_t region_samples(const gdml_region *r)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < r->workers.used; i++)
+        if (r->workers.slots[i].state == GDML_MEMBER_JOINED ||
+            r->workers.slots[i].state == GDML_MEMBER_SILENT)
+            n += r->workers.slots[i].samples;
+    return n;
+}
+
+/* The frames of the live model, as `type`, with the layout when WELCOME. */
+static gdml_err model_frames(gdml_region *r, gdml_msg_type type, gdml_wan_update *out)
+{
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, type, r->cfg->name);
+    h.seq = ++r->lan_seq;
+    h.version = r->version;
+    h.step = r->step;
+    if (type == GDML_MSG_WELCOME)
+        snprintf(h.text, sizeof h.text, "%s", r->layout_text);
+    size_t k;
+    gdml_errmsg e;
+    gdml_err err = gdml_codec_select(r->dense, r->params, NULL, &k);
+    if (!err)
+        err = gdml_codec_frames(r->dense, &h, r->params, NULL, r->cfg->lan_curve, out, &e);
+    if (err)
+        gdml_error("cannot make the model's frames: %s", gdml_strerror(err));
+    return err;
+}
+
+static void send_frames(gdml_region *r, size_t i, const gdml_wan_update *u, int64_t now)
+{
+    for (size_t f = 0; f < u->n_frames; f++)
+        gdml_actions_send(&r->actions, GDML_LINK_DOWN, &r->workers.slots[i].route, u->frames[f]);
+    r->stats.lan_bytes_out += u->wire;
+    r->wslots[i].sent_ms = now;
+}
+
+void region_broadcast(gdml_region *r, int64_t now)
+{
+    /* One immutable set of frames goes to every worker; WELCOME is made
+     * apart for a worker that needs the layout too. */
+    gdml_wan_update model = {0}, welcome = {0};
+    bool have_model = false, have_welcome = false;
+    for (size_t i = 0; i < r->workers.used; i++) {
+        gdml_member *m = &r->workers.slots[i];
+        worker_slot *w = &r->wslots[i];
+        if (m->state != GDML_MEMBER_JOINED && m->state != GDML_MEMBER_SILENT)
+            continue;
+        if (w->needs_welcome) {
+            if (!have_welcome && model_frames(r, GDML_MSG_WELCOME, &welcome))
+                continue;
+            have_welcome = true;
+            send_frames(r, i, &welcome, now);
+            w->needs_welcome = false;
+        } else {
+            if (!have_model && model_frames(r, GDML_MSG_MODEL, &model))
+                continue;
+            have_model = true;
+            send_frames(r, i, &model, now);
+        }
+    }
+    gdml_wan_update_fini(&model);
+    gdml_wan_update_fini(&welcome);
+}
+
+/* Once enough workers joined and the model is here: WELCOME to all. */
+void region_maybe_start(gdml_region *r, int64_t now)
+{
+    if (r->state != REGION_JOINING)
+        return;
+    size_t joined = gdml_members_count(&r->workers, GDML_MEMBER_JOINED);
+    if (joined < r->cfg->workers)
+        return;
+    if (!r->joined_coord) {
+        region_hello(r, now); /* the sample count is known now */
+        return;
+    }
+    if (r->n == 0)
+        return; /* WELCOME from the coordinator not here yet */
+    gdml_info("%zu workers joined (%llu samples); training from version %llu", joined,
+              (unsigned long long)region_samples(r), (unsigned long long)r->version);
+    r->state = REGION_TRAINING;
+    r->progress_ms = now;
+    for (size_t i = 0; i < r->workers.used; i++)
+        r->wslots[i].needs_welcome = true;
+    region_broadcast(r, now);
+}
+
+static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    if (!gdml_members_allowed(&r->workers, rx->name)) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NOT_ALLOWED, true,
+                      "'%s' is not one of region '%s''s workers", rx->name, r->cfg->name);
+        return;
+    }
+    if (h->count == 0 || h->count > r->cfg->max_worker_samples) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_BOUNDS, true,
+                      "HELLO declares %llu samples; allowed 1..%llu (server.max_worker_samples)",
+                      (unsigned long long)h->count,
+                      (unsigned long long)r->cfg->max_worker_samples);
+        return;
+    }
+    int i = gdml_members_find(&r->workers, rx->name);
+    bool fresh = i < 0;
+    if (fresh && (i = gdml_members_add(&r->workers, rx->name)) < 0) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NOT_ALLOWED, true,
+                      "all %zu worker slots of region '%s' are taken", r->workers.cap,
+                      r->cfg->name);
+        return;
+    }
+    gdml_member *m = &r->workers.slots[i];
+    worker_slot *w = &r->wslots[i];
+    if (fresh && gdml_transfer_init(&w->in, GDML_MSG_MAX_ELEMS)) {
+        m->state = GDML_MEMBER_FREE;
+        return;
+    }
+    bool same = m->state == GDML_MEMBER_JOINED && gdml_peer_eq(&m->route, &rx->peer);
+    m->route = rx->peer;
+    m->samples = h->count;
+    m->heard_ms = now;
+    if (!same)
+        m->joined_ms = now;
+    m->state = GDML_MEMBER_JOINED;
+    r->stats.worker_joins += !same;
+    gdml_info("worker '%s' joined%s with %llu samples (%zu joined)", m->name,
+              fresh ? "" : " again", (unsigned long long)h->count,
+              gdml_members_count(&r->workers, GDML_MEMBER_JOINED));
+    if (r->state == REGION_JOINING) {
+        region_maybe_start(r, now);
+        return;
+    }
+    /* More samples than the coordinator was told: tell it again. */
+    if (region_samples(r) > r->hello_samples)
+        region_hello(r, now);
+    /* It restarted mid-training: it needs the layout and the live model, at
+     * once if the current step waits for its gradient, else with the next. */
+    w->needs_welcome = true;
+    w->pushed = false;
+    gdml_transfer_reset(&w->in);
+    if (r->state == REGION_TRAINING) {
+        gdml_wan_update u = {0};
+        if (!model_frames(r, GDML_MSG_WELCOME, &u)) {
+            send_frames(r, (size_t)i, &u, now);
+            w->needs_welcome = false;
+        }
+        gdml_wan_update_fini(&u);
+    }
+}
+
+static double chunk_norm(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    gdml_member *m = &r->workers.slots[i];
+    worker_slot *w = &r->wslots[i];
+    if (r->state != REGION_TRAINING || h->step != r->step || w->pushed) {
+        bool tell = !w->pushed || h->step != r->step;
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_STALE, tell && h->offset == 0,
+                      "gradient for step %llu; the server is at step %llu%s",
+                      (unsigned long long)h->step, (unsigned long long)r->step,
+                      w->pushed ? " and has this worker's gradient already" : "");
+        return;
+    }
+    uint64_t most = m->samples < MAX_BATCH ? m->samples : MAX_BATCH;
+    if (h->count == 0 || h->count > most) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_BOUNDS, true,
+                      "PUSH weighs %llu samples; allowed 1..%llu (its HELLO declared %llu)",
+                      (unsigned long long)h->count, (unsigned long long)most,
+                      (unsigned long long)m->samples);
+        return;
+    }
+    gdml_errmsg why;
+    bool complete = false;
+    gdml_reason reason = gdml_tensor_receive(&w->in, h, rx->payload, r->scratch, r->n, false,
+                                             m->name, &complete, &why);
+    if (reason == GDML_REASON_DUPLICATE || reason == GDML_REASON_STALE) {
+        r->stats.rejected[reason]++;
+        return;
+    }
+    if (reason != GDML_REASON_NONE) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, reason, true, "%s", why.text);
+        return;
+    }
+    size_t lo = (size_t)h->offset, len = (size_t)gdml_chunk_len(h->total, h->offset);
+    double norm = chunk_norm(r->scratch + lo, len);
+    if (!(norm <= r->cfg->max_grad_norm)) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NORM, true,
+                      "gradient chunk at %zu has norm %.4g, above server.max_grad_norm = %.4g",
+                      lo, norm, r->cfg->max_grad_norm);
+        return;
+    }
+    double batch = (double)h->count;
+    gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
+    r->chunk_batch[lo / GDML_CHUNK_ELEMS] += batch;
+    if (!complete)
+        return;
+    w->pushed = true;
+    r->batch_sum += batch;
+    if (!isnan(h->metric)) {
+        r->loss_sum += h->metric * batch;
+        r->loss_weight += batch;
+    }
+    r->stats.pushes++;
+    region_check_step(r, now);
+}
+
+/* All gradients of the step are in: average each chunk over what reached it, step, move on. */
+static void finish_step(gdml_region *r, int64_t now)
+{
+    float lr = (float)region_lr(r);
+    for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++) {
+        size_t lo = (size_t)(c * GDML_CHUNK_ELEMS), len = (size_t)gdml_chunk_len(r->n, lo);
+        if (r->chunk_batch[c] > 0)
+            gdml_saxpy(len, -lr / (float)r->chunk_batch[c], r->grad_sum + lo, r->params + lo);
+        r->chunk_batch[c] = 0;
+    }
+    if (r->c_local) { /* SCAFFOLD: step along g - c_local + c_global */
+        gdml_saxpy(r->n, -lr, r->c_global, r->params);
+        gdml_saxpy(r->n, lr, r->c_local, r->params);
+    }
+    gdml_szero(r->n, r->grad_sum);
+    for (size_t i = 0; i < r->workers.used; i++) {
+        r->wslots[i].pushed = false;
+        gdml_transfer_reset(&r->wslots[i].in);
+    }
+    r->batch_sum = 0;
+    r->step++;
+    r->steps_since_sync++;
+    r->progress_ms = now;
+    region_after_step(r, now);
+}
+
+void region_check_step(gdml_region *r, int64_t now)
+{
+    if (r->state != REGION_TRAINING)
+        return;
+    size_t in = 0;
+    for (size_t i = 0; i < r->workers.used; i++) {
+        gdml_member_state st = r->workers.slots[i].state;
+        if (r->wslots[i].pushed)
+            in++;
+        else if (st == GDML_MEMBER_JOINED)
+            return; /* still waiting for it */
+    }
+    if (in > 0)
+        finish_step(r, now);
+}
+
+void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    r->stats.lan_bytes_in += rx->wire_bytes;
+    if (h->type == GDML_MSG_HELLO) {
+        on_hello(r, now, rx);
+        return;
+    }
+    int i = gdml_members_find(&r->workers, rx->name);
+    if (i < 0 || !gdml_members_route_ok(&r->workers, i, &rx->peer)) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NOT_MEMBER, true,
+                      "send HELLO first");
+        return;
+    }
+    gdml_member *m = &r->workers.slots[i];
+    m->heard_ms = now;
+    if (m->state == GDML_MEMBER_SILENT) {
+        m->state = GDML_MEMBER_JOINED;
+        gdml_info("worker '%s' is heard from again", m->name);
+    }
+    switch (h->type) {
+    case GDML_MSG_PUSH:
+        on_push(r, now, i, rx);
+        break;
+    case GDML_MSG_HEARTBEAT:
+        break;
+    case GDML_MSG_PULL:
+        if (r->state == REGION_TRAINING && !r->wslots[i].pushed) {
+            r->wslots[i].needs_welcome = true; /* it lost its model: send it again */
+            gdml_wan_update u = {0};
+            if (!model_frames(r, GDML_MSG_WELCOME, &u)) {
+                send_frames(r, (size_t)i, &u, now);
+                r->wslots[i].needs_welcome = false;
+            }
+            gdml_wan_update_fini(&u);
+        }
+        break;
+    case GDML_MSG_LEAVE:
+        gdml_info("worker '%s' leaves (%s)", m->name, h->text);
+        m->state = GDML_MEMBER_LEFT;
+        region_check_step(r, now);
+        break;
+    case GDML_MSG_ERROR:
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, m->name, "reports", "%s: %s",
+                          gdml_reason_name(h->code), h->text);
+        break;
+    default:
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_UNEXPECTED, true,
+                      "a regional server takes HELLO, PUSH, PULL, HEARTBEAT, LEAVE and ERROR "
+                      "from workers");
+        break;
+    }
+}

@@ -1,0 +1,327 @@
+/*
+ * region_wan.c - the regional server's side facing the coordinator:
+ * joining, the model WELCOME brings, when to sync (a table of modes), the
+ * delta through the uplink, and folding in GLOBAL.
+ *
+ * A sync is due every sync_every steps, every sync_ms, or whenever the
+ * uplink budget has min_message_bytes free. In the steps mode a sync the
+ * budget does not allow yet holds the workers (HOLDING), so that a round is
+ * exactly sync_every steps; in the others training goes on and the sync is
+ * tried again after the next step. Deltas go through the uplink (wan.h):
+ * encoded, with error feedback, never more than the budget allows.
+ */
+#include "region_impl.h"
+
+#include "log.h"
+#include "tensor.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- when to sync ---- */
+
+static bool due_steps(const gdml_region *r, int64_t now)
+{
+    (void)now;
+    return r->steps_since_sync >= r->cfg->sync_every;
+}
+
+static bool due_time(const gdml_region *r, int64_t now)
+{
+    return now - r->last_sync_ms >= r->cfg->sync_ms;
+}
+
+static bool due_budget(const gdml_region *r, int64_t now)
+{
+    (void)r;
+    (void)now;
+    return true; /* as soon as the uplink has min_message_bytes free */
+}
+
+static const gdml_sync_mode sync_modes[] = {
+    {.name = "steps", .due = due_steps, .hold = true},
+    {.name = "time", .due = due_time, .hold = false},
+    {.name = "budget", .due = due_budget, .hold = false},
+};
+
+const gdml_sync_mode *gdml_sync_mode_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof sync_modes / sizeof sync_modes[0]; i++)
+        if (strcmp(sync_modes[i].name, name) == 0)
+            return &sync_modes[i];
+    return NULL;
+}
+
+/* ---- joining ---- */
+
+void region_hello(gdml_region *r, int64_t now)
+{
+    if (region_send_control(r, GDML_LINK_UP, NULL, GDML_MSG_HELLO, GDML_REASON_NONE, NULL, now))
+        return; /* no budget now: the tick tries again */
+    r->joined_coord = true;
+    r->hello_ms = now;
+    r->hello_samples = region_samples(r);
+}
+
+/* The first WELCOME: the layout, and everything a model needs. */
+static gdml_err make_model(gdml_region *r, const gdml_msg_header *h, gdml_errmsg *e)
+{
+    if (gdml_layout_parse(h->text, &r->layout, e)) {
+        gdml_errmsg_prefix(e, "the coordinator's model layout: ");
+        return GDML_ERR_PROTO;
+    }
+    if (!(r->ops = gdml_model_find(r->layout.kind)))
+        return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                               "the coordinator trains a '%s' model, which this build lacks",
+                               r->layout.kind);
+    size_t n = r->ops->param_count(&r->layout);
+    if (n != h->total)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "WELCOME: layout '%s' has %zu parameters, the "
+                               "tensor %llu", h->text, n, (unsigned long long)h->total);
+    r->params = malloc(n * sizeof(float));
+    r->anchor = malloc(n * sizeof(float));
+    r->grad_sum = calloc(n, sizeof(float));
+    r->scratch = malloc(n * sizeof(float));
+    r->chunk_batch = calloc(gdml_chunk_count(n), sizeof(double));
+    if (!r->params || !r->anchor || !r->grad_sum || !r->scratch || !r->chunk_batch)
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
+    if (r->cfg->scaffold && (!(r->c_local = calloc(n, sizeof(float))) ||
+                             !(r->c_global = calloc(n, sizeof(float)))))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
+    gdml_err err = gdml_codec_new("dense", n, 0, &r->dense, e);
+    if (err)
+        return err;
+    /* randk's choices, repeatable per region: a hash of its name (FNV-1a). */
+    uint64_t seed = 1469598103934665603ULL;
+    for (const char *p = r->cfg->name; *p; p++)
+        seed = (seed ^ (unsigned char)*p) * 1099511628211ULL;
+    if ((err = gdml_wan_start(r->up, n, seed, e)))
+        return err;
+    if (gdml_transfer_init(&r->from_coord, n))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
+    r->n = n;
+    snprintf(r->layout_text, sizeof r->layout_text, "%s", h->text);
+    return GDML_OK;
+}
+
+/* A chunk of WELCOME: the global model as a change from the initial model of seed count. */
+static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    gdml_errmsg e;
+    if (r->n == 0 && make_model(r, h, &e)) {
+        /* The coordinator trains what this region cannot: no amount of
+         * waiting changes that. */
+        region_exit(r, now, 1, GDML_ERR_PROTO, e.text);
+        return;
+    }
+    if (strcmp(h->text, r->layout_text) != 0) {
+        region_reject(r, now, GDML_LINK_UP, rx, GDML_REASON_LAYOUT, false,
+                      "the coordinator now trains '%s', not '%s'", h->text, r->layout_text);
+        return;
+    }
+    bool complete = false;
+    gdml_reason reason = gdml_tensor_receive(&r->from_coord, h, rx->payload, r->scratch, r->n,
+                                             true, "the coordinator", &complete, &e);
+    if (reason != GDML_REASON_NONE) {
+        region_reject(r, now, GDML_LINK_UP, rx, reason, false, "%s", e.text);
+        return;
+    }
+    if (!complete)
+        return;
+    gdml_info("coordinator sent version %llu (%s)", (unsigned long long)h->version, h->text);
+    /* Nothing is trained on until the model is whole. */
+    r->ops->init(&r->layout, r->params, h->count);
+    gdml_saxpy(r->n, 1.0f, r->scratch, r->params);
+    memcpy(r->anchor, r->params, r->n * sizeof(float));
+    r->version = h->version;
+    r->steps_since_sync = 0;
+    r->last_sync_ms = r->progress_ms = now;
+    if (r->state == REGION_SYNCING || r->state == REGION_HOLDING) {
+        /* Joined again (the coordinator restarted): start the round afresh. */
+        r->state = REGION_TRAINING;
+        region_broadcast(r, now);
+        return;
+    }
+    region_maybe_start(r, now);
+}
+
+/* A chunk of GLOBAL: how the global model changed since this region's view of it. */
+static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    if (r->n == 0) {
+        region_reject(r, now, GDML_LINK_UP, rx, GDML_REASON_UNEXPECTED, false,
+                      "GLOBAL before WELCOME");
+        return;
+    }
+    gdml_errmsg e;
+    bool complete = false;
+    gdml_reason reason = gdml_tensor_receive(&r->from_coord, h, rx->payload, r->scratch, r->n,
+                                             true, "the coordinator", &complete, &e);
+    if (reason != GDML_REASON_NONE) {
+        region_reject(r, now, GDML_LINK_UP, rx, reason, false, "%s", e.text);
+        return;
+    }
+    if (!complete)
+        return;
+    gdml_saxpy(r->n, 1.0f, r->scratch, r->anchor);
+    if (r->state == REGION_SYNCING)
+        memcpy(r->params, r->anchor, r->n * sizeof(float));
+    else /* a GLOBAL we did not wait for (sent again): keep the local progress */
+        gdml_saxpy(r->n, 1.0f, r->scratch, r->params);
+    if (r->c_local && h->lr_steps > 0) {
+        /* With every region in every round, the global control variate, the
+         * sample-weighted mean of the regions', is minus the merged update over
+         * lr * H, the regions' mean of which GLOBAL carries. A sparse downlink
+         * delivers each entry about every 1/f rounds as a lump (error feedback
+         * keeps the rest), so average over rounds with weight f, the fraction
+         * of entries this GLOBAL carried: per entry the mean is still the
+         * gradient, and a dense downlink (f = 1) gives it exactly. */
+        size_t sent = 0;
+        for (size_t i = 0; i < r->n; i++)
+            sent += r->scratch[i] != 0;
+        float f = (float)sent / (float)r->n;
+        gdml_sscal(r->n, 1.0f - f, r->c_global);
+        gdml_saxpy(r->n, (float)(-f / h->lr_steps), r->scratch, r->c_global);
+    }
+    r->version = h->version;
+    r->progress_ms = now;
+    if (r->state == REGION_SYNCING) {
+        r->state = REGION_TRAINING;
+        region_broadcast(r, now);
+    }
+}
+
+void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    gdml_wan_note_received(r->up, h->type, rx->wire_bytes, now);
+    r->coord_heard_ms = now;
+    switch (h->type) {
+    case GDML_MSG_WELCOME:
+        on_welcome(r, now, rx);
+        break;
+    case GDML_MSG_GLOBAL:
+        on_global(r, now, rx);
+        break;
+    case GDML_MSG_HEARTBEAT:
+        break;
+    case GDML_MSG_STOP: {
+        char why[GDML_ERRMSG_MAX];
+        snprintf(why, sizeof why, "coordinator says stop (%s) after %llu steps, %llu syncs",
+                 h->text, (unsigned long long)r->step, (unsigned long long)r->syncs);
+        gdml_info("%s", why);
+        region_exit(r, now, 0, GDML_OK, "training complete");
+        break;
+    }
+    case GDML_MSG_ERROR:
+        /* Advisory: it says what it refused; only what it asks for changes anything. */
+        r->stats.rejected[GDML_REASON_NONE]++;
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "the coordinator", "refused",
+                          "%s: %s", gdml_reason_name(h->code), h->text);
+        if (h->code == GDML_REASON_NOT_MEMBER && now - r->hello_ms > r->cfg->heartbeat_ms)
+            region_hello(r, now); /* it does not know us (it restarted): join again */
+        break;
+    default:
+        region_reject(r, now, GDML_LINK_UP, rx, GDML_REASON_UNEXPECTED, false,
+                      "a regional server takes WELCOME, GLOBAL, HEARTBEAT, STOP and ERROR from "
+                      "the coordinator");
+        break;
+    }
+}
+
+/* ---- syncing ---- */
+
+void region_delta_header(const gdml_region *r, gdml_msg_header *h)
+{
+    gdml_msg_header_init(h, GDML_MSG_DELTA, r->cfg->name);
+    h->seq = r->wan_seq + 1;
+    h->version = r->version;
+    h->step = r->syncs + 1;
+    h->count = region_samples(r);
+    h->metric = r->loss_weight > 0 ? r->loss_sum / r->loss_weight : NAN;
+    h->down_rate = r->cfg->down_rate;
+    h->down_cap = r->cfg->down_cap;
+    h->lr_steps = region_lr(r) * (double)r->steps_since_sync;
+}
+
+/* Sends this round's delta if the budget allows; *sent says if it did. */
+static void try_sync(gdml_region *r, int64_t now, bool *sent)
+{
+    *sent = false;
+    gdml_ssub(r->n, r->params, r->anchor, r->scratch);
+    gdml_msg_header h;
+    region_delta_header(r, &h);
+    if (h.count > r->hello_samples)
+        h.count = r->hello_samples; /* what the coordinator was told; more follows a HELLO */
+    gdml_wan_update u;
+    gdml_errmsg e;
+    gdml_err err = gdml_wan_encode_update(r->up, &h, r->scratch, r->params, NULL, now, &u, &e);
+    if (err == GDML_ERR_AGAIN) {
+        int64_t wait = gdml_wan_wait_ms(r->up, &h, now, &e);
+        if (wait < 0) {
+            region_exit(r, now, 2, GDML_ERR_CONFIG, e.text);
+            return;
+        }
+        r->hold_until_ms = now + wait;
+        return;
+    }
+    if (err) {
+        /* A model that is not finite cannot be sent: start the round again from the anchor. */
+        gdml_error("cannot send the delta: %s; the round starts again from version %llu", e.text,
+                   (unsigned long long)r->version);
+        memcpy(r->params, r->anchor, r->n * sizeof(float));
+        r->steps_since_sync = 0;
+        return;
+    }
+    for (size_t f = 0; f < u.n_frames; f++)
+        gdml_actions_send(&r->actions, GDML_LINK_UP, NULL, u.frames[f]);
+    gdml_wan_update_fini(&u);
+    r->wan_seq++;
+    r->delta_seq = h.seq;
+    r->syncs++;
+    r->coord_sent_ms = now;
+    if (r->c_local && h.lr_steps > 0) {
+        /* SCAFFOLD option II: the round moved the model by -lr * H * (g - c_l + c_g),
+         * so the local mean gradient g is c_l - c_g - u / (lr * H). */
+        gdml_saxpy(r->n, -1.0f, r->c_global, r->c_local);
+        gdml_saxpy(r->n, (float)(-1.0 / h.lr_steps), r->scratch, r->c_local);
+    }
+    gdml_debug("delta %llu sent at step %llu (version %llu, %zu entries, train loss %.4f)",
+               (unsigned long long)h.seq, (unsigned long long)r->step,
+               (unsigned long long)r->version, u.k, h.metric);
+    r->loss_sum = r->loss_weight = 0;
+    r->steps_since_sync = 0;
+    r->last_sync_ms = now;
+    r->state = REGION_SYNCING;
+    *sent = true;
+}
+
+void region_after_step(gdml_region *r, int64_t now)
+{
+    if (r->cfg->sync->due(r, now)) {
+        bool sent;
+        try_sync(r, now, &sent);
+        if (sent || r->state == REGION_DONE)
+            return;
+        if (r->cfg->sync->hold) {
+            gdml_debug("holding at step %llu: the uplink budget allows the delta in %lld ms",
+                       (unsigned long long)r->step, (long long)(r->hold_until_ms - now));
+            r->state = REGION_HOLDING;
+            return;
+        }
+    }
+    region_broadcast(r, now);
+}
+
+void region_retry_hold(gdml_region *r, int64_t now)
+{
+    if (now < r->hold_until_ms)
+        return;
+    bool sent;
+    try_sync(r, now, &sent);
+    r->progress_ms = now; /* waiting for the budget is progress, not a silent peer */
+}

@@ -258,9 +258,8 @@ static gdml_err load_own_key(const gdml_config *cfg, const char *name, gdml_link
                                "CURVE is on but [security] key is not set: make a key pair with "
                                "'gdml-keys new NAME' and pass --key NAME.key (or set "
                                "security.curve = off on a trusted network)");
-    gdml_err err = gdml_keys_load_pair(cfg->security.key, &sec->key, e);
-    if (err)
-        return err == GDML_ERR_IO ? err : GDML_ERR_CONFIG;
+    if (gdml_keys_load_pair(cfg->security.key, &sec->key, e))
+        return GDML_ERR_CONFIG; /* the setup is wrong: exit status 2, e says what to do */
     if (name && strcmp(sec->key.name, name) != 0)
         return gdml_errmsg_set(e, GDML_ERR_CONFIG,
                                "key file '%s' belongs to '%s', but this process is '%s'; give it "
@@ -284,8 +283,8 @@ gdml_err gdml_keys_bind_options(const gdml_config *cfg, bool curve, const char *
                                "CURVE is on but [security] allow is not set: list the peers that "
                                "may connect (cat their .pub files into one file) and pass --allow "
                                "FILE");
-    if ((err = gdml_keys_load_allow(cfg->security.allow, &sec->allow, e)))
-        return err == GDML_ERR_IO ? err : GDML_ERR_CONFIG;
+    if (gdml_keys_load_allow(cfg->security.allow, &sec->allow, e))
+        return GDML_ERR_CONFIG;
     opts->key = &sec->key;
     opts->allow = sec->allow;
     return GDML_OK;
@@ -308,8 +307,8 @@ gdml_err gdml_keys_connect_options(const gdml_config *cfg, bool curve, const cha
                                "CURVE is on but [security] %s is not set: give the public key "
                                "file (.pub) of the server this process connects to",
                                server_key_key);
-    if ((err = gdml_keys_load_public(server_key_path, sec->server_name, sec->server_key, e)))
-        return err == GDML_ERR_IO ? err : GDML_ERR_CONFIG;
+    if (gdml_keys_load_public(server_key_path, sec->server_name, sec->server_key, e))
+        return GDML_ERR_CONFIG;
     opts->key = &sec->key;
     opts->server_key = sec->server_key;
     opts->server_name = sec->server_name;

@@ -1,0 +1,2 @@
+/* peer_support.c - placeholder */
+#include "peer_support.h"

@@ -1,0 +1,3 @@
+#ifndef GDML_TEST_PEER_SUPPORT_H
+#define GDML_TEST_PEER_SUPPORT_H
+#endif

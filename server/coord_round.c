@@ -296,6 +296,24 @@ void gdml_coord_on_tick(gdml_coord *c, int64_t now)
     }
     if (c->phase == COORD_COMMITTING)
         return;
+    if (c->phase == COORD_COLLECTING && cfg->round_deadline_ms > 0 &&
+        now - c->progress_ms >= cfg->round_deadline_ms) {
+        bool any = false;
+        for (size_t i = 0; i < c->members.used; i++)
+            any |= c->slots[i].has_delta;
+        for (size_t i = 0; any && i < c->members.used; i++)
+            if (waiting_for(c, i)) {
+                gdml_warn("round %llu: no delta from region '%s' within "
+                          "coordinator.round_deadline_ms = %lld; going on without it",
+                          (unsigned long long)c->round + 1, c->members.slots[i].name,
+                          (long long)cfg->round_deadline_ms);
+                c->slots[i].excused = true;
+            }
+        if (any)
+            coord_try_merge(c, now);
+        if (c->phase != COORD_COLLECTING)
+            return;
+    }
     char what[GDML_ERRMSG_MAX / 2];
     if (now - c->progress_ms > cfg->timeout_ms) {
         describe_wait(c, what, sizeof what);

@@ -49,6 +49,8 @@ typedef struct gdml_coord_config {
     int64_t timeout_ms;        /* no version committed for this long: the run ends in error */
     int64_t heartbeat_ms;      /* idle links beat, and stalls are logged, this often */
     int64_t peer_timeout_ms;   /* a region silent for this long is not waited for */
+    int64_t round_deadline_ms; /* a round with a delta in goes on without the rest after this
+                                * long (0: it waits for every region heard from) */
     uint64_t max_samples;      /* the largest sample count a region may declare */
     double max_delta_norm;     /* a delta whose L2 norm is larger is dropped */
     double max_change_norm;    /* a merge that would move the model further is not committed */

@@ -141,6 +141,7 @@ static void fill_sm_config(coordinator *c)
     s->timeout_ms = cfg->coordinator.timeout_ms;
     s->heartbeat_ms = cfg->net.heartbeat_ms;
     s->peer_timeout_ms = cfg->net.peer_timeout_ms;
+    s->round_deadline_ms = cfg->coordinator.round_deadline_ms;
     s->max_samples = (uint64_t)cfg->coordinator.max_samples;
     s->max_delta_norm = cfg->merge.max_delta_norm;
     s->max_change_norm = cfg->merge.max_change_norm;
@@ -294,28 +295,21 @@ static gdml_err serve(coordinator *c, gdml_errmsg *e)
     }
 }
 
-static gdml_err open_link(coordinator *c, gdml_errmsg *e)
+static gdml_err open_link(coordinator *c, const gdml_link_options *opts, gdml_errmsg *e)
 {
     const gdml_config *cfg = c->cfg;
-    bool curve = gdml_keys_curve_on(cfg, false);
-    gdml_link_options opts;
-    gdml_err err = gdml_keys_bind_options(cfg, curve, NULL, &c->sec, &opts, e);
+    gdml_err err = gdml_transport_new(&c->transport, e);
     if (!err)
-        err = gdml_wan_log_open(cfg->coordinator.byte_log, &c->byte_log, e);
-    if (!err)
-        err = gdml_transport_new(&c->transport, e);
-    if (!err)
-        err = gdml_link_bind(c->transport, cfg->coordinator.listen, &opts, &c->link, e);
+        err = gdml_link_bind(c->transport, cfg->coordinator.listen, opts, &c->link, e);
     if (err)
         return err;
     char endpoint[GDML_ENDPOINT_MAX];
     if ((err = gdml_link_endpoint(c->link, endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
-    c->sm_cfg.curve = curve;
-    c->sm_cfg.byte_log = c->byte_log;
     gdml_info("listening on %s (%s) for %lld regions, %lld rounds; merge %s, downlink %s",
-              endpoint, curve ? "CURVE" : "plain TCP", (long long)cfg->coordinator.regions,
-              (long long)cfg->coordinator.rounds, cfg->merge.rule, cfg->coordinator.encoder);
+              endpoint, c->sm_cfg.curve ? "CURVE" : "plain TCP",
+              (long long)cfg->coordinator.regions, (long long)cfg->coordinator.rounds,
+              cfg->merge.rule, cfg->coordinator.encoder);
     return gdml_write_endpoint_file(cfg->coordinator.endpoint_file, endpoint, e);
 }
 
@@ -326,14 +320,27 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
     c->cfg = cfg;
     fill_sm_config(c);
-    gdml_err err = open_link(c, e);
+    /* Everything is loaded before the link is bound: a region that connects
+     * finds a coordinator ready to answer. */
+    bool curve = gdml_keys_curve_on(cfg, false);
+    gdml_link_options opts;
+    gdml_err err = gdml_keys_bind_options(cfg, curve, NULL, &c->sec, &opts, e);
     if (!err)
         err = member_names(c, e);
+    if (!err && c->n_members && c->n_members < cfg->coordinator.regions)
+        err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                              "coordinator.regions = %lld regions must join, but only %d may "
+                              "(coordinator.members or the allow-list)",
+                              (long long)cfg->coordinator.regions, c->n_members);
     if (!err)
         err = open_store(c, e);
     if (!err)
         err = load_eval(c, e);
+    if (!err)
+        err = gdml_wan_log_open(cfg->coordinator.byte_log, &c->byte_log, e);
     if (!err) {
+        c->sm_cfg.curve = curve;
+        c->sm_cfg.byte_log = c->byte_log;
         c->sm_cfg.members = (const char(*)[GDML_NAME_MAX])c->members;
         c->sm_cfg.n_members = (size_t)c->n_members;
         c->sm_cfg.eval_x = c->eval.x;
@@ -344,6 +351,8 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
     }
     if (!err)
         err = resume(c, e);
+    if (!err)
+        err = open_link(c, &opts, e);
     if (!err)
         err = serve(c, e);
     if (!err) {

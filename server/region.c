@@ -33,7 +33,22 @@ typedef struct region_loop {
     gdml_link *links[2]; /* GDML_LINK_DOWN: workers; GDML_LINK_UP: the coordinator */
     gdml_link_security lan_sec, wan_sec;
     FILE *byte_log;
+    uint64_t handshake_failures; /* of the link to the coordinator, last logged */
 } region_loop;
+
+/* A CURVE handshake with the coordinator that fails never lets a frame through: say so. */
+static void check_handshakes(region_loop *L)
+{
+    gdml_link_stats st;
+    gdml_link_stats_get(L->links[GDML_LINK_UP], &st);
+    if (st.auth_refused <= L->handshake_failures)
+        return;
+    L->handshake_failures = st.auth_refused;
+    gdml_warn("the CURVE handshake with the coordinator at %s failed (%llu times): check that "
+              "security.coordinator_key is the coordinator's .pub file and that the "
+              "coordinator's allow-list holds this region's public key",
+              L->cfg->server.coordinator, (unsigned long long)st.auth_refused);
+}
 
 static gdml_budget_config up_budget(const gdml_config *cfg)
 {
@@ -174,6 +189,7 @@ static gdml_err serve(region_loop *L, gdml_errmsg *e)
         while (gdml_link_next_dropped(L->links[GDML_LINK_DOWN], &gone))
             gdml_region_on_dropped(L->sm, now, &gone);
         gdml_region_on_tick(L->sm, now);
+        check_handshakes(L);
     }
 }
 

@@ -37,6 +37,7 @@ struct gdml_sync_mode {
 typedef struct worker_slot {
     gdml_transfer in;   /* its gradient of the current step */
     bool pushed;        /* its gradient for the current step is in */
+    bool excused;       /* its gradient of this step was refused: the step goes on without it */
     bool needs_welcome; /* (re)joined: its next model comes as WELCOME */
     int64_t sent_ms;    /* last frame sent to it */
 } worker_slot;

@@ -172,6 +172,14 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
 }
 
+/* Worker i's push of this step was refused: the step goes on without it. */
+static void excuse(gdml_region *r, int64_t now, int i)
+{
+    r->wslots[i].excused = true;
+    gdml_transfer_reset(&r->wslots[i].in);
+    region_check_step(r, now);
+}
+
 static double chunk_norm(const float *x, size_t n)
 {
     double s = 0;
@@ -185,7 +193,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     const gdml_msg_header *h = &rx->header;
     gdml_member *m = &r->workers.slots[i];
     worker_slot *w = &r->wslots[i];
-    if (r->state != REGION_TRAINING || h->step != r->step || w->pushed) {
+    if (r->state != REGION_TRAINING || h->step != r->step || w->pushed || w->excused) {
         bool tell = !w->pushed || h->step != r->step;
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_STALE, tell && h->offset == 0,
                       "gradient for step %llu; the server is at step %llu%s",
@@ -199,6 +207,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
                       "PUSH weighs %llu samples; allowed 1..%llu (its HELLO declared %llu)",
                       (unsigned long long)h->count, (unsigned long long)most,
                       (unsigned long long)m->samples);
+        excuse(r, now, i);
         return;
     }
     gdml_errmsg why;
@@ -211,6 +220,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     }
     if (reason != GDML_REASON_NONE) {
         region_reject(r, now, GDML_LINK_DOWN, rx, reason, true, "%s", why.text);
+        excuse(r, now, i);
         return;
     }
     size_t lo = (size_t)h->offset, len = (size_t)gdml_chunk_len(h->total, h->offset);
@@ -219,6 +229,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NORM, true,
                       "gradient chunk at %zu has norm %.4g, above server.max_grad_norm = %.4g",
                       lo, norm, r->cfg->max_grad_norm);
+        excuse(r, now, i);
         return;
     }
     double batch = (double)h->count;
@@ -252,7 +263,7 @@ static void finish_step(gdml_region *r, int64_t now)
     }
     gdml_szero(r->n, r->grad_sum);
     for (size_t i = 0; i < r->workers.used; i++) {
-        r->wslots[i].pushed = false;
+        r->wslots[i].pushed = r->wslots[i].excused = false;
         gdml_transfer_reset(&r->wslots[i].in);
     }
     r->batch_sum = 0;
@@ -269,8 +280,8 @@ void region_check_step(gdml_region *r, int64_t now)
     size_t in = 0;
     for (size_t i = 0; i < r->workers.used; i++) {
         gdml_member_state st = r->workers.slots[i].state;
-        if (r->wslots[i].pushed)
-            in++;
+        if (r->wslots[i].pushed || r->wslots[i].excused)
+            in++; /* an excused worker's step goes on, without its gradient */
         else if (st == GDML_MEMBER_JOINED)
             return; /* still waiting for it */
     }

@@ -52,6 +52,7 @@ typedef struct worker {
     gdml_transfer in;
     gdml_ratelog *log;
     uint64_t step, seq, version, pushes;
+    uint64_t handshake_failures; /* with the server, last logged */
     int64_t hello_ms, heard_ms, sent_ms, model_ms;
     bool done;
 } worker;
@@ -222,6 +223,15 @@ static gdml_err on_frame(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
 static gdml_err tick(worker *w, int64_t now, gdml_errmsg *e)
 {
     const gdml_config *cfg = w->cfg;
+    gdml_link_stats st;
+    gdml_link_stats_get(w->link, &st);
+    if (st.auth_refused > w->handshake_failures) {
+        w->handshake_failures = st.auth_refused;
+        gdml_warn("the CURVE handshake with the server at %s failed (%llu times): check that "
+                  "security.server_key is the server's .pub file and that its allow-list holds "
+                  "this worker's public key",
+                  cfg->worker.server, (unsigned long long)st.auth_refused);
+    }
     gdml_ratelog_flush(w->log, now);
     if (now - w->model_ms > cfg->worker.timeout_ms)
         return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,

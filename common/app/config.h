@@ -43,6 +43,7 @@ typedef struct gdml_config {
         char byte_log[GDML_PATH_MAX];
         char members[GDML_PATH_MAX]; /* comma list of region names that may join; "" any */
         int64_t max_samples;
+        int64_t round_deadline_ms;
     } coordinator;
     struct {
         char rule[16];

@@ -138,6 +138,9 @@ const key_def gdml_config_keys[] = {
     INT(coordinator, max_samples, "1000000000", 1, 281474976710656, NULL,
         "the largest sample count a region may declare; a delta may weigh no more than its "
         "region declared"),
+    INT(coordinator, round_deadline_ms, "0", 0, 86400000, "--round-deadline-ms",
+        "a round that has a delta goes on without the regions still missing after this long "
+        "(0: wait for every region heard from)"),
 
     ENUM(merge, rule, "fedavg", merge_rules, "--merge", "RULE",
          "how regional deltas are merged: fedavg, sum, fedavgm, nesterov or adam"),

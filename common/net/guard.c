@@ -15,7 +15,8 @@
  *
  * A legitimate peer stays far below the bound: its frames are at most
  * GDML_FRAME_MAX each, ZeroMQ stops reading a connection once ZMQ_RCVHWM of
- * them wait, and the rest waits in the sender's queues.
+ * them wait (half the link's bound; the guard cuts at three quarters of it),
+ * and the rest waits in the sender's queues.
  *
  * Connections are learnt from ZeroMQ's socket monitor (ACCEPTED, CONNECTED,
  * DISCONNECTED, CLOSED events carry the file descriptor). Each watched
@@ -24,6 +25,8 @@
 #include "transport_impl.h"
 
 #include "log.h"
+#include "ratelog.h"
+#include "util.h"
 
 #include <zmq.h>
 
@@ -46,7 +49,8 @@
 
 #define MONITOR_EVENTS                                                                             \
     (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |         \
-     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                    \
+     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 typedef struct watch {
     bool used, connected; /* connected: the thread has its monitor PAIR */
@@ -76,6 +80,7 @@ struct guard {
     fd_state *fds;                  /* per fd, the guard thread's own */
     int *active;                    /* the fds being watched, n_active of them */
     int n_active;
+    gdml_ratelog *log;              /* failed handshakes, a line per link and interval */
 };
 
 static uint64_t tcp_received(int fd, bool *ok)
@@ -140,8 +145,18 @@ static void on_event(guard *g, int w)
         zmq_msg_close(&m);
     }
     int fd = (int)value;
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+        event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
         atomic_fetch_add(&g->watches[w].handshake_failures, 1);
+        gdml_ratelog_note(g->log, gdml_now_ms(), GDML_LOG_WARN, g->watches[w].what,
+                          "handshake failed",
+                          "a peer %s (ZeroMQ event 0x%x, code %u); nothing of it gets through",
+                          event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                              ? "presented a CURVE key this link does not accept"
+                              : "does not speak this link's mechanism (no CURVE key, or CURVE "
+                                "where the link is plain)",
+                          event, value);
+    }
     else if (event == ZMQ_EVENT_ACCEPTED || event == ZMQ_EVENT_CONNECTED)
         track(g, w, fd);
     else if ((event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED) && fd >= 0 &&
@@ -224,6 +239,7 @@ static void *guard_main(void *arg)
                 if (items[i].revents & ZMQ_POLLIN)
                     on_event(g, owner[i]);
         check_all(g);
+        gdml_ratelog_flush(g->log, gdml_now_ms());
     }
     for (int i = 0; i < GUARD_MAX_WATCHES; i++)
         if (g->watches[i].pair)
@@ -254,6 +270,13 @@ gdml_err guard_start(void *ctx, guard **out, gdml_errmsg *e)
         atomic_init(&g->consumed[fd], 0);
         g->fds[fd].watch = -1;
     }
+    if (gdml_ratelog_new(10000, 32, &g->log)) {
+        free(g->consumed);
+        free(g->fds);
+        free(g->active);
+        free(g);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for the backlog guard");
+    }
     g->ctx = ctx;
     atomic_init(&g->stop, false);
     pthread_mutex_init(&g->lock, NULL);
@@ -279,6 +302,7 @@ void guard_stop(guard **gp)
     pthread_join(g->thread, NULL);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->changed);
+    gdml_ratelog_destroy(&g->log);
     free(g->consumed);
     free(g->fds);
     free(g->active);

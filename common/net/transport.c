@@ -45,9 +45,6 @@ _Static_assert(sizeof(zmq_msg_t) <= sizeof(((gdml_rx *)0)->frame_), "gdml_rx hol
 /* What CURVE adds to each frame: "\x07MESSAGE", an 8-byte nonce, a 16-byte
  * MAC and the flags byte (libzmq's curve_mechanism_base_t::encode). */
 #define CURVE_FRAME_OVERHEAD 33
-/* Bytes ZeroMQ may hold for a connection beyond its queued frames: the frame
- * being decoded, the kernel's socket buffer and the decoder's batch. */
-#define BACKLOG_SLACK ((uint64_t)16 << 20)
 #define RETRY_MS 5
 
 struct gdml_transport {
@@ -218,8 +215,9 @@ static gdml_err link_open(gdml_transport *t, int type, const gdml_link_options *
      * before allocating it, and stops reading a connection once rcvhwm
      * frames wait: so what one peer can make us hold is bounded. */
     int64_t max_frame = (int64_t)GDML_FRAME_MAX;
-    uint64_t room = l->max_backlog > BACKLOG_SLACK ? l->max_backlog - BACKLOG_SLACK : 0;
-    int rcvhwm = (int)(room / GDML_FRAME_MAX);
+    /* Half the bound for frames ZeroMQ holds; the guard cuts at three quarters,
+     * which leaves room for what arrives between two of its looks. */
+    int rcvhwm = (int)(l->max_backlog / 2 / GDML_FRAME_MAX);
     if (rcvhwm < 4)
         rcvhwm = 4;
     gdml_err err = GDML_OK;
@@ -235,7 +233,7 @@ static gdml_err link_open(gdml_transport *t, int type, const gdml_link_options *
         goto fail;
     char what[96];
     snprintf(what, sizeof what, "%s %.80s", l->router ? "link bound to" : "link to", endpoint);
-    if ((err = guard_watch(t->guard, l->sock, l->max_backlog, what, &l->watch_id, e)))
+    if ((err = guard_watch(t->guard, l->sock, l->max_backlog / 4 * 3, what, &l->watch_id, e)))
         goto fail;
     l->boxes = calloc(1, sizeof *l->boxes);
     l->cap_boxes = 1;

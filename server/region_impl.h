@@ -36,6 +36,7 @@ struct gdml_sync_mode {
 /* Per worker, beside its member slot. */
 typedef struct worker_slot {
     gdml_transfer in;   /* its gradient of the current step */
+    uint64_t *counted;  /* chunks of its gradient counted this step, whatever push they came in */
     bool pushed;        /* its gradient for the current step is in */
     bool excused;       /* its gradient of this step was refused: the step goes on without it */
     bool needs_welcome; /* (re)joined: its next model comes as WELCOME */

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #define MAX_BATCH 65536 /* worker.batch_size's bound */
+/* Words of a bitmap over the chunks of the largest tensor. */
+#define CHUNK_WORDS ((size_t)((GDML_MSG_MAX_ELEMS / GDML_CHUNK_ELEMS + 1 + 63) / 64))
 
 uint64_t region_samples(const gdml_region *r)
 {
@@ -135,7 +137,8 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
     gdml_member *m = &r->workers.slots[i];
     worker_slot *w = &r->wslots[i];
-    if (fresh && gdml_transfer_init(&w->in, GDML_MSG_MAX_ELEMS)) {
+    if (fresh && (gdml_transfer_init(&w->in, GDML_MSG_MAX_ELEMS) ||
+                  !(w->counted = calloc(CHUNK_WORDS, sizeof(uint64_t))))) {
         m->state = GDML_MEMBER_FREE;
         return;
     }
@@ -159,9 +162,8 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
         region_hello(r, now);
     /* It restarted mid-training: it needs the layout and the live model, at
      * once if the current step waits for its gradient, else with the next. */
+    /* What it sent of this step stays counted: a push it sends again is refused. */
     w->needs_welcome = true;
-    w->pushed = false;
-    gdml_transfer_reset(&w->in);
     if (r->state == REGION_TRAINING) {
         gdml_wan_update u = {0};
         if (!model_frames(r, GDML_MSG_WELCOME, &u)) {
@@ -232,9 +234,15 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         excuse(r, now, i);
         return;
     }
+    /* A worker that pushes again in the same step (it got its model again)
+     * counts each chunk once. */
+    uint64_t c = lo / GDML_CHUNK_ELEMS, bit = 1ull << (c % 64);
     double batch = (double)h->count;
-    gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
-    r->chunk_batch[lo / GDML_CHUNK_ELEMS] += batch;
+    if (!(w->counted[c / 64] & bit)) {
+        w->counted[c / 64] |= bit;
+        gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
+        r->chunk_batch[c] += batch;
+    }
     if (!complete)
         return;
     w->pushed = true;
@@ -264,6 +272,7 @@ static void finish_step(gdml_region *r, int64_t now)
     gdml_szero(r->n, r->grad_sum);
     for (size_t i = 0; i < r->workers.used; i++) {
         r->wslots[i].pushed = r->wslots[i].excused = false;
+        memset(r->wslots[i].counted, 0, CHUNK_WORDS * sizeof(uint64_t));
         gdml_transfer_reset(&r->wslots[i].in);
     }
     r->batch_sum = 0;

@@ -56,8 +56,10 @@ void gdml_region_destroy(gdml_region **rp)
         return;
     gdml_region *r = *rp;
     *rp = NULL;
-    for (size_t i = 0; r->wslots && i < r->workers.used; i++)
+    for (size_t i = 0; r->wslots && i < r->workers.used; i++) {
         gdml_transfer_fini(&r->wslots[i].in);
+        free(r->wslots[i].counted);
+    }
     free(r->wslots);
     gdml_members_fini(&r->workers);
     gdml_transfer_fini(&r->from_coord);
@@ -240,9 +242,13 @@ static void describe_wait(const gdml_region *r, char *buf, size_t cap)
     default:
         len = (size_t)snprintf(buf, cap, "no gradient for step %llu from:",
                                (unsigned long long)r->step);
-        for (size_t i = 0; i < r->workers.used && len < cap; i++)
-            if (r->workers.slots[i].state == GDML_MEMBER_JOINED && !r->wslots[i].pushed)
-                len += (size_t)snprintf(buf + len, cap - len, " '%s'", r->workers.slots[i].name);
+        for (size_t i = 0; i < r->workers.used && len < cap; i++) {
+            const gdml_member *m = &r->workers.slots[i];
+            if ((m->state == GDML_MEMBER_JOINED || m->state == GDML_MEMBER_SILENT) &&
+                !r->wslots[i].pushed && !r->wslots[i].excused)
+                len += (size_t)snprintf(buf + len, cap - len, " '%s'%s", m->name,
+                                        m->state == GDML_MEMBER_SILENT ? " (silent)" : "");
+        }
         break;
     }
 }

@@ -27,6 +27,7 @@
 #include "store.h"
 
 #include "checksum.h"
+#include "log.h"
 #include "util.h"
 
 #include <lmdb.h>
@@ -757,6 +758,9 @@ gdml_err gdml_store_commit(gdml_store *s, const gdml_version_meta *meta, const c
         uint64_t grown = s->map * 2 < s->opts.max_map_bytes ? s->map * 2 : s->opts.max_map_bytes;
         if ((rc = mdb_env_set_mapsize(s->env, (size_t)grown)))
             return store_fail(s, e, rc, "cannot grow the map");
+        gdml_info("model store '%s': its map was full; grew it from %" PRIu64 " to %" PRIu64
+                  " MiB",
+                  s->dir, s->map >> 20, grown >> 20);
         s->map = grown;
     }
 }

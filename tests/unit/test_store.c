@@ -122,8 +122,7 @@ static void make_layout(char layout[GDML_LAYOUT_MAX], uint64_t v)
  * of n_extra floats, all from param_value / extra_value. Returns the commit's
  * result.
  */
-static gdml_err commit_version(gdml_store *s, uint64_t v, size_t n, size_t n_extra,
-                               gdml_errmsg *e)
+static gdml_err commit_version(gdml_store *s, uint64_t v, size_t n, size_t n_extra, gdml_errmsg *e)
 {
     gdml_version_meta m;
     make_meta(&m, v, (uint32_t)(v % 4));
@@ -324,8 +323,8 @@ Test(store, round_trip_every_field)
     snprintf(m.tensors[0].name, sizeof m.tensors[0].name, "bogus");
 
     /* Bit patterns that must survive as bits: NaN with a payload, -0, denormal, inf. */
-    const uint32_t bits[] = {0x7fc00001u, 0x80000000u, 0x00000001u, 0x7f800000u, 0xff7fffffu,
-                             0x3fc00000u, 0xc0100000u};
+    const uint32_t bits[] = {0x7fc00001u, 0x80000000u, 0x00000001u, 0x7f800000u,
+                             0xff7fffffu, 0x3fc00000u, 0xc0100000u};
     float params[7], mom[3] = {1.0f, -2.0f, 1e-30f};
     memcpy(params, bits, sizeof params);
     gdml_store_tensor t[2] = {{"params", params, 7}, {"m.v_1-x", mom, 3}};
@@ -484,8 +483,7 @@ Test(store, invalid_commits_are_refused)
         nine[i] = (gdml_store_tensor){i ? "t" : "params", p, 4};
     cr_assert_eq(gdml_store_commit(s, &m, "x", nine, GDML_STORE_MAX_TENSORS + 1, &e),
                  GDML_ERR_INVALID, "too many tensors");
-    gdml_store_tensor long_name[2] = {{"params", p, 4},
-                                      {"a-tensor-name-of-thirty-two-char", p, 4}};
+    gdml_store_tensor long_name[2] = {{"params", p, 4}, {"a-tensor-name-of-thirty-two-char", p, 4}};
     cr_assert_eq(strlen(long_name[1].name), GDML_STORE_TENSOR_NAME_MAX);
     cr_assert_eq(gdml_store_commit(s, &m, "x", long_name, 2, &e), GDML_ERR_INVALID);
 
@@ -829,8 +827,7 @@ static void assert_both_opens_refuse(const char *dir, const char *data, const ch
         cr_assert_eq(err, GDML_ERR_FORMAT, "%s, %s open: %d (%s)", what,
                      ro ? "read-only" : "writable", err, e.text);
         cr_assert_null(s);
-        cr_assert(strstr(e.text, data), "%s: the message does not name the file: %s", what,
-                  e.text);
+        cr_assert(strstr(e.text, data), "%s: the message does not name the file: %s", what, e.text);
     }
 }
 
@@ -1231,8 +1228,8 @@ Test(store, retention_keeps_last_and_every)
     size_t per[64];
     size_t total = raw_tensor_chunks(dir, per);
     for (uint64_t v = 1; v <= 12; v++)
-        cr_assert_eq(per[v], (v == 5 || v >= 10) ? 2u : 0u, "version %" PRIu64 " has %zu chunks",
-                     v, per[v]);
+        cr_assert_eq(per[v], (v == 5 || v >= 10) ? 2u : 0u, "version %" PRIu64 " has %zu chunks", v,
+                     per[v]);
     cr_assert_eq(total, 8);
     gdml_test_rmtree(dir);
 }

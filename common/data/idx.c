@@ -18,6 +18,8 @@
 #define IDX_MAX_DIMS 4
 #define IDX_HEADER_MAX (4 + 4 * IDX_MAX_DIMS)
 #define GZ_BUFFER (256u * 1024u)
+/* The first piece of the data read before the buffer grows. */
+#define IDX_FIRST ((size_t)16 << 20)
 /* gzread and gzwrite take an unsigned count; move at most this much per call. */
 #define GZ_CHUNK (1u << 30)
 
@@ -125,15 +127,24 @@ gdml_err gdml_idx_read(const char *path, gdml_idx *out, gdml_errmsg *e)
         size *= dims[i];
     }
 
-    data = malloc(size);
-    if (!data) {
-        err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "'%s': cannot allocate %zu bytes for its data",
-                              path, size);
-        goto out;
+    /* The header is only a claim: memory grows with the data actually read,
+     * so a damaged header cannot make the reader take more than the file holds. */
+    got = 0;
+    for (size_t cap = 0; got == cap && cap < size;) {
+        size_t next = cap ? (cap > size / 2 ? size : 2 * cap) : (size < IDX_FIRST ? size : IDX_FIRST);
+        uint8_t *grown = realloc(data, next);
+        if (!grown) {
+            err = gdml_errmsg_set(e, GDML_ERR_NOMEM,
+                                  "'%s': cannot allocate %zu bytes for its data", path, next);
+            goto out;
+        }
+        data = grown;
+        size_t more = 0;
+        if ((err = gz_read_all(f, path, data + cap, next - cap, &more, e)))
+            goto out;
+        got = cap + more;
+        cap = next;
     }
-    err = gz_read_all(f, path, data, size, &got, e);
-    if (err)
-        goto out;
     if (got < size) {
         err = gdml_errmsg_set(e, GDML_ERR_FORMAT, "'%s': file ends after %zu of %zu data bytes",
                               path, got, size);

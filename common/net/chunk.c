@@ -6,7 +6,7 @@
 
 uint64_t gdml_chunk_count(uint64_t total)
 {
-    return (total + GDML_CHUNK_ELEMS - 1) / GDML_CHUNK_ELEMS;
+    return total / GDML_CHUNK_ELEMS + (total % GDML_CHUNK_ELEMS != 0);
 }
 
 uint64_t gdml_chunk_len(uint64_t total, uint64_t offset)
@@ -43,6 +43,11 @@ gdml_chunk_verdict gdml_transfer_offer(gdml_transfer *t, const gdml_msg_header *
                                        uint64_t want_total, bool *starts, gdml_errmsg *e)
 {
     *starts = false;
+    if (h->seq == 0) { /* 0 means "no transfer" here; senders count from 1 */
+        gdml_errmsg_set(e, GDML_ERR_PROTO, "%s chunk with seq 0; sequence numbers start at 1",
+                        gdml_msg_type_name(h->type));
+        return GDML_CHUNK_BAD;
+    }
     if (h->total != want_total) {
         gdml_errmsg_set(e, GDML_ERR_PROTO, "%s chunk of a %llu-element tensor; expected %llu",
                         gdml_msg_type_name(h->type), (unsigned long long)h->total,

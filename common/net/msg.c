@@ -347,14 +347,16 @@ gdml_err gdml_frame_seal(gdml_blob *frame, gdml_msg_header *h, size_t payload_le
 {
     if (payload_len > gdml_blob_size(frame) - GDML_MSG_HEADER_MAX)
         return GDML_ERR_INVALID;
-    h->plen = payload_len;
+    gdml_msg_header sealed = *h; /* h changes only if the frame is made */
+    sealed.plen = payload_len;
     if (payload_len == 0)
-        h->encoding = GDML_ENC_NONE;
+        sealed.encoding = GDML_ENC_NONE;
     uint8_t buf[GDML_MSG_HEADER_MAX];
     size_t len = 0;
-    gdml_err err = gdml_msg_encode(h, buf, sizeof buf, &len);
+    gdml_err err = gdml_msg_encode(&sealed, buf, sizeof buf, &len);
     if (err)
         return err == GDML_ERR_NOMEM ? GDML_ERR_INVALID : err;
+    *h = sealed;
     /* The header goes right in front of the payload, so that the two are one frame. */
     uint8_t *at = gdml_frame_payload(frame) - len;
     memcpy(at, buf, len);

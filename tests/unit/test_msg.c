@@ -452,10 +452,9 @@ Test(msg, every_field_is_written_under_its_key)
     cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
     rmap m;
     cr_assert_eq(read_map(buf, len, &m), len, "bytes after the header map");
-    static const char *const keys[] = {"proto", "type",  "from",  "seq",    "ver",
-                                       "step",  "count", "metric", "code",  "acked",
-                                       "enc",   "off",   "total", "chunks", "plen",
-                                       "drate", "dcap",  "lrh",   "text"};
+    static const char *const keys[] = {"proto",  "type",  "from",  "seq", "ver", "step",  "count",
+                                       "metric", "code",  "acked", "enc", "off", "total", "chunks",
+                                       "plen",   "drate", "dcap",  "lrh", "text"};
     cr_assert_eq(m.n, sizeof keys / sizeof keys[0]);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         cr_assert_not_null(rmap_get(&m, keys[i]), "key '%s' missing", keys[i]);
@@ -535,7 +534,7 @@ static void set_optional(gdml_msg_header *h, const char *key)
 
 Test(msg, each_optional_field_is_written_only_when_set)
 {
-    static const char *const keys[] = {"from", "ver",   "step", "count", "metric", "code",
+    static const char *const keys[] = {"from",  "ver",   "step", "count", "metric", "code",
                                        "acked", "drate", "dcap", "lrh",   "text"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         gdml_msg_header h, out;
@@ -616,8 +615,7 @@ static void expect_encode_invalid(const gdml_msg_header *h, const char *what)
 {
     uint8_t buf[GDML_MSG_HEADER_MAX];
     size_t len = 4242;
-    cr_assert_eq(gdml_msg_encode(h, buf, sizeof buf, &len), GDML_ERR_INVALID, "%s: encoded",
-                 what);
+    cr_assert_eq(gdml_msg_encode(h, buf, sizeof buf, &len), GDML_ERR_INVALID, "%s: encoded", what);
     cr_assert_eq(len, 4242, "%s: len written on failure", what);
 }
 
@@ -955,11 +953,11 @@ Test(msg, decode_accepts_compact_encodings)
 {
     /* As msgpack-c or any other writer would pack it: fixmap, fixstr, fixint,
      * float32 metric, uint8/uint16 values. */
-    static const uint8_t frame[] = {
-        0x86, 0xa5, 'p',  'r',  'o',  't',  'o', 0x02, 0xa4, 't', 'y', 'p',  'e',
-        0x09, 0xa3, 's',  'e',  'q',  0xcc, 200, 0xa3, 'v',  'e', 'r', 0xcd, 0x01,
-        0x00, 0xa6, 'm',  'e',  't',  'r',  'i', 'c',  0xca, 0x3f, 0xc0, 0x00, 0x00,
-        0xa4, 'f',  'r',  'o',  'm',  0xa2, 'e', 'u'};
+    static const uint8_t frame[] = {0x86, 0xa5, 'p', 'r',  'o',  't',  'o',  0x02, 0xa4, 't',
+                                    'y',  'p',  'e', 0x09, 0xa3, 's',  'e',  'q',  0xcc, 200,
+                                    0xa3, 'v',  'e', 'r',  0xcd, 0x01, 0x00, 0xa6, 'm',  'e',
+                                    't',  'r',  'i', 'c',  0xca, 0x3f, 0xc0, 0x00, 0x00, 0xa4,
+                                    'f',  'r',  'o', 'm',  0xa2, 'e',  'u'};
     gdml_msg_header h;
     cr_assert_eq(gdml_msg_decode(frame, sizeof frame, &h, NULL, NULL, NULL), GDML_OK);
     cr_assert_eq(h.type, GDML_MSG_HEARTBEAT);
@@ -1007,8 +1005,7 @@ Test(msg, decode_refuses_every_truncation)
         gdml_errmsg e = {{0}};
         gdml_err err = gdml_msg_decode(copy, cut, &out, NULL, NULL, &e);
         free(copy);
-        cr_assert_eq(err, GDML_ERR_PROTO, "cut at %zu of %zu: %s", cut, whole,
-                     gdml_strerror(err));
+        cr_assert_eq(err, GDML_ERR_PROTO, "cut at %zu of %zu: %s", cut, whole, gdml_strerror(err));
         cr_assert_neq(e.text[0], '\0');
     }
 }
@@ -1016,8 +1013,8 @@ Test(msg, decode_refuses_every_truncation)
 Test(msg, decode_refuses_a_truncated_map)
 {
     /* Three pairs announced, two written. */
-    static const uint8_t frame[] = {0x83, 0xa5, 'p', 'r', 'o', 't', 'o', 0x02,
-                                    0xa4, 't',  'y', 'p', 'e', 0x01};
+    static const uint8_t frame[] = {0x83, 0xa5, 'p', 'r', 'o', 't', 'o',
+                                    0x02, 0xa4, 't', 'y', 'p', 'e', 0x01};
     expect_fail(frame, sizeof frame, GDML_ERR_PROTO, "truncated or garbage");
     /* A string announcing more bytes than the frame has. */
     static const uint8_t str[] = {0x81, 0xa5, 'p', 'r', 'o', 't', 'o', 0xd9, 0x40, 'a'};
@@ -1069,8 +1066,8 @@ Test(msg, decode_refuses_deep_nesting)
 
 Test(msg, decode_skips_unknown_keys)
 {
-    static const uint8_t nested[] = {0x82, 0xa1, 'a', 0x93, 0x01, 0x02, 0x80,
-                                     0xa1, 'b', 0xc0}; /* {"a": [1, 2, {}], "b": nil} */
+    static const uint8_t nested[] = {0x82, 0xa1, 'a', 0x93, 0x01, 0x02,
+                                     0x80, 0xa1, 'b', 0xc0}; /* {"a": [1, 2, {}], "b": nil} */
     static const uint8_t bin[] = {0xc4, 0x03, 0x00, 0xff, 0x00};
     static const uint8_t ext[] = {0xd4, 0x05, 0x01};
     w o;
@@ -1088,7 +1085,7 @@ Test(msg, decode_skips_unknown_keys)
     w_str(&o, "seqs");
     w_f64(&o, -1.0);
     w_str(&o, "");
-    w_byte(&o, 0xff); /* -1 */
+    w_byte(&o, 0xff);    /* -1 */
     w_str(&o, "future"); /* unknown keys may repeat */
     w_uint(&o, 3);
     w_str(&o, "text");
@@ -1126,8 +1123,7 @@ Test(msg, decode_checks_proto_first)
     uint32_t other = 0;
     gdml_msg_header h;
     gdml_errmsg e = {{0}};
-    cr_assert_eq(gdml_msg_decode(o.b, o.n, &h, NULL, &other, &e), GDML_ERR_VERSION, "%s",
-                 e.text);
+    cr_assert_eq(gdml_msg_decode(o.b, o.n, &h, NULL, &other, &e), GDML_ERR_VERSION, "%s", e.text);
     cr_assert_eq(other, 1);
     cr_assert(strstr(e.text, "protocol version 1, this build speaks 2"), "%s", e.text);
     expect_fail_w(&o, GDML_ERR_VERSION, "protocol version 1");
@@ -1583,8 +1579,8 @@ static void assert_v1_decodable(const uint8_t *buf, size_t len, rmap *m)
 {
     cr_assert_leq(len, 2048);
     cr_assert_eq(read_map(buf, len, m), len, "bytes after the map");
-    static const char *const req[] = {"proto", "type", "from", "seq", "ver",
-                                      "step",  "count", "enc", "sizes"};
+    static const char *const req[] = {"proto", "type",  "from", "seq",  "ver",
+                                      "step",  "count", "enc",  "sizes"};
     for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
         cr_assert_not_null(rmap_get(m, req[i]), "v1 field '%s' missing", req[i]);
     const rval *v = rmap_get(m, "proto");
@@ -1662,9 +1658,8 @@ Test(msg, v1_refusal_into_too_small_buffer_fails_without_overrun)
 
 Test(msg, type_names_for_every_value)
 {
-    static const char *const names[] = {NULL,    "HELLO", "WELCOME",   "PUSH",  "MODEL", "DELTA",
-                                        "GLOBAL", "STOP",  "ERROR",     "HEARTBEAT",
-                                        "LEAVE", "PULL"};
+    static const char *const names[] = {NULL,     "HELLO", "WELCOME", "PUSH",      "MODEL", "DELTA",
+                                        "GLOBAL", "STOP",  "ERROR",   "HEARTBEAT", "LEAVE", "PULL"};
     cr_assert_eq(sizeof names / sizeof names[0], GDML_MSG_TYPE_MAX + 1);
     for (int t = 1; t <= GDML_MSG_TYPE_MAX; t++)
         cr_assert_str_eq(gdml_msg_type_name((gdml_msg_type)t), names[t]);
@@ -1675,12 +1670,23 @@ Test(msg, type_names_for_every_value)
 
 Test(msg, reason_names_for_every_value)
 {
-    static const char *const names[] = {
-        "none",       "malformed",  "protocol version",    "multipart message",
-        "identity",   "not a member", "not allowed to join", "unexpected",
-        "stale",      "duplicate",  "out of bounds",       "not finite",
-        "bad tensor chunk", "norm too large", "layout",    "budget",
-        "not reading"};
+    static const char *const names[] = {"none",
+                                        "malformed",
+                                        "protocol version",
+                                        "multipart message",
+                                        "identity",
+                                        "not a member",
+                                        "not allowed to join",
+                                        "unexpected",
+                                        "stale",
+                                        "duplicate",
+                                        "out of bounds",
+                                        "not finite",
+                                        "bad tensor chunk",
+                                        "norm too large",
+                                        "layout",
+                                        "budget",
+                                        "not reading"};
     cr_assert_eq(sizeof names / sizeof names[0], GDML_REASON_COUNT);
     for (int r = 0; r < GDML_REASON_COUNT; r++)
         cr_assert_str_eq(gdml_reason_name((gdml_reason)r), names[r], "reason %d", r);

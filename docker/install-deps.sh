@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config meson ninja-build
   libzmq3-dev libmsgpack-dev libopenblas-dev liblmdb-dev libinih-dev zlib1g-dev
-  libcriterion-dev
+  libcriterion-dev clang libclang-rt-14-dev
   dataset-fashion-mnist
   gnuplot-nox lmdb-utils iproute2 python3
 )

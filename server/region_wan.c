@@ -4,7 +4,8 @@
  * delta through the uplink, and folding in GLOBAL.
  *
  * A sync is due every sync_every steps, every sync_ms, or whenever the
- * uplink budget has min_message_bytes free. In the steps mode a sync the
+ * uplink budget has min_message_bytes free once sync_every steps are done
+ * (and then training goes on until it has). In the steps mode a sync the
  * budget does not allow yet holds the workers (HOLDING), so that a round is
  * exactly sync_every steps; in the others training goes on and the sync is
  * tried again after the next step. Deltas go through the uplink (wan.h):
@@ -35,9 +36,10 @@ static bool due_time(const gdml_region *r, int64_t now)
 
 static bool due_budget(const gdml_region *r, int64_t now)
 {
-    (void)r;
     (void)now;
-    return true; /* as soon as the uplink has min_message_bytes free */
+    /* As soon as the uplink has min_message_bytes free, but not before
+     * sync_every steps: a delta of one step would spend the budget on nothing. */
+    return r->steps_since_sync >= r->cfg->sync_every;
 }
 
 static const gdml_sync_mode sync_modes[] = {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tests/run.sh - the test command (README's second quick-start command and
 # .ci/run): installs what is missing, builds with warnings as errors, runs
-# every unit and integration test, and prints one closing line of counts.
+# every unit, state-machine, fuzz-replay and integration test, fuzzes every
+# fuzz target briefly (tests/fuzz/run.sh; GDML_FUZZ_SECONDS, default 20),
+# and prints one closing line of counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,8 @@ fi
 meson compile -C "$build"
 status=0
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@" || status=$?
+fuzz_status=0
+bash tests/fuzz/run.sh "${GDML_FUZZ_SECONDS:-20}" || fuzz_status=$?
 
 # One closing line counting individual Criterion tests (TAP subtests).
 python3 - "$build/meson-logs/testlog.json" <<'PY'
@@ -31,4 +35,6 @@ for line in open(sys.argv[1]):
         else: failed += 1
 print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
 PY
-exit $status
+[ $fuzz_status -eq 0 ] || echo "fuzz: a target found a crash (see above)"
+[ $status -ne 0 ] && exit $status
+exit $fuzz_status

@@ -171,7 +171,8 @@ const key_def gdml_config_keys[] = {
         "file to write the bound endpoint to (empty: none)"),
     ENUM(server, sync_mode, "steps", sync_modes, "--sync-mode", "MODE",
          "when to sync with the coordinator: every sync_every steps, every sync_ms, or as "
-         "soon as the uplink budget has min_message_bytes"),
+         "soon as the uplink budget has min_message_bytes after at least sync_every steps "
+         "(training goes on until it has)"),
     INT(server, sync_ms, "1000", 1, 86400000, "--sync-ms",
         "ms between syncs when sync_mode = time"),
     ENUM(server, drift_correction, "none", drift_corrections, "--drift-correction", "KIND",

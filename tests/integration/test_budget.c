@@ -10,6 +10,7 @@
  * at t, the bytes sent in (t - 1000, t]. The largest sum over any 1 s window
  * ends at a send, so checking those windows checks them all.
  */
+#include "../peer_support.h"
 #include "../support.h"
 
 #include <criterion/criterion.h>
@@ -383,7 +384,7 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     proc *coord = &procs[0], *server = &procs[1], *worker = &procs[2];
     char *path = gdml_test_program("gdml-coordinator");
     start(coord, dir, "coordinator.log",
-          (char *[]){path, "--listen", "tcp://127.0.0.1:*", "--store", store, "--regions", "1",
+          (char *[]){path, "--curve", "off", "--listen", "tcp://127.0.0.1:*", "--store", store, "--regions", "1",
                      "--rounds", "1000", "--timeout-ms", "20000", "--encoder", "topk+int8",
                      "--endpoint-file", coord_ep_file, NULL});
     free(path);
@@ -393,7 +394,7 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     /* The budget comes only from the file: flags would win over it on reload. */
     path = gdml_test_program("gdml-server");
     start(server, dir, "server.log",
-          (char *[]){path, "--config", ini, "--name", "r1", "--listen", "tcp://127.0.0.1:*",
+          (char *[]){path, "--config", ini, "--curve", "off", "--name", "r1", "--listen", "tcp://127.0.0.1:*",
                      "--coordinator", coord_ep, "--workers", "1", "--timeout-ms", "20000",
                      "--endpoint-file", server_ep_file, NULL});
     free(path);
@@ -503,7 +504,8 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
 }
 
 /* A region whose downlink budget could never carry an update is refused at
- * HELLO with the key to change; the coordinator does not stop over it. */
+ * HELLO with the key to change; the coordinator does not stop over it, and
+ * the region, refused again each time it asks, ends at its own timeout. */
 Test(budget, an_unusable_downlink_budget_refuses_the_region_not_the_job, .timeout = 60)
 {
     char *dir = gdml_test_tmpdir();
@@ -515,21 +517,30 @@ Test(budget, an_unusable_downlink_budget_refuses_the_region_not_the_job, .timeou
     char *server = gdml_test_program("gdml-server");
     proc *coord = &procs[0], *region = &procs[1];
     start(coord, dir, "coordinator.log",
-          (char *[]){coordinator, "--listen", "tcp://127.0.0.1:*", "--store", store, "--regions",
+          (char *[]){coordinator, "--curve", "off", "--listen", "tcp://127.0.0.1:*", "--store", store, "--regions",
                      "1", "--rounds", "5", "--timeout-ms", "30000", "--endpoint-file", ep, NULL});
     char *endpoint = gdml_test_wait_file(ep, 15);
     cr_assert_not_null(endpoint, "the coordinator did not start; see %s", coord->log);
     /* Dense downlink (the default) of 7850 parameters at 500 B/s: never. */
     start(region, dir, "server.log",
-          (char *[]){server, "--name", "r1", "--listen", "tcp://127.0.0.1:*", "--coordinator",
+          (char *[]){server, "--curve", "off", "--name", "r1", "--listen", "tcp://127.0.0.1:*", "--coordinator",
                      endpoint, "--workers", "1", "--down-bytes-per-s", "500", "--timeout-ms",
-                     "30000", "--endpoint-file", ep_server, NULL});
+                     "3000", "--endpoint-file", ep_server, NULL});
+    /* A worker, so that the region has samples to declare and says HELLO. */
+    char *server_ep = gdml_test_wait_file(ep_server, 15);
+    cr_assert_not_null(server_ep, "the server did not start; see %s", region->log);
+    tp_cluster none = {.dir = dir};
+    tp_peer w;
+    tp_peer_connect(&w, &none, server_ep, "r1.w0", NULL, NULL);
+    tp_peer_send(&w, GDML_MSG_HELLO, 0, 100);
     int rc = gdml_test_wait(region->pid, 20);
     region->pid = 0;
-    cr_assert_eq(rc, 1, "the refused region should exit with status 1, got %d; see %s", rc,
-                 region->log);
+    cr_assert_eq(rc, 3, "the refused region should end at its timeout (status 3), got %d; see %s",
+                 rc, region->log);
+    tp_peer_close(&w);
+    free(server_ep);
     char *log = gdml_test_read_file(region->log);
-    cr_assert(strstr(log, "refused us") && strstr(log, "down_bytes_per_s"),
+    cr_assert(strstr(log, "refused") && strstr(log, "down_bytes_per_s"),
               "the region was not told which key to change:\n%s", log);
     free(log);
     cr_assert(alive(coord), "one region's request stopped the coordinator; see %s", coord->log);

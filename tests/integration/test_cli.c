@@ -118,7 +118,8 @@ Test(cli, flag_overrides_file_value)
     char *path = gdml_test_program("gdml-coordinator");
     char *out = NULL;
     int rc = gdml_test_run((char *[]){path, "--listen", "tcp://127.0.0.1:*", "--config", ini,
-                                      "--store", store, "--endpoint-file", ep, NULL},
+                                      "--store", store, "--endpoint-file", ep, "--curve", "off",
+                                      NULL},
                            20, &out);
     cr_assert_eq(rc, 3, "expected the timeout status 3, got %d:\n%s", rc, out);
     cr_assert(strstr(out, "only 0 of 3 regions joined"), "got: %s", out);

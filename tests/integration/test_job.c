@@ -75,7 +75,8 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
     char store_dir[4200];
     snprintf(store_dir, sizeof store_dir, "%s/store", run_dir);
     gdml_store *s;
-    cr_assert_eq(gdml_store_open(store_dir, true, &s, NULL), GDML_OK);
+    gdml_store_options so = {.read_only = true};
+    cr_assert_eq(gdml_store_open(store_dir, &so, &s, NULL), GDML_OK);
     for (uint64_t v = 1; v <= (uint64_t)rounds; v++) {
         gdml_version_meta meta;
         cr_assert_eq(gdml_store_meta(s, v, &meta, NULL), GDML_OK, "version %llu is missing",

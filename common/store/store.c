@@ -306,8 +306,11 @@ static int txn_begin(gdml_store *s, bool write, MDB_txn **txn)
     if (rc == MDB_MAP_RESIZED) {
         struct stat st;
         size_t size = stat(s->data_path, &st) == 0 ? (size_t)st.st_size : 0;
-        if ((rc = mdb_env_set_mapsize(s->env, size > s->map ? size : s->map)) == 0)
+        uint64_t want = size > s->map ? size : s->map;
+        if ((rc = mdb_env_set_mapsize(s->env, (size_t)want)) == 0) {
+            s->map = want;
             rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, txn);
+        }
     }
     return rc;
 }
@@ -592,6 +595,15 @@ static gdml_err check_commit(const gdml_store *s, const gdml_version_meta *meta,
             (uint64_t)tensors[i].n > (uint64_t)UINT32_MAX * STORE_CHUNK)
             return gdml_errmsg_set(e, GDML_ERR_INVALID, "tensor %zu ('%s') is malformed", i,
                                    tensors[i].name);
+        if (strspn(tensors[i].name, "abcdefghijklmnopqrstuvwxyz0123456789._-") != len)
+            return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                                   "tensor %zu's name '%s' has a character outside [a-z0-9._-]",
+                                   i, tensors[i].name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(tensors[j].name, tensors[i].name) == 0)
+                return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                                       "tensor %zu's name '%s' repeats tensor %zu", i,
+                                       tensors[i].name, j);
         params |= strcmp(tensors[i].name, "params") == 0;
     }
     if (!params)
@@ -623,6 +635,9 @@ static int delete_version(gdml_store *s, MDB_txn *txn, uint64_t v)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* retain() found more to free than one pass takes (not an LMDB code). */
+#define RETAIN_MORE (-1)
+
 /* Retention: every version but the newest keep_last, the keep_every-th and the head goes. */
 static int retain(gdml_store *s, MDB_txn *txn, uint64_t newest)
 {
@@ -649,7 +664,9 @@ static int retain(gdml_store *s, MDB_txn *txn, uint64_t newest)
         return rc;
     for (size_t i = 0; i < n_doomed && !(rc = delete_version(s, txn, doomed[i])); i++)
         ;
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    return !rc && n_doomed == 256 ? RETAIN_MORE : rc;
 }
 
 /* Writes one tensor's chunks; fills its info. */
@@ -725,8 +742,11 @@ static int write_version(gdml_store *s, const gdml_version_meta *meta, const cha
         rc = mdb_del(txn, s->control, &hk, NULL);
         rc = rc == MDB_NOTFOUND ? 0 : rc;
     }
-    if (!rc)
-        rc = retain(s, txn, m.version);
+    /* retain() frees up to 256 versions a pass: a store that gets keep_last
+     * after collecting many versions is trimmed in a few passes. */
+    for (int pass = 0; !rc && pass < 1 << 16 && (rc = retain(s, txn, m.version)) == RETAIN_MORE;
+         pass++)
+        rc = 0;
     if (rc) {
         mdb_txn_abort(txn);
         return rc;

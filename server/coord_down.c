@@ -63,7 +63,8 @@ static void down_header(const gdml_coord *c, int i, gdml_msg_type type, gdml_msg
     h->seq = c->seq + 1;
     h->version = c->version;
     if (type == GDML_MSG_GLOBAL)
-        h->lr_steps = c->lr_steps * gdml_merge_scaffold_scale(c->merge);
+        h->lr_steps = fmin(c->lr_steps * gdml_merge_scaffold_scale(c->merge),
+                           GDML_MSG_MAX_LR_STEPS); /* within what a header may carry */
     if (type == GDML_MSG_WELCOME) {
         snprintf(h->text, sizeof h->text, "%s", c->layout_text);
         h->count = c->cfg->model_seed;
@@ -184,13 +185,14 @@ void coord_tell(gdml_coord *c, int64_t now, const gdml_peer *route, gdml_reason 
 {
     for (size_t i = 0; i < COORD_TOLD; i++) {
         told *t = &c->told[i];
-        if (t->at_ms && now - t->at_ms < TELL_EVERY_MS && t->reason == reason &&
+        if (t->used && now - t->at_ms < TELL_EVERY_MS && t->reason == reason &&
             gdml_peer_eq(&t->route, route))
             return;
     }
     told *t = &c->told[c->told_next++ % COORD_TOLD];
-    if (t->at_ms && now - t->at_ms < TELL_EVERY_MS)
+    if (t->used && now - t->at_ms < TELL_EVERY_MS)
         return; /* the table is full of recent answers: this one goes unsaid */
+    t->used = true;
     t->route = *route;
     t->reason = reason;
     t->at_ms = now;

@@ -44,6 +44,7 @@ typedef struct coord_slot {
 
 /* One ERROR recently sent, so that a flood of bad frames is not answered in kind. */
 typedef struct told {
+    bool used;
     gdml_peer route;
     gdml_reason reason;
     int64_t at_ms;

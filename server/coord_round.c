@@ -28,7 +28,8 @@ static bool waiting_for(const gdml_coord *c, size_t i)
 /* Names who the run is waiting for, for stall lines and the timeout error. */
 static void describe_wait(const gdml_coord *c, char *buf, size_t cap)
 {
-    size_t joined = gdml_members_count(&c->members, GDML_MEMBER_JOINED);
+    size_t joined = gdml_members_count(&c->members, GDML_MEMBER_JOINED) +
+                    gdml_members_count(&c->members, GDML_MEMBER_SILENT);
     if (c->phase == COORD_WAITING) {
         snprintf(buf, cap, "only %zu of %u regions joined", joined, c->cfg->regions);
         return;
@@ -163,6 +164,9 @@ void coord_try_merge(gdml_coord *c, int64_t now)
     double change = 0;
     while (count > 0 && !merge_into_next(c, who, count, &change))
         drop_largest(c, who, &count, change, now);
+    excused = 0; /* the drops above excused some more */
+    for (size_t i = 0; i < c->members.used; i++)
+        excused += c->slots[i].excused;
     if (count == 0) {
         if (excused == 0)
             return; /* nothing in yet */
@@ -215,7 +219,8 @@ void gdml_coord_on_committed(gdml_coord *c, int64_t now, gdml_err err, const cha
             s->merged_seq = s->delta_seq;
         s->has_delta = s->excused = false;
         gdml_transfer_reset(&s->in);
-        if (st == GDML_MEMBER_JOINED || st == GDML_MEMBER_SILENT) {
+        if ((st == GDML_MEMBER_JOINED || st == GDML_MEMBER_SILENT) &&
+            s->pending != GDML_MSG_WELCOME) { /* a WELCOME still due brings it all */
             s->pending = GDML_MSG_GLOBAL;
             s->retry_ms = now;
         }

@@ -65,7 +65,8 @@ gdml_err gdml_coord_new(const gdml_coord_config *cfg, gdml_coord **out, gdml_err
     c->n = ops->param_count(&cfg->layout);
     gdml_layout_format(&cfg->layout, c->layout_text, sizeof c->layout_text);
     c->train_loss = NAN;
-    size_t slots = cfg->n_members ? cfg->n_members : cfg->regions;
+    /* Without a member list any name may join, up to the store's limit of regions. */
+    size_t slots = cfg->n_members ? cfg->n_members : GDML_STORE_MAX_REGIONS;
     gdml_err err = gdml_members_init(&c->members, slots, cfg->members, cfg->n_members);
     if (!err)
         err = gdml_ratelog_new(10000, 128, &c->log);
@@ -214,8 +215,14 @@ static void on_hello(gdml_coord *c, int64_t now, const gdml_rx *rx)
     }
     gdml_errmsg why;
     if (coord_down_budget(c, s, h, now, &why)) {
-        /* A budget under which nothing useful could ever reach it: it has not joined. */
+        /* A budget under which nothing useful could ever reach it: it has not
+         * joined, and a slot made for it is given back. */
         reject(c, now, rx, GDML_REASON_BUDGET, true, "%s", why.text);
+        if (!known && m->state == GDML_MEMBER_FREE) {
+            coord_slot_fini(s);
+            if ((size_t)i == c->members.used - 1 && s->merged_seq == 0)
+                c->members.used--;
+        }
         return;
     }
     gdml_wan_note_received(s->down, h->type, rx->wire_bytes, now);

@@ -63,7 +63,7 @@ static pair *find(gdml_ratelog *r, const char *peer, const char *reason)
 
 static void summarize(gdml_ratelog *r, const pair *p)
 {
-    if (p->suppressed == 0)
+    if (p->suppressed == 0 || p->level > gdml_log_threshold())
         return;
     r->lines++;
     GDML_LOG(p->level, "%s: %llu more in the last %lld ms: %s", p->peer,

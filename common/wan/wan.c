@@ -198,8 +198,9 @@ static uint64_t wire_for_k(const gdml_wan *w, size_t header, size_t k)
 {
     uint64_t chunks = chunks_of(w);
     uint64_t payload = gdml_codec_max_bytes_chunked(w->codec, k, GDML_CHUNK_ELEMS);
-    /* Each chunk frame: its header, its payload and the framing around them. */
-    uint64_t per_frame = gdml_wire_bytes(header, w->curve) - header;
+    /* Each chunk frame: its header, its payload and the framing around them
+     * (at most the framing of the largest frame). */
+    uint64_t per_frame = gdml_wire_bytes(GDML_FRAME_MAX, w->curve) - GDML_FRAME_MAX;
     if (chunks == 1)
         return gdml_wire_bytes(header + payload, w->curve);
     return chunks * (header + per_frame) + payload;
@@ -434,6 +435,7 @@ gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, cons
     if (starts && clear)
         memset(dst, 0, n * sizeof *dst);
     if (gdml_wan_decode_chunk(h, payload, dst, from, e)) {
+        t->received = 0; /* counted as abandoned, even if it was the last chunk */
         gdml_transfer_reset(t);
         return GDML_REASON_TENSOR;
     }

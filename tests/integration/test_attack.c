@@ -457,7 +457,7 @@ static void check_bounded_memory(bool curve)
     cr_assert_lt(peak, before + ((uint64_t)64 << 20),
                  "the coordinator's peak RSS grew by %llu MB under the attack (bound 64 MiB)",
                  (unsigned long long)((peak - before) >> 20));
-    printf("# coordinator RSS %llu MB before, peak %llu MB during the attack (CURVE %s)\n",
+    fprintf(stderr, "coordinator RSS %llu MB before, peak %llu MB during the attack (CURVE %s)\n",
            (unsigned long long)(before >> 20), (unsigned long long)(peak >> 20),
            curve ? "on" : "off");
     tp_cluster_fini(&j.c);

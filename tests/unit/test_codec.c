@@ -18,8 +18,8 @@
 
 static const char *const selector_names[] = {"all", "topk", "randk", "significance"};
 static const char *const quantizer_names[] = {"f32", "f16", "bf16", "int8", "int4", "sign"};
-#define N_SELECTORS 4
-#define N_QUANTIZERS 5
+#define N_SELECTORS (sizeof selector_names / sizeof selector_names[0])
+#define N_QUANTIZERS (sizeof quantizer_names / sizeof quantizer_names[0])
 
 /* ---- helpers ---- */
 
@@ -1111,4 +1111,259 @@ Test(codec, non_finite_values_and_bad_scales_are_refused)
     float out[2];
     cr_assert_eq(gdml_codec_decode(p, h + 5, out, 2, NULL), GDML_OK);
     cr_assert(out[0] == 1.0f && out[1] == -1.0f);
+}
+
+/* ---- slices: select once, write any [lo, hi) as its own payload ---- */
+
+#define ALL_QUANTIZERS (sizeof quantizer_names / sizeof quantizer_names[0])
+
+/* True for the quantizers that write each value on its own (no block scale). */
+static bool elementwise(const char *q)
+{
+    return strcmp(q, "f32") == 0 || strcmp(q, "f16") == 0 || strcmp(q, "bf16") == 0;
+}
+
+/* Writes slice [lo, hi) of the last selection with the bound as cap; checks it decodes. */
+static size_t write_slice(gdml_codec *c, const float *x, size_t lo, size_t hi, uint8_t *buf,
+                          float *decoded, float *out)
+{
+    size_t k = gdml_codec_selected_in(c, lo, hi);
+    size_t cap = gdml_codec_chunk_max_bytes(c, hi - lo, k), len = 0;
+    gdml_err err = gdml_codec_write(c, x, lo, hi, buf, cap, &len, decoded);
+    cr_assert_eq(err, GDML_OK, "%s [%zu, %zu): %d", gdml_codec_name(c), lo, hi, err);
+    cr_assert_leq(len, cap, "%s [%zu, %zu) k %zu: %zu bytes, bound %zu", gdml_codec_name(c), lo, hi,
+                  k, len, cap);
+    cr_assert_eq(gdml_codec_payload_k(buf, len), k);
+    gdml_errmsg e;
+    cr_assert_eq(gdml_codec_decode(buf, len, out, hi - lo, &e), GDML_OK, "%s [%zu, %zu): %s",
+                 gdml_codec_name(c), lo, hi, e.text);
+    return len;
+}
+
+Test(codec, slices_decode_to_the_slice_of_the_whole)
+{
+    enum { N = 2000 };
+    static float x[N], whole[N], decoded[N], out[N];
+    static uint8_t buf[16 * N];
+    /* Block quantizers are cut on block boundaries, as chunks are (2^18 is a multiple). */
+    const size_t any_cuts[] = {0, 1, 700, 701, 1999, N};
+    const size_t block_cuts[] = {0, 256, 768, 1792, N};
+    gdml_rng r;
+    gdml_rng_seed(&r, 51);
+    fill_normal(&r, x, N, 2.0);
+    for (size_t q = 0; q < ALL_QUANTIZERS; q++) {
+        char spec[32];
+        snprintf(spec, sizeof spec, "all+%s", quantizer_names[q]);
+        gdml_codec *c = make(spec, N, 1);
+        size_t len = 0;
+        cr_assert_eq(gdml_codec_encode(c, x, NULL, buf, sizeof buf, &len, NULL), GDML_OK);
+        cr_assert_eq(gdml_codec_decode(buf, len, whole, N, NULL), GDML_OK);
+        size_t k = 0;
+        cr_assert_eq(gdml_codec_select(c, x, NULL, &k), GDML_OK);
+        cr_assert_eq(k, N);
+        bool any = elementwise(quantizer_names[q]);
+        const size_t *cuts = any ? any_cuts : block_cuts;
+        size_t n_cuts =
+            any ? sizeof any_cuts / sizeof *any_cuts : sizeof block_cuts / sizeof *block_cuts;
+        memset(decoded, 0, sizeof decoded);
+        for (size_t s = 0; s + 1 < n_cuts; s++) {
+            size_t lo = cuts[s], hi = cuts[s + 1];
+            write_slice(c, x, lo, hi, buf, decoded, out);
+            cr_assert_arr_eq(out, whole + lo, (hi - lo) * sizeof *out, "%s [%zu, %zu)", spec, lo,
+                             hi);
+        }
+        cr_assert_arr_eq(decoded, whole, sizeof whole, "%s: write's decoded differs", spec);
+        gdml_codec_destroy(&c);
+    }
+}
+
+Test(codec, sparse_slices_of_elementwise_values_decode_to_the_slice_of_the_whole)
+{
+    enum { N = 3000 };
+    static float x[N], whole[N], decoded[N], out[N];
+    static uint8_t buf[16 * N];
+    const size_t cuts[] = {0, 128, 129, 1000, 2047, N};
+    gdml_rng r;
+    gdml_rng_seed(&r, 52);
+    fill_normal(&r, x, N, 1.0);
+    const char *sels[] = {"topk", "randk", "significance"};
+    const char *qs[] = {"f32", "f16", "bf16"};
+    for (int s = 0; s < 3; s++)
+        for (int q = 0; q < 3; q++) {
+            char spec[32];
+            snprintf(spec, sizeof spec, "%s+%s", sels[s], qs[q]);
+            gdml_codec *c = make(spec, N, 9);
+            gdml_codec_params p = {.k = 300, .threshold = 1.0};
+            size_t k = 0;
+            cr_assert_eq(gdml_codec_select(c, x, &p, &k), GDML_OK);
+            cr_assert(k > 0 && k <= 300);
+            /* The whole tensor from the same selection (randk would draw anew). */
+            write_slice(c, x, 0, N, buf, NULL, whole);
+            memset(decoded, 0, sizeof decoded);
+            for (size_t j = 0; j + 1 < sizeof cuts / sizeof *cuts; j++) {
+                size_t lo = cuts[j], hi = cuts[j + 1];
+                write_slice(c, x, lo, hi, buf, decoded, out);
+                cr_assert_arr_eq(out, whole + lo, (hi - lo) * sizeof *out, "%s [%zu, %zu)", spec,
+                                 lo, hi);
+            }
+            cr_assert_arr_eq(decoded, whole, sizeof whole, "%s", spec);
+            gdml_codec_destroy(&c);
+        }
+}
+
+Test(codec, selected_in_counts_the_selection_of_any_slice)
+{
+    enum { N = 5000 };
+    static float x[N];
+    static uint8_t buf[16 * N];
+    static uint32_t idx[N];
+    gdml_rng r;
+    gdml_rng_seed(&r, 53);
+    fill_normal(&r, x, N, 1.0);
+    const size_t ks[] = {0, 1, 17, 500, 4999, N};
+    for (size_t s = 0; s < N_SELECTORS; s++)
+        for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+            char spec[32];
+            snprintf(spec, sizeof spec, "%s+f32", selector_names[s]);
+            gdml_codec *c = make(spec, N, 3);
+            gdml_codec_params p = {.k = ks[t], .threshold = 0.5};
+            size_t k = 0;
+            cr_assert_eq(gdml_codec_select(c, x, &p, &k), GDML_OK);
+            cr_assert_eq(gdml_codec_selected_in(c, 0, N), k, "%s k %zu", spec, ks[t]);
+            size_t len = 0;
+            cr_assert_eq(gdml_codec_write(c, x, 0, N, buf, sizeof buf, &len, NULL), GDML_OK);
+            bool sparse = gdml_codec_sparse(c);
+            size_t got = sparse ? payload_indices(buf, idx) : N;
+            cr_assert_eq(got, k);
+            for (int trial = 0; trial < 20; trial++) {
+                /* A random partition of [0, N) into slices. */
+                size_t sum = 0;
+                for (size_t lo = 0, hi; lo < N; lo = hi) {
+                    hi = lo + 1 + (size_t)gdml_rng_below(&r, N / 4);
+                    if (hi > N)
+                        hi = N;
+                    size_t in = gdml_codec_selected_in(c, lo, hi), want = hi - lo;
+                    if (sparse) {
+                        want = 0;
+                        for (size_t j = 0; j < k; j++)
+                            want += idx[j] >= lo && idx[j] < hi;
+                    }
+                    cr_assert_eq(in, want, "%s [%zu, %zu)", spec, lo, hi);
+                    sum += in;
+                }
+                cr_assert_eq(sum, k, "%s: slices hold %zu of %zu", spec, sum, k);
+            }
+            cr_assert_eq(gdml_codec_selected_in(c, 7, 7), 0);
+            gdml_codec_destroy(&c);
+        }
+}
+
+Test(codec, chunk_max_bytes_bounds_every_slice_and_is_the_cap_write_needs)
+{
+    enum { N = 5000 };
+    static float x[N], out[N];
+    static uint8_t buf[16 * N];
+    gdml_rng r;
+    gdml_rng_seed(&r, 54);
+    const size_t ks[] = {0, 1, 13, 250, 2500, N};
+    for (size_t s = 0; s < N_SELECTORS; s++)
+        for (size_t q = 0; q < ALL_QUANTIZERS; q++)
+            for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+                char spec[32];
+                snprintf(spec, sizeof spec, "%s+%s", selector_names[s], quantizer_names[q]);
+                gdml_codec *c = make(spec, N, 5);
+                fill_normal(&r, x, N, 1.0);
+                gdml_codec_params p = {.k = ks[t], .threshold = 0.1};
+                size_t k = 0;
+                cr_assert_eq(gdml_codec_select(c, x, &p, &k), GDML_OK);
+                for (size_t lo = 0, hi; lo < N; lo = hi) {
+                    hi = lo + 1 + (size_t)gdml_rng_below(&r, 1500);
+                    if (hi > N)
+                        hi = N;
+                    write_slice(c, x, lo, hi, buf, NULL, out);
+                    size_t in = gdml_codec_selected_in(c, lo, hi);
+                    size_t cap = gdml_codec_chunk_max_bytes(c, hi - lo, in), len = 0;
+                    cr_assert_eq(gdml_codec_write(c, x, lo, hi, buf, cap - 1, &len, NULL),
+                                 GDML_ERR_NOMEM, "%s [%zu, %zu): a cap under the bound", spec, lo,
+                                 hi);
+                }
+                gdml_codec_destroy(&c);
+            }
+}
+
+/*
+ * A selection of k entries spread to make slice payloads as large as they
+ * get: entries at the far end of each slice (long first varints) and widely
+ * spaced, so that gaps need several varint bytes and value blocks end part
+ * full. Returns x with these entries large and the rest small.
+ */
+static void spread_selection(float *x, size_t n, size_t chunk, size_t k, gdml_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(1e-3 * gdml_rng_uniform(r));
+    if (k > n / 8) { /* dense enough that spacing is moot: the k largest of noise */
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)gdml_rng_uniform(r);
+        return;
+    }
+    size_t chunks = (n + chunk - 1) / chunk;
+    for (size_t j = 0; j < k; j++) {
+        size_t c = j % chunks, lo = c * chunk, m = (lo + chunk < n ? lo + chunk : n) - lo;
+        size_t per = (k + chunks - 1) / chunks, slot = j / chunks;
+        /* Backwards from the end of the chunk, evenly spaced over it. */
+        size_t at = lo + m - 1 - (slot * (m / (per + 1))) % m;
+        while (x[at] >= 1.0f)
+            at = at == lo ? lo + m - 1 : at - 1;
+        x[at] = 2.0f + (float)gdml_rng_uniform(r);
+    }
+}
+
+Test(codec, max_bytes_chunked_bounds_the_sum_of_slice_payloads)
+{
+    /* Chunks long enough for 3-byte index varints, and a short last one. */
+    enum { CHUNK = 40000, N = 3 * CHUNK + 777 };
+    static float x[N], out[N];
+    static uint8_t buf[8 * CHUNK];
+    gdml_rng r;
+    gdml_rng_seed(&r, 55);
+    const size_t ks[] = {1, 4, 7, 100, 257 * 4, 3000, N / 3, N};
+    for (size_t q = 0; q < ALL_QUANTIZERS; q++) {
+        /* Dense: the bound is the exact sum. */
+        char spec[32];
+        snprintf(spec, sizeof spec, "all+%s", quantizer_names[q]);
+        gdml_codec *c = make(spec, N, 1);
+        fill_normal(&r, x, N, 1.0);
+        size_t k = 0;
+        cr_assert_eq(gdml_codec_select(c, x, NULL, &k), GDML_OK);
+        size_t sum = 0;
+        for (size_t lo = 0; lo < N; lo += CHUNK)
+            sum += write_slice(c, x, lo, lo + CHUNK < N ? lo + CHUNK : N, buf, NULL, out);
+        cr_assert_eq(sum, gdml_codec_max_bytes_chunked(c, N, CHUNK), "%s", spec);
+        cr_assert_eq(gdml_codec_max_bytes_chunked(c, N, N), gdml_codec_max_bytes(c, N),
+                     "%s: one chunk is the whole tensor", spec);
+        gdml_codec_destroy(&c);
+
+        const char *sels[] = {"randk", "topk"};
+        for (int s = 0; s < 2; s++)
+            for (size_t t = 0; t < sizeof ks / sizeof *ks; t++)
+                for (int trial = 0; trial < 3; trial++) {
+                    snprintf(spec, sizeof spec, "%s+%s", sels[s], quantizer_names[q]);
+                    c = make(spec, N, 100 + (uint64_t)trial);
+                    if (s == 1)
+                        spread_selection(x, N, CHUNK, ks[t], &r);
+                    gdml_codec_params p = {.k = ks[t]};
+                    cr_assert_eq(gdml_codec_select(c, x, &p, &k), GDML_OK);
+                    cr_assert_eq(k, ks[t]);
+                    sum = 0;
+                    for (size_t lo = 0; lo < N; lo += CHUNK)
+                        sum +=
+                            write_slice(c, x, lo, lo + CHUNK < N ? lo + CHUNK : N, buf, NULL, out);
+                    size_t bound = gdml_codec_max_bytes_chunked(c, k, CHUNK);
+                    cr_assert_leq(sum, bound, "%s k %zu: slices take %zu bytes, bound %zu", spec, k,
+                                  sum, bound);
+                    cr_assert_geq(bound, gdml_codec_max_bytes_chunked(c, k - 1, CHUNK),
+                                  "%s: the bound must grow with k", spec);
+                    gdml_codec_destroy(&c);
+                }
+    }
 }

@@ -227,8 +227,8 @@ Test(wan, a_dense_update_of_two_and_a_half_chunks_is_three_frames)
     cr_assert_eq(up.k, n);
     uint64_t off[3];
     decode_update(&up, out, n, 1, off);
-    cr_assert(off[0] == 0 && off[1] == C && off[2] == 2 * C, "offsets %" PRIu64 " %" PRIu64
-              " %" PRIu64, off[0], off[1], off[2]);
+    cr_assert(off[0] == 0 && off[1] == C && off[2] == 2 * C,
+              "offsets %" PRIu64 " %" PRIu64 " %" PRIu64, off[0], off[1], off[2]);
     cr_assert_arr_eq(out, u, n * sizeof *u);
     cr_assert_eq(up.wire, frames_wire(&up, false));
     cr_assert_eq(gdml_wan_bytes_sent(w), up.wire);
@@ -276,11 +276,11 @@ Test(wan, a_sparse_update_sends_only_the_chunks_holding_entries)
                          up.n_frames);
             uint64_t off[2];
             decode_update(&up, out, n, seq, off);
-            size_t lo = pairs[seq - 1][0] < pairs[seq - 1][1] ? pairs[seq - 1][0]
-                                                                : pairs[seq - 1][1];
+            size_t lo =
+                pairs[seq - 1][0] < pairs[seq - 1][1] ? pairs[seq - 1][0] : pairs[seq - 1][1];
             size_t hi = pairs[seq - 1][0] ^ pairs[seq - 1][1] ^ lo;
-            cr_assert(off[0] == lo * C && off[1] == hi * C, "offsets %" PRIu64 " %" PRIu64,
-                      off[0], off[1]);
+            cr_assert(off[0] == lo * C && off[1] == hi * C, "offsets %" PRIu64 " %" PRIu64, off[0],
+                      off[1]);
             size_t entries = 0;
             for (size_t f = 0; f < up.n_frames; f++) {
                 gdml_msg_header h;
@@ -294,8 +294,10 @@ Test(wan, a_sparse_update_sends_only_the_chunks_holding_entries)
             for (size_t i = 0; i < n; i++) {
                 float meant = (u[i] + r0[i]) - r1[i];
                 float tol = exact ? 0.0f : 1e-6f * fabsf(u[i] + r0[i]);
-                cr_assert(fabsf(meant - out[i]) <= tol, "%s seq %" PRIu64 " [%zu]: %g sent, %g "
-                          "decoded", encoders[enc], seq, i, (double)meant, (double)out[i]);
+                cr_assert(fabsf(meant - out[i]) <= tol,
+                          "%s seq %" PRIu64 " [%zu]: %g sent, %g "
+                          "decoded",
+                          encoders[enc], seq, i, (double)meant, (double)out[i]);
             }
             for (size_t i = 0; i < n; i++)
                 if (i / C != lo && i / C != hi)
@@ -522,8 +524,8 @@ Test(wan, a_multi_chunk_update_at_the_least_accepted_rate_fits_it)
     uint64_t least = least_rate(w, &h);
     gdml_wan_update up;
     encode_ok(w, 1, u, NULL, 0, &up);
-    cr_assert_leq(up.wire, least, "a message of %" PRIu64 " bytes at %" PRIu64 " bytes/s",
-                  up.wire, least);
+    cr_assert_leq(up.wire, least, "a message of %" PRIu64 " bytes at %" PRIu64 " bytes/s", up.wire,
+                  least);
     gdml_wan_update_fini(&up);
     gdml_wan_destroy(&w);
     free(u);
@@ -545,8 +547,8 @@ Test(wan, wire_counts_every_frame_and_curve_costs_more)
         uint64_t wire[2];
         size_t frames[2];
         for (int curve = 0; curve < 2; curve++) {
-            link_opts o = {.encoder = encoders[s], .k_fraction = 100.0 / (double)n, .n = n,
-                           .curve = curve};
+            link_opts o = {
+                .encoder = encoders[s], .k_fraction = 100.0 / (double)n, .n = n, .curve = curve};
             gdml_wan *w = make_link(&o);
             gdml_wan_update up;
             encode_ok(w, 1, u, NULL, 0, &up);
@@ -588,8 +590,9 @@ Test(wan, a_refused_update_changes_nothing_and_wait_ms_says_when)
     cr_assert_null(up.frames);
     cr_assert_arr_eq(gdml_wan_residual(w), saved, N * sizeof *saved);
     cr_assert_eq(gdml_wan_bytes_sent(w), first);
-    cr_assert_eq(gdml_wan_wait_ms(w, &h, 10, &e), 990, "the first message leaves the window at "
-                                                       "1000");
+    cr_assert_eq(gdml_wan_wait_ms(w, &h, 10, &e), 990,
+                 "the first message leaves the window at "
+                 "1000");
     cr_assert_eq(gdml_wan_encode_update(w, &h, u, NULL, NULL, 999, &up, &e), GDML_ERR_AGAIN);
     encode_ok(w, 2, u, NULL, 1000, &up);
     cr_assert_eq(up.k, 785);
@@ -604,8 +607,7 @@ Test(wan, a_refused_update_changes_nothing_and_wait_ms_says_when)
     encode_ok(w, 2, u, NULL, 10, &up);
     cr_assert(up.k > 0 && up.k < 785, "k = %zu", up.k);
     cr_assert_leq(first + up.wire, 3000);
-    cr_assert_geq(first + up.wire, 2900, "%" PRIu64 " bytes left unused",
-                  3000 - first - up.wire);
+    cr_assert_geq(first + up.wire, 2900, "%" PRIu64 " bytes left unused", 3000 - first - up.wire);
     gdml_wan_update_fini(&up);
     gdml_wan_destroy(&w);
     free(u);
@@ -637,8 +639,8 @@ Test(wan, the_downlink_adds_what_it_sent_to_the_view)
         encode_ok(w, seq, u, view, 0, &up);
         decode_update(&up, out, N, seq, NULL);
         for (size_t i = 0; i < N; i++)
-            cr_assert_eq(view[i], before[i] + out[i], "[%zu]: %g + %g != %g", i,
-                         (double)before[i], (double)out[i], (double)view[i]);
+            cr_assert_eq(view[i], before[i] + out[i], "[%zu]: %g + %g != %g", i, (double)before[i],
+                         (double)out[i], (double)view[i]);
         cr_assert_eq(nonzeros(gdml_wan_residual(w), N), 0, "view mode keeps no residual");
         gdml_wan_update_fini(&up);
     }
@@ -688,8 +690,7 @@ Test(wan, a_message_that_can_never_fit_is_reported)
         gdml_wan_update_fini(&up);
         cr_assert_not(gdml_wan_cap_spent(w), "40 bytes left hold a control frame");
         delta_header(&h, 2);
-        cr_assert_eq(gdml_wan_encode_update(w, &h, u, NULL, NULL, 10000, &up, &e),
-                     GDML_ERR_AGAIN);
+        cr_assert_eq(gdml_wan_encode_update(w, &h, u, NULL, NULL, 10000, &up, &e), GDML_ERR_AGAIN);
         e.text[0] = '\0';
         cr_assert_eq(gdml_wan_wait_ms(w, &h, 10000, &e), -1);
         char key[64];
@@ -1054,8 +1055,7 @@ Test(wan, tensor_receive_clears_the_destination_when_a_transfer_starts)
         u[C + 5 * j] = -2.0f;
     encode_ok(w, 3, u, NULL, 0, &up);
     cr_assert_eq(up.n_frames, 1);
-    cr_assert_eq(receive(&t, &up, 0, dst, n, false, &complete, &e), GDML_REASON_NONE, "%s",
-                 e.text);
+    cr_assert_eq(receive(&t, &up, 0, dst, n, false, &complete, &e), GDML_REASON_NONE, "%s", e.text);
     cr_assert(complete);
     for (size_t j = 0; j < 100; j++) {
         cr_assert_eq(dst[C + 5 * j], -2.0f);
@@ -1139,12 +1139,9 @@ Test(wan, tensor_receive_abandons_a_transfer_whose_chunk_does_not_decode)
     free(copy);
 
     /* Abandoned: the good chunks start it afresh, chunk 0 included. */
-    cr_assert_eq(receive(&t, &up, 1, dst, n, true, &complete, &e), GDML_REASON_NONE, "%s",
-                 e.text);
-    cr_assert_eq(receive(&t, &up, 0, dst, n, true, &complete, &e), GDML_REASON_NONE, "%s",
-                 e.text);
-    cr_assert_eq(receive(&t, &up, 2, dst, n, true, &complete, &e), GDML_REASON_NONE, "%s",
-                 e.text);
+    cr_assert_eq(receive(&t, &up, 1, dst, n, true, &complete, &e), GDML_REASON_NONE, "%s", e.text);
+    cr_assert_eq(receive(&t, &up, 0, dst, n, true, &complete, &e), GDML_REASON_NONE, "%s", e.text);
+    cr_assert_eq(receive(&t, &up, 2, dst, n, true, &complete, &e), GDML_REASON_NONE, "%s", e.text);
     cr_assert(complete);
     cr_assert_arr_eq(dst, u, n * sizeof *u);
     gdml_transfer_fini(&t);

@@ -412,16 +412,12 @@ void gdml_coord_on_refused(gdml_coord *c, int64_t now, const gdml_rx *rx, const 
 
 void gdml_coord_on_dropped(gdml_coord *c, int64_t now, const gdml_peer *route)
 {
-    int i = gdml_members_by_route(&c->members, route);
+    int i = gdml_members_drop_route(&c->members, route);
     if (i < 0)
-        return;
-    gdml_member *m = &c->members.slots[i];
-    if (m->state != GDML_MEMBER_JOINED && m->state != GDML_MEMBER_SILENT)
         return;
     c->stats.rejected[GDML_REASON_SLOW]++;
     gdml_warn("region '%s' stopped reading what it was sent; dropped it (it may join again)",
-              m->name);
-    m->state = GDML_MEMBER_LEFT;
+              c->members.slots[i].name);
     c->slots[i].pending = 0;
     coord_try_merge(c, now);
 }

@@ -184,16 +184,12 @@ void gdml_region_on_refused(gdml_region *r, int64_t now, int link, const gdml_rx
 
 void gdml_region_on_dropped(gdml_region *r, int64_t now, const gdml_peer *route)
 {
-    int i = gdml_members_by_route(&r->workers, route);
+    int i = gdml_members_drop_route(&r->workers, route);
     if (i < 0)
-        return;
-    gdml_member *m = &r->workers.slots[i];
-    if (m->state != GDML_MEMBER_JOINED && m->state != GDML_MEMBER_SILENT)
         return;
     r->stats.rejected[GDML_REASON_SLOW]++;
     gdml_warn("worker '%s' stopped reading what it was sent; dropped it (it may join again)",
-              m->name);
-    m->state = GDML_MEMBER_LEFT;
+              r->workers.slots[i].name);
     region_check_step(r, now);
 }
 

@@ -108,6 +108,18 @@ static gdml_err make_model(gdml_region *r, const gdml_msg_header *h, gdml_errmsg
     return GDML_OK;
 }
 
+/* Takes a chunk of the tensor WELCOME or GLOBAL carries into r->scratch; true once it is whole. */
+static bool take_chunk(gdml_region *r, int64_t now, const gdml_rx *rx)
+{
+    gdml_errmsg e;
+    bool complete = false;
+    gdml_reason reason = gdml_tensor_receive(&r->from_coord, &rx->header, rx->payload, r->scratch,
+                                             r->n, true, "the coordinator", &complete, &e);
+    if (reason != GDML_REASON_NONE)
+        region_reject(r, now, GDML_LINK_UP, rx, reason, false, "%s", e.text);
+    return complete;
+}
+
 /* A chunk of WELCOME: the global model as a change from the initial model of seed count. */
 static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
 {
@@ -124,14 +136,7 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
                       "the coordinator now trains '%s', not '%s'", h->text, r->layout_text);
         return;
     }
-    bool complete = false;
-    gdml_reason reason = gdml_tensor_receive(&r->from_coord, h, rx->payload, r->scratch, r->n,
-                                             true, "the coordinator", &complete, &e);
-    if (reason != GDML_REASON_NONE) {
-        region_reject(r, now, GDML_LINK_UP, rx, reason, false, "%s", e.text);
-        return;
-    }
-    if (!complete)
+    if (!take_chunk(r, now, rx))
         return;
     gdml_info("coordinator sent version %llu (%s)", (unsigned long long)h->version, h->text);
     /* Nothing is trained on until the model is whole. */
@@ -159,15 +164,7 @@ static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
                       "GLOBAL before WELCOME");
         return;
     }
-    gdml_errmsg e;
-    bool complete = false;
-    gdml_reason reason = gdml_tensor_receive(&r->from_coord, h, rx->payload, r->scratch, r->n,
-                                             true, "the coordinator", &complete, &e);
-    if (reason != GDML_REASON_NONE) {
-        region_reject(r, now, GDML_LINK_UP, rx, reason, false, "%s", e.text);
-        return;
-    }
-    if (!complete)
+    if (!take_chunk(r, now, rx))
         return;
     gdml_saxpy(r->n, 1.0f, r->scratch, r->anchor);
     if (r->state == REGION_SYNCING)

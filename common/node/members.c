@@ -72,6 +72,18 @@ int gdml_members_by_route(const gdml_members *m, const gdml_peer *route)
     return -1;
 }
 
+int gdml_members_drop_route(gdml_members *m, const gdml_peer *route)
+{
+    int i = gdml_members_by_route(m, route);
+    if (i < 0)
+        return -1;
+    gdml_member *s = &m->slots[i];
+    if (s->state != GDML_MEMBER_JOINED && s->state != GDML_MEMBER_SILENT)
+        return -1;
+    s->state = GDML_MEMBER_LEFT;
+    return i;
+}
+
 size_t gdml_members_count(const gdml_members *m, gdml_member_state state)
 {
     size_t n = 0;

@@ -64,6 +64,12 @@ bool gdml_members_route_ok(const gdml_members *m, int i, const gdml_peer *route)
 /* The member whose route is this connection, or -1. */
 int gdml_members_by_route(const gdml_members *m, const gdml_peer *route);
 
+/*
+ * The member that route belongs to leaves (its connection was dropped):
+ * returns its slot if it was joined or silent (now LEFT), else -1.
+ */
+int gdml_members_drop_route(gdml_members *m, const gdml_peer *route);
+
 /* Members in state. */
 size_t gdml_members_count(const gdml_members *m, gdml_member_state state);
 

@@ -211,7 +211,7 @@ const key_def gdml_config_keys[] = {
         "a peer silent for this long is not waited for (it may come back)"),
     INT(net, drop_after_ms, "10000", 50, 86400000, NULL,
         "a peer that takes nothing we send for this long is dropped"),
-    INT(net, max_peer_bytes, "67108864", 8388608, 1099511627776, NULL,
+    INT(net, max_peer_bytes, "67108864", 33554432, 1099511627776, NULL,
         "unread bytes one connection may have in flight to this process before it is cut off"),
 
     INT(store, map_mb, "256", 1, 1073741824, NULL,

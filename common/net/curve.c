@@ -234,8 +234,7 @@ bool gdml_curve_allow_name_at(gdml_curve_allow *a, size_t want, char name[GDML_N
 
 typedef struct zap_domain {
     char name[32];
-    gdml_curve_allow *allow;
-    atomic_uint_fast64_t refused;
+    gdml_curve_allow *allow; /* NULL: a free slot */
 } zap_domain;
 
 struct zap_handler {
@@ -244,20 +243,24 @@ struct zap_handler {
     atomic_bool stop;
     pthread_mutex_t lock; /* guards domains and n_domains */
     zap_domain domains[ZAP_MAX_DOMAINS];
-    int n_domains;
+    int n_domains;       /* slots in use at some time; a free one has allow NULL */
+    unsigned next_name;  /* domains are never named twice */
     void *sock;    /* the REP socket: created here, used only by the thread */
     gdml_ratelog *log;
 };
 
-static zap_domain *zap_find(zap_handler *z, const char *name, size_t len)
+/* The allow-list of domain name, with a reference the caller drops; NULL if none. */
+static gdml_curve_allow *zap_find(zap_handler *z, const char *name, size_t len)
 {
     zap_domain *hit = NULL;
     pthread_mutex_lock(&z->lock);
     for (int i = 0; i < z->n_domains && !hit; i++)
-        if (strlen(z->domains[i].name) == len && memcmp(z->domains[i].name, name, len) == 0)
+        if (z->domains[i].allow && strlen(z->domains[i].name) == len &&
+            memcmp(z->domains[i].name, name, len) == 0)
             hit = &z->domains[i];
+    gdml_curve_allow *allow = hit ? gdml_curve_allow_ref(hit->allow) : NULL;
     pthread_mutex_unlock(&z->lock);
-    return hit;
+    return allow;
 }
 
 static void zap_reply(void *sock, zmq_msg_t *request_id, const char *code, const char *text,
@@ -300,15 +303,13 @@ static void zap_answer(zap_handler *z)
     if (n > 3)
         snprintf(address, sizeof address, "%.*s", (int)zmq_msg_size(&f[3]),
                  (const char *)zmq_msg_data(&f[3]));
-    zap_domain *d = n > 2 ? zap_find(z, zmq_msg_data(&f[2]), zmq_msg_size(&f[2])) : NULL;
+    gdml_curve_allow *allow = n > 2 ? zap_find(z, zmq_msg_data(&f[2]), zmq_msg_size(&f[2])) : NULL;
     bool curve = n == ZAP_FRAMES && zmq_msg_size(&f[5]) == 5 &&
                  memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0 &&
                  zmq_msg_size(&f[6]) == GDML_CURVE_KEY_BYTES;
-    if (d && curve && gdml_curve_allow_lookup(d->allow, zmq_msg_data(&f[6]), name)) {
+    if (allow && curve && gdml_curve_allow_lookup(allow, zmq_msg_data(&f[6]), name)) {
         zap_reply(z->sock, &f[1], "200", "OK", name);
     } else {
-        if (d)
-            atomic_fetch_add(&d->refused, 1);
         char key[GDML_CURVE_Z85_LEN + 1] = "(none)";
         if (curve)
             gdml_curve_z85_encode(zmq_msg_data(&f[6]), key);
@@ -317,6 +318,7 @@ static void zap_answer(zap_handler *z)
                           "public key %s", key);
         zap_reply(z->sock, &f[1], "400", "key not allowed", "");
     }
+    gdml_curve_allow_unref(&allow);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&f[i]);
 }
@@ -388,23 +390,30 @@ gdml_err zap_add_domain(zap_handler *z, gdml_curve_allow *allow, char *domain, s
 {
     pthread_mutex_lock(&z->lock);
     gdml_err err = GDML_OK;
-    if (z->n_domains == ZAP_MAX_DOMAINS) {
-        err = gdml_errmsg_set(e, GDML_ERR_INVALID, "at most %d CURVE servers per process",
+    int slot = -1;
+    for (int i = 0; i < z->n_domains && slot < 0; i++)
+        if (!z->domains[i].allow)
+            slot = i;
+    if (slot < 0 && z->n_domains < ZAP_MAX_DOMAINS)
+        slot = z->n_domains++;
+    if (slot < 0) {
+        err = gdml_errmsg_set(e, GDML_ERR_INVALID, "at most %d CURVE servers open at once",
                               ZAP_MAX_DOMAINS);
     } else {
-        zap_domain *d = &z->domains[z->n_domains];
-        snprintf(d->name, sizeof d->name, "gdml-%d", z->n_domains);
+        zap_domain *d = &z->domains[slot];
+        snprintf(d->name, sizeof d->name, "gdml-%u", z->next_name++);
         d->allow = gdml_curve_allow_ref(allow);
-        atomic_init(&d->refused, 0);
         snprintf(domain, cap, "%s", d->name);
-        z->n_domains++;
     }
     pthread_mutex_unlock(&z->lock);
     return err;
 }
 
-uint64_t zap_refused(zap_handler *z, const char *domain)
+void zap_remove_domain(zap_handler *z, const char *domain)
 {
-    zap_domain *d = zap_find(z, domain, strlen(domain));
-    return d ? atomic_load(&d->refused) : 0;
+    pthread_mutex_lock(&z->lock);
+    for (int i = 0; i < z->n_domains; i++)
+        if (z->domains[i].allow && strcmp(z->domains[i].name, domain) == 0)
+            gdml_curve_allow_unref(&z->domains[i].allow);
+    pthread_mutex_unlock(&z->lock);
 }

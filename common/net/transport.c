@@ -65,6 +65,7 @@ typedef struct route {
     gdml_peer peer;
     int fd;
     int64_t seen_ms;
+    bool told_v1; /* a protocol-1 refusal went to it already */
 } route;
 
 struct gdml_link {
@@ -201,6 +202,14 @@ static gdml_err link_open(gdml_transport *t, int type, const gdml_link_options *
     l->router = type == ZMQ_ROUTER;
     l->watch_id = -1;
     l->max_backlog = o->max_backlog ? o->max_backlog : GDML_LINK_DEFAULT_BACKLOG;
+    if (l->max_backlog < GDML_LINK_MIN_BACKLOG) {
+        free(l);
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "a link's backlog bound of %llu bytes is below the %llu that "
+                               "frames in flight need (net.max_peer_bytes)",
+                               (unsigned long long)o->max_backlog,
+                               (unsigned long long)GDML_LINK_MIN_BACKLOG);
+    }
     l->drop_after_ms = o->drop_after_ms > 0 ? o->drop_after_ms : GDML_LINK_DEFAULT_DROP_MS;
     snprintf(l->endpoint, sizeof l->endpoint, "%s", endpoint);
     l->sock = zmq_socket(t->ctx, type);
@@ -220,10 +229,14 @@ static gdml_err link_open(gdml_transport *t, int type, const gdml_link_options *
     int rcvhwm = (int)(l->max_backlog / 2 / GDML_FRAME_MAX);
     if (rcvhwm < 4)
         rcvhwm = 4;
+    /* The kernel's share: an eighth of the bound (8 MiB by default, enough for
+     * 80 MB/s over a 100 ms round trip; raise net.max_peer_bytes for more). */
+    int rcvbuf = (int)(l->max_backlog / 8 < INT32_MAX ? l->max_backlog / 8 : INT32_MAX);
     gdml_err err = GDML_OK;
     if ((err = set_int(l, ZMQ_LINGER, LINK_LINGER_MS, "ZMQ_LINGER", e)) ||
         (err = set_int(l, ZMQ_SNDHWM, LINK_SNDHWM, "ZMQ_SNDHWM", e)) ||
         (err = set_int(l, ZMQ_RCVHWM, rcvhwm, "ZMQ_RCVHWM", e)) ||
+        (err = set_int(l, ZMQ_RCVBUF, rcvbuf, "ZMQ_RCVBUF", e)) ||
         (err = set_opt(l, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame, "ZMQ_MAXMSGSIZE", e)))
         goto fail;
     if (l->router &&
@@ -316,6 +329,8 @@ void gdml_link_close(gdml_link **lp)
         zmq_close(l->sock);
         atomic_fetch_sub(&l->t->links, 1);
     }
+    if (l->t->zap && *l->zap_domain)
+        zap_remove_domain(l->t->zap, l->zap_domain);
     gdml_curve_allow_unref(&l->allow);
     free(l);
 }
@@ -341,9 +356,8 @@ void gdml_link_stats_get(const gdml_link *l, gdml_link_stats *out)
     for (size_t i = 0; i < l->n_boxes; i++)
         out->frames_queued += l->boxes[i].n;
     out->backlog_cutoffs = guard_cutoffs(l->t->guard, l->watch_id);
+    /* The guard sees every failed handshake, the allow-list's refusals included. */
     out->auth_refused = guard_handshake_failures(l->t->guard, l->watch_id);
-    if (l->t->zap && *l->zap_domain)
-        out->auth_refused += zap_refused(l->t->zap, l->zap_domain);
 }
 
 const char *gdml_peer_str(const gdml_peer *p, char *buf, size_t cap)
@@ -399,6 +413,7 @@ static void note_route(gdml_link *l, const gdml_peer *p, int fd, int64_t now)
                     r = &l->routes[i];
         }
         r->peer = *p;
+        r->told_v1 = false;
     }
     r->fd = fd;
     r->seen_ms = now;
@@ -665,17 +680,27 @@ static int recv_part(void *sock, zmq_msg_t *m, int flags)
     return rc;
 }
 
-/* Tells a protocol-1 peer, in words it can decode, to upgrade. */
+/*
+ * Tells a protocol-1 peer, in words it can decode, to upgrade: once per
+ * connection, only from a bound link (so two gdml processes never answer
+ * each other's refusals), and never waiting (a peer that does not read it
+ * loses it).
+ */
 static void refuse_v1(gdml_link *l, const gdml_peer *peer)
 {
+    route *r = find_route(l, peer);
+    if (!l->router || !r || r->told_v1)
+        return;
+    r->told_v1 = true;
     uint8_t buf[512];
     size_t len;
     if (gdml_msg_encode_v1_refusal("this peer speaks gdml protocol 2 and refuses protocol 1; "
                                    "upgrade gdml on this host",
                                    buf, sizeof buf, &len))
         return;
-    const void *frames[] = {buf};
-    gdml_link_send_raw(l, peer, frames, &len, 1);
+    if (zmq_send(l->sock, peer->id, peer->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+        zmq_send(l->sock, buf, len, ZMQ_DONTWAIT) >= 0)
+        l->stats.bytes_sent += gdml_wire_bytes(len, l->curve);
 }
 
 static gdml_err refuse(gdml_link *l, gdml_rx *rx, gdml_reason reason, gdml_err err, gdml_errmsg *e)

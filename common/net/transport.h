@@ -76,6 +76,9 @@ typedef struct gdml_link_options {
 } gdml_link_options;
 
 #define GDML_LINK_DEFAULT_BACKLOG ((uint64_t)64 << 20)
+/* The smallest bound that holds what a legitimate peer has in flight: the
+ * frames ZeroMQ queues, the kernel's buffer and the frame being decoded. */
+#define GDML_LINK_MIN_BACKLOG ((uint64_t)32 << 20)
 #define GDML_LINK_DEFAULT_DROP_MS 10000
 
 typedef struct gdml_link_stats {

@@ -31,8 +31,8 @@ void zap_stop(zap_handler **z);
 gdml_err zap_add_domain(zap_handler *z, gdml_curve_allow *allow, char *domain, size_t cap,
                         gdml_errmsg *e);
 
-/* Handshakes refused so far in domain (by its name). */
-uint64_t zap_refused(zap_handler *z, const char *domain);
+/* Gives a closed link's domain back (its allow-list reference is dropped). */
+void zap_remove_domain(zap_handler *z, const char *domain);
 
 /* ---- the backlog guard (guard.c) ---- */
 

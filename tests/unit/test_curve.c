@@ -396,8 +396,7 @@ Test(curve, replace_is_safe_beside_lookups)
     cr_assert_eq(pthread_create(&th, NULL, race_lookups, &r), 0);
     /* Replace until the other thread has looked up often enough, at least 20000 times. */
     int64_t deadline = gdml_now_ms() + 5000;
-    for (int i = 0; i < 20000 || (atomic_load(&r.lookups) < 20000 && gdml_now_ms() < deadline);
-         i++)
+    for (int i = 0; i < 20000 || (atomic_load(&r.lookups) < 20000 && gdml_now_ms() < deadline); i++)
         cr_assert_eq(gdml_curve_allow_replace(r.a, i % 2 ? l1 : l2), GDML_OK);
     atomic_store(&r.stop, true);
     pthread_join(th, NULL);

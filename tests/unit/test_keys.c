@@ -118,8 +118,8 @@ Test(keys, write_pair_makes_key_0600_and_pub_0644)
     cr_assert_eq(mode_of(key), 0600, "%o", (unsigned)mode_of(key));
     cr_assert_eq(mode_of(pub), 0644, "%o", (unsigned)mode_of(pub));
     char *kt = gdml_test_read_file(key), *pt = gdml_test_read_file(pub);
-    cr_assert(strstr(kt, "[key]") && strstr(kt, "name = us-east") && strstr(kt, "secret = "),
-              "%s", kt);
+    cr_assert(strstr(kt, "[key]") && strstr(kt, "name = us-east") && strstr(kt, "secret = "), "%s",
+              kt);
     cr_assert(strstr(pt, "[allow]") && strstr(pt, "us-east = "), "%s", pt);
     cr_assert_null(strstr(pt, "secret"), "the public file holds no secret: %s", pt);
     free(kt);
@@ -514,8 +514,7 @@ Test(keys, a_key_file_of_another_name_is_refused)
     gdml_link_options o;
     gdml_errmsg e = {{0}};
     cr_assert_eq(gdml_keys_bind_options(&cfg, true, "eu-west", &sec, &o, &e), GDML_ERR_CONFIG);
-    cr_assert(strstr(e.text, "belongs to 'us-east'") && strstr(e.text, "'eu-west'"), "%s",
-              e.text);
+    cr_assert(strstr(e.text, "belongs to 'us-east'") && strstr(e.text, "'eu-west'"), "%s", e.text);
     cr_assert_eq(gdml_keys_connect_options(&cfg, true, "eu-west", path_of("us-east.pub"),
                                            "coordinator_key", &sec, &o, &e),
                  GDML_ERR_CONFIG);
@@ -608,18 +607,17 @@ Test(keys, connect_options_with_curve)
     memset(&sec, 0, sizeof sec);
     gdml_link_options o;
     gdml_errmsg e = {{0}};
-    cr_assert_eq(
-        gdml_keys_connect_options(&cfg, true, "w0", "", "coordinator_key", &sec, &o, &e),
-        GDML_ERR_CONFIG);
+    cr_assert_eq(gdml_keys_connect_options(&cfg, true, "w0", "", "coordinator_key", &sec, &o, &e),
+                 GDML_ERR_CONFIG);
     cr_assert(strstr(e.text, "[security] coordinator_key"), "%s", e.text);
     cr_assert_eq(gdml_keys_connect_options(&cfg, true, "w0", path_of("missing.pub"), "server_key",
                                            &sec, &o, &e),
                  GDML_ERR_CONFIG);
     cr_assert(strstr(e.text, "missing.pub"), "%s", e.text);
 
-    cr_assert_eq(gdml_keys_connect_options(&cfg, true, "w0", path_of("srv.pub"), "server_key",
-                                           &sec, &o, &e),
-                 GDML_OK, "%s", e.text);
+    cr_assert_eq(
+        gdml_keys_connect_options(&cfg, true, "w0", path_of("srv.pub"), "server_key", &sec, &o, &e),
+        GDML_OK, "%s", e.text);
     gdml_curve_key srv = load_pair_ok(path_of("srv.key"));
     cr_assert_eq(o.key, &sec.key);
     cr_assert_str_eq(o.key->name, "w0");

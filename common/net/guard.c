@@ -65,7 +65,8 @@ typedef struct watch {
 typedef struct fd_state {
     int watch; /* -1: not a connection the guard knows */
     int slot;  /* its place in the active list */
-    uint64_t base_received, base_consumed;
+    uint64_t base_consumed;   /* consumed[fd] when this connection began */
+    uint64_t closed_consumed; /* consumed[fd] when the descriptor's last connection ended */
 } fd_state;
 
 struct guard {
@@ -81,6 +82,7 @@ struct guard {
     int *active;                    /* the fds being watched, n_active of them */
     int n_active;
     gdml_ratelog *log;              /* failed handshakes, a line per link and interval */
+    unsigned next_name;             /* monitor endpoints are never named twice */
 };
 
 static uint64_t tcp_received(int fd, bool *ok)
@@ -96,6 +98,7 @@ static uint64_t tcp_received(int fd, bool *ok)
 static void untrack(guard *g, int fd)
 {
     fd_state *s = &g->fds[fd];
+    s->closed_consumed = atomic_load(&g->consumed[fd]);
     if (s->watch < 0)
         return;
     int last = g->active[--g->n_active];
@@ -108,11 +111,14 @@ static void track(guard *g, int w, int fd)
 {
     if (fd < 0 || fd >= g->n_fds)
         return;
-    untrack(g, fd); /* a reused descriptor starts afresh */
-    bool ok;
     fd_state *s = &g->fds[fd];
-    s->base_received = tcp_received(fd, &ok);
-    s->base_consumed = atomic_load(&g->consumed[fd]);
+    if (s->watch >= 0)
+        untrack(g, fd); /* its close was not seen: the descriptor starts afresh */
+    /* TCP_INFO counts from the connection's start, however late this event is
+     * seen; what the program read of it counts from the last connection's end. */
+    bool ok;
+    tcp_received(fd, &ok);
+    s->base_consumed = s->closed_consumed;
     if (!ok)
         return; /* not TCP (ipc, inproc): nothing to measure */
     s->watch = w;
@@ -176,7 +182,7 @@ static void check_all(guard *g)
             continue;
         }
         uint64_t consumed = atomic_load(&g->consumed[fd]) - s->base_consumed;
-        uint64_t arrived = received - s->base_received;
+        uint64_t arrived = received;
         watch *w = &g->watches[s->watch];
         if (arrived <= consumed || arrived - consumed <= w->max_backlog + GUARD_HANDSHAKE_ALLOWANCE)
             continue;
@@ -269,6 +275,7 @@ gdml_err guard_start(void *ctx, guard **out, gdml_errmsg *e)
     for (int fd = 0; fd < g->n_fds; fd++) {
         atomic_init(&g->consumed[fd], 0);
         g->fds[fd].watch = -1;
+        g->fds[fd].closed_consumed = 0;
     }
     if (gdml_ratelog_new(10000, 32, &g->log)) {
         free(g->consumed);
@@ -323,7 +330,9 @@ gdml_err guard_watch(guard *g, void *sock, uint64_t max_backlog, const char *wha
                                GUARD_MAX_WATCHES);
     }
     watch *w = &g->watches[id];
-    snprintf(w->endpoint, sizeof w->endpoint, "inproc://gdml-guard-%p-%d", (void *)g, id);
+    /* A fresh name each time: a slot's old endpoint may not be unbound yet. */
+    snprintf(w->endpoint, sizeof w->endpoint, "inproc://gdml-guard-%p-%u", (void *)g,
+             g->next_name++);
     snprintf(w->what, sizeof w->what, "%s", what);
     w->max_backlog = max_backlog;
     atomic_init(&w->cutoffs, 0);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -414,6 +415,13 @@ static void flood(const char *endpoint, int frames, uint64_t size, bool announce
     uint8_t ready[] = {0x04, 28, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k', 'e', 't', '-',
                        'T', 'y', 'p', 'e', 0, 0, 0, 6, 'D', 'E', 'A', 'L', 'E', 'R'};
     send(fd, ready, sizeof ready, MSG_NOSIGNAL);
+    /* The server's greeting and READY: the handshake is over before frames go. */
+    uint8_t answer[128];
+    size_t got = 0;
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (ssize_t r = 1; got < 64 + 2 + 28 && r > 0; got += r > 0 ? (size_t)r : 0)
+        r = recv(fd, answer + got, sizeof answer - got, 0);
     static uint8_t body[1 << 20];
     memset(body, 1, sizeof body);
     for (int f = 0; f < frames; f++) {

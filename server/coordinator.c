@@ -368,6 +368,14 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         fflush(stdout);
         gdml_info("%llu versions in '%s'", (unsigned long long)count, cfg->coordinator.store);
     }
+    if (c->sm) {
+        gdml_coord_stats st;
+        gdml_coord_stats_get(c->sm, &st);
+        char counts[512];
+        gdml_reason_counts(st.rejected, counts, sizeof counts);
+        gdml_info("frames dropped, by reason: %s; contributions dropped: %llu", counts,
+                  (unsigned long long)st.contributions_dropped);
+    }
     gdml_coord_destroy(&c->sm);
     gdml_link_close(&c->link);
     gdml_transport_destroy(&c->transport);

@@ -260,6 +260,9 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
                   (unsigned long long)st.steps, (unsigned long long)st.syncs,
                   (unsigned long long)up, (unsigned long long)down,
                   (unsigned long long)lan.bytes_received, (unsigned long long)lan.bytes_sent);
+        char counts[512];
+        gdml_reason_counts(st.rejected, counts, sizeof counts);
+        gdml_info("frames dropped, by reason: %s", counts);
     }
     /* What is still queued (STOP to the workers) gets the link's linger to go. */
     for (int l = 0; l < 2; l++)

@@ -107,6 +107,18 @@ const char *gdml_reason_name(gdml_reason reason)
     return reason_names[reason];
 }
 
+void gdml_reason_counts(const uint64_t *counts, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < GDML_REASON_COUNT && len < cap; r++)
+        if (counts[r])
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s %llu", len ? ", " : "",
+                                    reason_names[r], (unsigned long long)counts[r]);
+    if (len == 0)
+        snprintf(buf, cap, "none");
+}
+
 bool gdml_msg_type_has_tensor(gdml_msg_type type)
 {
     switch (type) {

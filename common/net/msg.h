@@ -172,6 +172,12 @@ const char *gdml_msg_type_name(gdml_msg_type type);
 /* "malformed", "stale", ... for counters and logs; "unknown" for other values. */
 const char *gdml_reason_name(gdml_reason reason);
 
+/*
+ * Writes "malformed 5, stale 2" for the non-zero counts[0..GDML_REASON_COUNT)
+ * into buf ("none" if every count is 0).
+ */
+void gdml_reason_counts(const uint64_t *counts, char *buf, size_t cap);
+
 /* True if a message of this type carries tensor chunks. */
 bool gdml_msg_type_has_tensor(gdml_msg_type type);
 

@@ -1,15 +1,19 @@
 /*
- * transport_impl.h - private to the transport module (transport.c, curve.c,
- * guard.c): the ZAP handler and the backlog guard, the two threads a
- * transport may run beside the program's own. Each thread owns its sockets;
- * they share only the locked allow-lists and the atomic byte counters here.
+ * transport_impl.h - private to the transport module: the link itself
+ * (transport.c sets it up, transport_send.c sends, transport_recv.c
+ * receives), and the ZAP handler (curve.c) and backlog guard (guard.c), the
+ * two threads a transport may run beside the program's own. Each thread
+ * owns its sockets; they share only the locked allow-lists and the atomic
+ * byte counters here.
  */
 #ifndef GDML_TRANSPORT_IMPL_H
 #define GDML_TRANSPORT_IMPL_H
 
 #include "curve.h"
 #include "err.h"
+#include "transport.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,5 +71,64 @@ uint64_t guard_cutoffs(guard *g, int watch_id);
 
 /* CURVE handshakes of a watch that failed (a wrong key on either side). */
 uint64_t guard_handshake_failures(guard *g, int watch_id);
+
+/* ---- links (transport.c, transport_send.c, transport_recv.c) ---- */
+
+#define ENDPOINT_MAX 512
+/* gdml_peer_str output: every byte escaped as \xNN in the worst case. */
+#define PEER_STR_MAX (GDML_PEER_ID_MAX * 4 + 1)
+
+struct gdml_transport {
+    void *ctx;
+    atomic_int links; /* open links; all must be closed before the context ends */
+    zap_handler *zap;
+    guard *guard;
+};
+
+typedef struct outbox {
+    gdml_peer peer;
+    gdml_blob **q; /* a ring of frames waiting, oldest at head */
+    size_t head, n, cap;
+    int64_t stuck_since; /* when the oldest frame last failed to go */
+} outbox;
+
+typedef struct route {
+    gdml_peer peer;
+    int fd;
+    int64_t seen_ms;
+    bool told_v1; /* a protocol-1 refusal went to it already */
+} route;
+
+struct gdml_link {
+    gdml_transport *t;
+    void *sock;
+    bool router, curve;
+    char endpoint[ENDPOINT_MAX]; /* resolved for bound links */
+    char zap_domain[32];
+    char server_name[GDML_NAME_MAX]; /* connecting CURVE link: who the server is */
+    uint64_t max_backlog;
+    int64_t drop_after_ms;
+    int watch_id;
+    gdml_curve_allow *allow;
+    gdml_link_stats stats;
+    outbox *boxes; /* ROUTER: one per peer with frames waiting; DEALER: boxes[0] */
+    size_t n_boxes, cap_boxes;
+    route *routes;
+    size_t n_routes;
+    gdml_peer *dropped; /* peers dropped, not yet taken */
+    size_t n_dropped, cap_dropped;
+};
+
+/* Frees a link's outboxes (and the frames in them), routes and drop reports. */
+void link_free_queues(gdml_link *l);
+
+/* The route of peer p on a bound link, or NULL. */
+route *link_find_route(gdml_link *l, const gdml_peer *p);
+
+/* Remembers that peer p was heard on connection fd at time now. */
+void link_note_route(gdml_link *l, const gdml_peer *p, int fd, int64_t now);
+
+/* The peer (bound link) or endpoint (connecting link) for messages, in buf. */
+const char *link_who(const gdml_link *l, const gdml_peer *p, char *buf, size_t cap);
 
 #endif

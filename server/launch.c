@@ -22,6 +22,7 @@
 #include "procs.h"
 #include "split.h"
 #include "store.h"
+#include "supervisor.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -76,6 +77,8 @@ typedef struct launch {
     char coord_key[PATH_MAX], coord_pub[PATH_MAX], coord_allow[PATH_MAX];
     char region_key[MAX_REGIONS][PATH_MAX], region_pub[MAX_REGIONS][PATH_MAX];
     char region_allow[MAX_REGIONS][PATH_MAX];
+    bool resume;
+    gdml_supervisor sup;
 } launch;
 
 static double mb(uint64_t bytes)
@@ -90,6 +93,45 @@ static gdml_err path_join(char *out, const char *a, const char *b, gdml_errmsg *
     return GDML_OK;
 }
 
+/* Removes the files of dir whose names end in suffix ("" for all). */
+static gdml_err remove_files(const char *dir, const char *suffix, gdml_errmsg *e)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT
+                   ? GDML_OK
+                   : gdml_errmsg_set(e, GDML_ERR_IO, "cannot read '%s': %s", dir, strerror(errno));
+    gdml_err err = GDML_OK;
+    struct dirent *ent;
+    size_t want = strlen(suffix);
+    while (!err && (ent = readdir(d))) {
+        size_t len = strlen(ent->d_name);
+        if (ent->d_name[0] == '.' || len < want || strcmp(ent->d_name + len - want, suffix) != 0)
+            continue;
+        char path[PATH_MAX];
+        if (!(err = path_join(path, dir, ent->d_name, e)) && unlink(path) != 0 && errno != ENOENT)
+            err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot remove '%s': %s", path, strerror(errno));
+    }
+    closedir(d);
+    return err;
+}
+
+/*
+ * A resumed run keeps its store, checkpoints, logs and rounds.csv; the
+ * endpoint files of its last processes are stale, and its keys are made
+ * anew (allow-lists are appended to as keys are made).
+ */
+static gdml_err clear_stale(launch *L, gdml_errmsg *e)
+{
+    char keys[PATH_MAX];
+    gdml_err err = remove_files(L->run_dir, ".endpoint", e);
+    if (!err && !(err = path_join(keys, L->run_dir, "keys", e)))
+        err = remove_files(keys, "", e);
+    if (!err)
+        printf("gdml-launch: resuming the run in %s\n", L->run_dir);
+    return err;
+}
+
 static gdml_err make_run_dir(launch *L, gdml_errmsg *e)
 {
     char dir[PATH_MAX];
@@ -102,9 +144,9 @@ static gdml_err make_run_dir(launch *L, gdml_errmsg *e)
         snprintf(dir, sizeof dir, "runs/%04d%02d%02d-%02d%02d%02d-%ld", tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)getpid());
     }
-    /* A run directory holds one run: reusing one would resume its store and
-     * read its stale endpoint files. */
-    DIR *existing = opendir(dir);
+    /* A run directory holds one run: reusing one resumes its store, which
+     * is only done when asked for. */
+    DIR *existing = L->resume ? NULL : opendir(dir);
     if (existing) {
         struct dirent *d;
         bool empty = true;
@@ -113,8 +155,8 @@ static gdml_err make_run_dir(launch *L, gdml_errmsg *e)
         closedir(existing);
         if (!empty)
             return gdml_errmsg_set(e, GDML_ERR_EXISTS,
-                                   "run directory '%s' is not empty; give a new --run-dir or "
-                                   "remove it",
+                                   "run directory '%s' is not empty; give a new --run-dir, "
+                                   "remove it, or resume the run in it with --resume on",
                                    dir);
     }
     char sub[PATH_MAX];
@@ -128,7 +170,7 @@ static gdml_err make_run_dir(launch *L, gdml_errmsg *e)
     if ((err = path_join(L->job_ini, L->run_dir, "job.ini", e)) ||
         (err = path_join(L->store_dir, L->run_dir, "store", e)))
         return err;
-    return GDML_OK;
+    return L->resume ? clear_stale(L, e) : GDML_OK;
 }
 
 /* The programs are installed side by side; find them next to this one. */
@@ -212,16 +254,18 @@ static gdml_err start(launch *L, const char *program, const char *name, const ch
     return GDML_OK;
 }
 
-/* Shows the end of a failed child's log, and says which child failed. */
-static gdml_err child_failed(const gdml_proc *p, const char *when, gdml_errmsg *e)
+/* Shows the end of a failed child's log, and says what failed (what, or its status). */
+static gdml_err child_failed(const gdml_proc *p, const char *what, gdml_errmsg *e)
 {
-    char tail[4096];
+    char tail[4096], said[GDML_ERRMSG_MAX];
+    if (what)
+        snprintf(said, sizeof said, "%s", what);
+    else
+        snprintf(said, sizeof said, "%s exited with status %d", p->name, p->status);
     gdml_proc_log_tail(p, 10, tail, sizeof tail);
     fflush(stdout);
-    fprintf(stderr, "gdml-launch: %s exited with status %d%s; the end of its log %s:\n%s", p->name,
-            p->status, when, p->log_path, tail);
-    return gdml_errmsg_set(e, GDML_ERR_IO, "%s exited with status %d%s; see %s", p->name, p->status,
-                           when, p->log_path);
+    fprintf(stderr, "gdml-launch: %s; the end of its log %s:\n%s", said, p->log_path, tail);
+    return gdml_errmsg_set(e, GDML_ERR_IO, "%s; see %s", said, p->log_path);
 }
 
 /* Waits for a child to write its bound endpoint, or to fail trying. */
@@ -239,8 +283,12 @@ static gdml_err await_endpoint(launch *L, gdml_proc *p, const char *file, char *
                 return GDML_OK;
         }
         gdml_proc *dead = gdml_procs_reap(L->procs, L->n_procs);
-        if (dead)
-            return child_failed(dead, " while starting", e);
+        if (dead) {
+            char what[256];
+            snprintf(what, sizeof what, "%s exited with status %d while starting", dead->name,
+                     dead->status);
+            return child_failed(dead, what, e);
+        }
         usleep(20 * 1000);
     }
     return gdml_errmsg_set(e, GDML_ERR_TIMEOUT, "%s did not start listening within %d s", p->name,
@@ -309,8 +357,8 @@ static gdml_err make_keys(launch *L, gdml_errmsg *e)
                 return gdml_errmsg_set(e, GDML_ERR_INVALID, "path under '%s' too long", keys);
             FILE *f = fopen(L->region_allow[r], "a"); /* the workers below are added to it */
             if (!f)
-                return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s",
-                                       L->region_allow[r], strerror(errno));
+                return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", L->region_allow[r],
+                                       strerror(errno));
             fclose(f);
         }
         for (int w = 0; !err && L->lan_curve && w < cfg->launch.workers; w++) {
@@ -323,8 +371,9 @@ static gdml_err make_keys(launch *L, gdml_errmsg *e)
     }
     if (!err)
         printf("CURVE keys for %s in %s\n",
-               L->wan_curve && L->lan_curve ? "every link" : L->wan_curve ? "the WAN links"
-                                                                          : "the LAN links",
+               L->wan_curve && L->lan_curve ? "every link"
+               : L->wan_curve               ? "the WAN links"
+                                            : "the LAN links",
                keys);
     return err;
 }
@@ -345,10 +394,10 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     if ((err = path_join(byte_log, L->run_dir, "logs/bytes-coordinator.csv", e)))
         return err;
     const char *coord_args[24] = {
-        "--byte-log",    byte_log,    "--listen",      "tcp://127.0.0.1:*", "--store",
-        L->store_dir,    "--regions", regions,         "--endpoint-file",   ep_file,
-        "--eval-images", eval_images, "--eval-labels", eval_labels,         "--members",
-        cfg->launch.regions};
+        "--byte-log",      byte_log,     "--listen",      "tcp://127.0.0.1:*",
+        "--store",         L->store_dir, "--regions",     regions,
+        "--endpoint-file", ep_file,      "--eval-images", eval_images,
+        "--eval-labels",   eval_labels,  "--members",     cfg->launch.regions};
     size_t ca = 16;
     if (L->wan_curve) {
         const char *more[] = {"--key", L->coord_key, "--allow", L->coord_allow};
@@ -356,9 +405,12 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
             coord_args[ca++] = more[i];
     }
     coord_args[ca] = NULL;
+    /* Once bound, a process keeps its port across restarts, so that its
+     * peers' reconnects find it. */
     if ((err = start(L, "gdml-coordinator", "coordinator", "coordinator.log", true, coord_args, &p,
                      e)) ||
-        (err = await_endpoint(L, p, ep_file, coord_ep, sizeof coord_ep, e)))
+        (err = await_endpoint(L, p, ep_file, coord_ep, sizeof coord_ep, e)) ||
+        (err = gdml_proc_set_arg(p, "--listen", coord_ep, e)))
         return err;
 
     char workers[16];
@@ -375,9 +427,9 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
         snprintf(file, sizeof file, "server-%s.log", name);
         snprintf(label, sizeof label, "server %s", name);
         const char *server_args[24] = {
-            "--name",     name,        "--listen", "tcp://127.0.0.1:*", "--coordinator",
-            coord_ep,     "--workers", workers,    "--endpoint-file",   ep_file,
-            "--byte-log", byte_log};
+            "--name",          name,     "--listen",   "tcp://127.0.0.1:*",
+            "--coordinator",   coord_ep, "--workers",  workers,
+            "--endpoint-file", ep_file,  "--byte-log", byte_log};
         size_t sa = 12;
         if (L->wan_curve || L->lan_curve) {
             server_args[sa++] = "--key";
@@ -393,7 +445,8 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
         }
         server_args[sa] = NULL;
         if ((err = start(L, "gdml-server", label, file, false, server_args, &p, e)) ||
-            (err = await_endpoint(L, p, ep_file, server_ep, sizeof server_ep, e)))
+            (err = await_endpoint(L, p, ep_file, server_ep, sizeof server_ep, e)) ||
+            (err = gdml_proc_set_arg(p, "--listen", server_ep, e)))
             return err;
 
         char images[PATH_MAX], labels[PATH_MAX], data[PATH_MAX], dir[PATH_MAX];
@@ -515,7 +568,10 @@ static ssize_t read_progress(launch *L, int fd)
     return n;
 }
 
-/* Runs until the coordinator exits; any failing child stops the job. */
+/*
+ * Runs until the coordinator finishes. A child that dies is restarted by
+ * the supervisor, or, past its limit, stops the job.
+ */
 static gdml_err supervise(launch *L, gdml_errmsg *e)
 {
     gdml_proc *coord = &L->procs[0];
@@ -523,8 +579,12 @@ static gdml_err supervise(launch *L, gdml_errmsg *e)
     for (;;) {
         if (gdml_stop_requested())
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
+        if (fd != coord->stdout_fd) { /* it was restarted: a new pipe, no half line */
+            fd = coord->stdout_fd;
+            L->line_len = 0;
+        }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (fd >= 0 && poll(&pfd, 1, 100) > 0) {
+        if (fd >= 0 && poll(&pfd, 1, 50) > 0) {
             if (pfd.revents & POLLIN)
                 read_progress(L, fd);
             else if (pfd.revents & (POLLHUP | POLLERR)) {
@@ -532,19 +592,24 @@ static gdml_err supervise(launch *L, gdml_errmsg *e)
                 fd = coord->stdout_fd = -1;
             }
         } else if (fd < 0) {
-            usleep(100 * 1000);
+            usleep(50 * 1000);
         }
         gdml_proc *p;
         while ((p = gdml_procs_reap(L->procs, L->n_procs))) {
-            if (p->status != 0)
-                return child_failed(p, "", e);
-            if (p == coord) {
+            if (p == coord && p->status == 0) {
+                gdml_supervisor_finish(&L->sup);
                 /* It has exited, so reading its pipe to the end cannot block. */
                 while (fd >= 0 && read_progress(L, fd) > 0)
                     ;
                 return GDML_OK;
             }
+            gdml_errmsg why;
+            if (gdml_supervisor_on_exit(&L->sup, p, gdml_now_ms(), &why))
+                return child_failed(p, why.text, e);
         }
+        gdml_err err = gdml_supervisor_tick(&L->sup, gdml_now_ms(), e);
+        if (err)
+            return err;
     }
 }
 
@@ -594,6 +659,20 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
     json_string(f, cfg->launch.split);
     fprintf(f, ",\n  \"alpha\": %g,\n  \"seed\": %lld,\n", cfg->launch.alpha,
             (long long)cfg->launch.seed);
+    fprintf(f, "  \"chaos_kills\": %u,\n  \"deaths\": [", L->sup.kills);
+    for (size_t i = 0; i < L->sup.n_events; i++) {
+        const gdml_supervisor_event *ev = &L->sup.events[i];
+        fprintf(f, "%s\n    {\"process\": ", i ? "," : "");
+        json_string(f, ev->name);
+        fprintf(f,
+                ", \"status\": %d, \"chaos\": %s, \"died_s\": %.3f, \"restarted_s\": ", ev->status,
+                ev->chaos ? "true" : "false", (double)ev->died_ms / 1000.0);
+        if (ev->restarted_ms)
+            fprintf(f, "%.3f}", (double)ev->restarted_ms / 1000.0);
+        else
+            fprintf(f, "null}");
+    }
+    fprintf(f, "\n  ],\n");
     fprintf(f, "  \"store\": ");
     json_string(f, L->store_dir);
     fprintf(f, ",\n  \"run_dir\": ");
@@ -645,6 +724,7 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
     L->cfg = cfg;
     L->start_ms = gdml_now_ms();
     L->prog.accuracy = L->prog.loss = NAN;
+    L->resume = strcmp(cfg->launch.resume, "on") == 0;
     gdml_err err =
         gdml_config_split_names(cfg->launch.regions, L->names, MAX_REGIONS, &L->n_regions, e);
     if (!err)
@@ -660,14 +740,27 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
     char rounds[PATH_MAX];
     if ((err = path_join(rounds, L->run_dir, "rounds.csv", e)))
         goto out;
-    if (!(L->rounds = fopen(rounds, "w"))) {
+    if (!(L->rounds = fopen(rounds, "a"))) {
         err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", rounds, strerror(errno));
         goto out;
     }
     fcntl(fileno(L->rounds), F_SETFD, FD_CLOEXEC); /* not for the children */
-    fputs("version,elapsed_ms,accuracy,loss,wan_up,wan_down\n", L->rounds);
+    if (ftell(L->rounds) == 0)
+        fputs("version,elapsed_ms,accuracy,loss,wan_up,wan_down\n", L->rounds);
     fflush(stdout);
-    if (!(err = start_all(L, e)) && !(err = supervise(L, e))) {
+    if (!(err = start_all(L, e))) {
+        gdml_supervisor_config sc = {
+            .restart_limit = (unsigned)cfg->launch.restart_limit,
+            .backoff_ms = cfg->launch.restart_backoff_ms,
+            .chaos_every_ms = cfg->launch.chaos_every_ms,
+            .chaos_kills = (unsigned)cfg->launch.chaos_kills,
+            .chaos_seed = (uint64_t)cfg->launch.chaos_seed,
+        };
+        gdml_roles_parse(cfg->launch.chaos_roles, &sc.chaos_roles); /* checked when loaded */
+        gdml_supervisor_init(&L->sup, &sc, L->procs, L->n_procs, stdout, gdml_now_ms());
+        err = supervise(L, e);
+    }
+    if (!err) {
         if (!gdml_procs_wait_all(L->procs, L->n_procs, SHUTDOWN_TIMEOUT_MS)) {
             err = gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
                                   "some processes did not exit within %d s of the end of "
@@ -676,7 +769,7 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
         } else {
             for (size_t i = 0; i < L->n_procs && !err; i++)
                 if (L->procs[i].status != 0)
-                    err = child_failed(&L->procs[i], "", e);
+                    err = child_failed(&L->procs[i], NULL, e);
         }
         if (!err)
             err = summarize(L, e);
@@ -685,6 +778,8 @@ out:
     gdml_procs_stop_all(L->procs, L->n_procs, 3000);
     if (L->n_procs && L->procs[0].stdout_fd >= 0)
         close(L->procs[0].stdout_fd);
+    for (size_t i = 0; i < L->n_procs; i++)
+        gdml_proc_fini(&L->procs[i]);
     if (L->rounds)
         fclose(L->rounds);
     free(L);

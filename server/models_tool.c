@@ -5,7 +5,9 @@
  *   gdml-models show   --store DIR VERSION    one version's metadata as JSON
  *   gdml-models export --store DIR VERSION FILE.npy
  *   gdml-models eval   --store DIR VERSION [--eval-images F --eval-labels F]
- *   gdml-models verify --store DIR            checks every checksum of every version
+ *   gdml-models verify --store DIR            checks every checksum of every version, and
+ *                                             the history: no version missing, no delta
+ *                                             merged twice
  *   gdml-models rollback --store DIR VERSION  the next resume starts from VERSION
  *
  * VERSION is a number or "latest" (the version the next resume starts
@@ -53,14 +55,33 @@ static int print_row(const gdml_version_meta *m, void *user)
     (void)user;
     char when[32];
     format_time(m->time_ms, when, sizeof when);
-    printf("%7llu  %7llu  %5llu  %s  %8.4f  %8.4f  %12llu  %12llu ",
-           (unsigned long long)m->version, (unsigned long long)m->parent,
-           (unsigned long long)m->round, when, m->accuracy, m->loss,
+    printf("%7llu  %7llu  %5llu  %s  %8.4f  %8.4f  %12llu  %12llu ", (unsigned long long)m->version,
+           (unsigned long long)m->parent, (unsigned long long)m->round, when, m->accuracy, m->loss,
            (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent);
     for (uint32_t i = 0; i < m->n_regions; i++)
         printf(" %s#%llu", m->regions[i].name, (unsigned long long)m->regions[i].seq);
     printf("\n");
     return 0;
+}
+
+/* The history audit's findings; GDML_ERR_STORE if a delta was merged twice. */
+static gdml_err print_history(gdml_store *s, gdml_errmsg *e)
+{
+    gdml_store_audit a;
+    gdml_err err = gdml_store_audit_history(s, &a, e);
+    if (err || a.versions == 0)
+        return err;
+    printf("history: versions %llu..%llu, %llu missing%s; %llu contributions, %llu merged "
+           "twice\n",
+           (unsigned long long)a.first, (unsigned long long)a.last, (unsigned long long)a.missing,
+           a.missing ? " (retention, or lost)" : "", (unsigned long long)a.contributions,
+           (unsigned long long)a.double_merges);
+    if (a.double_merges)
+        return gdml_errmsg_set(e, GDML_ERR_STORE,
+                               "version %llu merges a delta of region '%s' that an earlier "
+                               "version merged already",
+                               (unsigned long long)a.double_version, a.double_region);
+    return GDML_OK;
 }
 
 static gdml_err parse_version(gdml_store *s, const char *text, uint64_t *v, gdml_errmsg *e)
@@ -182,6 +203,8 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
         else if (bad)
             printf("%llu versions checked, %llu damaged\n", (unsigned long long)checked,
                    (unsigned long long)bad);
+        if (!err)
+            err = print_history(s, e);
     } else if (strcmp(cmd, "rollback") == 0) {
         if (!(err = gdml_store_rollback(s, v, e)))
             printf("version %llu is the head: the next resume of the coordinator starts from it "

@@ -7,24 +7,44 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], const char *log_path,
-                         bool pipe_stdout, gdml_errmsg *e)
+static void free_argv(char **argv)
 {
-    memset(p, 0, sizeof *p);
-    p->stdout_fd = -1;
-    snprintf(p->name, sizeof p->name, "%s", name);
-    snprintf(p->log_path, sizeof p->log_path, "%s", log_path);
-    int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (!argv)
+        return;
+    for (char **a = argv; *a; a++)
+        free(*a);
+    free(argv);
+}
+
+static char **copy_argv(char *const argv[])
+{
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    char **copy = calloc(n + 1, sizeof *copy);
+    for (size_t i = 0; copy && i < n; i++)
+        if (!(copy[i] = strdup(argv[i]))) {
+            free_argv(copy);
+            return NULL;
+        }
+    return copy;
+}
+
+/* Forks and runs p->argv with its output going where p says. */
+static gdml_err spawn(gdml_proc *p, gdml_errmsg *e)
+{
+    int log = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log < 0)
-        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot open log '%s': %s", log_path,
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot open log '%s': %s", p->log_path,
                                strerror(errno));
     int out[2] = {-1, -1};
-    if (pipe_stdout && (pipe(out) != 0 || fcntl(out[0], F_SETFD, FD_CLOEXEC) != 0)) {
+    if (p->pipe_stdout && (pipe(out) != 0 || fcntl(out[0], F_SETFD, FD_CLOEXEC) != 0)) {
         close(log);
         return gdml_errmsg_set(e, GDML_ERR_IO, "pipe: %s", strerror(errno));
     }
@@ -33,11 +53,11 @@ gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], con
     if (pid < 0) {
         int err = errno;
         close(log);
-        if (pipe_stdout) {
+        if (p->pipe_stdout) {
             close(out[0]);
             close(out[1]);
         }
-        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot start %s: %s", name, strerror(err));
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot start %s: %s", p->name, strerror(err));
     }
     if (pid == 0) {
         /* Its own process group, so that a terminal's Ctrl-C reaches only the
@@ -46,7 +66,7 @@ gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], con
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
             _exit(127);
-        dup2(pipe_stdout ? out[1] : log, STDOUT_FILENO);
+        dup2(p->pipe_stdout ? out[1] : log, STDOUT_FILENO);
         dup2(log, STDERR_FILENO);
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)
@@ -54,19 +74,68 @@ gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], con
         /* Only the three standard descriptors go on into the program. */
         if (devnull > STDERR_FILENO)
             close(devnull);
-        if (pipe_stdout)
+        if (p->pipe_stdout)
             close(out[1]);
-        execv(argv[0], argv);
-        dprintf(STDERR_FILENO, "cannot run %s: %s\n", argv[0], strerror(errno));
+        execv(p->argv[0], p->argv);
+        dprintf(STDERR_FILENO, "cannot run %s: %s\n", p->argv[0], strerror(errno));
         _exit(127);
     }
     close(log);
-    if (pipe_stdout) {
+    if (p->pipe_stdout) {
         close(out[1]);
+        if (p->stdout_fd >= 0)
+            close(p->stdout_fd);
         p->stdout_fd = out[0];
     }
     p->pid = pid;
+    p->exited = false;
+    p->started_ms = gdml_now_ms();
+    p->restart_at_ms = 0;
     return GDML_OK;
+}
+
+gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], const char *log_path,
+                         bool pipe_stdout, gdml_errmsg *e)
+{
+    memset(p, 0, sizeof *p);
+    p->stdout_fd = -1;
+    p->pipe_stdout = pipe_stdout;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->log_path, sizeof p->log_path, "%s", log_path);
+    if (!(p->argv = copy_argv(argv)))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
+    gdml_err err = spawn(p, e);
+    if (err)
+        gdml_proc_fini(p);
+    return err;
+}
+
+gdml_err gdml_proc_restart(gdml_proc *p, gdml_errmsg *e)
+{
+    gdml_err err = spawn(p, e);
+    if (!err)
+        p->restarts++;
+    return err;
+}
+
+gdml_err gdml_proc_set_arg(gdml_proc *p, const char *flag, const char *value, gdml_errmsg *e)
+{
+    for (char **a = p->argv; a[0] && a[1]; a++)
+        if (strcmp(a[0], flag) == 0) {
+            char *copy = strdup(value);
+            if (!copy)
+                return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
+            free(a[1]);
+            a[1] = copy;
+            return GDML_OK;
+        }
+    return gdml_errmsg_set(e, GDML_ERR_INVALID, "%s was started without %s", p->name, flag);
+}
+
+void gdml_proc_fini(gdml_proc *p)
+{
+    free_argv(p->argv);
+    p->argv = NULL;
 }
 
 static void record_exit(gdml_proc *p, int status)

@@ -1,8 +1,9 @@
 /*
  * procs.h - starting and supervising the child processes of a local job:
  * each child's output goes to its own log file (one child's stdout may come
- * back through a pipe instead), children that exit are noticed at once, and
- * a failed job stops every child instead of leaving it running.
+ * back through a pipe instead), children that exit are noticed at once, a
+ * child can be started again with the arguments it was first given, and a
+ * failed job stops every child instead of leaving it running.
  */
 #ifndef GDML_PROCS_H
 #define GDML_PROCS_H
@@ -11,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct gdml_proc {
@@ -20,6 +22,12 @@ typedef struct gdml_proc {
     int status; /* exit status once reaped: 0..255, or 128 + signal */
     bool exited;
     int stdout_fd; /* read end of its stdout, or -1 */
+    char **argv;   /* owned copy of what it was started with, for restarts */
+    bool pipe_stdout;
+    unsigned restarts;     /* how many times it was started again */
+    unsigned backoff_step; /* restarts since it last ran long enough to count as healthy */
+    int64_t started_ms;    /* when it was last started (gdml_now_ms) */
+    int64_t restart_at_ms; /* when a restart is due, or 0 */
 } gdml_proc;
 
 /*
@@ -29,6 +37,18 @@ typedef struct gdml_proc {
  */
 gdml_err gdml_proc_start(gdml_proc *p, const char *name, char *const argv[], const char *log_path,
                          bool pipe_stdout, gdml_errmsg *e);
+
+/*
+ * Starts p again with the arguments it was last given, its output appended
+ * to the same log (a new pipe if it had one; the old one is closed).
+ */
+gdml_err gdml_proc_restart(gdml_proc *p, gdml_errmsg *e);
+
+/* The argument after flag in p's arguments becomes value, for its next start. */
+gdml_err gdml_proc_set_arg(gdml_proc *p, const char *flag, const char *value, gdml_errmsg *e);
+
+/* Frees what gdml_proc_start kept (the process itself is not touched). */
+void gdml_proc_fini(gdml_proc *p);
 
 /* Reaps exited children without blocking; returns one that exited, or NULL. */
 gdml_proc *gdml_procs_reap(gdml_proc *procs, size_t n);

@@ -207,3 +207,14 @@ double gdml_test_json_number(const char *json, const char *key)
     cr_assert_not_null(at, "no \"%s\" in:\n%s", key, json);
     return strtod(at + strlen(pattern), NULL);
 }
+
+int gdml_test_count_lines(const char *text, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+        if (strncmp(line, prefix, len) == 0)
+            n++;
+    return n;
+}

@@ -55,6 +55,9 @@ bool gdml_test_wait_for_text(const char *path, const char *needle, int timeout_s
 /* The number after "key": in a JSON text (summary.json); asserts the key is there. */
 double gdml_test_json_number(const char *json, const char *key);
 
+/* How many lines of text start with prefix. */
+int gdml_test_count_lines(const char *text, const char *prefix);
+
 /* Writes text to path; asserts on failure. */
 void gdml_test_write_file(const char *path, const char *text);
 

@@ -96,6 +96,10 @@ typedef struct gdml_config {
         char train_images[GDML_PATH_MAX], train_labels[GDML_PATH_MAX];
         char test_images[GDML_PATH_MAX], test_labels[GDML_PATH_MAX];
         char run_dir[GDML_PATH_MAX];
+        char resume[8]; /* "on" or "off" */
+        int64_t restart_limit, restart_backoff_ms;
+        int64_t chaos_every_ms, chaos_kills, chaos_seed;
+        char chaos_roles[64];
     } launch;
 } gdml_config;
 

@@ -52,6 +52,19 @@ static gdml_err check_regions(const char *value, gdml_errmsg *why)
     return gdml_config_split_names(value, names, 64, &n, why);
 }
 
+static gdml_err check_roles(const char *value, gdml_errmsg *why)
+{
+    char names[64][GDML_NAME_MAX];
+    int n;
+    gdml_err err = gdml_config_split_names(value, names, 64, &n, why);
+    for (int i = 0; !err && i < n; i++)
+        if (strcmp(names[i], "coordinator") != 0 && strcmp(names[i], "server") != 0 &&
+            strcmp(names[i], "worker") != 0)
+            err = gdml_errmsg_set(why, GDML_ERR_CONFIG, "'%s' is not coordinator, server or worker",
+                                  names[i]);
+    return err;
+}
+
 
 #define NAME_RULE "1..63 characters from A-Z a-z 0-9 . _ -"
 #define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
@@ -266,6 +279,21 @@ const key_def gdml_config_keys[] = {
         "IDX test labels"),
     STR(launch, run_dir, "", "--run-dir", "PATH",
         "directory for logs, shards and the store (empty: a new one under runs/)"),
+    ENUM(launch, resume, "off", on_off, "--resume", "on|off",
+         "on: --run-dir may hold an earlier run, whose store and checkpoints this run resumes"),
+    INT(launch, restart_limit, "5", 0, 1000, "--restart-limit",
+        "times one process that dies is started again before the job fails (0: never)"),
+    INT(launch, restart_backoff_ms, "200", 0, 600000, "--restart-backoff-ms",
+        "wait before the first restart of a process; doubles with each of its restarts, to 10 s"),
+    INT(launch, chaos_every_ms, "0", 0, 86400000, "--chaos-every-ms",
+        "kill -9 a random process at random intervals averaging this (0: never; for demos and "
+        "tests)"),
+    INT(launch, chaos_kills, "10", 0, 100000, "--chaos-kills", "how many processes chaos kills"),
+    {AT(launch, chaos_roles), .type = KEY_STRING, .def = "coordinator,server,worker",
+     .check = check_roles, .allowed = "comma-separated list of coordinator, server, worker",
+     .brief = "coordinator,server,worker", .flag = "--chaos-roles", .meta = "LIST",
+     .help = "which kinds of process chaos kills"},
+    INT(launch, chaos_seed, "1", 0, INT64_MAX, "--chaos-seed", "seed of chaos's choices"),
 };
 
 const size_t gdml_config_n_keys = sizeof gdml_config_keys / sizeof gdml_config_keys[0];

@@ -155,6 +155,23 @@ gdml_err gdml_store_each(gdml_store *s, gdml_store_visit_fn fn, void *user, gdml
  */
 gdml_err gdml_store_verify(gdml_store *s, uint64_t *checked, uint64_t *bad, gdml_errmsg *e);
 
+/* What gdml_store_audit_history found. */
+typedef struct gdml_store_audit {
+    uint64_t versions, first, last;
+    uint64_t missing;       /* numbers between first and last with no version (retention or loss) */
+    uint64_t contributions; /* (version, region) pairs with a merged delta */
+    uint64_t double_merges; /* contributions under a sequence number already merged */
+    uint64_t double_version;               /* the first of them, if any */
+    char double_region[GDML_NAME_MAX];
+} gdml_store_audit;
+
+/*
+ * Walks every version's metadata and counts missing version numbers and
+ * deltas merged twice (a region contributing under a sequence number it
+ * already contributed under). Reading errors as gdml_store_each.
+ */
+gdml_err gdml_store_audit_history(gdml_store *s, gdml_store_audit *out, gdml_errmsg *e);
+
 /* Makes version the head for the next resume, keeping every version. */
 gdml_err gdml_store_rollback(gdml_store *s, uint64_t version, gdml_errmsg *e);
 

@@ -15,17 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int count_lines_starting(const char *text, const char *prefix)
-{
-    int n = 0;
-    size_t len = strlen(prefix);
-    for (const char *line = text; line && *line;
-         line = strchr(line, '\n'), line = line ? line + 1 : NULL)
-        if (strncmp(line, prefix, len) == 0)
-            n++;
-    return n;
-}
-
 static pid_t launch(const char *run_dir, const char *rounds, const char *log)
 {
     char *path = gdml_test_program("gdml-launch");
@@ -44,7 +33,7 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
 {
     char *out = gdml_test_read_file(log_path);
     cr_assert_not_null(out);
-    int reported = count_lines_starting(out, "version ");
+    int reported = gdml_test_count_lines(out, "version ");
     cr_assert_eq(reported, rounds, "the launcher printed %d version lines, not %d:\n%s", reported,
                  rounds, out);
     /* Its last line names summary.json. */
@@ -62,13 +51,15 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
     cr_assert_eq(gdml_test_json_number(json, "versions_stored"), rounds);
     cr_assert_eq(gdml_test_json_number(json, "regions"), 3);
     cr_assert_eq(gdml_test_json_number(json, "workers"), 6);
-    double up = gdml_test_json_number(json, "wan_bytes_up"), down = gdml_test_json_number(json, "wan_bytes_down");
+    double up = gdml_test_json_number(json, "wan_bytes_up"),
+           down = gdml_test_json_number(json, "wan_bytes_down");
     /* Each round moves at least one dense delta per region up and one model down. */
     double model_bytes = 7850.0 * 4;
     cr_assert(up >= 3 * rounds * model_bytes && down >= 3 * rounds * model_bytes,
               "WAN bytes up %.0f down %.0f are less than the deltas and models sent", up, down);
     cr_assert(gdml_test_json_number(json, "raw_data_gzip_bytes") > 0);
-    cr_assert(gdml_test_json_number(json, "raw_data_bytes") > gdml_test_json_number(json, "raw_data_gzip_bytes"));
+    cr_assert(gdml_test_json_number(json, "raw_data_bytes") >
+              gdml_test_json_number(json, "raw_data_gzip_bytes"));
     cr_assert(gdml_test_json_number(json, "wall_seconds") > 0);
 
     /* The store holds every version the run reported, 1..rounds, each whole. */
@@ -121,7 +112,7 @@ Test(job, two_runs_at_once_train_and_store_every_version, .timeout = 300)
     char *models = gdml_test_program("gdml-models");
     int rc = gdml_test_run((char *[]){models, "list", "--store", store, NULL}, 30, &out);
     cr_assert_eq(rc, 0, "%s", out);
-    cr_assert_eq(count_lines_starting(out, "      "), 8, "list shows not 8 versions:\n%s", out);
+    cr_assert_eq(gdml_test_count_lines(out, "      "), 8, "list shows not 8 versions:\n%s", out);
     free(out);
     rc = gdml_test_run((char *[]){models, "eval", "latest", "--store", store, NULL}, 60, &out);
     cr_assert_eq(rc, 0, "%s", out);

@@ -1,0 +1,137 @@
+/*
+ * test_recovery.c - gdml-launch supervising a job on real Fashion-MNIST:
+ * chaos kills the coordinator and regional servers with SIGKILL (workers:
+ * test_protocol.c and test_supervisor.c) and the launcher restarts each, and the job still
+ * completes with every version stored, none missing and no delta merged twice; with restarts off a
+ * death fails the job and says why; a run directory is resumed only when asked, and then continues
+ * its store.
+ */
+#include "../support.h"
+
+#include "store.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Runs gdml-launch on the main job's config with extra arguments. */
+static int launch(const char *run_dir, char *const *extra, int timeout_s, char **out)
+{
+    char *path = gdml_test_program("gdml-launch");
+    char *ini = gdml_test_source_path("config/local-job.ini");
+    char *argv[32] = {path, "--config", ini, "--run-dir", (char *)run_dir};
+    size_t n = 5;
+    for (; *extra && n < 31; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    int rc = gdml_test_run(argv, timeout_s, out);
+    free(path);
+    free(ini);
+    return rc;
+}
+
+/* The store holds versions 1..rounds, none missing, no delta merged twice. */
+static void check_history(const char *run_dir, uint64_t rounds)
+{
+    char store_dir[4200];
+    snprintf(store_dir, sizeof store_dir, "%s/store", run_dir);
+    gdml_store *s;
+    gdml_store_options so = {.read_only = true};
+    gdml_errmsg e = {{0}};
+    cr_assert_eq(gdml_store_open(store_dir, &so, &s, &e), GDML_OK, "%s", e.text);
+    gdml_store_audit a;
+    cr_assert_eq(gdml_store_audit_history(s, &a, &e), GDML_OK, "%s", e.text);
+    cr_assert_eq(a.first, 1);
+    cr_assert_eq(a.last, rounds, "the newest version is %llu, not %llu", (unsigned long long)a.last,
+                 (unsigned long long)rounds);
+    cr_assert_eq(a.missing, 0, "%llu versions are missing", (unsigned long long)a.missing);
+    cr_assert_eq(a.double_merges, 0, "version %llu merges a delta of %s twice",
+                 (unsigned long long)a.double_version, a.double_region);
+    cr_assert_eq(gdml_store_verify(s, NULL, NULL, &e), GDML_OK, "%s", e.text);
+    gdml_store_close(&s);
+}
+
+Test(recovery, chaos_kills_the_coordinator_and_servers_and_nothing_is_lost, .timeout = 300)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char run[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    char *out = NULL;
+    int rc = launch(run,
+                    (char *[]){"--set", "coordinator.rounds=80", "--chaos-every-ms", "700",
+                               "--chaos-kills", "5", "--chaos-seed", "1", "--chaos-roles",
+                               "coordinator,server", "--restart-backoff-ms", "100", NULL},
+                    240, &out);
+    cr_assert_eq(rc, 0, "the job failed under chaos (%d):\n%s", rc, out);
+    int kills = gdml_test_count_lines(out, "gdml-launch: chaos killed ");
+    cr_assert_geq(kills, 3, "chaos killed only %d processes:\n%s", kills, out);
+    cr_assert(strstr(out, "chaos killed coordinator") && strstr(out, "chaos killed server"),
+              "chaos did not kill both roles:\n%s", out);
+    cr_assert_geq(gdml_test_count_lines(out, "gdml-launch: restarted "), kills - 1, "%s", out);
+    check_history(run, 80);
+
+    char summary[4300];
+    snprintf(summary, sizeof summary, "%s/summary.json", run);
+    char *json = gdml_test_read_file(summary);
+    cr_assert_not_null(json);
+    cr_assert_eq(gdml_test_json_number(json, "chaos_kills"), kills);
+    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), 80);
+    double acc = gdml_test_json_number(json, "final_accuracy");
+    cr_assert_geq(acc, 0.80, "final accuracy %.4f under chaos", acc);
+    cr_assert(strstr(json, "\"restarted_s\": "), "%s", json);
+    free(json);
+    free(out);
+    gdml_test_rmtree(dir);
+}
+
+Test(recovery, with_restarts_off_a_death_fails_the_job_and_says_why, .timeout = 120)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char run[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    char *out = NULL;
+    int rc = launch(run,
+                    (char *[]){"--set", "coordinator.rounds=400", "--restart-limit", "0",
+                               "--chaos-every-ms", "300", "--chaos-kills", "1", "--chaos-roles",
+                               "server", NULL},
+                    90, &out);
+    cr_assert_eq(rc, 1, "launcher exited %d:\n%s", rc, out);
+    cr_assert(strstr(out, "was killed by signal 9") && strstr(out, "restarts are off"), "%s", out);
+    cr_assert(strstr(out, "the end of its log"), "%s", out);
+    free(out);
+    gdml_test_rmtree(dir);
+}
+
+Test(recovery, a_run_directory_is_resumed_only_when_asked_and_continues_its_store, .timeout = 240)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char run[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    char *out = NULL;
+    int rc = launch(run, (char *[]){"--set", "coordinator.rounds=6", NULL}, 120, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+
+    rc = launch(run, (char *[]){"--set", "coordinator.rounds=12", NULL}, 60, &out);
+    cr_assert_neq(rc, 0, "a used run directory was reused without --resume:\n%s", out);
+    cr_assert(strstr(out, "is not empty") && strstr(out, "--resume on"), "%s", out);
+    free(out);
+
+    rc = launch(run, (char *[]){"--set", "coordinator.rounds=12", "--resume", "on", NULL}, 120,
+                &out);
+    cr_assert_eq(rc, 0, "the resumed run failed:\n%s", out);
+    cr_assert(strstr(out, "resuming the run in"), "%s", out);
+    int lines = gdml_test_count_lines(out, "version ");
+    cr_assert_eq(lines, 6, "the resumed run reported %d versions, not 7..12:\n%s", lines, out);
+    cr_assert(strstr(out, "version    7 ") && strstr(out, "version   12 "), "%s", out);
+    check_history(run, 12);
+    free(out);
+    gdml_test_rmtree(dir);
+}

@@ -43,7 +43,8 @@ typedef struct worker {
     const gdml_model_ops *ops;
     char layout_text[GDML_MSG_TEXT_MAX];
     size_t n_params, batch;
-    float *params, *incoming, *grad, *scratch, *xb; /* model; model arriving; gradient; ...; a batch */
+    float *params, *incoming, *grad, *scratch,
+        *xb; /* model; model arriving; gradient; ...; a batch */
     uint8_t *yb;
     uint32_t *order; /* this epoch's sample order */
     size_t cursor;   /* next position in order */
@@ -54,6 +55,9 @@ typedef struct worker {
     uint64_t step, seq, version, pushes;
     uint64_t handshake_failures; /* with the server, last logged */
     int64_t hello_ms, heard_ms, sent_ms, model_ms;
+    bool push_pending;   /* a model is in, and its gradient waits for worker.step_delay_ms */
+    int64_t push_due_ms; /* when it is computed */
+    int64_t first_model_ms, compute_us; /* training started; time spent computing gradients */
     bool done;
 } worker;
 
@@ -103,8 +107,10 @@ static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
     next_batch(w);
     gdml_msg_header h;
     gdml_msg_header_init(&h, GDML_MSG_PUSH, w->name);
-    h.metric = w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch, w->grad,
-                                 w->scratch);
+    int64_t t0 = gdml_now_us();
+    h.metric =
+        w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch, w->grad, w->scratch);
+    w->compute_us += gdml_now_us() - t0;
     h.seq = ++w->seq;
     h.version = w->version;
     h.step = w->step;
@@ -189,6 +195,16 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     w->step = h->step;
     w->version = h->version;
     w->model_ms = now;
+    if (!w->first_model_ms) {
+        w->first_model_ms = now;
+        gdml_info("first model (version %llu, step %llu): pushing gradients",
+                  (unsigned long long)w->version, (unsigned long long)w->step);
+    }
+    if (w->cfg->worker.step_delay_ms > 0) { /* a straggler, on purpose */
+        w->push_pending = true;
+        w->push_due_ms = now + w->cfg->worker.step_delay_ms;
+        return GDML_OK;
+    }
     return push_gradient(w, now, e);
 }
 
@@ -214,8 +230,8 @@ static gdml_err on_frame(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     case GDML_MSG_HEARTBEAT:
         return GDML_OK;
     default:
-        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected",
-                          "ignored %s", gdml_msg_type_name(h->type));
+        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected", "ignored %s",
+                          gdml_msg_type_name(h->type));
         return GDML_OK;
     }
 }
@@ -260,7 +276,15 @@ static gdml_err serve(worker *w, gdml_errmsg *e)
             return gdml_errmsg_set(e, GDML_ERR_INTERRUPTED, "stopped by a signal");
         }
         now = gdml_now_ms();
+        if (w->push_pending && now >= w->push_due_ms) {
+            w->push_pending = false;
+            gdml_err err = push_gradient(w, now, e);
+            if (err)
+                return err;
+        }
         int64_t wait = gdml_link_flush(w->link, now);
+        if (w->push_pending && (wait < 0 || w->push_due_ms - now < wait))
+            wait = w->push_due_ms > now ? w->push_due_ms - now : 0;
         bool ready = false;
         gdml_link_poll(&w->link, 1, wait >= 0 && wait < 100 ? (int)wait : 100, &ready);
         for (int i = 0; ready && i < 256 && !w->done; i++) {
@@ -330,8 +354,13 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     if (!err) {
         gdml_link_stats stats;
         gdml_link_stats_get(w->link, &stats);
-        gdml_info("done: %llu pushes; LAN %llu B up, %llu B down", (unsigned long long)w->pushes,
-                  (unsigned long long)stats.bytes_sent, (unsigned long long)stats.bytes_received);
+        int64_t trained_ms = w->first_model_ms ? gdml_now_ms() - w->first_model_ms : 0;
+        gdml_info("done: %llu pushes; LAN %llu B up, %llu B down; computing gradients %lld ms "
+                  "of %lld ms training (utilization %.3f)",
+                  (unsigned long long)w->pushes, (unsigned long long)stats.bytes_sent,
+                  (unsigned long long)stats.bytes_received, (long long)(w->compute_us / 1000),
+                  (long long)trained_ms,
+                  trained_ms > 0 ? (double)w->compute_us / 1000.0 / (double)trained_ms : 0.0);
     }
 out:
     gdml_link_close(&w->link);

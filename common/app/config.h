@@ -86,7 +86,7 @@ typedef struct gdml_config {
         char name[GDML_NAME_MAX];
         char server[GDML_ENDPOINT_MAX];
         char images[GDML_PATH_MAX], labels[GDML_PATH_MAX];
-        int64_t batch_size, shard_index, shard_count, seed, timeout_ms;
+        int64_t batch_size, shard_index, shard_count, seed, timeout_ms, step_delay_ms;
     } worker;
     struct {
         char regions[GDML_PATH_MAX];

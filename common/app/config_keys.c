@@ -257,6 +257,8 @@ const key_def gdml_config_keys[] = {
     INT(worker, seed, "1", 0, INT64_MAX, "--seed", "seed of the batch order"),
     INT(worker, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
         "how long to wait for the server, in ms"),
+    INT(worker, step_delay_ms, "0", 0, 600000, "--step-delay-ms",
+        "wait this long before each gradient: a slow data center, for tests (0: none)"),
 
     {AT(launch, regions), .type = KEY_STRING, .def = "us-east,eu-west,ap-south",
      .check = check_regions,

@@ -14,6 +14,9 @@
 /* Milliseconds on a monotonic clock (for timeouts and durations). */
 int64_t gdml_now_ms(void);
 
+/* Microseconds on the same clock (for measuring short work). */
+int64_t gdml_now_us(void);
+
 /* Milliseconds since the Unix epoch (for timestamps that are stored). */
 int64_t gdml_wall_ms(void);
 

@@ -71,6 +71,7 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
     s->learning_rate = cfg->server.learning_rate;
     s->lr_decay = cfg->server.lr_decay;
     s->scaffold = strcmp(cfg->server.drift_correction, "scaffold") == 0;
+    s->overlap = strcmp(cfg->server.overlap, "on") == 0;
     s->timeout_ms = cfg->server.timeout_ms;
     s->heartbeat_ms = cfg->net.heartbeat_ms;
     s->peer_timeout_ms = cfg->net.peer_timeout_ms;

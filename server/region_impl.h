@@ -20,7 +20,7 @@ typedef enum region_state {
     REGION_JOINING,  /* workers joining, then the coordinator's WELCOME */
     REGION_TRAINING, /* collecting one gradient per worker for the current step */
     REGION_HOLDING,  /* a sync is due, but the uplink budget does not allow the delta yet */
-    REGION_SYNCING,  /* delta sent; waiting for GLOBAL */
+    REGION_SYNCING,  /* delta sent; waiting for GLOBAL (without overlap) */
     REGION_DONE,     /* STOP: the run is over */
 } region_state;
 
@@ -59,6 +59,8 @@ struct gdml_region {
     double *chunk_batch; /* this step: samples that reached each chunk */
     float *scratch;    /* one received tensor */
     float *c_local, *c_global; /* SCAFFOLD control variates */
+    float *sent;       /* overlap: the live model when the delta in flight was made */
+    bool in_flight;    /* overlap: a delta is sent and its GLOBAL not yet in */
     gdml_codec *dense; /* all+f32, for models to the workers */
     gdml_wan *up;      /* the uplink */
     gdml_transfer from_coord;

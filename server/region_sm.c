@@ -74,6 +74,7 @@ void gdml_region_destroy(gdml_region **rp)
     free(r->scratch);
     free(r->c_local);
     free(r->c_global);
+    free(r->sent);
     free(r);
 }
 
@@ -236,8 +237,8 @@ static void describe_wait(const gdml_region *r, char *buf, size_t cap)
                  (unsigned long long)r->delta_seq, (unsigned long long)r->version);
         break;
     default:
-        len = (size_t)snprintf(buf, cap, "no gradient for step %llu from:",
-                               (unsigned long long)r->step);
+        len = (size_t)snprintf(buf, cap,
+                               "no gradient for step %llu from:", (unsigned long long)r->step);
         for (size_t i = 0; i < r->workers.used && len < cap; i++) {
             const gdml_member *m = &r->workers.slots[i];
             if ((m->state == GDML_MEMBER_JOINED || m->state == GDML_MEMBER_SILENT) &&

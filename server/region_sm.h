@@ -8,7 +8,10 @@
  * WAN side (GDML_LINK_UP) it joins the coordinator once its workers have,
  * and when a sync is due sends the coordinator its delta (live model minus
  * the global model it started from) through the uplink, under its budget,
- * then folds in the GLOBAL it receives.
+ * then folds in the GLOBAL it receives. With overlap the workers train on
+ * while the delta and the GLOBAL are in flight (one delta at a time), and
+ * the GLOBAL replaces only what the delta carried: live = global + the
+ * progress made since the delta was sent.
  *
  * Nothing a worker sends can stop the region: bad input is dropped and
  * counted, a silent worker is not waited for, one that stops reading is
@@ -47,6 +50,7 @@ typedef struct gdml_region_config {
     int64_t sync_ms;            /* time mode: ms per round */
     double learning_rate, lr_decay;
     bool scaffold; /* drift correction by control variates */
+    bool overlap;  /* train on while a delta is in flight; GLOBAL is folded in with a correction */
     int64_t timeout_ms, heartbeat_ms, peer_timeout_ms;
     uint64_t max_worker_samples;
     double max_grad_norm;

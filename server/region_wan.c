@@ -10,6 +10,19 @@
  * exactly sync_every steps; in the others training goes on and the sync is
  * tried again after the next step. Deltas go through the uplink (wan.h):
  * encoded, with error feedback, never more than the budget allows.
+ *
+ * Overlap. Without it the workers wait from the delta to the GLOBAL, a WAN
+ * round trip per round. With it they train on: the delta d = x_s - a (the
+ * live model x_s when it was made, minus the anchor a) goes out, training
+ * moves the live model to x, and when GLOBAL brings the merged model g the
+ * live model becomes g + (x - x_s): the merge replaces what the delta
+ * carried and keeps what was learned since, which the next delta (against
+ * anchor g) carries. At most one delta is in flight: when the next sync
+ * comes due before the last one's GLOBAL is in (the round trip is longer
+ * than a round of training), the workers wait for it and the next delta
+ * goes out at once. So the workers wait only for the part of the round trip
+ * a round of training does not cover. The cost is one round of delay in
+ * what each region sees of the others.
  */
 #include "region_impl.h"
 
@@ -56,6 +69,8 @@ const gdml_sync_mode *gdml_sync_mode_find(const char *name)
     return NULL;
 }
 
+static void try_sync(gdml_region *r, int64_t now, bool *sent);
+
 /* ---- joining ---- */
 
 void region_hello(gdml_region *r, int64_t now)
@@ -80,8 +95,10 @@ static gdml_err make_model(gdml_region *r, const gdml_msg_header *h, gdml_errmsg
                                r->layout.kind);
     size_t n = r->ops->param_count(&r->layout);
     if (n != h->total)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "WELCOME: layout '%s' has %zu parameters, the "
-                               "tensor %llu", h->text, n, (unsigned long long)h->total);
+        return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                               "WELCOME: layout '%s' has %zu parameters, the "
+                               "tensor %llu",
+                               h->text, n, (unsigned long long)h->total);
     r->params = malloc(n * sizeof(float));
     r->anchor = malloc(n * sizeof(float));
     r->grad_sum = calloc(n, sizeof(float));
@@ -89,8 +106,10 @@ static gdml_err make_model(gdml_region *r, const gdml_msg_header *h, gdml_errmsg
     r->chunk_batch = calloc(gdml_chunk_count(n), sizeof(double));
     if (!r->params || !r->anchor || !r->grad_sum || !r->scratch || !r->chunk_batch)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
-    if (r->cfg->scaffold && (!(r->c_local = calloc(n, sizeof(float))) ||
-                             !(r->c_global = calloc(n, sizeof(float)))))
+    if (r->cfg->scaffold &&
+        (!(r->c_local = calloc(n, sizeof(float))) || !(r->c_global = calloc(n, sizeof(float)))))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
+    if (r->cfg->overlap && !(r->sent = malloc(n * sizeof(float))))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
     gdml_err err = gdml_codec_new("dense", n, 0, &r->dense, e);
     if (err)
@@ -145,6 +164,7 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
     memcpy(r->anchor, r->params, r->n * sizeof(float));
     r->version = h->version;
     r->steps_since_sync = 0;
+    r->in_flight = false;
     r->last_sync_ms = r->progress_ms = now;
     if (r->state == REGION_SYNCING || r->state == REGION_HOLDING) {
         /* Joined again (the coordinator restarted): start the round afresh. */
@@ -167,10 +187,18 @@ static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
     if (!take_chunk(r, now, rx))
         return;
     gdml_saxpy(r->n, 1.0f, r->scratch, r->anchor);
-    if (r->state == REGION_SYNCING)
+    if (r->in_flight) {
+        /* Overlap: the merge replaces what the delta carried (x_s - a), the
+         * progress since (x - x_s) stays: x = g + (x - x_s). */
+        gdml_saxpy(r->n, -1.0f, r->sent, r->params);
+        gdml_saxpy(r->n, 1.0f, r->anchor, r->params);
+    } else if (r->state == REGION_SYNCING) {
         memcpy(r->params, r->anchor, r->n * sizeof(float));
-    else /* a GLOBAL we did not wait for (sent again): keep the local progress */
+    } else { /* a GLOBAL we did not wait for (sent again): keep the local progress */
         gdml_saxpy(r->n, 1.0f, r->scratch, r->params);
+    }
+    bool answered = r->in_flight;
+    r->in_flight = false;
     if (r->c_local && h->lr_steps > 0) {
         /* With every region in every round, the global control variate, the
          * sample-weighted mean of the regions', is minus the merged update over
@@ -190,6 +218,16 @@ static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
     r->progress_ms = now;
     if (r->state == REGION_SYNCING) {
         r->state = REGION_TRAINING;
+        if (answered) { /* the next sync came due while this one was in flight */
+            bool sent;
+            try_sync(r, now, &sent);
+            if (r->state == REGION_DONE)
+                return;
+            if (!sent && r->cfg->sync->hold) {
+                r->state = REGION_HOLDING;
+                return;
+            }
+        }
         region_broadcast(r, now);
     }
 }
@@ -219,8 +257,8 @@ void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx)
     case GDML_MSG_ERROR:
         /* Advisory: it says what it refused; only what it asks for changes anything. */
         r->stats.rejected[GDML_REASON_NONE]++;
-        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "the coordinator", "refused",
-                          "%s: %s", gdml_reason_name(h->code), h->text);
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "the coordinator", "refused", "%s: %s",
+                          gdml_reason_name(h->code), h->text);
         if (h->code == GDML_REASON_NOT_MEMBER && now - r->hello_ms > r->cfg->heartbeat_ms)
             region_hello(r, now); /* it does not know us (it restarted): join again */
         break;
@@ -295,18 +333,31 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
     r->loss_sum = r->loss_weight = 0;
     r->steps_since_sync = 0;
     r->last_sync_ms = now;
-    r->state = REGION_SYNCING;
+    if (r->cfg->overlap) {
+        memcpy(r->sent, r->params, r->n * sizeof(float));
+        r->in_flight = true;
+        r->state = REGION_TRAINING; /* the workers train on */
+    } else {
+        r->state = REGION_SYNCING;
+    }
     *sent = true;
 }
 
 void region_after_step(gdml_region *r, int64_t now)
 {
+    if (r->cfg->sync->due(r, now) && r->in_flight) {
+        /* Overlap: one delta at a time. The next is due before the last one's
+         * GLOBAL is in (the round trip is longer than a round of training):
+         * the workers wait for it, so that every round is sync_every steps. */
+        r->state = REGION_SYNCING;
+        return;
+    }
     if (r->cfg->sync->due(r, now)) {
         bool sent;
         try_sync(r, now, &sent);
-        if (sent || r->state == REGION_DONE)
+        if (r->state == REGION_DONE || (sent && !r->cfg->overlap))
             return;
-        if (r->cfg->sync->hold) {
+        if (!sent && r->cfg->sync->hold) {
             gdml_debug("holding at step %llu: the uplink budget allows the delta in %lld ms",
                        (unsigned long long)r->step, (long long)(r->hold_until_ms - now));
             r->state = REGION_HOLDING;
@@ -322,5 +373,7 @@ void region_retry_hold(gdml_region *r, int64_t now)
         return;
     bool sent;
     try_sync(r, now, &sent);
-    r->progress_ms = now; /* waiting for the budget is progress, not a silent peer */
+    if (sent && r->cfg->overlap)
+        region_broadcast(r, now); /* the workers waited in HOLDING */
+    r->progress_ms = now;         /* waiting for the budget is progress, not a silent peer */
 }

@@ -58,6 +58,7 @@ typedef struct gdml_config {
         char endpoint_file[GDML_PATH_MAX];
         char sync_mode[16];        /* steps, time or budget */
         char drift_correction[16]; /* none or scaffold */
+        char overlap[8];           /* "on" or "off" */
         int64_t sync_ms;
         char encoder[32]; /* uplink encoder spec (codec.h) */
         double k_fraction, threshold;

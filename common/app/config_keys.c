@@ -191,6 +191,8 @@ const key_def gdml_config_keys[] = {
     ENUM(server, drift_correction, "none", drift_corrections, "--drift-correction", "KIND",
          "scaffold: correct each local step by the global minus the local mean gradient of the "
          "last round (control variates derived from the deltas, so no extra WAN bytes)"),
+    ENUM(server, overlap, "on", on_off, "--overlap", "on|off",
+         "on: workers train on while a delta and its GLOBAL cross the WAN (docs/consistency.md)"),
     ENCODER(server, encoder, "dense", "--encoder",
             "uplink encoder: how this region's delta is sent to the coordinator"),
     REAL(server, k_fraction, "0.1", 0, 1, "--k-fraction",

@@ -509,6 +509,136 @@ Test(region_sm, full_flow_join_train_sync_global_stop)
     rig_fini(&g);
 }
 
+/* ---- overlap: training goes on while the delta and GLOBAL are in flight ---- */
+
+/* One BSP step of both workers, the expected model moved along. */
+static void step2(rig *g, double *want, unsigned step)
+{
+    float *g1 = gradient(g->n, 1, step), *g2 = gradient(g->n, 2, step);
+    g->now += 10;
+    push(g, "w1", "r1", step, 32, g1);
+    push(g, "w2", "r2", step, 16, g2);
+    sgd2(want, g->n, g1, 32, g2, 16);
+    free(g1);
+    free(g2);
+}
+
+static void assert_delta(const rig *g, const double *want, const double *anchor, uint64_t version)
+{
+    float *delta = calloc(g->n, sizeof(float));
+    gdml_msg_header dh;
+    cr_assert_eq(sent_tensor(g, GDML_MSG_DELTA, "", delta, &dh), 1, "no DELTA");
+    cr_assert_eq(dh.version, version, "DELTA against version %llu, expected %llu",
+                 (unsigned long long)dh.version, (unsigned long long)version);
+    double *wd = malloc(g->n * sizeof(double));
+    for (size_t i = 0; i < g->n; i++)
+        wd[i] = want[i] - anchor[i];
+    assert_close(delta, wd, g->n, "DELTA");
+    free(wd);
+    free(delta);
+}
+
+Test(region_sm, overlap_trains_on_and_global_keeps_the_progress_since_the_delta)
+{
+    rig g;
+    rig_config(&g);
+    g.cfg.overlap = true;
+    rig_train(&g, SMALL);
+    double *want = dup_init(&g), *anchor = dup_init(&g);
+    for (unsigned step = 0; step < 3; step++) {
+        step2(&g, want, step);
+        if (step < 2)
+            clear(&g);
+    }
+    /* The delta goes up, and the workers get the next model at once. */
+    assert_delta(&g, want, anchor, 0);
+    assert_model(&g, GDML_MSG_MODEL, "r1", want, 3, 0);
+    assert_model(&g, GDML_MSG_MODEL, "r2", want, 3, 0);
+    double *sent = malloc(g.n * sizeof(double));
+    memcpy(sent, want, g.n * sizeof(double));
+    clear(&g);
+
+    /* Two more steps while the delta is in flight. */
+    step2(&g, want, 3);
+    step2(&g, want, 4);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0);
+    clear(&g);
+
+    /* GLOBAL: x = g + (x - x_sent), with g = anchor + change. */
+    float *change = gradient(g.n, 9, 0);
+    g.now += 10;
+    coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
+    for (size_t i = 0; i < g.n; i++) {
+        anchor[i] += change[i];
+        want[i] = anchor[i] + (want[i] - sent[i]);
+    }
+    free(change);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, NULL), 0,
+                 "GLOBAL mid-step sends no model: the step in progress goes on");
+    cr_assert_eq(stats(&g).version, 1);
+    clear(&g);
+
+    /* The step finishes on the corrected model; the next sync (step 6) is
+     * against version 1 and carries everything since the first delta. */
+    step2(&g, want, 5);
+    assert_delta(&g, want, anchor, 1);
+    assert_model(&g, GDML_MSG_MODEL, "r1", want, 6, 1);
+    clear(&g);
+    free(sent);
+    free(want);
+    free(anchor);
+    rig_fini(&g);
+}
+
+Test(region_sm, overlap_waits_for_the_global_when_the_next_sync_comes_first)
+{
+    rig g;
+    rig_config(&g);
+    g.cfg.overlap = true;
+    rig_train(&g, SMALL);
+    double *want = dup_init(&g), *anchor = dup_init(&g);
+    for (unsigned step = 0; step < 3; step++)
+        step2(&g, want, step);
+    double *sent = malloc(g.n * sizeof(double));
+    memcpy(sent, want, g.n * sizeof(double));
+    clear(&g);
+    for (unsigned step = 3; step < 6; step++)
+        step2(&g, want, step);
+    /* The second sync is due with the first still in flight: one delta at
+     * a time, and the workers wait. */
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0, "two deltas in flight");
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r1"), 2,
+                 "steps 4 and 5 got models; step 6 must wait");
+    clear(&g);
+    /* A push for the step the workers wait at is not taken meanwhile. */
+    float *g1 = gradient(g.n, 1, 6);
+    push(&g, "w1", "r1", 6, 32, g1);
+    free(g1);
+    cr_assert_eq(stats(&g).steps, 6);
+    clear(&g);
+
+    float *change = gradient(g.n, 9, 0);
+    g.now += 10;
+    coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
+    for (size_t i = 0; i < g.n; i++) {
+        anchor[i] += change[i];
+        want[i] = anchor[i] + (want[i] - sent[i]);
+    }
+    free(change);
+    /* At once: the next delta (against version 1) and the model. */
+    assert_delta(&g, want, anchor, 1);
+    assert_model(&g, GDML_MSG_MODEL, "r1", want, 6, 1);
+    assert_model(&g, GDML_MSG_MODEL, "r2", want, 6, 1);
+    gdml_region_stats s = stats(&g);
+    cr_assert_eq(s.syncs, 2);
+    cr_assert_eq(s.version, 1);
+    clear(&g);
+    free(sent);
+    free(want);
+    free(anchor);
+    rig_fini(&g);
+}
+
 /* ---- joining ---- */
 
 Test(region_sm, member_list_admits_listed_refuses_others)

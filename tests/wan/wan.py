@@ -84,7 +84,7 @@ class Wan:
             return "needs /dev/net/tun"
         return None
 
-    def __init__(self, nodes, seed=1):
+    def __init__(self, nodes, seed=1, sysctls=None):
         if len(nodes) < 2 or len(nodes) > 32 or len(set(nodes)) != len(nodes):
             raise ValueError("2..32 distinct node names")
         self.nodes = list(nodes)
@@ -93,6 +93,7 @@ class Wan:
         self.netns = {n: "%s-%d" % (self.tag, i) for i, n in enumerate(self.nodes)}
         self.procs = []
         self.wanem = None
+        self.sysctls = dict(sysctls or {})  # per namespace, e.g. TCP tuning
 
     # ---- lifetime ----
 
@@ -113,6 +114,9 @@ class Wan:
                 _ip("-n", ns, "tuntap", "add", "dev", "wan0", "mode", "tun")
                 _ip("-n", ns, "addr", "add", "%s/24" % self.addr(n), "dev", "wan0")
                 _ip("-n", ns, "link", "set", "wan0", "up")
+                for k, v in self.sysctls.items():
+                    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "%s=%s" % (k, v)],
+                                   check=True)
             args = [find_wanem(), "--seed", str(self.seed)]
             args += ["%s=%s" % (n, self.netns[n]) for n in self.nodes]
             self.wanem = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -399,6 +399,9 @@ def main():
     ap.add_argument("--run-dir", default=None)
     ap.add_argument("--seed", type=int, default=1, help="seed of the emulated links")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE",
+                    help="a kernel setting in every namespace, e.g. "
+                    "net.ipv4.tcp_slow_start_after_idle=0")
     ap.add_argument("--test-images", default="/usr/share/datasets/fashion-mnist/"
                     "t10k-images-idx3-ubyte.gz")
     ap.add_argument("--test-labels", default="/usr/share/datasets/fashion-mnist/"
@@ -419,7 +422,8 @@ def main():
     nodes = ["coordinator"] + job_regions.split(",")
     # A signal ends the run through the with-block, which removes everything.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with Wan(nodes, seed=a.seed) as wan:
+    sysctls = dict(kv.split("=", 1) for kv in a.sysctl)
+    with Wan(nodes, seed=a.seed, sysctls=sysctls) as wan:
         for r in nodes[1:]:
             params = {"delay": a.delay_ms, "jitter": a.jitter_ms, "rate": a.rate}
             if r in a.loss:

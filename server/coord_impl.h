@@ -32,6 +32,7 @@ typedef struct coord_slot {
     bool has_delta;
     uint64_t delta_seq, delta_samples;
     double delta_loss, delta_lr_steps, delta_norm;
+    uint64_t delta_tau; /* versions it was made behind the one it is merged into */
     /* The downlink. */
     gdml_wan *down;
     float *view;           /* the global model as this region holds it */

@@ -1,6 +1,7 @@
 /*
  * coord_round.c - the coordinator's rounds and clock: when a round is
- * complete, the merge and the checks that decide whether its result may be
+ * complete (every region heard from has delivered, or a quorum of them),
+ * the merge and the checks that decide whether its result may be
  * committed, what follows a commit, and the timers (heartbeats, silent
  * regions, stalls, the run's timeout, the end of the run).
  */
@@ -34,8 +35,8 @@ static void describe_wait(const gdml_coord *c, char *buf, size_t cap)
         snprintf(buf, cap, "only %zu of %u regions joined", joined, c->cfg->regions);
         return;
     }
-    size_t len = (size_t)snprintf(buf, cap, "no delta for version %llu from:",
-                                  (unsigned long long)c->version);
+    size_t len = (size_t)snprintf(
+        buf, cap, "no delta for version %llu from:", (unsigned long long)c->version);
     bool any = false;
     for (size_t i = 0; i < c->members.used && len < cap; i++)
         if (waiting_for(c, i)) {
@@ -87,12 +88,11 @@ static void drop_largest(gdml_coord *c, int *who, size_t *count, double change, 
     coord_slot *s = &c->slots[i];
     c->stats.rejected[GDML_REASON_NORM]++;
     c->stats.contributions_dropped++;
-    gdml_ratelog_note(c->log, now, GDML_LOG_WARN, c->members.slots[i].name,
-                      gdml_reason_name(GDML_REASON_NORM),
-                      "version %llu would change by %.4g (merge.max_change_norm %.4g) or not be "
-                      "finite; dropped this region's delta (norm %.4g)",
-                      (unsigned long long)c->next_version, change, c->cfg->max_change_norm,
-                      s->delta_norm);
+    gdml_ratelog_note(
+        c->log, now, GDML_LOG_WARN, c->members.slots[i].name, gdml_reason_name(GDML_REASON_NORM),
+        "version %llu would change by %.4g (merge.max_change_norm %.4g) or not be "
+        "finite; dropped this region's delta (norm %.4g)",
+        (unsigned long long)c->next_version, change, c->cfg->max_change_norm, s->delta_norm);
     s->has_delta = false;
     s->excused = true;
     s->merged_seq = s->delta_seq; /* a re-send of it is ignored */
@@ -153,14 +153,18 @@ void coord_try_merge(gdml_coord *c, int64_t now)
     if (c->phase != COORD_COLLECTING)
         return;
     int who[GDML_STORE_MAX_REGIONS];
-    size_t count = 0, excused = 0;
+    size_t count = 0, excused = 0, waiting = 0;
     for (size_t i = 0; i < c->members.used; i++) {
-        if (waiting_for(c, i))
-            return;
+        waiting += waiting_for(c, i);
         if (c->slots[i].has_delta && count < GDML_STORE_MAX_REGIONS)
             who[count++] = (int)i;
         excused += c->slots[i].excused;
     }
+    /* sync: every region heard from; quorum and async: that many deltas
+     * (fewer if fewer regions are heard from). */
+    size_t need = c->cfg->quorum;
+    if (waiting > 0 && (need == 0 || count < (need < count + waiting ? need : count + waiting)))
+        return;
     double change = 0;
     while (count > 0 && !merge_into_next(c, who, count, &change))
         drop_largest(c, who, &count, change, now);

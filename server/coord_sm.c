@@ -243,12 +243,12 @@ static void on_hello(gdml_coord *c, int64_t now, const gdml_rx *rx)
     if (first && s->merged_seq == 0) {
         c->stats.joins++;
         gdml_info("region '%s' joined with %llu samples (%zu of %u)", name,
-                  (unsigned long long)h->count,
-                  gdml_members_count(&c->members, GDML_MEMBER_JOINED), c->cfg->regions);
+                  (unsigned long long)h->count, gdml_members_count(&c->members, GDML_MEMBER_JOINED),
+                  c->cfg->regions);
     } else {
         c->stats.rejoins++;
-        gdml_info("region '%s' joined again (it holds version %llu); sending it version %llu",
-                  name, (unsigned long long)h->version, (unsigned long long)c->version);
+        gdml_info("region '%s' joined again (it holds version %llu); sending it version %llu", name,
+                  (unsigned long long)h->version, (unsigned long long)c->version);
     }
     coord_welcome(c, s, now);
     if (c->phase == COORD_WAITING &&
@@ -296,20 +296,24 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
         c->stats.rejected[GDML_REASON_DUPLICATE]++; /* a re-send of what was merged */
         return;
     }
-    /* Deltas are taken while the first regions are still joining, too. */
-    if (h->version != c->version || c->phase == COORD_COMMITTING) {
+    /* Deltas are taken while the first regions are still joining, too, and
+     * up to max_staleness versions behind (weighted down when complete). */
+    if (h->version > c->version || c->version - h->version > c->cfg->max_staleness ||
+        c->phase == COORD_COMMITTING) {
         reject(c, now, rx, GDML_REASON_STALE, false,
                "delta against version %llu; the current version is %llu%s",
                (unsigned long long)h->version, (unsigned long long)c->version,
-               c->phase != COORD_COMMITTING ? "" : " and its merge is being committed");
+               c->phase == COORD_COMMITTING ? " and its merge is being committed"
+               : h->version > c->version    ? ""
+                                            : " (coordinator.max_staleness)");
         if (h->version < c->version && !s->pending) /* it missed a GLOBAL: send it again */
             s->pending = GDML_MSG_GLOBAL;
         return;
     }
     if (h->count == 0 || h->count > m->samples) {
         reject(c, now, rx, GDML_REASON_BOUNDS, true,
-               "delta weighs %llu samples; its HELLO declared %llu",
-               (unsigned long long)h->count, (unsigned long long)m->samples);
+               "delta weighs %llu samples; its HELLO declared %llu", (unsigned long long)h->count,
+               (unsigned long long)m->samples);
         excuse(c, now, i, h);
         return;
     }
@@ -319,8 +323,8 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
     }
     gdml_errmsg why;
     bool complete = false;
-    gdml_reason r = gdml_tensor_receive(&s->in, h, rx->payload, s->delta, c->n, true, m->name,
-                                        &complete, &why);
+    gdml_reason r =
+        gdml_tensor_receive(&s->in, h, rx->payload, s->delta, c->n, true, m->name, &complete, &why);
     if (r != GDML_REASON_NONE) {
         if (r == GDML_REASON_DUPLICATE || r == GDML_REASON_STALE) {
             c->stats.rejected[r]++;
@@ -340,6 +344,10 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
         excuse(c, now, i, h);
         return;
     }
+    /* A delta made tau versions ago is folded in scaled by (1 + tau)^-p. */
+    uint64_t tau = c->version - h->version;
+    if (tau > 0)
+        gdml_sscal(c->n, (float)pow(1.0 + (double)tau, -c->cfg->staleness_power), s->delta);
     gdml_errmsg bwhy;
     if (coord_down_budget(c, s, h, now, &bwhy))
         gdml_ratelog_note(c->log, now, GDML_LOG_WARN, m->name, "downlink budget kept",
@@ -350,6 +358,7 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
     s->delta_loss = h->metric;
     s->delta_lr_steps = h->lr_steps;
     s->delta_norm = norm;
+    s->delta_tau = tau;
     gdml_debug("region '%s': delta seq %llu for version %llu (%llu samples, norm %.4g)", m->name,
                (unsigned long long)h->seq, (unsigned long long)h->version,
                (unsigned long long)h->count, norm);
@@ -392,8 +401,8 @@ void gdml_coord_on_frame(gdml_coord *c, int64_t now, const gdml_rx *rx)
         break;
     case GDML_MSG_ERROR:
         c->stats.rejected[GDML_REASON_NONE]++;
-        gdml_ratelog_note(c->log, now, GDML_LOG_WARN, m->name, "reports",
-                          "%s: %s", gdml_reason_name(h->code), h->text);
+        gdml_ratelog_note(c->log, now, GDML_LOG_WARN, m->name, "reports", "%s: %s",
+                          gdml_reason_name(h->code), h->text);
         break;
     default:
         reject(c, now, rx, GDML_REASON_UNEXPECTED, true,

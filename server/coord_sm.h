@@ -11,8 +11,9 @@
  *
  * What it does. Regions join with HELLO (their names must be allowed, their
  * sample counts within bounds). Each round, every joined region sends one
- * DELTA, in chunks, against the current version; when every region that is
- * still heard from has delivered, the merge rule folds the deltas in, the
+ * DELTA, in chunks, against a recent version (at most max_staleness behind,
+ * scaled down by its staleness); when every region that is still heard from
+ * has delivered (or quorum of them), the merge rule folds the deltas in, the
  * result is checked (finite, its change within a norm), evaluated, and
  * handed to the loop to commit; only once it is committed does each region
  * get GLOBAL, what it lacks of the new version, through its own downlink
@@ -51,6 +52,9 @@ typedef struct gdml_coord_config {
     int64_t peer_timeout_ms;   /* a region silent for this long is not waited for */
     int64_t round_deadline_ms; /* a round with a delta in goes on without the rest after this
                                 * long (0: it waits for every region heard from) */
+    uint32_t quorum;           /* deltas a round merges with; 0: every region still heard from */
+    uint64_t max_staleness;    /* deltas made further behind the current version are refused */
+    double staleness_power;    /* a delta tau versions behind is scaled by (1 + tau)^-power */
     uint64_t max_samples;      /* the largest sample count a region may declare */
     double max_delta_norm;     /* a delta whose L2 norm is larger is dropped */
     double max_change_norm;    /* a merge that would move the model further is not committed */

@@ -118,8 +118,8 @@ static gdml_err member_names(coordinator *c, gdml_errmsg *e)
 {
     const gdml_config *cfg = c->cfg;
     if (*cfg->coordinator.members)
-        return gdml_config_split_names(cfg->coordinator.members, c->members,
-                                       GDML_STORE_MAX_REGIONS, &c->n_members, e);
+        return gdml_config_split_names(cfg->coordinator.members, c->members, GDML_STORE_MAX_REGIONS,
+                                       &c->n_members, e);
     if (!c->sec.allow)
         return GDML_OK;
     while (c->n_members < GDML_STORE_MAX_REGIONS &&
@@ -142,6 +142,12 @@ static void fill_sm_config(coordinator *c)
     s->heartbeat_ms = cfg->net.heartbeat_ms;
     s->peer_timeout_ms = cfg->net.peer_timeout_ms;
     s->round_deadline_ms = cfg->coordinator.round_deadline_ms;
+    s->quorum = strcmp(cfg->coordinator.consistency, "async") == 0    ? 1
+                : strcmp(cfg->coordinator.consistency, "quorum") != 0 ? 0
+                : cfg->coordinator.quorum > 0 ? (uint32_t)cfg->coordinator.quorum
+                                              : (uint32_t)cfg->coordinator.regions / 2 + 1;
+    s->max_staleness = (uint64_t)cfg->coordinator.max_staleness;
+    s->staleness_power = cfg->coordinator.staleness_power;
     s->max_samples = (uint64_t)cfg->coordinator.max_samples;
     s->max_delta_norm = cfg->merge.max_delta_norm;
     s->max_change_norm = cfg->merge.max_change_norm;
@@ -306,10 +312,9 @@ static gdml_err open_link(coordinator *c, const gdml_link_options *opts, gdml_er
     char endpoint[GDML_ENDPOINT_MAX];
     if ((err = gdml_link_endpoint(c->link, endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
-    gdml_info("listening on %s (%s) for %lld regions, %lld rounds; merge %s, downlink %s",
-              endpoint, c->sm_cfg.curve ? "CURVE" : "plain TCP",
-              (long long)cfg->coordinator.regions, (long long)cfg->coordinator.rounds,
-              cfg->merge.rule, cfg->coordinator.encoder);
+    gdml_info("listening on %s (%s) for %lld regions, %lld rounds; merge %s, downlink %s", endpoint,
+              c->sm_cfg.curve ? "CURVE" : "plain TCP", (long long)cfg->coordinator.regions,
+              (long long)cfg->coordinator.rounds, cfg->merge.rule, cfg->coordinator.encoder);
     return gdml_write_endpoint_file(cfg->coordinator.endpoint_file, endpoint, e);
 }
 

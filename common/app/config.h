@@ -44,6 +44,9 @@ typedef struct gdml_config {
         char members[GDML_PATH_MAX]; /* comma list of region names that may join; "" any */
         int64_t max_samples;
         int64_t round_deadline_ms;
+        char consistency[16]; /* sync, quorum or async */
+        int64_t quorum, max_staleness;
+        double staleness_power;
     } coordinator;
     struct {
         char rule[16];

@@ -108,6 +108,7 @@ static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
 static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
 static const char *const drift_corrections[] = {"none", "scaffold", NULL};
 static const char *const on_off[] = {"on", "off", NULL};
+static const char *const consistencies[] = {"sync", "quorum", "async", NULL};
 static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -154,6 +155,16 @@ const key_def gdml_config_keys[] = {
     INT(coordinator, round_deadline_ms, "0", 0, 86400000, "--round-deadline-ms",
         "a round that has a delta goes on without the regions still missing after this long "
         "(0: wait for every region heard from)"),
+    ENUM(coordinator, consistency, "sync", consistencies, "--consistency", "MODE",
+         "when a round merges: sync (every region heard from), quorum (coordinator.quorum of "
+         "them) or async (each delta as it comes); docs/consistency.md"),
+    INT(coordinator, quorum, "0", 0, 64, "--quorum",
+        "quorum mode: deltas a round needs (0: a majority of the regions)"),
+    INT(coordinator, max_staleness, "4", 0, 1000000, "--max-staleness",
+        "a delta made this many versions or fewer behind the current one is merged, weighted "
+        "down; older ones are refused"),
+    REAL(coordinator, staleness_power, "0.5", 0, 16, "--staleness-power",
+         "a delta tau versions behind is scaled by (1 + tau)^-power"),
 
     ENUM(merge, rule, "fedavg", merge_rules, "--merge", "RULE",
          "how regional deltas are merged: fedavg, sum, fedavgm, nesterov or adam"),

@@ -37,7 +37,7 @@
 
 typedef struct fx {
     gdml_coord_config cfg;
-    char names[2][GDML_NAME_MAX];
+    char names[3][GDML_NAME_MAX];
     gdml_coord *c;
     test_actions acts;
     int64_t now;
@@ -57,6 +57,7 @@ static void fx_config(fx *f, uint32_t inputs, uint32_t classes)
     f->cfg.regions = 2;
     snprintf(f->names[0], GDML_NAME_MAX, "a");
     snprintf(f->names[1], GDML_NAME_MAX, "b");
+    snprintf(f->names[2], GDML_NAME_MAX, "c"); /* a member only where a test says so */
     f->cfg.members = (const char(*)[GDML_NAME_MAX])f->names;
     f->cfg.n_members = 2;
     f->cfg.rounds = 3;
@@ -1298,6 +1299,131 @@ Test(coord_sm, stale_delta_gets_global_again)
     cr_expect_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
     free(d);
     free(got);
+    fx_fini(&f);
+}
+
+/* ---- quorum, async and stale deltas ---- */
+
+#define SAMPLES_C 200
+
+/* Three regions a, b, c; a round merges with quorum of them; deltas up to
+ * max_staleness behind are taken, scaled by 1 / (1 + tau) (power 1). */
+static void fx_three(fx *f, uint32_t quorum, uint64_t max_staleness)
+{
+    fx_config(f, 4, 3);
+    f->cfg.regions = 3;
+    f->cfg.n_members = 3;
+    f->cfg.rounds = 10;
+    f->cfg.quorum = quorum;
+    f->cfg.max_staleness = max_staleness;
+    f->cfg.staleness_power = 1;
+    fx_start(f);
+    join_both(f);
+    join(f, "c", "rc", SAMPLES_C);
+    forget(f);
+}
+
+Test(coord_sm, quorum_merges_without_the_slow_region_and_folds_its_late_delta_in_weighted)
+{
+    fx f;
+    fx_three(&f, 2, 2);
+    float *da = vec(f.n), *db = vec(f.n), *dc = vec(f.n), *want = vec(f.n), *v1 = vec(f.n);
+    make_delta(da, f.n, 0.1f, 1);
+    make_delta(db, f.n, 0.1f, 2);
+    make_delta(dc, f.n, 0.1f, 3);
+    send_delta(&f, "a", "ra", 1, 0, SAMPLES_A, da);
+    cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 0, "one delta of a quorum of two");
+    send_delta(&f, "b", "rb", 1, 0, SAMPLES_B, db);
+    cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1, "a and b make the quorum");
+    const float *params;
+    const gdml_version_meta *m = pending(&f, &params, NULL, NULL);
+    const float *d1[2] = {da, db};
+    double w1[2] = {SAMPLES_A, SAMPLES_B};
+    fedavg_expect(f.initial, d1, w1, 2, f.n, 1.0, want);
+    expect_close(params, want, f.n, "version 1: a and b");
+    cr_assert_eq(part(m, "c")->samples, 0, "c is not in version 1");
+    memcpy(v1, params, f.n * sizeof(float));
+    committed(&f);
+    cr_assert_eq(test_count_sends(&f.acts, GDML_MSG_GLOBAL, "rc"), 1, "c gets version 1 too");
+    forget(&f);
+
+    /* c's delta, made against version 0, arrives one version late: taken at
+     * half weight; a's fresh one completes the next quorum. */
+    send_delta(&f, "c", "rc", 1, 0, SAMPLES_C, dc);
+    cr_expect_eq(stats(&f).rejected[GDML_REASON_STALE], 0);
+    cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 0);
+    send_delta(&f, "a", "ra", 2, 1, SAMPLES_A, da);
+    cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
+    m = pending(&f, &params, NULL, NULL);
+    float *half = vec(f.n);
+    for (size_t i = 0; i < f.n; i++)
+        half[i] = 0.5f * dc[i];
+    const float *d2[2] = {da, half};
+    double w2[2] = {SAMPLES_A, SAMPLES_C};
+    fedavg_expect(v1, d2, w2, 2, f.n, 1.0, want);
+    expect_close(params, want, f.n, "version 2: a, and c at 1/(1+1)");
+    cr_assert_eq(part(m, "c")->samples, SAMPLES_C);
+    cr_assert_eq(part(m, "b")->samples, 0);
+    committed(&f);
+    free(half);
+    free(da);
+    free(db);
+    free(dc);
+    free(want);
+    free(v1);
+    fx_fini(&f);
+}
+
+Test(coord_sm, a_delta_further_behind_than_max_staleness_is_refused_and_gets_global)
+{
+    fx f;
+    fx_three(&f, 1, 1);
+    float *d = vec(f.n);
+    make_delta(d, f.n, 0.1f, 1);
+    for (uint64_t v = 0; v < 2; v++) { /* a alone makes versions 1 and 2 */
+        send_delta(&f, "a", "ra", 1 + v, v, SAMPLES_A, d);
+        cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
+        committed(&f);
+        forget(&f);
+    }
+    send_delta(&f, "c", "rc", 1, 0, SAMPLES_C, d); /* two behind, one allowed */
+    cr_expect_eq(stats(&f).rejected[GDML_REASON_STALE], 1);
+    cr_expect_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 0);
+    advance(&f, 100, 100);
+    cr_expect_geq(test_count_sends(&f.acts, GDML_MSG_GLOBAL, "rc"), 1, "GLOBAL again");
+    forget(&f);
+    send_delta(&f, "b", "rb", 1, 1, SAMPLES_B, d); /* one behind: taken */
+    cr_expect_eq(stats(&f).rejected[GDML_REASON_STALE], 1);
+    cr_expect_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
+    free(d);
+    fx_fini(&f);
+}
+
+Test(coord_sm, async_commits_a_version_per_delta)
+{
+    fx f;
+    fx_three(&f, 1, 4);
+    float *d = vec(f.n);
+    make_delta(d, f.n, 0.05f, 4);
+    const char *names[3] = {"a", "b", "c"}, *routes[3] = {"ra", "rb", "rc"};
+    uint64_t samples[3] = {SAMPLES_A, SAMPLES_B, SAMPLES_C};
+    for (uint64_t k = 0; k < 6; k++) {
+        size_t r = k % 3;
+        /* Each region's delta is against the version it last got: k - k % 3 ... behind. */
+        uint64_t made_at = k >= 3 ? k - 2 : 0;
+        send_delta(&f, names[r], routes[r], 10 + k, made_at, samples[r], d);
+        cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1, "delta %llu: no commit",
+                     (unsigned long long)k);
+        const float *params;
+        const gdml_version_meta *m = pending(&f, &params, NULL, NULL);
+        cr_assert_eq(m->version, k + 1);
+        cr_assert_eq(part(m, names[r])->samples, samples[r]);
+        committed(&f);
+        forget(&f);
+    }
+    cr_expect_eq(stats(&f).rejected[GDML_REASON_STALE], 0);
+    cr_expect_eq(stats(&f).merges, 6);
+    free(d);
     fx_fini(&f);
 }
 

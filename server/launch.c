@@ -424,13 +424,18 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
         snprintf(file, sizeof file, "logs/bytes-%s.csv", name);
         if ((err = path_join(byte_log, L->run_dir, file, e)))
             return err;
+        char ckpt[PATH_MAX];
+        snprintf(file, sizeof file, "checkpoints/%s", name);
+        if ((err = path_join(ckpt, L->run_dir, file, e)))
+            return err;
         snprintf(file, sizeof file, "server-%s.log", name);
         snprintf(label, sizeof label, "server %s", name);
         const char *server_args[24] = {
             "--name",          name,     "--listen",   "tcp://127.0.0.1:*",
             "--coordinator",   coord_ep, "--workers",  workers,
-            "--endpoint-file", ep_file,  "--byte-log", byte_log};
-        size_t sa = 12;
+            "--endpoint-file", ep_file,  "--byte-log", byte_log,
+            "--checkpoint",    ckpt};
+        size_t sa = 14;
         if (L->wan_curve || L->lan_curve) {
             server_args[sa++] = "--key";
             server_args[sa++] = L->region_key[r];

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "program.h"
 #include "region_sm.h"
+#include "store.h"
 #include "transport.h"
 #include "util.h"
 #include "wan.h"
@@ -33,14 +34,25 @@ typedef struct region_loop {
     gdml_link *links[2]; /* GDML_LINK_DOWN: workers; GDML_LINK_UP: the coordinator */
     gdml_link_security lan_sec, wan_sec;
     FILE *byte_log;
+    gdml_store *ckpt;            /* the checkpoint store, or NULL */
     uint64_t handshake_failures; /* of the link to the coordinator, last logged */
+    uint64_t connects;           /* of the link to the coordinator, seen so far */
 } region_loop;
 
-/* A CURVE handshake with the coordinator that fails never lets a frame through: say so. */
-static void check_handshakes(region_loop *L)
+/*
+ * A reconnect to the coordinator (it may have restarted) is told to the
+ * state machine; a CURVE handshake with it that fails never lets a frame
+ * through: say so.
+ */
+static void check_handshakes(region_loop *L, int64_t now)
 {
     gdml_link_stats st;
     gdml_link_stats_get(L->links[GDML_LINK_UP], &st);
+    if (st.connects > L->connects) {
+        if (L->connects > 0)
+            gdml_region_on_reconnected(L->sm, now);
+        L->connects = st.connects;
+    }
     if (st.auth_refused <= L->handshake_failures)
         return;
     L->handshake_failures = st.auth_refused;
@@ -72,6 +84,7 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
     s->lr_decay = cfg->server.lr_decay;
     s->scaffold = strcmp(cfg->server.drift_correction, "scaffold") == 0;
     s->overlap = strcmp(cfg->server.overlap, "on") == 0;
+    s->checkpoint = cfg->server.checkpoint[0] != '\0';
     s->timeout_ms = cfg->server.timeout_ms;
     s->heartbeat_ms = cfg->net.heartbeat_ms;
     s->peer_timeout_ms = cfg->net.peer_timeout_ms;
@@ -116,6 +129,72 @@ static void reload(region_loop *L, int64_t now)
     }
 }
 
+/* Writes the checkpoint a COMMIT action asks for; a failure is the state machine's to log. */
+static void write_checkpoint(region_loop *L)
+{
+    int64_t now = gdml_now_ms();
+    const char *layout;
+    const gdml_store_tensor *tensors;
+    size_t n;
+    gdml_version_meta *meta = gdml_region_checkpoint(L->sm, now, &layout, &tensors, &n);
+    meta->time_ms = gdml_wall_ms();
+    gdml_errmsg why = {{0}};
+    gdml_err err = L->ckpt ? gdml_store_commit(L->ckpt, meta, layout, tensors, n, &why)
+                           : gdml_errmsg_set(&why, GDML_ERR_STORE, "no checkpoint store");
+    gdml_region_on_checkpointed(L->sm, now, err, why.text);
+}
+
+/*
+ * Opens server.checkpoint and hands its newest checkpoint to the state
+ * machine. A checkpoint that cannot be read is reported and not used: the
+ * region starts afresh from the coordinator's model, which loses only its
+ * local progress.
+ */
+static gdml_err open_checkpoint(region_loop *L, gdml_errmsg *e)
+{
+    const char *dir = L->cfg->server.checkpoint;
+    if (!*dir)
+        return GDML_OK;
+    gdml_store_options so = {.keep_last = 2};
+    gdml_err err = gdml_store_open(dir, &so, &L->ckpt, e);
+    if (err) {
+        gdml_errmsg_prefix(e, "the region's checkpoint (server.checkpoint): ");
+        return err;
+    }
+    uint64_t head;
+    gdml_errmsg why = {{0}};
+    if (gdml_store_newest(L->ckpt, &head, &why))
+        return GDML_OK; /* none yet */
+    gdml_version_meta meta;
+    char layout[GDML_LAYOUT_MAX];
+    gdml_store_tensor tensors[GDML_STORE_MAX_TENSORS];
+    float *data[GDML_STORE_MAX_TENSORS] = {0};
+    size_t n = 0;
+    err = gdml_store_meta(L->ckpt, head, &meta, &why);
+    if (!err)
+        err = gdml_store_layout(L->ckpt, head, layout, &why);
+    for (uint32_t t = 0; !err && t < meta.n_tensors; t++) {
+        size_t len;
+        err = gdml_store_tensor_read(L->ckpt, head, meta.tensors[t].name, &data[t], &len, &why);
+        if (!err)
+            tensors[n++] =
+                (gdml_store_tensor){.name = meta.tensors[t].name, .data = data[t], .n = len};
+    }
+    if (!err)
+        err = gdml_region_resume(L->sm, &meta, layout, tensors, n, &why);
+    if (err)
+        gdml_warn("checkpoint %llu in '%s' is not used (%s); starting from the coordinator's "
+                  "model",
+                  (unsigned long long)head, dir, why.text);
+    else
+        gdml_info("checkpoint %llu in '%s' read: it is applied once the coordinator's model "
+                  "is in",
+                  (unsigned long long)head, dir);
+    for (size_t t = 0; t < GDML_STORE_MAX_TENSORS; t++)
+        free(data[t]);
+    return GDML_OK;
+}
+
 /* Carries out every queued action; true when the run is over. */
 static bool act(region_loop *L, gdml_err *err, gdml_errmsg *e)
 {
@@ -130,7 +209,8 @@ static bool act(region_loop *L, gdml_err *err, gdml_errmsg *e)
             gdml_link_disconnect(L->links[a.link], &a.peer);
             break;
         case GDML_ACT_COMMIT:
-            break; /* the region keeps no store yet */
+            write_checkpoint(L);
+            break;
         case GDML_ACT_EXIT:
             *err = a.err;
             if (a.err)
@@ -190,7 +270,7 @@ static gdml_err serve(region_loop *L, gdml_errmsg *e)
         while (gdml_link_next_dropped(L->links[GDML_LINK_DOWN], &gone))
             gdml_region_on_dropped(L->sm, now, &gone);
         gdml_region_on_tick(L->sm, now);
-        check_handshakes(L);
+        check_handshakes(L, now);
     }
 }
 
@@ -240,6 +320,8 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
         err = open_links(L, e);
     if (!err)
         err = gdml_region_new(&L->sm_cfg, &L->sm, e);
+    if (!err)
+        err = open_checkpoint(L, e);
     if (!err) {
         /* The region's own budget must be able to carry a delta at all. */
         gdml_budget_config up = up_budget(cfg);
@@ -270,6 +352,7 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
         if (L->links[l])
             gdml_link_flush(L->links[l], gdml_now_ms());
     gdml_region_destroy(&L->sm);
+    gdml_store_close(&L->ckpt);
     gdml_link_close(&L->links[0]);
     gdml_link_close(&L->links[1]);
     gdml_transport_destroy(&L->transport);

@@ -14,6 +14,7 @@
 #include "members.h"
 #include "model.h"
 #include "ratelog.h"
+#include "store.h"
 #include "wan.h"
 
 typedef enum region_state {
@@ -32,6 +33,15 @@ struct gdml_sync_mode {
      * a round is exactly sync_every steps); false if training goes on. */
     bool hold;
 };
+
+/* A checkpoint read at start, applied once the coordinator's WELCOME is in. */
+typedef struct region_restored {
+    bool have;
+    size_t n;
+    gdml_version_meta meta;
+    char layout[GDML_LAYOUT_MAX];
+    float *params, *anchor, *sent, *residual, *c_local, *c_global;
+} region_restored;
 
 /* Per worker, beside its member slot. */
 typedef struct worker_slot {
@@ -53,26 +63,33 @@ struct gdml_region {
     const gdml_model_ops *ops;
     char layout_text[GDML_MSG_TEXT_MAX];
     size_t n;
-    float *params;     /* the live model */
-    float *anchor;     /* the global model the current round started from */
-    float *grad_sum;   /* this step: sum over pushes of batch * gradient */
-    double *chunk_batch; /* this step: samples that reached each chunk */
-    float *scratch;    /* one received tensor */
+    float *params;             /* the live model */
+    float *anchor;             /* the global model the current round started from */
+    float *grad_sum;           /* this step: sum over pushes of batch * gradient */
+    double *chunk_batch;       /* this step: samples that reached each chunk */
+    float *scratch;            /* one received tensor */
     float *c_local, *c_global; /* SCAFFOLD control variates */
-    float *sent;       /* overlap: the live model when the delta in flight was made */
-    bool in_flight;    /* overlap: a delta is sent and its GLOBAL not yet in */
-    gdml_codec *dense; /* all+f32, for models to the workers */
-    gdml_wan *up;      /* the uplink */
+    float *sent;               /* overlap: the live model when the delta in flight was made */
+    bool in_flight;            /* overlap: a delta is sent and its GLOBAL not yet in */
+    gdml_codec *dense;         /* all+f32, for models to the workers */
+    gdml_wan *up;              /* the uplink */
     gdml_transfer from_coord;
     uint64_t version, step, steps_since_sync, syncs;
     uint64_t wan_seq, lan_seq;
     uint64_t delta_seq; /* the delta SYNCING waits on */
     double batch_sum, loss_sum, loss_weight;
-    bool joined_coord;  /* HELLO sent */
+    bool joined_coord; /* HELLO sent */
     uint64_t hello_samples;
     int64_t hello_ms, coord_heard_ms, coord_sent_ms, progress_ms, stall_log_ms, last_sync_ms;
     int64_t hold_until_ms;
     int exit_status;
+    /* Checkpoints (region_ckpt.c). */
+    uint64_t ckpt_version;
+    bool ckpt_pending; /* a COMMIT is queued and not yet reported */
+    gdml_version_meta ckpt_meta;
+    gdml_store_tensor ckpt_tensors[6];
+    size_t n_ckpt_tensors;
+    region_restored restored;
     gdml_actions actions;
     gdml_ratelog *log;
     gdml_region_stats stats;
@@ -92,6 +109,11 @@ void region_maybe_start(gdml_region *r, int64_t now);
 void region_broadcast(gdml_region *r, int64_t now);
 void region_check_step(gdml_region *r, int64_t now);
 uint64_t region_samples(const gdml_region *r);
+
+/* region_ckpt.c */
+void region_checkpoint(gdml_region *r, int64_t now);
+void region_apply_restored(gdml_region *r, int64_t now);
+void region_restored_fini(gdml_region *r);
 
 /* region_wan.c */
 void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx);

@@ -75,6 +75,7 @@ void gdml_region_destroy(gdml_region **rp)
     free(r->c_local);
     free(r->c_global);
     free(r->sent);
+    region_restored_fini(r);
     free(r);
 }
 
@@ -248,6 +249,14 @@ static void describe_wait(const gdml_region *r, char *buf, size_t cap)
         }
         break;
     }
+}
+
+void gdml_region_on_reconnected(gdml_region *r, int64_t now)
+{
+    if (r->state == REGION_DONE || !r->joined_coord)
+        return; /* not joined yet: the HELLO it will send is the first */
+    gdml_info("reconnected to the coordinator: joining again");
+    region_hello(r, now);
 }
 
 void gdml_region_on_tick(gdml_region *r, int64_t now)

@@ -25,6 +25,7 @@
 #include "budget.h"
 #include "err.h"
 #include "msg.h"
+#include "store.h"
 #include "transport.h"
 
 #include <stdbool.h>
@@ -51,6 +52,7 @@ typedef struct gdml_region_config {
     double learning_rate, lr_decay;
     bool scaffold; /* drift correction by control variates */
     bool overlap;  /* train on while a delta is in flight; GLOBAL is folded in with a correction */
+    bool checkpoint; /* queue a COMMIT of the training state after each sync and GLOBAL */
     int64_t timeout_ms, heartbeat_ms, peer_timeout_ms;
     uint64_t max_worker_samples;
     double max_grad_norm;
@@ -91,6 +93,9 @@ void gdml_region_on_refused(gdml_region *r, int64_t now_ms, int link, const gdml
 /* The transport dropped a worker's connection (it stopped reading). */
 void gdml_region_on_dropped(gdml_region *r, int64_t now_ms, const gdml_peer *route);
 
+/* The link to the coordinator connected again (it may have restarted): join again at once. */
+void gdml_region_on_reconnected(gdml_region *r, int64_t now);
+
 /* Time passed. */
 void gdml_region_on_tick(gdml_region *r, int64_t now_ms);
 
@@ -103,6 +108,26 @@ void gdml_region_on_stop(gdml_region *r, int64_t now_ms, const char *why);
  */
 gdml_err gdml_region_set_budget(gdml_region *r, const gdml_budget_config *up, uint64_t down_rate,
                                 uint64_t down_cap, int64_t now_ms, gdml_errmsg *e);
+
+/*
+ * Continues from a checkpoint the loop read (region_ckpt.c): it is applied
+ * once the coordinator's WELCOME says the model. Call before
+ * gdml_region_start. GDML_ERR_INVALID with e if it is not this region's or
+ * is damaged (the loop then starts afresh).
+ */
+gdml_err gdml_region_resume(gdml_region *r, const gdml_version_meta *meta, const char *layout,
+                            const gdml_store_tensor *tensors, size_t n_tensors, gdml_errmsg *e);
+
+/*
+ * What a COMMIT action asks the loop to write, read from the state at now:
+ * valid until the next event. Call once per COMMIT, then report with
+ * gdml_region_on_checkpointed.
+ */
+gdml_version_meta *gdml_region_checkpoint(gdml_region *r, int64_t now, const char **layout,
+                                          const gdml_store_tensor **tensors, size_t *n_tensors);
+
+/* The loop wrote the checkpoint (GDML_OK), or could not (why): training goes on either way. */
+void gdml_region_on_checkpointed(gdml_region *r, int64_t now, gdml_err err, const char *why);
 
 /* Takes the next action; false if none. */
 bool gdml_region_next_action(gdml_region *r, gdml_action *out);

@@ -166,6 +166,7 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
     r->steps_since_sync = 0;
     r->in_flight = false;
     r->last_sync_ms = r->progress_ms = now;
+    region_apply_restored(r, now); /* a restarted region's own progress, on top */
     if (r->state == REGION_SYNCING || r->state == REGION_HOLDING) {
         /* Joined again (the coordinator restarted): start the round afresh. */
         r->state = REGION_TRAINING;
@@ -216,6 +217,7 @@ static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
     r->version = h->version;
     r->progress_ms = now;
+    region_checkpoint(r, now);
     if (r->state == REGION_SYNCING) {
         r->state = REGION_TRAINING;
         if (answered) { /* the next sync came due while this one was in flight */
@@ -340,6 +342,7 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
     } else {
         r->state = REGION_SYNCING;
     }
+    region_checkpoint(r, now);
     *sent = true;
 }
 

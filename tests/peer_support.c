@@ -90,8 +90,10 @@ void tp_start_coordinator(tp_cluster *c, tp_proc *p, const char *const *regions,
                  regions[i]);
     const char *fixed[20];
     size_t k = 0;
-    const char *base[] = {"--listen", listen ? listen : "tcp://127.0.0.1:*", "--store", store,
-                          "--endpoint-file", ep, "--members", members};
+    const char *base[] = {"--listen",        listen ? listen : "tcp://127.0.0.1:*",
+                          "--store",         store,
+                          "--endpoint-file", ep,
+                          "--members",       members};
     for (size_t i = 0; i < 8; i++)
         fixed[k++] = base[i];
     char allow[4200];
@@ -121,9 +123,12 @@ char *tp_start_server(tp_cluster *c, tp_proc *p, const char *name, const char *c
     unlink(ep);
     const char *fixed[20];
     size_t k = 0;
-    const char *base[] = {"--name", name, "--listen", "tcp://127.0.0.1:*", "--coordinator",
-                          c->coord_ep, "--endpoint-file", ep};
-    for (size_t i = 0; i < 8; i++)
+    /* Without overlap a job's result does not depend on timing, so tests can
+     * compare an attacked run with an honest one exactly. */
+    const char *base[] = {"--name",        name,        "--listen",        "tcp://127.0.0.1:*",
+                          "--coordinator", c->coord_ep, "--endpoint-file", ep,
+                          "--overlap",     "off"};
+    for (size_t i = 0; i < 10; i++)
         fixed[k++] = base[i];
     if (c->curve) {
         tp_key(c, name, key, pub);
@@ -142,8 +147,8 @@ char *tp_start_server(tp_cluster *c, tp_proc *p, const char *name, const char *c
     return got;
 }
 
-void tp_start_worker(tp_cluster *c, tp_proc *p, const char *name, const char *server_ep,
-                     int index, int count, const char *const *extra)
+void tp_start_worker(tp_cluster *c, tp_proc *p, const char *name, const char *server_ep, int index,
+                     int count, const char *const *extra)
 {
     char images[512], labels[512], log[256], idx[16], cnt[16];
     snprintf(images, sizeof images, "%s", gdml_test_fashion("t10k-images-idx3-ubyte.gz"));
@@ -151,9 +156,8 @@ void tp_start_worker(tp_cluster *c, tp_proc *p, const char *name, const char *se
     snprintf(log, sizeof log, "worker-%s.log", name);
     snprintf(idx, sizeof idx, "%d", index);
     snprintf(cnt, sizeof cnt, "%d", count);
-    const char *fixed[] = {"--name",        name, "--server",      server_ep, "--images", images,
-                           "--labels",      labels, "--shard-index", idx,     "--shard-count",
-                           cnt};
+    const char *fixed[] = {"--name",   name,   "--server",      server_ep, "--images",      images,
+                           "--labels", labels, "--shard-index", idx,       "--shard-count", cnt};
     spawn(p, c, "gdml-worker", log, fixed, sizeof fixed / sizeof fixed[0], extra);
 }
 

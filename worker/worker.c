@@ -54,6 +54,7 @@ typedef struct worker {
     gdml_ratelog *log;
     uint64_t step, seq, version, pushes;
     uint64_t handshake_failures; /* with the server, last logged */
+    uint64_t connects;           /* TCP connections to the server seen so far */
     int64_t hello_ms, heard_ms, sent_ms, model_ms;
     bool push_pending;   /* a model is in, and its gradient waits for worker.step_delay_ms */
     int64_t push_due_ms; /* when it is computed */
@@ -249,6 +250,15 @@ static gdml_err tick(worker *w, int64_t now, gdml_errmsg *e)
                   cfg->worker.server, (unsigned long long)st.auth_refused);
     }
     gdml_ratelog_flush(w->log, now);
+    if (st.connects > w->connects) {
+        /* Connected again: the server may have restarted and forgotten us,
+         * and a new connection is a new route to it anyway. Join at once. */
+        if (w->connects > 0 && !w->done) {
+            gdml_info("reconnected to the server: joining again");
+            send_control(w, GDML_MSG_HELLO, NULL, now);
+        }
+        w->connects = st.connects;
+    }
     if (now - w->model_ms > cfg->worker.timeout_ms)
         return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,
                                "no %s from the regional server at %s for %lld ms; check that it "

@@ -62,6 +62,7 @@ typedef struct gdml_config {
         char sync_mode[16];        /* steps, time or budget */
         char drift_correction[16]; /* none or scaffold */
         char overlap[8];           /* "on" or "off" */
+        char checkpoint[GDML_PATH_MAX]; /* directory of its LMDB checkpoint, or "" */
         int64_t sync_ms;
         char encoder[32]; /* uplink encoder spec (codec.h) */
         double k_fraction, threshold;

@@ -204,6 +204,8 @@ const key_def gdml_config_keys[] = {
          "last round (control variates derived from the deltas, so no extra WAN bytes)"),
     ENUM(server, overlap, "on", on_off, "--overlap", "on|off",
          "on: workers train on while a delta and its GLOBAL cross the WAN (docs/consistency.md)"),
+    STR(server, checkpoint, "", "--checkpoint", "PATH",
+        "directory of the region's LMDB checkpoint, resumed from on restart (empty: none)"),
     ENCODER(server, encoder, "dense", "--encoder",
             "uplink encoder: how this region's delta is sent to the coordinator"),
     REAL(server, k_fraction, "0.1", 0, 1, "--k-fraction",

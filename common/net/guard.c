@@ -48,8 +48,8 @@
 #define GUARD_HANDSHAKE_ALLOWANCE 65536
 
 #define MONITOR_EVENTS                                                                             \
-    (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |         \
-     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                    \
+    (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |        \
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                       \
      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 typedef struct watch {
@@ -60,11 +60,12 @@ typedef struct watch {
     void *pair;
     atomic_uint_fast64_t cutoffs;
     atomic_uint_fast64_t handshake_failures;
+    atomic_uint_fast64_t connects; /* connections this (connecting) socket made */
 } watch;
 
 typedef struct fd_state {
-    int watch; /* -1: not a connection the guard knows */
-    int slot;  /* its place in the active list */
+    int watch;                /* -1: not a connection the guard knows */
+    int slot;                 /* its place in the active list */
     uint64_t base_consumed;   /* consumed[fd] when this connection began */
     uint64_t closed_consumed; /* consumed[fd] when the descriptor's last connection ended */
 } fd_state;
@@ -81,8 +82,8 @@ struct guard {
     fd_state *fds;                  /* per fd, the guard thread's own */
     int *active;                    /* the fds being watched, n_active of them */
     int n_active;
-    gdml_ratelog *log;              /* failed handshakes, a line per link and interval */
-    unsigned next_name;             /* monitor endpoints are never named twice */
+    gdml_ratelog *log;  /* failed handshakes, a line per link and interval */
+    unsigned next_name; /* monitor endpoints are never named twice */
 };
 
 static uint64_t tcp_received(int fd, bool *ok)
@@ -162,11 +163,12 @@ static void on_event(guard *g, int w)
                               : "does not speak this link's mechanism (no CURVE key, or CURVE "
                                 "where the link is plain)",
                           event, value);
-    }
-    else if (event == ZMQ_EVENT_ACCEPTED || event == ZMQ_EVENT_CONNECTED)
+    } else if (event == ZMQ_EVENT_ACCEPTED || event == ZMQ_EVENT_CONNECTED) {
+        if (event == ZMQ_EVENT_CONNECTED)
+            atomic_fetch_add(&g->watches[w].connects, 1);
         track(g, w, fd);
-    else if ((event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED) && fd >= 0 &&
-             fd < g->n_fds)
+    } else if ((event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CLOSED) && fd >= 0 &&
+               fd < g->n_fds)
         untrack(g, fd);
 }
 
@@ -337,6 +339,7 @@ gdml_err guard_watch(guard *g, void *sock, uint64_t max_backlog, const char *wha
     w->max_backlog = max_backlog;
     atomic_init(&w->cutoffs, 0);
     atomic_init(&w->handshake_failures, 0);
+    atomic_init(&w->connects, 0);
     if (zmq_socket_monitor(sock, w->endpoint, MONITOR_EVENTS) != 0) {
         pthread_mutex_unlock(&g->lock);
         return gdml_errmsg_set(e, GDML_ERR_TRANSPORT, "cannot monitor a socket: %s",
@@ -388,4 +391,11 @@ uint64_t guard_handshake_failures(guard *g, int watch_id)
     if (watch_id < 0 || watch_id >= GUARD_MAX_WATCHES)
         return 0;
     return atomic_load(&g->watches[watch_id].handshake_failures);
+}
+
+uint64_t guard_connects(guard *g, int watch_id)
+{
+    if (watch_id < 0 || watch_id >= GUARD_MAX_WATCHES)
+        return 0;
+    return atomic_load(&g->watches[watch_id].connects);
 }

@@ -286,6 +286,7 @@ void gdml_link_stats_get(const gdml_link *l, gdml_link_stats *out)
     out->backlog_cutoffs = guard_cutoffs(l->t->guard, l->watch_id);
     /* The guard sees every failed handshake, the allow-list's refusals included. */
     out->auth_refused = guard_handshake_failures(l->t->guard, l->watch_id);
+    out->connects = guard_connects(l->t->guard, l->watch_id);
 }
 
 const char *gdml_peer_str(const gdml_peer *p, char *buf, size_t cap)

@@ -89,6 +89,7 @@ typedef struct gdml_link_stats {
     uint64_t peers_dropped;              /* for not reading, or by request */
     uint64_t backlog_cutoffs;            /* connections the guard cut off */
     uint64_t auth_refused;               /* CURVE handshakes the allow-list refused */
+    uint64_t connects; /* a connecting link: TCP connections made; more than one: it reconnected */
 } gdml_link_stats;
 
 /* One received frame. payload is valid until gdml_rx_release. */

@@ -72,6 +72,9 @@ uint64_t guard_cutoffs(guard *g, int watch_id);
 /* CURVE handshakes of a watch that failed (a wrong key on either side). */
 uint64_t guard_handshake_failures(guard *g, int watch_id);
 
+/* TCP connections a connecting socket has made: more than one means it reconnected. */
+uint64_t guard_connects(guard *g, int watch_id);
+
 /* ---- links (transport.c, transport_send.c, transport_recv.c) ---- */
 
 #define ENDPOINT_MAX 512

@@ -199,3 +199,18 @@ gdml_budget_config gdml_budget_get_config(const gdml_budget *b)
 {
     return (gdml_budget_config){.rate = b->rate, .cap = b->cap, .window_ms = b->window_ms};
 }
+
+uint64_t gdml_budget_in_window(gdml_budget *b, int64_t now_ms)
+{
+    expire(b, now_ms);
+    return b->in_window;
+}
+
+void gdml_budget_restore(gdml_budget *b, uint64_t spent, uint64_t in_window, int64_t now_ms)
+{
+    b->len = b->head = 0;
+    b->in_window = 0;
+    if (in_window && ring_push(b, now_ms, in_window) == GDML_OK)
+        b->in_window = in_window;
+    b->spent = spent > in_window ? spent : in_window;
+}

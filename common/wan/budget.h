@@ -56,6 +56,17 @@ gdml_err gdml_budget_spend(gdml_budget *b, uint64_t bytes, int64_t now_ms);
 /* Bytes spent in all. */
 uint64_t gdml_budget_spent(const gdml_budget *b);
 
+/* Bytes spent in the trailing window at now_ms (what a checkpoint keeps). */
+uint64_t gdml_budget_in_window(gdml_budget *b, int64_t now_ms);
+
+/*
+ * Continues a budget from a checkpoint: `spent` in all, and `in_window`
+ * bytes counted as spent at now_ms. The window's bytes are taken as just
+ * spent, which can only make the next window stricter, never looser, than
+ * the one the checkpoint was taken in. Replaces the history.
+ */
+void gdml_budget_restore(gdml_budget *b, uint64_t spent, uint64_t in_window, int64_t now_ms);
+
 /* The configuration in force. */
 gdml_budget_config gdml_budget_get_config(const gdml_budget *b);
 

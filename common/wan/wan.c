@@ -37,11 +37,13 @@ gdml_err gdml_wan_log_open(const char *path, FILE **out, gdml_errmsg *e)
     *out = NULL;
     if (!*path)
         return GDML_OK;
-    FILE *f = fopen(path, "w");
+    /* Appended to: a restarted process continues its log. */
+    FILE *f = fopen(path, "a");
     if (!f)
         return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write the byte log '%s': %s", path,
                                strerror(errno));
-    fputs("mono_ms,peer,direction,type,bytes,rate\n", f);
+    if (ftell(f) == 0)
+        fputs("mono_ms,peer,direction,type,bytes,rate\n", f);
     *out = f;
     return GDML_OK;
 }
@@ -135,6 +137,17 @@ gdml_err gdml_wan_try_budget(gdml_wan *w, const gdml_budget_config *budget,
 gdml_budget_config gdml_wan_budget(const gdml_wan *w)
 {
     return gdml_budget_get_config(w->budget);
+}
+
+void gdml_wan_budget_state(gdml_wan *w, int64_t now_ms, uint64_t *spent, uint64_t *in_window)
+{
+    *spent = gdml_budget_spent(w->budget);
+    *in_window = gdml_budget_in_window(w->budget, now_ms);
+}
+
+void gdml_wan_budget_restore(gdml_wan *w, uint64_t spent, uint64_t in_window, int64_t now_ms)
+{
+    gdml_budget_restore(w->budget, spent, in_window, now_ms);
 }
 
 float *gdml_wan_residual(gdml_wan *w)
@@ -302,7 +315,8 @@ gdml_err gdml_codec_frames(gdml_codec *c, gdml_msg_header *h, const float *x, fl
     }
     if (err) {
         gdml_wan_update_fini(out);
-        return gdml_errmsg_set(e, err, "cannot make the frames of a %s", gdml_msg_type_name(h->type));
+        return gdml_errmsg_set(e, err, "cannot make the frames of a %s",
+                               gdml_msg_type_name(h->type));
     }
     return GDML_OK;
 }
@@ -417,8 +431,8 @@ gdml_err gdml_wan_decode_chunk(const gdml_msg_header *h, const uint8_t *payload,
 }
 
 gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, const uint8_t *payload,
-                                float *dst, size_t n, bool clear, const char *from,
-                                bool *complete, gdml_errmsg *e)
+                                float *dst, size_t n, bool clear, const char *from, bool *complete,
+                                gdml_errmsg *e)
 {
     *complete = false;
     bool starts = false;

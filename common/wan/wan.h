@@ -100,6 +100,12 @@ gdml_err gdml_wan_try_budget(gdml_wan *w, const gdml_budget_config *budget,
 /* The budget in force. */
 gdml_budget_config gdml_wan_budget(const gdml_wan *w);
 
+/* The budget's bytes spent in all and in the trailing window, for a checkpoint. */
+void gdml_wan_budget_state(gdml_wan *w, int64_t now_ms, uint64_t *spent, uint64_t *in_window);
+
+/* Continues the budget from a checkpoint (gdml_budget_restore). */
+void gdml_wan_budget_restore(gdml_wan *w, uint64_t spent, uint64_t in_window, int64_t now_ms);
+
 /* The error-feedback residual, n floats, for the caller to seed or reset. */
 float *gdml_wan_residual(gdml_wan *w);
 

@@ -84,7 +84,7 @@ class Wan:
             return "needs /dev/net/tun"
         return None
 
-    def __init__(self, nodes, seed=1, sysctls=None):
+    def __init__(self, nodes, seed=1, sysctls=None, initcwnd=0):
         if len(nodes) < 2 or len(nodes) > 32 or len(set(nodes)) != len(nodes):
             raise ValueError("2..32 distinct node names")
         self.nodes = list(nodes)
@@ -94,6 +94,7 @@ class Wan:
         self.procs = []
         self.wanem = None
         self.sysctls = dict(sysctls or {})  # per namespace, e.g. TCP tuning
+        self.initcwnd = initcwnd            # TCP's initial window on the WAN route (0: default)
 
     # ---- lifetime ----
 
@@ -114,6 +115,9 @@ class Wan:
                 _ip("-n", ns, "tuntap", "add", "dev", "wan0", "mode", "tun")
                 _ip("-n", ns, "addr", "add", "%s/24" % self.addr(n), "dev", "wan0")
                 _ip("-n", ns, "link", "set", "wan0", "up")
+                if self.initcwnd:
+                    _ip("-n", ns, "route", "replace", "10.77.0.0/24", "dev", "wan0",
+                        "initcwnd", str(self.initcwnd), "initrwnd", str(self.initcwnd))
                 for k, v in self.sysctls.items():
                     subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "%s=%s" % (k, v)],
                                    check=True)

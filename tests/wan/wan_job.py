@@ -57,7 +57,7 @@ def build_dir():
 def program(name):
     path = os.path.join(build_dir(), name)
     if not os.access(path, os.X_OK):
-        sys.exit("wan_job: no %s; build first (meson compile -C %s)" % (path, build_dir()))
+        raise RuntimeError("no %s; build first (meson compile -C %s)" % (path, build_dir()))
     return path
 
 
@@ -115,12 +115,12 @@ class Job:
         r = subprocess.run([program("gdml-split"), os.path.join(self.run, "data"),
                             *self.common_args()], capture_output=True, text=True)
         if r.returncode:
-            sys.exit("wan_job: gdml-split failed:\n" + r.stderr)
+            raise RuntimeError("gdml-split failed:\n" + r.stderr)
         for name in ["coordinator"] + self.regions:
             r = subprocess.run([program("gdml-keys"), "new", name, "--dir", keys],
                                capture_output=True, text=True)
             if r.returncode:
-                sys.exit("wan_job: gdml-keys failed:\n" + r.stderr)
+                raise RuntimeError("gdml-keys failed:\n" + r.stderr)
         with open(os.path.join(keys, "coordinator.allow"), "w") as allow:
             for name in self.regions:
                 allow.write(open(os.path.join(keys, name + ".pub")).read())
@@ -155,7 +155,8 @@ class Job:
                 "--workers", str(self.workers),
                 "--key", os.path.join(keys, region + ".key"),
                 "--coordinator-key", os.path.join(keys, "coordinator.pub"),
-                "--byte-log", os.path.join(self.run, "logs", "bytes-%s.csv" % region)]
+                "--byte-log", os.path.join(self.run, "logs", "bytes-%s.csv" % region),
+                "--checkpoint", os.path.join(self.run, "checkpoints", region)]
         self.start("server:" + region, region, argv)
 
     def start_worker(self, region, w):
@@ -215,25 +216,28 @@ class Job:
         self.restarts.append({"process": role, "killed_s": round(killed, 3),
                               "restarted_s": round(restarted, 3), "log": log})
 
-    def run_faults(self):
+    def plan(self):
+        """The faults to inject, (seconds after the first version, what, argument), in order."""
         todo = []
         for spec in self.a.cut:
             m = re.fullmatch(r"([\w.-]+)@([\d.]+)\+([\d.]+)", spec)
             if not m or m.group(1) not in self.regions:
-                sys.exit("wan_job: --cut REGION@START+SECONDS, not %r" % spec)
+                raise RuntimeError("--cut REGION@START+SECONDS, not %r" % spec)
             r, s, d = m.group(1), float(m.group(2)), float(m.group(3))
             todo.append((s, "cut", r))
             todo.append((s + d, "heal", r))
         for spec in self.a.kill:
             m = re.fullmatch(r"([\w.:-]+)@([\d.]+)(:stay)?", spec)
             if not m:
-                sys.exit("wan_job: --kill ROLE@SECONDS[:stay], not %r" % spec)
+                raise RuntimeError("--kill ROLE@SECONDS[:stay], not %r" % spec)
             role = m.group(1)
             if role not in self.procs:
-                sys.exit("wan_job: --kill: no process %r (coordinator, server:REGION, "
-                         "worker:REGION.wN)" % role)
+                raise RuntimeError("--kill: no process %r (coordinator, server:REGION, "
+                                   "worker:REGION.wN)" % role)
             todo.append((float(m.group(2)), "kill", (role, bool(m.group(3)))))
-        todo.sort(key=lambda x: x[0])
+        return sorted(todo, key=lambda x: x[0])
+
+    def run_faults(self, todo):
         for at, what, arg in todo:
             while True:
                 s = self.since_first()
@@ -260,7 +264,7 @@ class Job:
             self.start_server(r)
             for w in range(self.workers):
                 self.start_worker(r, w)
-        faults = threading.Thread(target=self.run_faults, daemon=True)
+        faults = threading.Thread(target=self.run_faults, args=(self.plan(),), daemon=True)
         faults.start()
         deadline = time.monotonic() + self.a.timeout
         completed = False
@@ -378,7 +382,7 @@ def parse_kv(items, cast):
     return out
 
 
-def main():
+def parser():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 2)[2])
@@ -402,16 +406,27 @@ def main():
     ap.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE",
                     help="a kernel setting in every namespace, e.g. "
                     "net.ipv4.tcp_slow_start_after_idle=0")
+    ap.add_argument("--initcwnd", type=int, default=0,
+                    help="TCP's initial congestion window on the WAN routes (0: the kernel's)")
     ap.add_argument("--test-images", default="/usr/share/datasets/fashion-mnist/"
                     "t10k-images-idx3-ubyte.gz")
     ap.add_argument("--test-labels", default="/usr/share/datasets/fashion-mnist/"
                     "t10k-labels-idx1-ubyte.gz")
-    a = ap.parse_args()
+    return ap
+
+
+def parse(argv):
+    a = parser().parse_args(argv)
     a.loss = parse_kv(a.loss, float)
     a.slow = parse_kv(a.slow, int)
+    return a
+
+
+def run(a):
+    """Runs the job a describes; returns its summary (also in RUN_DIR/wan-summary.json)."""
     why = Wan.available()
     if why:
-        sys.exit("wan_job: the WAN harness " + why)
+        raise RuntimeError("the WAN harness " + why)
     run_dir = a.run_dir or tempfile.mkdtemp(prefix="gdml-wan-")
     os.makedirs(run_dir, exist_ok=True)
     job_regions = read_ini(a.config).get("launch", {}).get(
@@ -420,10 +435,8 @@ def main():
         if kv.startswith("launch.regions="):
             job_regions = kv.split("=", 1)[1]
     nodes = ["coordinator"] + job_regions.split(",")
-    # A signal ends the run through the with-block, which removes everything.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sysctls = dict(kv.split("=", 1) for kv in a.sysctl)
-    with Wan(nodes, seed=a.seed, sysctls=sysctls) as wan:
+    with Wan(nodes, seed=a.seed, sysctls=sysctls, initcwnd=a.initcwnd) as wan:
         for r in nodes[1:]:
             params = {"delay": a.delay_ms, "jitter": a.jitter_ms, "rate": a.rate}
             if r in a.loss:
@@ -432,11 +445,13 @@ def main():
         job = Job(a, wan, run_dir)
         completed, end = job.execute()
         stats = wan.stats()
+    accs = [acc for _t, _v, acc in job.versions]
     summary = {"completed": completed, "wall_s": round(end, 3),
                "training_s": None if job.first_version_t is None else
                round(end - job.first_version_t, 3),
                "versions_reported": len(job.versions),
-               "final_accuracy": job.versions[-1][2] if job.versions else None,
+               "final_accuracy": accs[-1] if accs else None,
+               "last5_accuracy": round(sum(accs[-5:]) / len(accs[-5:]), 4) if accs else None,
                "delay_ms": a.delay_ms, "jitter_ms": a.jitter_ms, "rate": a.rate,
                "loss": a.loss, "cuts": a.cut, "kills": a.kill, "slow": a.slow,
                "utilization": job.utilization(), "events": job.events,
@@ -445,17 +460,31 @@ def main():
         hit = next((t for t, _v, acc in job.versions if acc >= a.target), None)
         summary["target"] = a.target
         summary["time_to_target_s"] = None if hit is None else round(hit, 3)
+        first = job.first_version_t or 0
+        summary["training_to_target_s"] = None if hit is None else round(hit - first, 3)
     summary.update(job.audit())
     summary["restarts"] = job.recovery()
     summary["wan_packets"] = {"%s>%s" % k: v for k, v in stats.items()}
     with open(os.path.join(run_dir, "wan-summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(json.dumps(summary, indent=2))
-    ok = completed and summary.get("verify_ok") and summary.get("versions_missing") == 0 \
-        and summary.get("double_merges") == 0
-    if not a.run_dir and ok and not os.environ.get("GDML_KEEP_RUN"):
+    summary["ok"] = bool(completed and summary.get("verify_ok") and
+                         summary.get("versions_missing") == 0 and
+                         summary.get("double_merges") == 0)
+    if not a.run_dir and summary["ok"] and not os.environ.get("GDML_KEEP_RUN"):
         shutil.rmtree(run_dir, ignore_errors=True)
-    return 0 if ok else 1
+    return summary
+
+
+def main():
+    a = parse(sys.argv[1:])
+    # A signal ends the run through the harness's with-block, which removes everything.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        summary = run(a)
+    except RuntimeError as e:
+        sys.exit("wan_job: %s" % e)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ typedef struct progress {
 
 typedef struct launch {
     const gdml_config *cfg;
-    int64_t start_ms;
+    int64_t start_ms, start_wall_ms;
     char bin_dir[PATH_MAX];
     char run_dir[PATH_MAX];
     char job_ini[PATH_MAX];
@@ -642,6 +642,7 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
     fprintf(f, "{\n  \"final_accuracy\": %.6f,\n  \"final_loss\": %.6f,\n", L->prog.accuracy,
             L->prog.loss);
     fprintf(f, "  \"wall_seconds\": %.3f,\n", wall);
+    fprintf(f, "  \"start_unix_ms\": %lld,\n", (long long)L->start_wall_ms);
     fprintf(f, "  \"wan_bytes_up\": %llu,\n  \"wan_bytes_down\": %llu,\n",
             (unsigned long long)L->prog.wan_up, (unsigned long long)L->prog.wan_down);
     fprintf(f, "  \"raw_data_bytes\": %llu,\n  \"raw_data_gzip_bytes\": %llu,\n",
@@ -728,6 +729,7 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
     L->cfg = cfg;
     L->start_ms = gdml_now_ms();
+    L->start_wall_ms = gdml_wall_ms();
     L->prog.accuracy = L->prog.loss = NAN;
     L->resume = strcmp(cfg->launch.resume, "on") == 0;
     gdml_err err =
@@ -762,7 +764,8 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
             .chaos_seed = (uint64_t)cfg->launch.chaos_seed,
         };
         gdml_roles_parse(cfg->launch.chaos_roles, &sc.chaos_roles); /* checked when loaded */
-        gdml_supervisor_init(&L->sup, &sc, L->procs, L->n_procs, stdout, gdml_now_ms());
+        /* Its times count from the launcher's start, as rounds.csv's do. */
+        gdml_supervisor_init(&L->sup, &sc, L->procs, L->n_procs, stdout, L->start_ms);
         err = supervise(L, e);
     }
     if (!err) {

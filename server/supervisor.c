@@ -55,10 +55,10 @@ int64_t gdml_restart_backoff_ms(int64_t base_ms, unsigned restarts)
     return wait < GDML_RESTART_BACKOFF_MAX_MS ? wait : GDML_RESTART_BACKOFF_MAX_MS;
 }
 
-/* Uniform in [0.5, 1.5) times the mean interval. */
+/* Uniform in [2/3, 4/3) times the mean interval: 20..40 s for a mean of 30 s. */
 static void schedule_chaos(gdml_supervisor *s, int64_t now_ms)
 {
-    double f = 0.5 + gdml_rng_uniform(&s->rng);
+    double f = (2.0 + 2.0 * gdml_rng_uniform(&s->rng)) / 3.0;
     s->next_chaos_ms = now_ms + (int64_t)(f * (double)s->cfg.chaos_every_ms);
 }
 

@@ -303,8 +303,8 @@ const key_def gdml_config_keys[] = {
     INT(launch, restart_backoff_ms, "200", 0, 600000, "--restart-backoff-ms",
         "wait before the first restart of a process; doubles with each of its restarts, to 10 s"),
     INT(launch, chaos_every_ms, "0", 0, 86400000, "--chaos-every-ms",
-        "kill -9 a random process at random intervals averaging this (0: never; for demos and "
-        "tests)"),
+        "kill -9 a random process every 2/3 to 4/3 of this many ms (0: never; for demos, tests "
+        "and soaks)"),
     INT(launch, chaos_kills, "10", 0, 100000, "--chaos-kills", "how many processes chaos kills"),
     {AT(launch, chaos_roles), .type = KEY_STRING, .def = "coordinator,server,worker",
      .check = check_roles, .allowed = "comma-separated list of coordinator, server, worker",

@@ -24,10 +24,9 @@ static gdml_err check_mode(const char *path, mode_t loose, const char *fix, gdml
     if (!S_ISREG(st.st_mode))
         return gdml_errmsg_set(e, GDML_ERR_IO, "'%s' is not a regular file", path);
     if (st.st_mode & loose)
-        return gdml_errmsg_set(e, GDML_ERR_IO,
-                               "'%s' has mode %04o, which lets other users %s it; run: chmod %s '%s'",
-                               path, (unsigned)(st.st_mode & 07777),
-                               loose & 044 ? "read" : "change", fix, path);
+        return gdml_errmsg_set(
+            e, GDML_ERR_IO, "'%s' has mode %04o, which lets other users %s it; run: chmod %s '%s'",
+            path, (unsigned)(st.st_mode & 07777), loose & 044 ? "read" : "change", fix, path);
     return GDML_OK;
 }
 
@@ -63,8 +62,10 @@ static int on_pair(void *user, const char *section, const char *key, const char 
         dst = c->key.secret_key;
         c->has_secret = true;
     } else {
-        gdml_errmsg_set(&c->why, GDML_ERR_FORMAT, "unknown key '%s' (a key file has name, public, "
-                        "secret)", key);
+        gdml_errmsg_set(&c->why, GDML_ERR_FORMAT,
+                        "unknown key '%s' (a key file has name, public, "
+                        "secret)",
+                        key);
         return 0;
     }
     if (gdml_curve_z85_decode(value, dst)) {
@@ -157,9 +158,9 @@ gdml_err gdml_keys_load_allow(const char *path, gdml_curve_allow **out, gdml_err
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
     gdml_err err = parse_allow(path, &c, e);
     if (!err && c.entries == 0)
-        err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                              "allow-list '%s' allows nobody: put the peers' .pub files in it",
-                              path);
+        err =
+            gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                            "allow-list '%s' allows nobody: put the peers' .pub files in it", path);
     if (err) {
         gdml_curve_allow_unref(&c.allow);
         return err;
@@ -248,6 +249,7 @@ static void net_bounds(const gdml_config *cfg, gdml_link_options *opts)
 {
     opts->max_backlog = (uint64_t)cfg->net.max_peer_bytes;
     opts->drop_after_ms = cfg->net.drop_after_ms;
+    opts->dead_after_ms = cfg->net.peer_timeout_ms;
 }
 
 static gdml_err load_own_key(const gdml_config *cfg, const char *name, gdml_link_security *sec,
@@ -292,8 +294,7 @@ gdml_err gdml_keys_bind_options(const gdml_config *cfg, bool curve, const char *
 
 gdml_err gdml_keys_connect_options(const gdml_config *cfg, bool curve, const char *name,
                                    const char *server_key_path, const char *server_key_key,
-                                   gdml_link_security *sec, gdml_link_options *opts,
-                                   gdml_errmsg *e)
+                                   gdml_link_security *sec, gdml_link_options *opts, gdml_errmsg *e)
 {
     memset(opts, 0, sizeof *opts);
     net_bounds(cfg, opts);

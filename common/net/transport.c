@@ -183,6 +183,18 @@ static gdml_err link_open(gdml_transport *t, int type, const gdml_link_options *
         goto fail;
     if (l->router && (err = set_int(l, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", e)))
         goto fail;
+    if (o->dead_after_ms > 0) {
+        /* ZMTP heartbeats: a PING a third of the timeout apart; a connect
+         * attempt gives up after a second, so a healed network is found
+         * within about a second rather than after SYN backoff. */
+        int timeout = o->dead_after_ms < INT32_MAX ? (int)o->dead_after_ms : INT32_MAX;
+        int ivl = timeout / 3 > 100 ? timeout / 3 : 100;
+        if ((err = set_int(l, ZMQ_HEARTBEAT_IVL, ivl, "ZMQ_HEARTBEAT_IVL", e)) ||
+            (err = set_int(l, ZMQ_HEARTBEAT_TIMEOUT, timeout, "ZMQ_HEARTBEAT_TIMEOUT", e)) ||
+            (err = set_int(l, ZMQ_HEARTBEAT_TTL, timeout, "ZMQ_HEARTBEAT_TTL", e)) ||
+            (!l->router && (err = set_int(l, ZMQ_CONNECT_TIMEOUT, 1000, "ZMQ_CONNECT_TIMEOUT", e))))
+            goto fail;
+    }
     if ((err = set_curve(l, o, e)))
         goto fail;
     char what[96];

@@ -73,6 +73,12 @@ typedef struct gdml_link_options {
     /* A peer whose outbox has not moved for this long is dropped; 0 means
      * GDML_LINK_DEFAULT_DROP_MS. */
     int64_t drop_after_ms;
+    /* A connection that carries nothing back for this long, not even
+     * ZeroMQ's own PING, is closed, and a connecting link reconnects; a link
+     * that lost its peer to a partition finds it again as soon as the
+     * network heals, instead of after TCP's retransmission backoff. 0: no
+     * heartbeats. */
+    int64_t dead_after_ms;
 } gdml_link_options;
 
 #define GDML_LINK_DEFAULT_BACKLOG ((uint64_t)64 << 20)
@@ -84,11 +90,11 @@ typedef struct gdml_link_options {
 typedef struct gdml_link_stats {
     uint64_t bytes_sent, bytes_received; /* wire bytes, see above */
     uint64_t frames_sent, frames_received;
-    uint64_t frames_rejected;            /* received and dropped as invalid */
-    uint64_t frames_queued;              /* waiting in outboxes now */
-    uint64_t peers_dropped;              /* for not reading, or by request */
-    uint64_t backlog_cutoffs;            /* connections the guard cut off */
-    uint64_t auth_refused;               /* CURVE handshakes the allow-list refused */
+    uint64_t frames_rejected; /* received and dropped as invalid */
+    uint64_t frames_queued;   /* waiting in outboxes now */
+    uint64_t peers_dropped;   /* for not reading, or by request */
+    uint64_t backlog_cutoffs; /* connections the guard cut off */
+    uint64_t auth_refused;    /* CURVE handshakes the allow-list refused */
     uint64_t connects; /* a connecting link: TCP connections made; more than one: it reconnected */
 } gdml_link_stats;
 
@@ -98,9 +104,9 @@ typedef struct gdml_rx {
     char name[GDML_NAME_MAX]; /* the peer's authenticated or claimed name */
     bool authenticated;       /* name comes from its CURVE key */
     gdml_msg_header header;
-    const uint8_t *payload; /* header.plen bytes */
-    uint64_t wire_bytes;    /* bytes this frame took on the wire */
-    gdml_reason reason;     /* why it was refused, when gdml_link_recv says so */
+    const uint8_t *payload;               /* header.plen bytes */
+    uint64_t wire_bytes;                  /* bytes this frame took on the wire */
+    gdml_reason reason;                   /* why it was refused, when gdml_link_recv says so */
     _Alignas(8) unsigned char frame_[64]; /* private: the ZeroMQ message */
     bool held_;
 } gdml_rx;

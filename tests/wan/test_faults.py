@@ -22,11 +22,18 @@ from wan import Wan  # noqa: E402
 HAVE_DATA = os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 SKIP = Wan.available() or (None if HAVE_DATA else "dataset-fashion-mnist is not installed")
 
-# The job every scenario runs: the main job's, longer, so that faults land mid-run.
-BASE = ["--quiet", "--set", "coordinator.rounds=60", "--set", "coordinator.round_deadline_ms=1500",
-        "--set", "net.peer_timeout_ms=3000", "--set", "coordinator.timeout_ms=60000"]
-# The partition's job: rounds of at least 0.6 s, so that it outlasts a 30 s cut.
-SLOW_ROUNDS = ["--set", "worker.step_delay_ms=6"]
+# The job every scenario runs: the main job's, longer, so that faults land
+# mid-run. Without overlap its result does not depend on timing, so the
+# fault-free run is the same every time and a difference is the fault's.
+# Timeouts longer than the partition: a region cut off for 30 s waits.
+BASE = ["--quiet", "--set", "coordinator.rounds=60", "--set", "coordinator.round_deadline_ms=0",
+        "--set", "net.peer_timeout_ms=3000", "--set", "server.overlap=off",
+        "--set", "coordinator.timeout_ms=120000", "--set", "server.timeout_ms=120000",
+        "--set", "worker.timeout_ms=120000"]
+# The partition's job: 120 rounds of about 0.7 s, so that it outlasts the
+# 30 s cut by as long again, with a learning rate that still learns then.
+SLOW_ROUNDS = ["--set", "coordinator.rounds=120", "--set", "worker.step_delay_ms=6",
+               "--set", "server.lr_decay=0.97"]
 
 _baselines = {}
 
@@ -50,7 +57,7 @@ class Faults(unittest.TestCase):
         self.assertTrue(s["completed"], "%s: the job did not complete: %s" % (what, s["events"]))
         self.assertTrue(s["verify_ok"], "%s: the store does not verify" % what)
         self.assertEqual(s["first_version"], 1)
-        self.assertEqual(s["last_version"], 60)
+        self.assertEqual(s["last_version"], s["versions_reported"])
         self.assertEqual(s["versions_missing"], 0, "%s: versions missing" % what)
         self.assertEqual(s["double_merges"], 0, "%s: a delta merged twice" % what)
         self.assertGreaterEqual(s["last5_accuracy"], base["last5_accuracy"] - 0.01,
@@ -73,13 +80,13 @@ class Faults(unittest.TestCase):
         self.assertGreater(lost, 0, "no packet was lost")
 
     def test_one_region_partitioned_for_30_s_then_healed(self):
-        s = job("--cut", "eu-west@3+30", *SLOW_ROUNDS)
+        s = job("--cut", "eu-west@2+30", *SLOW_ROUNDS)
         self.check(s, baseline(*SLOW_ROUNDS), "partition")
         self.assertIn("healed eu-west", " ".join(s["events"]))
         # The others kept training: versions were made while it was cut off,
         # and it contributed after it healed (it caught up).
         self.assertGreater(s["wan_packets"]["eu-west>coordinator"]["cut"], 0)
-        self.assertGreater(s["contributions"], 2 * 60)
+        self.assertGreater(s["contributions"], 2 * 120 + 20, "it did not catch up")
 
     def test_the_coordinator_killed_and_restarted(self):
         s = job("--kill", "coordinator@1.5")
@@ -90,10 +97,7 @@ class Faults(unittest.TestCase):
         s = job("--kill", "server:us-east@1.5")
         self.check(s, baseline(), "server killed")
         self.assertEqual([r["process"] for r in s["restarts"]], ["server:us-east"])
-        log = open(os.path.join(s["run_dir"], "logs", "server-us-east.log")).read() \
-            if os.path.exists(os.path.join(s["run_dir"], "logs", "server-us-east.log")) else ""
-        if log:
-            self.assertIn("resumed from checkpoint", log)
+        self.assertTrue(s["resumed_from_checkpoint"], "the server did not resume its checkpoint")
 
     def test_a_worker_killed_for_good(self):
         self.check(job("--kill", "worker:eu-west.w1@1.5:stay"), baseline(), "worker killed")

@@ -64,7 +64,9 @@ def program(name):
 def read_ini(path):
     """{section: {key: value}} of a gdml INI file (comments after ';' dropped)."""
     out, sec = {}, None
-    for line in open(path):
+    with open(path) as f:
+        lines = f.readlines()
+    for line in lines:
         line = line.split(";")[0].split("#")[0].strip()
         if not line:
             continue
@@ -123,7 +125,8 @@ class Job:
                 raise RuntimeError("gdml-keys failed:\n" + r.stderr)
         with open(os.path.join(keys, "coordinator.allow"), "w") as allow:
             for name in self.regions:
-                allow.write(open(os.path.join(keys, name + ".pub")).read())
+                with open(os.path.join(keys, name + ".pub")) as pub:
+                    allow.write(pub.read())
 
     def start(self, role, node, argv, stdout=None):
         log = os.path.join(self.run, "logs", role.replace(" ", "-").replace(":", "-") + ".log")
@@ -167,8 +170,9 @@ class Job:
                 "--images", os.path.join(data, "train-images-idx3-ubyte"),
                 "--labels", os.path.join(data, "train-labels-idx1-ubyte"),
                 "--shard-index", str(w), "--shard-count", str(self.workers),
-                "--seed", str(self.seed * 1000 + self.regions.index(region) * 64 + w),
-                "--step-delay-ms", str(slow)]
+                "--seed", str(self.seed * 1000 + self.regions.index(region) * 64 + w)]
+        if region in self.a.slow:
+            argv += ["--step-delay-ms", str(slow)]
         self.start("worker:%s.w%d" % (region, w), region, argv)
 
     # ---- progress ----
@@ -259,6 +263,8 @@ class Job:
 
     def execute(self):
         self.prepare()
+        self.t0 = time.monotonic()  # times count from the processes' start
+        self.wall0 = time.time()
         self.start_coordinator()
         for r in self.regions:
             self.start_server(r)
@@ -300,13 +306,24 @@ class Job:
                 "last_version": int(m.group(2)), "versions_missing": int(m.group(3)),
                 "contributions": int(m.group(4)), "double_merges": int(m.group(5))}
 
+    def resumed_regions(self):
+        """Regions whose restarted server continued from its checkpoint."""
+        out = []
+        for r in self.regions:
+            log = self.procs["server:" + r][3]
+            with open(log, errors="replace") as f:
+                if "resumed from checkpoint" in f.read():
+                    out.append(r)
+        return out
+
     def utilization(self):
         """Mean over workers of the share of their training time spent computing gradients."""
         shares = []
         for role, (_p, _a, _n, log) in self.procs.items():
             if not role.startswith("worker:"):
                 continue
-            text = open(log, errors="replace").read()
+            with open(log, errors="replace") as f:
+                text = f.read()
             found = re.findall(r"utilization ([0-9.]+)\)", text)
             if found:
                 shares.append(float(found[-1]))
@@ -361,7 +378,9 @@ class Job:
 
     def worker_pushed_after(self, log, after):
         """When a restarted worker pushed its first gradient (it logs it)."""
-        for line in open(log, errors="replace"):
+        with open(log, errors="replace") as f:
+            lines = f.readlines()
+        for line in lines:
             if "first model" not in line:
                 continue
             m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", line)
@@ -464,6 +483,7 @@ def run(a):
         summary["training_to_target_s"] = None if hit is None else round(hit - first, 3)
     summary.update(job.audit())
     summary["restarts"] = job.recovery()
+    summary["resumed_from_checkpoint"] = job.resumed_regions()
     summary["wan_packets"] = {"%s>%s" % k: v for k, v in stats.items()}
     with open(os.path.join(run_dir, "wan-summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

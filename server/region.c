@@ -85,6 +85,10 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
     s->scaffold = strcmp(cfg->server.drift_correction, "scaffold") == 0;
     s->overlap = strcmp(cfg->server.overlap, "on") == 0;
     s->checkpoint = cfg->server.checkpoint[0] != '\0';
+    s->lan_staleness = strcmp(cfg->server.lan_consistency, "asp") == 0 ? UINT64_MAX
+                       : strcmp(cfg->server.lan_consistency, "ssp") == 0
+                           ? (uint64_t)cfg->server.ssp_staleness
+                           : 0;
     s->timeout_ms = cfg->server.timeout_ms;
     s->heartbeat_ms = cfg->net.heartbeat_ms;
     s->peer_timeout_ms = cfg->net.peer_timeout_ms;

@@ -51,6 +51,8 @@ typedef struct worker_slot {
     bool excused;       /* its gradient of this step was refused: the step goes on without it */
     bool needs_welcome; /* (re)joined: its next model comes as WELCOME */
     int64_t sent_ms;    /* last frame sent to it */
+    /* SSP and ASP: gradients of it applied (its clock), and the step its model was tagged. */
+    uint64_t clock, tag;
 } worker_slot;
 
 struct gdml_region {

@@ -8,6 +8,16 @@
  * counted per chunk. The step divides each chunk by its own count, so a
  * worker that dies half-way through its push leaves an unbiased step
  * behind, and no per-worker copy of the model is ever held.
+ *
+ * SSP and ASP (server.lan_consistency). Each chunk of a gradient is applied
+ * to the live model as it arrives (a worker's gradient is the mean over its
+ * batch), and each worker has a clock: the gradients of it applied. The
+ * region's step is the slowest live worker's clock. A worker whose gradient
+ * is in gets the live model at once, unless its clock is more than s ahead
+ * of the step, in which case it waits until the slowest catch up (SSP with
+ * staleness s; ASP never waits). A worker that joins starts at the step, so
+ * no one waits for a newcomer to catch up. Syncs come due on the step, as in
+ * BSP.
  */
 #include "region_impl.h"
 
@@ -22,6 +32,12 @@
 #define MAX_BATCH 65536 /* worker.batch_size's bound */
 /* Words of a bitmap over the chunks of the largest tensor. */
 #define CHUNK_WORDS ((size_t)((GDML_MSG_MAX_ELEMS / GDML_CHUNK_ELEMS + 1 + 63) / 64))
+
+/* SSP or ASP, not BSP. */
+static bool ssp(const gdml_region *r)
+{
+    return r->cfg->lan_staleness > 0;
+}
 
 uint64_t region_samples(const gdml_region *r)
 {
@@ -61,8 +77,37 @@ static void send_frames(gdml_region *r, size_t i, const gdml_wan_update *u, int6
     r->wslots[i].sent_ms = now;
 }
 
+/* SSP: the model to each live worker that is ready and not too far ahead,
+ * tagged with its own clock (what its next push must say). */
+static void ssp_broadcast(gdml_region *r, int64_t now)
+{
+    for (size_t i = 0; i < r->workers.used; i++) {
+        gdml_member *m = &r->workers.slots[i];
+        worker_slot *w = &r->wslots[i];
+        if (m->state != GDML_MEMBER_JOINED && m->state != GDML_MEMBER_SILENT)
+            continue;
+        if (!w->needs_welcome && (!w->pushed || w->clock - r->step > r->cfg->lan_staleness))
+            continue;
+        gdml_wan_update u = {0};
+        uint64_t step = r->step;
+        r->step = w->clock; /* model_frames tags with r->step */
+        gdml_err err = model_frames(r, w->needs_welcome ? GDML_MSG_WELCOME : GDML_MSG_MODEL, &u);
+        r->step = step;
+        if (!err) {
+            send_frames(r, i, &u, now);
+            w->needs_welcome = w->pushed = false;
+            w->tag = w->clock;
+        }
+        gdml_wan_update_fini(&u);
+    }
+}
+
 void region_broadcast(gdml_region *r, int64_t now)
 {
+    if (ssp(r)) {
+        ssp_broadcast(r, now);
+        return;
+    }
     /* One immutable set of frames goes to every worker; WELCOME is made
      * apart for a worker that needs the layout too. */
     gdml_wan_update model = {0}, welcome = {0};
@@ -123,8 +168,7 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
     if (h->count == 0 || h->count > r->cfg->max_worker_samples) {
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_BOUNDS, true,
                       "HELLO declares %llu samples; allowed 1..%llu (server.max_worker_samples)",
-                      (unsigned long long)h->count,
-                      (unsigned long long)r->cfg->max_worker_samples);
+                      (unsigned long long)h->count, (unsigned long long)r->cfg->max_worker_samples);
         return;
     }
     int i = gdml_members_find(&r->workers, rx->name);
@@ -137,6 +181,13 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
     gdml_member *m = &r->workers.slots[i];
     worker_slot *w = &r->wslots[i];
+    w->clock = w->tag = r->step; /* SSP: a newcomer starts at the step, and nobody waits on it */
+    if (ssp(r) && !fresh) {
+        w->pushed = false;
+        if (w->counted)
+            memset(w->counted, 0, CHUNK_WORDS * sizeof(uint64_t));
+        gdml_transfer_reset(&w->in);
+    }
     if (fresh && (gdml_transfer_init(&w->in, GDML_MSG_MAX_ELEMS) ||
                   !(w->counted = calloc(CHUNK_WORDS, sizeof(uint64_t))))) {
         m->state = GDML_MEMBER_FREE;
@@ -150,9 +201,8 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
         m->joined_ms = now;
     m->state = GDML_MEMBER_JOINED;
     r->stats.worker_joins += !same;
-    gdml_info("worker '%s' joined%s with %llu samples (%zu joined)", m->name,
-              fresh ? "" : " again", (unsigned long long)h->count,
-              gdml_members_count(&r->workers, GDML_MEMBER_JOINED));
+    gdml_info("worker '%s' joined%s with %llu samples (%zu joined)", m->name, fresh ? "" : " again",
+              (unsigned long long)h->count, gdml_members_count(&r->workers, GDML_MEMBER_JOINED));
     if (r->state == REGION_JOINING) {
         region_maybe_start(r, now);
         return;
@@ -190,16 +240,35 @@ static double chunk_norm(const float *x, size_t n)
     return sqrt(s);
 }
 
+/* SSP: worker i's gradient is in (or was refused while a sync held the
+ * workers): it is ready for the next model, which it gets once it is not too
+ * far ahead. Its chunks' record is cleared for its next push. */
+static void ssp_ready(gdml_region *r, size_t i)
+{
+    worker_slot *w = &r->wslots[i];
+    w->pushed = true;
+    memset(w->counted, 0, CHUNK_WORDS * sizeof(uint64_t));
+    gdml_transfer_reset(&w->in);
+}
+
 static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
 {
     const gdml_msg_header *h = &rx->header;
     gdml_member *m = &r->workers.slots[i];
     worker_slot *w = &r->wslots[i];
-    if (r->state != REGION_TRAINING || h->step != r->step || w->pushed || w->excused) {
-        bool tell = !w->pushed || h->step != r->step;
+    uint64_t expect = ssp(r) ? w->tag : r->step;
+    if (ssp(r) && r->state != REGION_TRAINING && h->step == expect && !w->pushed) {
+        /* A sync holds the workers: this gradient is of a model the GLOBAL
+         * replaces; the worker gets the new one when training goes on. */
+        r->stats.rejected[GDML_REASON_STALE]++;
+        ssp_ready(r, (size_t)i);
+        return;
+    }
+    if (r->state != REGION_TRAINING || h->step != expect || w->pushed || w->excused) {
+        bool tell = !w->pushed || h->step != expect;
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_STALE, tell && h->offset == 0,
-                      "gradient for step %llu; the server is at step %llu%s",
-                      (unsigned long long)h->step, (unsigned long long)r->step,
+                      "gradient for step %llu; the server expects step %llu from it%s",
+                      (unsigned long long)h->step, (unsigned long long)expect,
                       w->pushed ? " and has this worker's gradient already" : "");
         return;
     }
@@ -229,8 +298,8 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     double norm = chunk_norm(r->scratch + lo, len);
     if (!(norm <= r->cfg->max_grad_norm)) {
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NORM, true,
-                      "gradient chunk at %zu has norm %.4g, above server.max_grad_norm = %.4g",
-                      lo, norm, r->cfg->max_grad_norm);
+                      "gradient chunk at %zu has norm %.4g, above server.max_grad_norm = %.4g", lo,
+                      norm, r->cfg->max_grad_norm);
         excuse(r, now, i);
         return;
     }
@@ -240,12 +309,26 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     double batch = (double)h->count;
     if (!(w->counted[c / 64] & bit)) {
         w->counted[c / 64] |= bit;
-        gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
-        r->chunk_batch[c] += batch;
+        if (ssp(r)) { /* applied as it comes: the chunk is a mean over its batch */
+            gdml_saxpy(len, -(float)region_lr(r), r->scratch + lo, r->params + lo);
+        } else {
+            gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
+            r->chunk_batch[c] += batch;
+        }
     }
     if (!complete)
         return;
-    w->pushed = true;
+    if (ssp(r)) {
+        if (r->c_local) { /* SCAFFOLD: along g - c_local + c_global */
+            float lr = (float)region_lr(r);
+            gdml_saxpy(r->n, -lr, r->c_global, r->params);
+            gdml_saxpy(r->n, lr, r->c_local, r->params);
+        }
+        w->clock++;
+        ssp_ready(r, (size_t)i);
+    } else {
+        w->pushed = true;
+    }
     r->batch_sum += batch;
     if (!isnan(h->metric)) {
         r->loss_sum += h->metric * batch;
@@ -282,10 +365,35 @@ static void finish_step(gdml_region *r, int64_t now)
     region_after_step(r, now);
 }
 
+/* SSP: the step is the slowest live worker's clock; each step it moves on is
+ * one step of the region (a sync may come due); then the ready workers that
+ * are not too far ahead get the model. */
+static void ssp_check_step(gdml_region *r, int64_t now)
+{
+    uint64_t slowest = UINT64_MAX;
+    for (size_t i = 0; i < r->workers.used; i++)
+        if (r->workers.slots[i].state == GDML_MEMBER_JOINED && r->wslots[i].clock < slowest)
+            slowest = r->wslots[i].clock;
+    if (slowest == UINT64_MAX)
+        return; /* no live worker */
+    if (r->step >= slowest) {
+        region_broadcast(r, now);
+        return;
+    }
+    r->step++; /* a push moves a clock by one: the slowest moves by one at most */
+    r->steps_since_sync++;
+    r->progress_ms = now;
+    region_after_step(r, now); /* ends with region_broadcast unless a sync holds them */
+}
+
 void region_check_step(gdml_region *r, int64_t now)
 {
     if (r->state != REGION_TRAINING)
         return;
+    if (ssp(r)) {
+        ssp_check_step(r, now);
+        return;
+    }
     size_t in = 0;
     for (size_t i = 0; i < r->workers.used; i++) {
         gdml_member_state st = r->workers.slots[i].state;
@@ -308,8 +416,7 @@ void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
     int i = gdml_members_find(&r->workers, rx->name);
     if (i < 0 || !gdml_members_route_ok(&r->workers, i, &rx->peer)) {
-        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NOT_MEMBER, true,
-                      "send HELLO first");
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NOT_MEMBER, true, "send HELLO first");
         return;
     }
     gdml_member *m = &r->workers.slots[i];

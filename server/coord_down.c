@@ -91,6 +91,7 @@ void coord_welcome(gdml_coord *c, coord_slot *s, int64_t now)
 {
     /* It starts from the initial model; WELCOME brings it the rest. */
     memcpy(s->view, c->initial, c->n * sizeof(float));
+    s->view_version = 0;
     s->pending = GDML_MSG_WELCOME;
     s->retry_ms = now;
     coord_flush_down(c, now);
@@ -145,7 +146,9 @@ void coord_flush_down(gdml_coord *c, int64_t now)
     for (size_t i = 0; i < c->members.used; i++) {
         coord_slot *s = &c->slots[i];
         gdml_member *m = &c->members.slots[i];
-        if (!s->pending || (m->state != GDML_MEMBER_JOINED && m->state != GDML_MEMBER_SILENT))
+        /* Nothing goes to a silent region: what it lacks waits until it is
+         * heard again, so that its view stays what it really holds. */
+        if (!s->pending || m->state != GDML_MEMBER_JOINED)
             continue;
         if (now < s->retry_ms)
             continue;
@@ -177,6 +180,7 @@ void coord_flush_down(gdml_coord *c, int64_t now)
                    u.n_frames);
         gdml_wan_update_fini(&u);
         s->pending = 0;
+        s->view_version = c->version;
     }
 }
 
@@ -209,7 +213,8 @@ void coord_tell(gdml_coord *c, int64_t now, const gdml_peer *route, gdml_reason 
     int i = gdml_members_by_route(&c->members, route);
     size_t len;
     gdml_blob_view(f, &len);
-    if (i < 0 || !c->slots[i].down || gdml_wan_admit(c->slots[i].down, GDML_MSG_ERROR, len, now) == 0)
+    if (i < 0 || !c->slots[i].down ||
+        gdml_wan_admit(c->slots[i].down, GDML_MSG_ERROR, len, now) == 0)
         gdml_actions_send(&c->actions, GDML_LINK_DOWN, route, f);
     gdml_blob_unref(&f);
 }

@@ -36,6 +36,7 @@ typedef struct coord_slot {
     /* The downlink. */
     gdml_wan *down;
     float *view;           /* the global model as this region holds it */
+    uint64_t view_version; /* the version of it (0 until its WELCOME is sent) */
     gdml_msg_type pending; /* WELCOME or GLOBAL waiting for budget; 0 if none */
     int64_t retry_ms;      /* when the pending message may fit the budget */
     int64_t sent_ms;       /* last frame sent: idle links beat */

@@ -247,10 +247,25 @@ static void on_hello(gdml_coord *c, int64_t now, const gdml_rx *rx)
                   c->cfg->regions);
     } else {
         c->stats.rejoins++;
-        gdml_info("region '%s' joined again (it holds version %llu); sending it version %llu", name,
-                  (unsigned long long)h->version, (unsigned long long)c->version);
     }
-    coord_welcome(c, s, now);
+    if (!first && h->version > 0 && h->version == s->view_version &&
+        s->pending != GDML_MSG_WELCOME) {
+        /* It holds what it was last sent (a partition, a reconnect): what
+         * it lacks since, through its downlink, not the whole model. */
+        gdml_info("region '%s' joined again holding version %llu; sending it what it lacks of "
+                  "version %llu",
+                  name, (unsigned long long)h->version, (unsigned long long)c->version);
+        if (h->version < c->version) {
+            s->pending = GDML_MSG_GLOBAL;
+            s->retry_ms = now;
+            coord_flush_down(c, now);
+        }
+    } else {
+        if (!first)
+            gdml_info("region '%s' joined again (it holds version %llu); sending it version %llu",
+                      name, (unsigned long long)h->version, (unsigned long long)c->version);
+        coord_welcome(c, s, now);
+    }
     if (c->phase == COORD_WAITING &&
         gdml_members_count(&c->members, GDML_MEMBER_JOINED) >= c->cfg->regions) {
         c->phase = COORD_COLLECTING;

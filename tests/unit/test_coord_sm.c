@@ -1634,15 +1634,83 @@ Test(coord_sm, silent_region_not_waited_for_until_heard_again)
     cr_expect_eq(part(m, "a")->samples, 0);
     forget(&f);
     committed(&f);
-    cr_expect_eq(test_count_sends(&f.acts, GDML_MSG_GLOBAL, "ra"), 1, "a silent region is sent it");
+    cr_expect_eq(test_count_sends(&f.acts, GDML_MSG_GLOBAL, "ra"), 0,
+                 "nothing goes to a silent region: its view stays what it holds");
     forget(&f);
     feed_own(&f, test_control(GDML_MSG_HEARTBEAT, "a", 2, 0, 0, 0), "a", "ra");
     cr_expect_eq(member_state(&f, "a"), GDML_MEMBER_JOINED, "heard from again");
+    advance(&f, 100, 100);
+    cr_expect_eq(test_count_sends(&f.acts, GDML_MSG_GLOBAL, "ra"), 1, "heard again: it is sent it");
     send_delta(&f, "b", "rb", 2, 1, SAMPLES_B, d);
     cr_expect_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 0, "a is waited for again");
     send_delta(&f, "a", "ra", 2, 1, SAMPLES_A, d);
     cr_expect_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
     free(d);
+    fx_fini(&f);
+}
+
+/* A region back from a partition on a new connection, holding what it was last
+ * sent: it gets what it lacks (GLOBAL through its downlink), not the whole
+ * model; one holding something else gets WELCOME. */
+Test(coord_sm, a_region_back_from_a_partition_gets_a_delta_not_the_model)
+{
+    fx f;
+    fx_config(&f, 4, 3);
+    f.cfg.rounds = 10;
+    fx_start(&f);
+    join_both(&f);
+    forget(&f);
+    float *d = vec(f.n), *got = vec(f.n), *v1 = vec(f.n);
+    make_delta(d, f.n, 0.1f, 1);
+    send_delta(&f, "a", "ra", 1, 0, SAMPLES_A, d);
+    send_delta(&f, "b", "rb", 1, 0, SAMPLES_B, d);
+    const float *params;
+    pending(&f, &params, NULL, NULL);
+    memcpy(v1, params, f.n * sizeof(float));
+    committed(&f); /* version 1 goes to both */
+    forget(&f);
+    /* b delivers round 2; a falls silent; round 2 goes on without it. */
+    send_delta(&f, "b", "rb", 2, 1, SAMPLES_B, d);
+    for (int k = 0; k < 32; k++) {
+        feed_own(&f, test_control(GDML_MSG_HEARTBEAT, "b", 10 + k, 0, 0, 0), "b", "rb");
+        advance(&f, 100, 100);
+    }
+    cr_assert_eq(member_state(&f, "a"), GDML_MEMBER_SILENT);
+    cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
+    const float *v2;
+    pending(&f, &v2, NULL, NULL);
+    float *want = vec(f.n);
+    for (size_t i = 0; i < f.n; i++)
+        want[i] = v2[i] - v1[i];
+    committed(&f);
+    forget(&f);
+    /* a reconnects (a new route) and says HELLO holding version 1. */
+    gdml_blob *h = hello("a", SAMPLES_A, 0, 0);
+    gdml_msg_header hh;
+    const uint8_t *payload;
+    size_t len;
+    const uint8_t *view = gdml_blob_view(h, &len);
+    cr_assert_eq(gdml_msg_decode(view, len, &hh, &payload, NULL, NULL), GDML_OK);
+    gdml_blob_unref(&h);
+    hh.version = 1;
+    gdml_blob *h1 = NULL;
+    cr_assert_eq(gdml_frame_header_only(&hh, &h1), GDML_OK);
+    feed_own(&f, h1, "a", "ra2");
+    cr_assert_eq(test_count_sends(&f.acts, GDML_MSG_WELCOME, "ra2"), 0, "the whole model again");
+    cr_assert_gt(decode_sent(&f, GDML_MSG_GLOBAL, "ra2", got), 0, "no GLOBAL");
+    expect_close(got, want, f.n, "what it lacks: version 2 minus version 1");
+    forget(&f);
+    /* Holding a version its view does not match (it restarted, say): WELCOME. */
+    hh.version = 0;
+    hh.seq++;
+    gdml_blob *h0 = NULL;
+    cr_assert_eq(gdml_frame_header_only(&hh, &h0), GDML_OK);
+    feed_own(&f, h0, "a", "ra3");
+    cr_assert_gt(test_count_sends(&f.acts, GDML_MSG_WELCOME, "ra3"), 0);
+    free(d);
+    free(got);
+    free(v1);
+    free(want);
     fx_fini(&f);
 }
 

@@ -307,7 +307,8 @@ const key_def gdml_config_keys[] = {
     INT(launch, restart_limit, "5", 0, 1000, "--restart-limit",
         "times one process that dies is started again before the job fails (0: never)"),
     INT(launch, restart_backoff_ms, "200", 0, 600000, "--restart-backoff-ms",
-        "wait before the first restart of a process; doubles with each of its restarts, to 10 s"),
+        "wait before a process that died is restarted; doubles with each quick death in a row, "
+        "to 10 s"),
     INT(launch, chaos_every_ms, "0", 0, 86400000, "--chaos-every-ms",
         "kill -9 a random process every 2/3 to 4/3 of this many ms (0: never; for demos, tests "
         "and soaks)"),

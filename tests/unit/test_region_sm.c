@@ -538,6 +538,20 @@ static void assert_delta(const rig *g, const double *want, const double *anchor,
     free(delta);
 }
 
+/* The coordinator's GLOBAL of version 1 while a delta made from `sent` is in
+ * flight: the expected live model becomes g + (x - sent), g = anchor + change. */
+static void global_in_flight(rig *g, double *want, double *anchor, const double *sent)
+{
+    float *change = gradient(g->n, 9, 0);
+    g->now += 10;
+    coord_tensor(g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
+    for (size_t i = 0; i < g->n; i++) {
+        anchor[i] += change[i];
+        want[i] = anchor[i] + (want[i] - sent[i]);
+    }
+    free(change);
+}
+
 Test(region_sm, overlap_trains_on_and_global_keeps_the_progress_since_the_delta)
 {
     rig g;
@@ -565,14 +579,7 @@ Test(region_sm, overlap_trains_on_and_global_keeps_the_progress_since_the_delta)
     clear(&g);
 
     /* GLOBAL: x = g + (x - x_sent), with g = anchor + change. */
-    float *change = gradient(g.n, 9, 0);
-    g.now += 10;
-    coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
-    for (size_t i = 0; i < g.n; i++) {
-        anchor[i] += change[i];
-        want[i] = anchor[i] + (want[i] - sent[i]);
-    }
-    free(change);
+    global_in_flight(&g, want, anchor, sent);
     cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, NULL), 0,
                  "GLOBAL mid-step sends no model: the step in progress goes on");
     cr_assert_eq(stats(&g).version, 1);
@@ -617,14 +624,7 @@ Test(region_sm, overlap_waits_for_the_global_when_the_next_sync_comes_first)
     cr_assert_eq(stats(&g).steps, 6);
     clear(&g);
 
-    float *change = gradient(g.n, 9, 0);
-    g.now += 10;
-    coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
-    for (size_t i = 0; i < g.n; i++) {
-        anchor[i] += change[i];
-        want[i] = anchor[i] + (want[i] - sent[i]);
-    }
-    free(change);
+    global_in_flight(&g, want, anchor, sent);
     /* At once: the next delta (against version 1) and the model. */
     assert_delta(&g, want, anchor, 1);
     assert_model(&g, GDML_MSG_MODEL, "r1", want, 6, 1);
@@ -828,14 +828,7 @@ Test(region_sm, a_restarted_region_resumes_its_checkpoint_on_top_of_the_current_
     step2(&g, want, 3);
     step2(&g, want, 4);
     clear(&g);
-    float *change = gradient(g.n, 9, 0);
-    g.now += 10;
-    coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
-    for (size_t i = 0; i < g.n; i++) {
-        anchor[i] += change[i];
-        want[i] = anchor[i] + (want[i] - sent[i]);
-    }
-    free(change);
+    global_in_flight(&g, want, anchor, sent);
     ckpt_copy c2;
     take_checkpoint(&g, &c2);
     cr_assert_null(ckpt_tensor(&c2, "sent"));

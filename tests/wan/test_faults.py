@@ -3,7 +3,7 @@
 (wan_job.py): a 100 ms round trip at 50 Mbit/s, 5% loss on one region's link,
 one region partitioned for 30 s and healed, the coordinator killed and
 restarted, a regional server killed and restarted, a worker killed for good,
-and one region at a quarter of the others' speed.
+and one region at a quarter of the others' speed (synchronous rounds).
 
 Each checks that training completes, that its accuracy is within 1 point of
 the fault-free run of the same job (the mean of the last five versions, which
@@ -16,6 +16,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tap  # noqa: E402
 import wan_job  # noqa: E402
 from wan import Wan  # noqa: E402
 
@@ -103,9 +104,14 @@ class Faults(unittest.TestCase):
         self.check(job("--kill", "worker:eu-west.w1@1.5:stay"), baseline(), "worker killed")
 
     def test_one_region_at_a_quarter_speed(self):
-        s = job("--slow", "ap-south=3", "--set", "coordinator.consistency=quorum")
+        # Synchronous rounds: everyone waits for it, nothing is lost, and the
+        # result is the fault-free one. (Quorum and async rounds are faster
+        # but merge the slow region's data less often; tests/bench/wan.py
+        # measures both.)
+        s = job("--slow", "ap-south=3")
         self.check(s, baseline(), "straggler")
+        self.assertGreater(s["training_s"], 2 * baseline()["training_s"], "it was not slow")
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tap.main()

@@ -14,6 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tap  # noqa: E402
 import wan  # noqa: E402
 from wan import Wan  # noqa: E402
 
@@ -157,4 +158,4 @@ class WanTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    tap.main()

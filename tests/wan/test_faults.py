@@ -55,6 +55,12 @@ def baseline(*args):
 @unittest.skipIf(SKIP, SKIP)
 class Faults(unittest.TestCase):
     def check(self, s, base, what):
+        print("%s: completed %s, accuracy %.4f (fault-free %.4f), versions %s..%s, missing %s, "
+              "merged twice %s, restarts %s" %
+              (what, s["completed"], s["last5_accuracy"] or 0, base["last5_accuracy"],
+               s.get("first_version"), s.get("last_version"), s.get("versions_missing"),
+               s.get("double_merges"),
+               [(r["process"], r["contributes_s"]) for r in s["restarts"]]), file=sys.stderr)
         self.assertTrue(s["completed"], "%s: the job did not complete: %s" % (what, s["events"]))
         self.assertTrue(s["verify_ok"], "%s: the store does not verify" % what)
         self.assertEqual(s["first_version"], 1)

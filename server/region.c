@@ -36,7 +36,6 @@ typedef struct region_loop {
     FILE *byte_log;
     gdml_store *ckpt;            /* the checkpoint store, or NULL */
     uint64_t handshake_failures; /* of the link to the coordinator, last logged */
-    uint64_t connects;           /* of the link to the coordinator, seen so far */
 } region_loop;
 
 /*
@@ -48,11 +47,8 @@ static void check_handshakes(region_loop *L, int64_t now)
 {
     gdml_link_stats st;
     gdml_link_stats_get(L->links[GDML_LINK_UP], &st);
-    if (st.connects > L->connects) {
-        if (L->connects > 0)
-            gdml_region_on_reconnected(L->sm, now);
-        L->connects = st.connects;
-    }
+    if (gdml_link_reconnected(L->links[GDML_LINK_UP]))
+        gdml_region_on_reconnected(L->sm, now);
     if (st.auth_refused <= L->handshake_failures)
         return;
     L->handshake_failures = st.auth_refused;

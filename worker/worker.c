@@ -43,8 +43,8 @@ typedef struct worker {
     const gdml_model_ops *ops;
     char layout_text[GDML_MSG_TEXT_MAX];
     size_t n_params, batch;
-    float *params, *incoming, *grad, *scratch,
-        *xb; /* model; model arriving; gradient; ...; a batch */
+    /* The model; a model arriving; a gradient; scratch; a batch. */
+    float *params, *incoming, *grad, *scratch, *xb;
     uint8_t *yb;
     uint32_t *order; /* this epoch's sample order */
     size_t cursor;   /* next position in order */
@@ -54,7 +54,6 @@ typedef struct worker {
     gdml_ratelog *log;
     uint64_t step, seq, version, pushes;
     uint64_t handshake_failures; /* with the server, last logged */
-    uint64_t connects;           /* TCP connections to the server seen so far */
     int64_t hello_ms, heard_ms, sent_ms, model_ms;
     bool push_pending;   /* a model is in, and its gradient waits for worker.step_delay_ms */
     int64_t push_due_ms; /* when it is computed */
@@ -250,14 +249,9 @@ static gdml_err tick(worker *w, int64_t now, gdml_errmsg *e)
                   cfg->worker.server, (unsigned long long)st.auth_refused);
     }
     gdml_ratelog_flush(w->log, now);
-    if (st.connects > w->connects) {
-        /* Connected again: the server may have restarted and forgotten us,
-         * and a new connection is a new route to it anyway. Join at once. */
-        if (w->connects > 0 && !w->done) {
-            gdml_info("reconnected to the server: joining again");
-            send_control(w, GDML_MSG_HELLO, NULL, now);
-        }
-        w->connects = st.connects;
+    if (gdml_link_reconnected(w->link) && !w->done) {
+        gdml_info("reconnected to the server: joining again");
+        send_control(w, GDML_MSG_HELLO, NULL, now);
     }
     if (now - w->model_ms > cfg->worker.timeout_ms)
         return gdml_errmsg_set(e, GDML_ERR_TIMEOUT,

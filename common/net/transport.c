@@ -301,6 +301,14 @@ void gdml_link_stats_get(const gdml_link *l, gdml_link_stats *out)
     out->connects = guard_connects(l->t->guard, l->watch_id);
 }
 
+bool gdml_link_reconnected(gdml_link *l)
+{
+    uint64_t now = guard_connects(l->t->guard, l->watch_id);
+    bool again = l->connects_seen > 0 && now > l->connects_seen;
+    l->connects_seen = now;
+    return again;
+}
+
 const char *gdml_peer_str(const gdml_peer *p, char *buf, size_t cap)
 {
     if (cap == 0)

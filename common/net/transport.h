@@ -185,6 +185,13 @@ gdml_err gdml_link_poll(gdml_link *const *links, size_t n, int timeout_ms, bool 
 /* Copies the link's counters. */
 void gdml_link_stats_get(const gdml_link *l, gdml_link_stats *out);
 
+/*
+ * True once for each connection a connecting link made after its first: the
+ * peer may have restarted and forgotten us, and a new connection is a new
+ * route to it anyway, so the caller joins again.
+ */
+bool gdml_link_reconnected(gdml_link *l);
+
 /* Bytes a frame of frame_len bytes takes on the wire, with or without CURVE. */
 uint64_t gdml_wire_bytes(size_t frame_len, bool curve);
 

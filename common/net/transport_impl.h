@@ -112,6 +112,7 @@ struct gdml_link {
     uint64_t max_backlog;
     int64_t drop_after_ms;
     int watch_id;
+    uint64_t connects_seen; /* connections gdml_link_reconnected has reported */
     gdml_curve_allow *allow;
     gdml_link_stats stats;
     outbox *boxes; /* ROUTER: one per peer with frames waiting; DEALER: boxes[0] */

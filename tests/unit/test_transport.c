@@ -1375,6 +1375,7 @@ Test(transport, disconnect_closes_a_peer_and_discards_its_outbox)
     gdml_link *srv = bind_on(t, NULL, ep, sizeof ep);
     gdml_link *cli = connect_to(t, ep, NULL);
     gdml_peer p = greet(srv, cli, "w0");
+    cr_assert_not(gdml_link_reconnected(cli), "its first connection is not a reconnect");
     gdml_blob *big = payload_frame("srv", 1, 64 << 10, 5);
     for (int i = 0; i < 3000; i++)
         send_ok(srv, &p, big);
@@ -1398,6 +1399,12 @@ Test(transport, disconnect_closes_a_peer_and_discards_its_outbox)
         gdml_rx_release(&rx);
     gdml_peer again = greet(srv, cli, "w0");
     cr_assert_not(gdml_peer_eq(&again, &p), "a reconnected peer has a new id");
+    /* The connecting side is told, once (the guard sees the connect a moment later). */
+    bool told = false;
+    for (int64_t until = gdml_now_ms() + 3000; !told && gdml_now_ms() < until; usleep(10 * 1000))
+        told = gdml_link_reconnected(cli);
+    cr_assert(told, "the DEALER's reconnect was not reported");
+    cr_assert_not(gdml_link_reconnected(cli), "a reconnect is reported once");
     send_take(srv, &again, header_frame(GDML_MSG_WELCOME, "srv", 1));
     recv_ok(cli, &rx);
     cr_assert_eq(rx.header.type, GDML_MSG_WELCOME);

@@ -69,8 +69,6 @@ const gdml_sync_mode *gdml_sync_mode_find(const char *name)
     return NULL;
 }
 
-static void try_sync(gdml_region *r, int64_t now, bool *sent);
-
 /* ---- joining ---- */
 
 void region_hello(gdml_region *r, int64_t now)
@@ -220,17 +218,10 @@ static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
     region_checkpoint(r, now);
     if (r->state == REGION_SYNCING) {
         r->state = REGION_TRAINING;
-        if (answered) { /* the next sync came due while this one was in flight */
-            bool sent;
-            try_sync(r, now, &sent);
-            if (r->state == REGION_DONE)
-                return;
-            if (!sent && r->cfg->sync->hold) {
-                r->state = REGION_HOLDING;
-                return;
-            }
-        }
-        region_broadcast(r, now);
+        if (answered) /* the next sync came due while this one was in flight: it goes now */
+            region_after_step(r, now);
+        else
+            region_broadcast(r, now);
     }
 }
 

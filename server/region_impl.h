@@ -79,7 +79,7 @@ struct gdml_region {
     uint64_t version, step, steps_since_sync, syncs;
     uint64_t wan_seq, lan_seq;
     uint64_t delta_seq; /* the delta SYNCING waits on */
-    double batch_sum, loss_sum, loss_weight;
+    double loss_sum, loss_weight;
     bool joined_coord; /* HELLO sent */
     uint64_t hello_samples;
     int64_t hello_ms, coord_heard_ms, coord_sent_ms, progress_ms, stall_log_ms, last_sync_ms;

@@ -33,6 +33,21 @@
 /* Words of a bitmap over the chunks of the largest tensor. */
 #define CHUNK_WORDS ((size_t)((GDML_MSG_MAX_ELEMS / GDML_CHUNK_ELEMS + 1 + 63) / 64))
 
+/* Forgets what worker slot w received of its current push, for its next one. */
+static void forget_push(worker_slot *w)
+{
+    if (w->counted) /* NULL in a slot whose first join ran out of memory */
+        memset(w->counted, 0, CHUNK_WORDS * sizeof(uint64_t));
+    gdml_transfer_reset(&w->in);
+}
+
+/* SCAFFOLD's correction of one step at rate lr: along g - c_local + c_global. */
+static void scaffold_step(gdml_region *r, float lr)
+{
+    gdml_saxpy(r->n, -lr, r->c_global, r->params);
+    gdml_saxpy(r->n, lr, r->c_local, r->params);
+}
+
 /* SSP or ASP, not BSP. */
 static bool ssp(const gdml_region *r)
 {
@@ -49,14 +64,16 @@ uint64_t region_samples(const gdml_region *r)
     return n;
 }
 
-/* The frames of the live model, as `type`, with the layout when WELCOME. */
-static gdml_err model_frames(gdml_region *r, gdml_msg_type type, gdml_wan_update *out)
+/* The frames of the live model, as `type` tagged with step (what the
+ * worker's next push must say), with the layout when WELCOME. */
+static gdml_err model_frames(gdml_region *r, gdml_msg_type type, uint64_t step,
+                             gdml_wan_update *out)
 {
     gdml_msg_header h;
     gdml_msg_header_init(&h, type, r->cfg->name);
     h.seq = ++r->lan_seq;
     h.version = r->version;
-    h.step = r->step;
+    h.step = step;
     if (type == GDML_MSG_WELCOME)
         snprintf(h.text, sizeof h.text, "%s", r->layout_text);
     size_t k;
@@ -89,11 +106,8 @@ static void ssp_broadcast(gdml_region *r, int64_t now)
         if (!w->needs_welcome && (!w->pushed || w->clock - r->step > r->cfg->lan_staleness))
             continue;
         gdml_wan_update u = {0};
-        uint64_t step = r->step;
-        r->step = w->clock; /* model_frames tags with r->step */
-        gdml_err err = model_frames(r, w->needs_welcome ? GDML_MSG_WELCOME : GDML_MSG_MODEL, &u);
-        r->step = step;
-        if (!err) {
+        gdml_msg_type type = w->needs_welcome ? GDML_MSG_WELCOME : GDML_MSG_MODEL;
+        if (!model_frames(r, type, w->clock, &u)) {
             send_frames(r, i, &u, now);
             w->needs_welcome = w->pushed = false;
             w->tag = w->clock;
@@ -118,13 +132,13 @@ void region_broadcast(gdml_region *r, int64_t now)
         if (m->state != GDML_MEMBER_JOINED && m->state != GDML_MEMBER_SILENT)
             continue;
         if (w->needs_welcome) {
-            if (!have_welcome && model_frames(r, GDML_MSG_WELCOME, &welcome))
+            if (!have_welcome && model_frames(r, GDML_MSG_WELCOME, r->step, &welcome))
                 continue;
             have_welcome = true;
             send_frames(r, i, &welcome, now);
             w->needs_welcome = false;
         } else {
-            if (!have_model && model_frames(r, GDML_MSG_MODEL, &model))
+            if (!have_model && model_frames(r, GDML_MSG_MODEL, r->step, &model))
                 continue;
             have_model = true;
             send_frames(r, i, &model, now);
@@ -184,9 +198,7 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
     w->clock = w->tag = r->step; /* SSP: a newcomer starts at the step, and nobody waits on it */
     if (ssp(r) && !fresh) {
         w->pushed = false;
-        if (w->counted)
-            memset(w->counted, 0, CHUNK_WORDS * sizeof(uint64_t));
-        gdml_transfer_reset(&w->in);
+        forget_push(w);
     }
     if (fresh && (gdml_transfer_init(&w->in, GDML_MSG_MAX_ELEMS) ||
                   !(w->counted = calloc(CHUNK_WORDS, sizeof(uint64_t))))) {
@@ -216,7 +228,7 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
     w->needs_welcome = true;
     if (r->state == REGION_TRAINING) {
         gdml_wan_update u = {0};
-        if (!model_frames(r, GDML_MSG_WELCOME, &u)) {
+        if (!model_frames(r, GDML_MSG_WELCOME, r->step, &u)) {
             send_frames(r, (size_t)i, &u, now);
             w->needs_welcome = false;
         }
@@ -247,8 +259,7 @@ static void ssp_ready(gdml_region *r, size_t i)
 {
     worker_slot *w = &r->wslots[i];
     w->pushed = true;
-    memset(w->counted, 0, CHUNK_WORDS * sizeof(uint64_t));
-    gdml_transfer_reset(&w->in);
+    forget_push(w);
 }
 
 static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
@@ -319,17 +330,13 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     if (!complete)
         return;
     if (ssp(r)) {
-        if (r->c_local) { /* SCAFFOLD: along g - c_local + c_global */
-            float lr = (float)region_lr(r);
-            gdml_saxpy(r->n, -lr, r->c_global, r->params);
-            gdml_saxpy(r->n, lr, r->c_local, r->params);
-        }
+        if (r->c_local)
+            scaffold_step(r, (float)region_lr(r));
         w->clock++;
         ssp_ready(r, (size_t)i);
     } else {
         w->pushed = true;
     }
-    r->batch_sum += batch;
     if (!isnan(h->metric)) {
         r->loss_sum += h->metric * batch;
         r->loss_weight += batch;
@@ -348,17 +355,13 @@ static void finish_step(gdml_region *r, int64_t now)
             gdml_saxpy(len, -lr / (float)r->chunk_batch[c], r->grad_sum + lo, r->params + lo);
         r->chunk_batch[c] = 0;
     }
-    if (r->c_local) { /* SCAFFOLD: step along g - c_local + c_global */
-        gdml_saxpy(r->n, -lr, r->c_global, r->params);
-        gdml_saxpy(r->n, lr, r->c_local, r->params);
-    }
+    if (r->c_local)
+        scaffold_step(r, lr);
     gdml_szero(r->n, r->grad_sum);
     for (size_t i = 0; i < r->workers.used; i++) {
         r->wslots[i].pushed = r->wslots[i].excused = false;
-        memset(r->wslots[i].counted, 0, CHUNK_WORDS * sizeof(uint64_t));
-        gdml_transfer_reset(&r->wslots[i].in);
+        forget_push(&r->wslots[i]);
     }
-    r->batch_sum = 0;
     r->step++;
     r->steps_since_sync++;
     r->progress_ms = now;
@@ -435,7 +438,7 @@ void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
         if (r->state == REGION_TRAINING && !r->wslots[i].pushed) {
             r->wslots[i].needs_welcome = true; /* it lost its model: send it again */
             gdml_wan_update u = {0};
-            if (!model_frames(r, GDML_MSG_WELCOME, &u)) {
+            if (!model_frames(r, GDML_MSG_WELCOME, r->step, &u)) {
                 send_frames(r, (size_t)i, &u, now);
                 r->wslots[i].needs_welcome = false;
             }

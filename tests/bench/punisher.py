@@ -17,10 +17,8 @@ wall time (12 minutes by default).
 """
 
 import argparse
-import calendar
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +27,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("GDML_BUILD_DIR", os.path.join(ROOT, "build")))
+sys.path.insert(0, os.path.join(ROOT, "tests", "wan"))
+import history  # noqa: E402
 
 # A job long enough for the faults: rounds of about half a second, a learning
 # rate that still learns at the end.
@@ -51,13 +51,7 @@ def summary(run_dir):
 
 
 def audit(run_dir):
-    r = subprocess.run([os.path.join(BUILD, "gdml-models"), "verify", "--store",
-                        os.path.join(run_dir, "store")], capture_output=True, text=True)
-    m = re.search(r"history: versions (\d+)\.\.(\d+), (\d+) missing.*?(\d+) merged twice",
-                  r.stdout)
-    return {"verify_ok": r.returncode == 0, "versions_missing": int(m.group(3)) if m else None,
-            "double_merges": int(m.group(4)) if m else None, "last_version":
-            int(m.group(2)) if m else None}
+    return history.verify(os.path.join(BUILD, "gdml-models"), os.path.join(run_dir, "store"))
 
 
 def version_times(run_dir):
@@ -67,40 +61,6 @@ def version_times(run_dir):
         for line in f.readlines()[1:]:
             v, ms = line.split(",")[:2]
             out[int(v)] = int(ms) / 1000.0
-    return out
-
-
-def region_merges(run_dir, region):
-    """Versions that merged a new delta of region, in order."""
-    r = subprocess.run([os.path.join(BUILD, "gdml-models"), "list", "--store",
-                        os.path.join(run_dir, "store")], capture_output=True, text=True)
-    out, prev = [], None
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if not parts or not parts[0].isdigit():
-            continue
-        for tok in parts[8:]:
-            name, _, seq = tok.partition("#")
-            if name == region:
-                if prev is not None and seq != prev:
-                    out.append(int(parts[0]))
-                prev = seq
-    return out
-
-
-def log_times(path, needle, start_unix_ms):
-    """Seconds since the launcher started of each log line containing needle."""
-    out = []
-    if not os.path.exists(path):
-        return out
-    with open(path, errors="replace") as f:
-        for line in f:
-            if needle not in line:
-                continue
-            m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d+)Z", line)
-            if m:
-                t = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
-                out.append(t + float("0." + m.group(2)) - start_unix_ms / 1000.0)
     return out
 
 
@@ -116,11 +76,14 @@ def recovery(run_dir, s):
                 when = min((t for t in times.values() if t > restarted), default=None)
             elif name.startswith("server "):
                 region = name.split(" ", 1)[1]
-                when = min((times[v] for v in region_merges(run_dir, region)
-                            if v in times and times[v] > restarted), default=None)
+                merged = history.region_merges(os.path.join(BUILD, "gdml-models"),
+                                               os.path.join(run_dir, "store"), region)
+                when = min((times[v] for v in merged if v in times and times[v] > restarted),
+                           default=None)
             elif name.startswith("worker "):
                 log = os.path.join(run_dir, "logs", "worker-%s.log" % name.split(" ", 1)[1])
-                when = min((t for t in log_times(log, "first model", s["start_unix_ms"])
+                when = min((t for t in history.log_times(log, "first model",
+                                                         s["start_unix_ms"] / 1000.0)
                             if t > restarted), default=None)
         out.append({"process": name, "died_s": d["died_s"], "restarted_s": restarted,
                     "contributes_s": None if when is None else round(when - restarted, 3)})

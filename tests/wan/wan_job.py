@@ -43,6 +43,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import history  # noqa: E402
 from wan import Wan  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -296,15 +297,7 @@ class Job:
         return completed, end
 
     def audit(self):
-        r = subprocess.run([program("gdml-models"), "verify", "--store",
-                            os.path.join(self.run, "store")], capture_output=True, text=True)
-        m = re.search(r"history: versions (\d+)\.\.(\d+), (\d+) missing.*?; (\d+) contributions, "
-                      r"(\d+) merged twice", r.stdout)
-        if not m:
-            return {"verify_ok": False, "verify_output": r.stdout + r.stderr}
-        return {"verify_ok": r.returncode == 0, "first_version": int(m.group(1)),
-                "last_version": int(m.group(2)), "versions_missing": int(m.group(3)),
-                "contributions": int(m.group(4)), "double_merges": int(m.group(5))}
+        return history.verify(program("gdml-models"), os.path.join(self.run, "store"))
 
     def resumed_regions(self):
         """Regions whose restarted server continued from its checkpoint."""
@@ -352,45 +345,17 @@ class Job:
         return out
 
     def region_contributed_after(self, region, after):
-        # The coordinator logs each merge with the regions it merged (debug
-        # is off), so read the store: versions committed after the restart
-        # whose record gives the region a weight.
-        r = subprocess.run([program("gdml-models"), "list", "--store",
-                            os.path.join(self.run, "store")], capture_output=True, text=True)
+        """When the first version after a restart that merged a delta of region was seen."""
         with self.lock:
             times = {v: t for t, v, _a in self.versions}
-        seqs = []
-        for line in r.stdout.splitlines():
-            parts = line.split()
-            if not parts or not parts[0].isdigit():
-                continue
-            v = int(parts[0])
-            for tok in parts[8:]:
-                name, _, seq = tok.partition("#")
-                if name == region:
-                    seqs.append((v, int(seq)))
-        prev = None
-        for v, seq in seqs:
-            if prev is not None and seq != prev and v in times and times[v] > after:
-                return times[v]
-            prev = seq
-        return None
+        merged = history.region_merges(program("gdml-models"), os.path.join(self.run, "store"),
+                                       region)
+        return min((times[v] for v in merged if v in times and times[v] > after), default=None)
 
     def worker_pushed_after(self, log, after):
-        """When a restarted worker pushed its first gradient (it logs it)."""
-        with open(log, errors="replace") as f:
-            lines = f.readlines()
-        for line in lines:
-            if "first model" not in line:
-                continue
-            m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", line)
-            if not m:
-                continue
-            t = time.mktime(time.strptime(m.group(1).split(".")[0], "%Y-%m-%dT%H:%M:%S"))
-            t += float("0." + m.group(1).split(".")[1]) - time.timezone
-            if t - self.wall0 > after:
-                return t - self.wall0
-        return None
+        """When a restarted worker pushed its first gradient (it logs "first model")."""
+        return min((t for t in history.log_times(log, "first model", self.wall0) if t > after),
+                   default=None)
 
 
 def parse_kv(items, cast):

@@ -94,6 +94,19 @@ static void send_frames(gdml_region *r, size_t i, const gdml_wan_update *u, int6
     r->wslots[i].sent_ms = now;
 }
 
+/* The live model to worker i alone, with the layout if it needs it. */
+static void send_model(gdml_region *r, size_t i, int64_t now)
+{
+    worker_slot *w = &r->wslots[i];
+    gdml_wan_update u = {0};
+    gdml_msg_type type = w->needs_welcome ? GDML_MSG_WELCOME : GDML_MSG_MODEL;
+    if (!model_frames(r, type, r->step, &u)) {
+        send_frames(r, i, &u, now);
+        w->needs_welcome = false;
+    }
+    gdml_wan_update_fini(&u);
+}
+
 /* SSP: the model to each live worker that is ready and not too far ahead,
  * tagged with its own clock (what its next push must say). */
 static void ssp_broadcast(gdml_region *r, int64_t now)
@@ -226,30 +239,8 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
      * once if the current step waits for its gradient, else with the next. */
     /* What it sent of this step stays counted: a push it sends again is refused. */
     w->needs_welcome = true;
-    if (r->state == REGION_TRAINING) {
-        gdml_wan_update u = {0};
-        if (!model_frames(r, GDML_MSG_WELCOME, r->step, &u)) {
-            send_frames(r, (size_t)i, &u, now);
-            w->needs_welcome = false;
-        }
-        gdml_wan_update_fini(&u);
-    }
-}
-
-/* Worker i's push of this step was refused: the step goes on without it. */
-static void excuse(gdml_region *r, int64_t now, int i)
-{
-    r->wslots[i].excused = true;
-    gdml_transfer_reset(&r->wslots[i].in);
-    region_check_step(r, now);
-}
-
-static double chunk_norm(const float *x, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return sqrt(s);
+    if (r->state == REGION_TRAINING)
+        send_model(r, (size_t)i, now);
 }
 
 /* SSP: worker i's gradient is in (or was refused while a sync held the
@@ -260,6 +251,30 @@ static void ssp_ready(gdml_region *r, size_t i)
     worker_slot *w = &r->wslots[i];
     w->pushed = true;
     forget_push(w);
+}
+
+/* Worker i's push of this step was refused. BSP: the step goes on without
+ * it. SSP and ASP: its clock moves on as if it had pushed, so that a worker
+ * whose gradients are refused never holds the others back. */
+static void excuse(gdml_region *r, int64_t now, int i)
+{
+    worker_slot *w = &r->wslots[i];
+    gdml_transfer_reset(&w->in);
+    if (ssp(r)) {
+        w->clock++;
+        ssp_ready(r, (size_t)i);
+    } else {
+        w->excused = true;
+    }
+    region_check_step(r, now);
+}
+
+static double chunk_norm(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return sqrt(s);
 }
 
 static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
@@ -405,8 +420,22 @@ void region_check_step(gdml_region *r, int64_t now)
         else if (st == GDML_MEMBER_JOINED)
             return; /* still waiting for it */
     }
-    if (in > 0)
-        finish_step(r, now);
+    if (in == 0)
+        return;
+    for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++)
+        if (r->chunk_batch[c] > 0) {
+            finish_step(r, now);
+            return;
+        }
+    /* Every gradient of the step was refused: the step is not taken (it
+     * would count toward the sync with nothing learned), and each refused
+     * worker is sent the model again to try anew. */
+    for (size_t i = 0; i < r->workers.used; i++)
+        if (r->wslots[i].excused) {
+            r->wslots[i].excused = false;
+            forget_push(&r->wslots[i]);
+            send_model(r, i, now);
+        }
 }
 
 void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
@@ -437,12 +466,7 @@ void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
     case GDML_MSG_PULL:
         if (r->state == REGION_TRAINING && !r->wslots[i].pushed) {
             r->wslots[i].needs_welcome = true; /* it lost its model: send it again */
-            gdml_wan_update u = {0};
-            if (!model_frames(r, GDML_MSG_WELCOME, r->step, &u)) {
-                send_frames(r, (size_t)i, &u, now);
-                r->wslots[i].needs_welcome = false;
-            }
-            gdml_wan_update_fini(&u);
+            send_model(r, (size_t)i, now);
         }
         break;
     case GDML_MSG_LEAVE:

@@ -1225,6 +1225,71 @@ Test(region_sm, norm_refused_worker_is_excused_for_the_step)
     rig_fini(&g);
 }
 
+Test(region_sm, a_step_whose_every_gradient_is_refused_is_not_taken)
+{
+    /* Nothing was learned: the step would only bring the sync closer. Each
+     * refused worker is sent the same step's model again, and the step is
+     * taken when a gradient gets through. */
+    rig g;
+    rig_config(&g);
+    rig_train(&g, SMALL);
+    float *h = huge(g.n), *g1 = gradient(g.n, 1, 0);
+    push(&g, "w1", "r1", 0, 32, h);
+    push(&g, "w2", "r2", 0, 16, h);
+    cr_assert_eq(stats(&g).rejected[GDML_REASON_NORM], 2);
+    cr_assert_eq(stats(&g).steps, 0, "a step with no gradient in was taken");
+    uint64_t tag;
+    cr_assert(model_to(&g, "r1", &tag), "w1 was not sent the model again");
+    cr_assert_eq(tag, 0);
+    cr_assert(model_to(&g, "r2", &tag), "w2 was not sent the model again");
+    cr_assert_eq(tag, 0);
+    double *want = dup_init(&g);
+    assert_model(&g, GDML_MSG_MODEL, "r1", want, 0, 0);
+    clear(&g);
+    /* Their next tries at step 0 are taken as new pushes. */
+    push(&g, "w1", "r1", 0, 32, g1);
+    push(&g, "w2", "r2", 0, 16, h);
+    cr_assert_eq(stats(&g).steps, 1);
+    sgd1(want, g.n, g1, 32);
+    assert_model(&g, GDML_MSG_MODEL, "r2", want, 1, 0);
+    free(h);
+    free(g1);
+    free(want);
+    rig_fini(&g);
+}
+
+Test(region_sm, ssp_a_worker_whose_gradients_are_refused_does_not_hold_the_others)
+{
+    rig g;
+    rig_config(&g);
+    g.cfg.lan_staleness = 1;
+    g.cfg.sync_every = 100;
+    rig_train(&g, SMALL);
+    float *h = huge(g.n);
+    double *want = dup_init(&g);
+    uint64_t tag;
+    for (unsigned k = 0; k < 6; k++) {
+        float *a = gradient(g.n, 1, k);
+        push(&g, "w2", "r2", k, 16, h);
+        cr_assert(model_to(&g, "r2", &tag), "w2 was not sent the model after a refusal at %u", k);
+        cr_assert_eq(tag, k + 1, "a refused gradient still moves its worker's clock");
+        push(&g, "w1", "r1", k, 32, a);
+        apply(want, g.n, a);
+        cr_assert(model_to(&g, "r1", &tag), "w1 was held at %u by a worker whose gradients "
+                  "are refused", k);
+        cr_assert_eq(tag, k + 1);
+        free(a);
+        clear(&g);
+    }
+    cr_assert_eq(stats(&g).steps, 6);
+    cr_assert_eq(stats(&g).rejected[GDML_REASON_NORM], 6);
+    push(&g, "w1", "r1", 6, 32, h); /* w1's own refusal: nothing applied */
+    assert_model(&g, GDML_MSG_MODEL, "r1", want, 7, 0);
+    free(h);
+    free(want);
+    rig_fini(&g);
+}
+
 /* ---- chunks ---- */
 
 Test(region_sm, multichunk_gradient_out_of_order_with_duplicate)

@@ -248,13 +248,18 @@ static void on_hello(gdml_coord *c, int64_t now, const gdml_rx *rx)
     } else {
         c->stats.rejoins++;
     }
-    if (!first && h->version > 0 && h->version == s->view_version &&
-        s->pending != GDML_MSG_WELCOME) {
-        /* It holds what it was last sent (a partition, a reconnect): what
-         * it lacks since, through its downlink, not the whole model. */
-        gdml_info("region '%s' joined again holding version %llu; sending it what it lacks of "
-                  "version %llu",
-                  name, (unsigned long long)h->version, (unsigned long long)c->version);
+    if (!first && *h->text && h->version == s->view_version && s->pending != GDML_MSG_WELCOME) {
+        /* It holds what it was last sent (its HELLO names the layout only
+         * once it holds a model: a partition, a reconnect, or more samples
+         * to declare): what it lacks since, through its downlink, not the
+         * whole model. */
+        if (h->version == c->version)
+            gdml_info("region '%s' holds version %llu, the newest, and declares %llu samples", name,
+                      (unsigned long long)h->version, (unsigned long long)h->count);
+        else
+            gdml_info("region '%s' joined again holding version %llu; sending it what it lacks "
+                      "of version %llu",
+                      name, (unsigned long long)h->version, (unsigned long long)c->version);
         if (h->version < c->version) {
             s->pending = GDML_MSG_GLOBAL;
             s->retry_ms = now;

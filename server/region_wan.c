@@ -137,6 +137,22 @@ static bool take_chunk(gdml_region *r, int64_t now, const gdml_rx *rx)
     return complete;
 }
 
+/* A WELCOME while training (the coordinator restarted, or it answered a
+ * HELLO that told it of more samples): the progress since the last sync, or
+ * since the delta in flight, stays on top of the model it sends,
+ * x = g + (x - base), and the round goes on. A delta in flight is not waited
+ * for: a GLOBAL that answers it is then taken as an update to keep. */
+static void rebase(gdml_region *r, int64_t now, const gdml_msg_header *h)
+{
+    gdml_saxpy(r->n, -1.0f, r->in_flight ? r->sent : r->anchor, r->params);
+    r->ops->init(&r->layout, r->anchor, h->count);
+    gdml_saxpy(r->n, 1.0f, r->scratch, r->anchor);
+    gdml_saxpy(r->n, 1.0f, r->anchor, r->params);
+    r->version = h->version;
+    r->in_flight = false;
+    r->progress_ms = now;
+}
+
 /* A chunk of WELCOME: the global model as a change from the initial model of seed count. */
 static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
 {
@@ -156,6 +172,10 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
     if (!take_chunk(r, now, rx))
         return;
     gdml_info("coordinator sent version %llu (%s)", (unsigned long long)h->version, h->text);
+    if (r->state == REGION_TRAINING) {
+        rebase(r, now, h);
+        return;
+    }
     /* Nothing is trained on until the model is whole. */
     r->ops->init(&r->layout, r->params, h->count);
     gdml_saxpy(r->n, 1.0f, r->scratch, r->params);

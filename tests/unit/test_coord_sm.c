@@ -1693,6 +1693,7 @@ Test(coord_sm, a_region_back_from_a_partition_gets_a_delta_not_the_model)
     cr_assert_eq(gdml_msg_decode(view, len, &hh, &payload, NULL, NULL), GDML_OK);
     gdml_blob_unref(&h);
     hh.version = 1;
+    gdml_layout_format(&f.cfg.layout, hh.text, sizeof hh.text); /* it holds a model */
     gdml_blob *h1 = NULL;
     cr_assert_eq(gdml_frame_header_only(&hh, &h1), GDML_OK);
     feed_own(&f, h1, "a", "ra2");
@@ -1711,6 +1712,46 @@ Test(coord_sm, a_region_back_from_a_partition_gets_a_delta_not_the_model)
     free(got);
     free(v1);
     free(want);
+    fx_fini(&f);
+}
+
+/* A region that holds the newest version and says HELLO to declare more
+ * samples (a worker joined it late) is not sent the whole model again; one
+ * that holds no model (its HELLO names no layout) is. */
+Test(coord_sm, a_hello_that_declares_more_samples_does_not_resend_the_model)
+{
+    fx f;
+    fx_config(&f, 4, 3);
+    fx_start(&f);
+    join_both(&f);
+    forget(&f);
+    gdml_msg_header hh;
+    gdml_msg_header_init(&hh, GDML_MSG_HELLO, "a");
+    hh.seq = 2;
+    hh.count = SAMPLES_A * 2;
+    gdml_layout_format(&f.cfg.layout, hh.text, sizeof hh.text);
+    gdml_blob *more = NULL;
+    cr_assert_eq(gdml_frame_header_only(&hh, &more), GDML_OK);
+    feed_own(&f, more, "a", "ra");
+    cr_assert_eq(test_count_sends(&f.acts, GDML_MSG_WELCOME, NULL), 0, "the model was sent again");
+    cr_assert_eq(test_count_sends(&f.acts, GDML_MSG_GLOBAL, NULL), 0);
+    /* Its deltas may now weigh what it declared. */
+    float *d = vec(f.n);
+    make_delta(d, f.n, 0.1f, 1);
+    send_delta(&f, "a", "ra", 3, 0, SAMPLES_A * 2, d);
+    send_delta(&f, "b", "rb", 1, 0, SAMPLES_B, d);
+    cr_assert_eq(stats(&f).rejected[GDML_REASON_BOUNDS], 0);
+    cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
+    committed(&f);
+    forget(&f);
+    /* Restarted, it holds nothing: the whole model. */
+    hh.seq = 1;
+    hh.text[0] = '\0';
+    gdml_blob *fresh = NULL;
+    cr_assert_eq(gdml_frame_header_only(&hh, &fresh), GDML_OK);
+    feed_own(&f, fresh, "a", "ra2");
+    cr_assert_gt(test_count_sends(&f.acts, GDML_MSG_WELCOME, "ra2"), 0);
+    free(d);
     fx_fini(&f);
 }
 

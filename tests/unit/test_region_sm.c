@@ -552,6 +552,33 @@ static void global_in_flight(rig *g, double *want, double *anchor, const double 
     free(change);
 }
 
+Test(region_sm, a_welcome_while_training_keeps_the_progress_since_the_sync)
+{
+    /* The coordinator restarted on a newer version (or answered a HELLO that
+     * declared more samples): the two steps since the last sync stay, on top
+     * of the model it sends, and the sync still comes after three steps. */
+    rig g;
+    rig_config(&g);
+    rig_train(&g, SMALL);
+    double *want = dup_init(&g), *anchor = dup_init(&g);
+    step2(&g, want, 0);
+    step2(&g, want, 1);
+    clear(&g);
+    float *change = gradient(g.n, 9, 0);
+    coord_tensor(&g, GDML_MSG_WELCOME, SMALL, SEED, 5, change);
+    for (size_t i = 0; i < g.n; i++) {
+        anchor[i] += change[i];
+        want[i] += change[i];
+    }
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0);
+    step2(&g, want, 2);
+    assert_delta(&g, want, anchor, 5);
+    free(change);
+    free(want);
+    free(anchor);
+    rig_fini(&g);
+}
+
 Test(region_sm, overlap_trains_on_and_global_keeps_the_progress_since_the_delta)
 {
     rig g;

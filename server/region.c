@@ -13,6 +13,7 @@
 
 #include "keys.h"
 #include "log.h"
+#include "model.h"
 #include "program.h"
 #include "region_sm.h"
 #include "store.h"
@@ -81,6 +82,13 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
     s->scaffold = strcmp(cfg->server.drift_correction, "scaffold") == 0;
     s->overlap = strcmp(cfg->server.overlap, "on") == 0;
     s->checkpoint = cfg->server.checkpoint[0] != '\0';
+    if (strcmp(cfg->server.early_start, "on") == 0) {
+        gdml_layout l = {.inputs = (uint32_t)cfg->model.inputs,
+                         .classes = (uint32_t)cfg->model.classes};
+        snprintf(l.kind, sizeof l.kind, "%s", cfg->model.kind);
+        gdml_layout_format(&l, s->early_layout, sizeof s->early_layout);
+        s->early_seed = (uint64_t)cfg->model.seed;
+    }
     s->lan_staleness = strcmp(cfg->server.lan_consistency, "asp") == 0 ? UINT64_MAX
                        : strcmp(cfg->server.lan_consistency, "ssp") == 0
                            ? (uint64_t)cfg->server.ssp_staleness

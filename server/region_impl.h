@@ -73,6 +73,7 @@ struct gdml_region {
     float *c_local, *c_global; /* SCAFFOLD control variates */
     float *sent;               /* overlap: the live model when the delta in flight was made */
     bool in_flight;            /* overlap: a delta is sent and its GLOBAL not yet in */
+    bool welcomed;             /* the coordinator's WELCOME is in (early start trains before) */
     gdml_codec *dense;         /* all+f32, for models to the workers */
     gdml_wan *up;              /* the uplink */
     gdml_transfer from_coord;
@@ -120,6 +121,9 @@ void region_restored_fini(gdml_region *r);
 /* region_wan.c */
 void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx);
 void region_hello(gdml_region *r, int64_t now);
+/* Early start: makes the initial model of cfg->early_layout; false if none
+ * is configured (or a checkpoint waits for the coordinator's model). */
+bool region_start_early(gdml_region *r, int64_t now);
 void region_after_step(gdml_region *r, int64_t now);
 void region_retry_hold(gdml_region *r, int64_t now);
 void region_delta_header(const gdml_region *r, gdml_msg_header *h);

@@ -171,12 +171,18 @@ void region_maybe_start(gdml_region *r, int64_t now)
         return;
     if (!r->joined_coord) {
         region_hello(r, now); /* the sample count is known now */
-        return;
+        if (!r->joined_coord)
+            return;
     }
-    if (r->n == 0)
+    if (r->n == 0 && !region_start_early(r, now))
         return; /* WELCOME from the coordinator not here yet */
-    gdml_info("%zu workers joined (%llu samples); training from version %llu", joined,
-              (unsigned long long)region_samples(r), (unsigned long long)r->version);
+    if (r->welcomed)
+        gdml_info("%zu workers joined (%llu samples); training from version %llu", joined,
+                  (unsigned long long)region_samples(r), (unsigned long long)r->version);
+    else
+        gdml_info("%zu workers joined (%llu samples); training from the initial model of "
+                  "[model] while the coordinator's comes",
+                  joined, (unsigned long long)region_samples(r));
     r->state = REGION_TRAINING;
     r->progress_ms = now;
     for (size_t i = 0; i < r->workers.used; i++)

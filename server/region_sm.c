@@ -125,7 +125,9 @@ gdml_err region_send_control(gdml_region *r, int link, const gdml_peer *to, gdml
         h.down_rate = r->cfg->down_rate;
         h.down_cap = r->cfg->down_cap;
         h.acked = 0;
-        snprintf(h.text, sizeof h.text, "%s", r->layout_text);
+        /* The layout says it holds a model of the coordinator's: not one it
+         * started early on, which the coordinator must still send. */
+        snprintf(h.text, sizeof h.text, "%s", r->welcomed ? r->layout_text : "");
     }
     gdml_blob *f = NULL;
     if (gdml_frame_header_only(&h, &f))
@@ -234,8 +236,12 @@ static void describe_wait(const gdml_region *r, char *buf, size_t cap)
                  (unsigned long long)r->step);
         break;
     case REGION_SYNCING:
-        snprintf(buf, cap, "no GLOBAL from the coordinator after delta %llu (version %llu)",
-                 (unsigned long long)r->delta_seq, (unsigned long long)r->version);
+        if (!r->welcomed)
+            snprintf(buf, cap, "no model from the coordinator yet (training started early; "
+                               "its first sync waits for it)");
+        else
+            snprintf(buf, cap, "no GLOBAL from the coordinator after delta %llu (version %llu)",
+                     (unsigned long long)r->delta_seq, (unsigned long long)r->version);
         break;
     default:
         len = (size_t)snprintf(buf, cap,

@@ -55,6 +55,10 @@ typedef struct gdml_region_config {
     bool scaffold; /* drift correction by control variates */
     bool overlap;  /* train on while a delta is in flight; GLOBAL is folded in with a correction */
     bool checkpoint; /* queue a COMMIT of the training state after each sync and GLOBAL */
+    /* Early start: the layout text ("": none) and seed of the initial model
+     * trained from while the coordinator's WELCOME is on its way. */
+    char early_layout[GDML_LAYOUT_MAX];
+    uint64_t early_seed;
     /* Inside the data center: 0 = BSP (a step is one gradient of every live
      * worker, averaged); otherwise each gradient is applied as it comes and a
      * worker more than lan_staleness gradients ahead of the slowest live one

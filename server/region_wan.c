@@ -80,10 +80,11 @@ void region_hello(gdml_region *r, int64_t now)
     r->hello_samples = region_samples(r);
 }
 
-/* The first WELCOME: the layout, and everything a model needs. */
-static gdml_err make_model(gdml_region *r, const gdml_msg_header *h, gdml_errmsg *e)
+/* Everything a model of layout text needs; total, unless 0, is the
+ * parameter count the WELCOME that named it carries. */
+static gdml_err make_model(gdml_region *r, const char *text, uint64_t total, gdml_errmsg *e)
 {
-    if (gdml_layout_parse(h->text, &r->layout, e)) {
+    if (gdml_layout_parse(text, &r->layout, e)) {
         gdml_errmsg_prefix(e, "the coordinator's model layout: ");
         return GDML_ERR_PROTO;
     }
@@ -92,11 +93,11 @@ static gdml_err make_model(gdml_region *r, const gdml_msg_header *h, gdml_errmsg
                                "the coordinator trains a '%s' model, which this build lacks",
                                r->layout.kind);
     size_t n = r->ops->param_count(&r->layout);
-    if (n != h->total)
+    if (total && n != total)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                "WELCOME: layout '%s' has %zu parameters, the "
                                "tensor %llu",
-                               h->text, n, (unsigned long long)h->total);
+                               text, n, (unsigned long long)total);
     r->params = malloc(n * sizeof(float));
     r->anchor = malloc(n * sizeof(float));
     r->grad_sum = calloc(n, sizeof(float));
@@ -121,8 +122,23 @@ static gdml_err make_model(gdml_region *r, const gdml_msg_header *h, gdml_errmsg
     if (gdml_transfer_init(&r->from_coord, n))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
     r->n = n;
-    snprintf(r->layout_text, sizeof r->layout_text, "%s", h->text);
+    snprintf(r->layout_text, sizeof r->layout_text, "%s", text);
     return GDML_OK;
+}
+
+bool region_start_early(gdml_region *r, int64_t now)
+{
+    if (!r->cfg->early_layout[0] || r->restored.have)
+        return false; /* a checkpoint is applied on the coordinator's model */
+    gdml_errmsg e;
+    if (make_model(r, r->cfg->early_layout, 0, &e)) {
+        region_exit(r, now, 2, GDML_ERR_CONFIG, e.text);
+        return false;
+    }
+    r->ops->init(&r->layout, r->params, r->cfg->early_seed);
+    memcpy(r->anchor, r->params, r->n * sizeof(float));
+    r->last_sync_ms = now;
+    return true;
 }
 
 /* Takes a chunk of the tensor WELCOME or GLOBAL carries into r->scratch; true once it is whole. */
@@ -158,10 +174,20 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
 {
     const gdml_msg_header *h = &rx->header;
     gdml_errmsg e;
-    if (r->n == 0 && make_model(r, h, &e)) {
+    if (r->n == 0 && make_model(r, h->text, h->total, &e)) {
         /* The coordinator trains what this region cannot: no amount of
          * waiting changes that. */
         region_exit(r, now, 1, GDML_ERR_PROTO, e.text);
+        return;
+    }
+    if (!r->welcomed && strcmp(h->text, r->layout_text) != 0) {
+        char why[GDML_ERRMSG_MAX];
+        snprintf(why, sizeof why,
+                 "the coordinator trains '%.100s', but this server started early on '%.100s', its "
+                 "[model] section: give every program the job's [model] section, or set "
+                 "server.early_start = off",
+                 h->text, r->layout_text);
+        region_exit(r, now, 2, GDML_ERR_CONFIG, why);
         return;
     }
     if (strcmp(h->text, r->layout_text) != 0) {
@@ -172,6 +198,20 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
     if (!take_chunk(r, now, rx))
         return;
     gdml_info("coordinator sent version %llu (%s)", (unsigned long long)h->version, h->text);
+    bool early = !r->welcomed;
+    r->welcomed = true;
+    if (early && r->state != REGION_JOINING) {
+        /* Started early: the steps trained since, on top of its model; a
+         * sync that waited for it goes now. */
+        gdml_info("%llu steps trained before it came are kept on top of it",
+                  (unsigned long long)r->steps_since_sync);
+        rebase(r, now, h);
+        if (r->state == REGION_SYNCING) {
+            r->state = REGION_TRAINING;
+            region_after_step(r, now);
+        }
+        return;
+    }
     if (r->state == REGION_TRAINING) {
         rebase(r, now, h);
         return;
@@ -359,10 +399,11 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
 
 void region_after_step(gdml_region *r, int64_t now)
 {
-    if (r->cfg->sync->due(r, now) && r->in_flight) {
+    if (r->cfg->sync->due(r, now) && (r->in_flight || !r->welcomed)) {
         /* Overlap: one delta at a time. The next is due before the last one's
          * GLOBAL is in (the round trip is longer than a round of training):
-         * the workers wait for it, so that every round is sync_every steps. */
+         * the workers wait for it, so that every round is sync_every steps.
+         * Early start: the first delta waits for the coordinator's model. */
         r->state = REGION_SYNCING;
         return;
     }

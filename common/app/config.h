@@ -62,6 +62,7 @@ typedef struct gdml_config {
         char sync_mode[16];        /* steps, time or budget */
         char drift_correction[16]; /* none or scaffold */
         char overlap[8];           /* "on" or "off" */
+        char early_start[8];       /* "on" or "off" */
         char checkpoint[GDML_PATH_MAX]; /* directory of its LMDB checkpoint, or "" */
         char lan_consistency[8];        /* bsp, ssp or asp */
         int64_t ssp_staleness;

@@ -205,6 +205,10 @@ const key_def gdml_config_keys[] = {
          "last round (control variates derived from the deltas, so no extra WAN bytes)"),
     ENUM(server, overlap, "on", on_off, "--overlap", "on|off",
          "on: workers train on while a delta and its GLOBAL cross the WAN (docs/consistency.md)"),
+    ENUM(server, early_start, "on", on_off, "--early-start", "on|off",
+         "on: training starts from [model]'s initial parameters once the workers join, while "
+         "the coordinator's model crosses the WAN; the first sync waits for it (its layout must "
+         "be [model]'s: give the server the job's [model] section)"),
     STR(server, checkpoint, "", "--checkpoint", "PATH",
         "directory of the region's LMDB checkpoint, resumed from on restart (empty: none)"),
     ENUM(server, lan_consistency, "bsp", lan_consistencies, "--lan-consistency", "MODE",

@@ -552,6 +552,73 @@ static void global_in_flight(rig *g, double *want, double *anchor, const double 
     free(change);
 }
 
+/* A WELCOME of version v, the initial model plus a change, while training:
+ * the expected anchor and live model move by that change. */
+static void welcome_again(rig *g, uint64_t v, double *want, double *anchor)
+{
+    float *change = gradient(g->n, 9, 0);
+    coord_tensor(g, GDML_MSG_WELCOME, SMALL, SEED, v, change);
+    for (size_t i = 0; i < g->n; i++) {
+        anchor[i] += change[i];
+        want[i] += change[i];
+    }
+    free(change);
+}
+
+/* Early start: the workers train on [model]'s initial parameters at once. */
+static void rig_early(rig *g)
+{
+    rig_config(g);
+    snprintf(g->cfg.early_layout, sizeof g->cfg.early_layout, "%s", SMALL);
+    g->cfg.early_seed = SEED;
+    rig_open(g);
+    hello(g, "w1", "r1", 600);
+    hello(g, "w2", "r2", 400);
+    set_layout(g, SMALL);
+}
+
+Test(region_sm, early_start_trains_before_the_welcome_and_its_first_sync_waits_for_it)
+{
+    rig g;
+    rig_early(&g);
+    const test_action *h = test_find_send(&g.acts, GDML_MSG_HELLO, "");
+    cr_assert_not_null(h);
+    cr_assert_str_empty(h->h.text, "its HELLO claims the coordinator's model: '%s'", h->h.text);
+    double *want = dup_init(&g), *anchor = dup_init(&g);
+    assert_model(&g, GDML_MSG_WELCOME, "r1", want, 0, 0);
+    assert_model(&g, GDML_MSG_WELCOME, "r2", want, 0, 0);
+    clear(&g);
+    step2(&g, want, 0);
+    step2(&g, want, 1);
+    clear(&g);
+    step2(&g, want, 2); /* the sync is due: it waits for the coordinator's model */
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, NULL), 0, "the workers went on");
+    clear(&g);
+    /* The coordinator resumed on version 5: the three steps go on top of it. */
+    welcome_again(&g, 5, want, anchor);
+    assert_delta(&g, want, anchor, 5);
+    free(want);
+    free(anchor);
+    rig_fini(&g);
+}
+
+Test(region_sm, early_start_on_another_layout_than_the_coordinators_is_a_config_error)
+{
+    rig g;
+    rig_early(&g);
+    clear(&g);
+    set_layout(&g, BIG);
+    float *zero = calloc(g.n, sizeof(float));
+    coord_tensor(&g, GDML_MSG_WELCOME, BIG, SEED, 0, zero);
+    const test_action *x = exit_action(&g);
+    cr_assert_not_null(x, "the region trains on a layout the coordinator does not");
+    cr_assert_eq(x->act.status, 2);
+    cr_assert(strstr(x->act.text, "early_start"), "the error names no remedy: %s", x->act.text);
+    free(zero);
+    rig_fini(&g);
+}
+
 Test(region_sm, a_welcome_while_training_keeps_the_progress_since_the_sync)
 {
     /* The coordinator restarted on a newer version (or answered a HELLO that
@@ -564,16 +631,10 @@ Test(region_sm, a_welcome_while_training_keeps_the_progress_since_the_sync)
     step2(&g, want, 0);
     step2(&g, want, 1);
     clear(&g);
-    float *change = gradient(g.n, 9, 0);
-    coord_tensor(&g, GDML_MSG_WELCOME, SMALL, SEED, 5, change);
-    for (size_t i = 0; i < g.n; i++) {
-        anchor[i] += change[i];
-        want[i] += change[i];
-    }
+    welcome_again(&g, 5, want, anchor);
     cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0);
     step2(&g, want, 2);
     assert_delta(&g, want, anchor, 5);
-    free(change);
     free(want);
     free(anchor);
     rig_fini(&g);

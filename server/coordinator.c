@@ -21,6 +21,7 @@
 #include "util.h"
 #include "wan.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,9 +133,10 @@ static void fill_sm_config(coordinator *c)
 {
     const gdml_config *cfg = c->cfg;
     gdml_coord_config *s = &c->sm_cfg;
-    snprintf(s->layout.kind, sizeof s->layout.kind, "%s", cfg->model.kind);
-    s->layout.inputs = (uint32_t)cfg->model.inputs;
-    s->layout.classes = (uint32_t)cfg->model.classes;
+    gdml_errmsg e;
+    gdml_err err = gdml_config_layout(cfg, &s->layout, &e);
+    assert(!err); /* gdml_config_check refused the config otherwise */
+    (void)err;
     s->model_seed = (uint64_t)cfg->model.seed;
     s->regions = (uint32_t)cfg->coordinator.regions;
     s->rounds = (uint64_t)cfg->coordinator.rounds;

@@ -14,7 +14,8 @@
  * from). Exit statuses are the programs' (program.h): 4 means the store is
  * damaged. export writes a NumPy .npy file of
  * float32: for softmax, shape (inputs + 1, classes), the last row being the
- * bias, so that `x @ W[:-1] + W[-1]` gives the logits.
+ * bias, so that `x @ W[:-1] + W[-1]` gives the logits; for an mlp, one flat
+ * vector, layer after layer: W (fan_in x fan_out, row-major), then its bias.
  */
 #include "config.h"
 #include "dataset.h"

@@ -83,9 +83,12 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
     s->overlap = strcmp(cfg->server.overlap, "on") == 0;
     s->checkpoint = cfg->server.checkpoint[0] != '\0';
     if (strcmp(cfg->server.early_start, "on") == 0) {
-        gdml_layout l = {.inputs = (uint32_t)cfg->model.inputs,
-                         .classes = (uint32_t)cfg->model.classes};
-        snprintf(l.kind, sizeof l.kind, "%s", cfg->model.kind);
+        gdml_layout l;
+        gdml_err err = gdml_config_layout(cfg, &l, e);
+        if (err) {
+            gdml_errmsg_prefix(e, "server.early_start = on starts from it: ");
+            return err;
+        }
         gdml_layout_format(&l, s->early_layout, sizeof s->early_layout);
         s->early_seed = (uint64_t)cfg->model.seed;
     }

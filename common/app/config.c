@@ -13,6 +13,7 @@
 #include "config_impl.h"
 
 #include "log.h"
+#include "model.h"
 #include "util.h"
 
 #include <assert.h>
@@ -559,6 +560,9 @@ gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, 
                                    "%" PRId64 "; shards are numbered 0..shard_count-1 "
                                    "(--shard-index, --shard-count)",
                                    cfg->worker.shard_index, cfg->worker.shard_count);
+        gdml_layout layout;
+        if (strcmp(s, "model") == 0 && (err = gdml_config_layout(cfg, &layout, e)))
+            return err;
         if (strcmp(s, "coordinator") == 0 &&
             !*cfg->coordinator.eval_images != !*cfg->coordinator.eval_labels)
             return gdml_errmsg_set(e, GDML_ERR_CONFIG,
@@ -568,6 +572,15 @@ gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, 
                                    *cfg->coordinator.eval_images ? "eval_labels" : "eval_images");
     }
     return GDML_OK;
+}
+
+gdml_err gdml_config_layout(const gdml_config *cfg, gdml_layout *out, gdml_errmsg *e)
+{
+    if (!gdml_layout_make(cfg->model.kind, (uint32_t)cfg->model.inputs, cfg->model.hidden,
+                          (uint32_t)cfg->model.classes, out, e))
+        return GDML_OK;
+    gdml_errmsg_prefix(e, "[model]: ");
+    return GDML_ERR_CONFIG;
 }
 
 int gdml_config_log_level(const gdml_config *cfg)

@@ -18,6 +18,7 @@
 #define GDML_CONFIG_H
 
 #include "err.h"
+#include "model.h"
 #include "names.h"
 
 #include <stdbool.h>
@@ -30,6 +31,7 @@ typedef struct gdml_config {
     struct {
         char kind[16];
         int64_t inputs, classes, seed;
+        char hidden[128]; /* an mlp's hidden widths, "256,128"; "" for none */
     } model;
     struct {
         char listen[GDML_ENDPOINT_MAX];
@@ -155,6 +157,11 @@ gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, 
  */
 gdml_err gdml_config_split_names(const char *list, char (*names)[GDML_NAME_MAX], int cap, int *n,
                                  gdml_errmsg *e);
+
+/* The model layout [model] describes; GDML_ERR_CONFIG with e saying what is
+ * wrong (an mlp without hidden widths, say). gdml_config_check checks it for
+ * programs with a [model] section. */
+gdml_err gdml_config_layout(const gdml_config *cfg, gdml_layout *out, gdml_errmsg *e);
 
 /* Returns the level parsed from cfg->log.level (always valid after load). */
 int gdml_config_log_level(const gdml_config *cfg);

@@ -103,7 +103,7 @@ static gdml_err check_roles(const char *value, gdml_errmsg *why)
 // clang-format on
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-static const char *const model_kinds[] = {"softmax", NULL};
+static const char *const model_kinds[] = {"softmax", "mlp", NULL};
 static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
 static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
 static const char *const drift_corrections[] = {"none", "scaffold", NULL};
@@ -121,6 +121,8 @@ const key_def gdml_config_keys[] = {
     ENUM(model, kind, "softmax", model_kinds, NULL, "KIND", "model family to train"),
     INT(model, inputs, "784", 1, 100000000, NULL, "features per example (784 for 28x28 images)"),
     INT(model, classes, "10", 2, 256, NULL, "number of labels (labels are 8-bit)"),
+    STR(model, hidden, "", NULL, "W1,W2,...",
+        "an mlp's hidden layer widths, from the inputs' side, e.g. 256,128 (softmax: none)"),
     INT(model, seed, "1", 0, INT64_MAX, NULL, "seed of the initial parameters"),
 
     ENDPOINT(coordinator, listen, "tcp://0.0.0.0:7070", "--listen",

@@ -1,7 +1,7 @@
 /*
  * model.c - the table of model kinds, layout text and evaluation.
  *
- * Each kind lives in its own file behind a gdml_model_ops table (softmax.c);
+ * Each kind lives in its own file behind a gdml_model_ops table (softmax.c, mlp.c);
  * this file only knows the list of kinds, so adding one is one row in kinds[].
  */
 #include "model.h"
@@ -16,6 +16,7 @@
 
 static const gdml_model_ops *const kinds[] = {
     &gdml_softmax_ops,
+    &gdml_mlp_ops,
 };
 
 #define KIND_COUNT (sizeof kinds / sizeof kinds[0])
@@ -24,7 +25,8 @@ static const gdml_model_ops *const kinds[] = {
 #define LAYOUT_MAX_INPUTS 100000000u
 #define LAYOUT_MIN_CLASSES 2u
 #define LAYOUT_MAX_CLASSES 256u
-#define LAYOUT_SYNTAX "expected '<kind> <inputs> <classes>'"
+#define LAYOUT_MAX_WIDTH 65536u
+#define LAYOUT_SYNTAX "expected '<kind> <inputs> <classes>', or '<kind> <inputs> <w1,w2,...> <classes>'"
 
 /* Rows per loss_grad/predict call in gdml_model_evaluate. */
 #define EVAL_CHUNK_ROWS 1024
@@ -96,13 +98,39 @@ static bool parse_bounded(const char *tok, size_t len, uint32_t min, uint32_t ma
     return true;
 }
 
+/* Parses the hidden widths "256,128" of tok[0..len) into l. */
+static gdml_err parse_hidden(const char *text, const char *tok, size_t len, gdml_layout *l,
+                             gdml_errmsg *e)
+{
+    const char *p = tok, *end = tok + len;
+    while (p <= end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        size_t n = (size_t)((comma ? comma : end) - p);
+        if (l->n_hidden == GDML_MAX_HIDDEN)
+            return gdml_errmsg_set(e, GDML_ERR_FORMAT, "layout '%.200s': at most %d hidden layers",
+                                   text, GDML_MAX_HIDDEN);
+        if (!parse_bounded(p, n, 1, LAYOUT_MAX_WIDTH, &l->hidden[l->n_hidden]))
+            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                                   "layout '%.200s': each hidden width must be a whole number "
+                                   "from 1 to %u, got '%.*s'",
+                                   text, LAYOUT_MAX_WIDTH, (int)n, p);
+        l->n_hidden++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return GDML_OK;
+}
+
 gdml_err gdml_layout_parse(const char *text, gdml_layout *out, gdml_errmsg *e)
 {
     assert(text && out);
-    const char *tok[3];
-    size_t len[3];
-    if (split_tokens(text, tok, len, 3) != 3)
+    const char *tok[4];
+    size_t len[4];
+    size_t count = split_tokens(text, tok, len, 4);
+    if (count != 3 && count != 4)
         return gdml_errmsg_set(e, GDML_ERR_FORMAT, "layout '%.200s': " LAYOUT_SYNTAX, text);
+    size_t last = count - 1; /* classes; hidden widths, if any, before it */
 
     gdml_layout l;
     memset(&l, 0, sizeof l);
@@ -113,30 +141,58 @@ gdml_err gdml_layout_parse(const char *text, gdml_layout *out, gdml_errmsg *e)
                                "layout '%.200s': unknown model kind '%.*s' (known: %s)", text,
                                (int)len[0], tok[0], known);
     memcpy(l.kind, tok[0], len[0]);
-    if (!gdml_model_find(l.kind))
+    const gdml_model_ops *ops = gdml_model_find(l.kind);
+    if (!ops)
         return gdml_errmsg_set(e, GDML_ERR_FORMAT,
                                "layout '%.200s': unknown model kind '%s' (known: %s)", text, l.kind,
                                known);
+    if (ops->hidden != (count == 4))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               ops->hidden ? "layout '%.200s': a '%s' model names its hidden "
+                                             "layers, e.g. '%s 784 256,128 10'"
+                                           : "layout '%.200s': a '%s' model has no hidden layers, "
+                                             "e.g. '%s 784 10'",
+                               text, l.kind, l.kind);
     if (!parse_bounded(tok[1], len[1], 1, LAYOUT_MAX_INPUTS, &l.inputs))
         return gdml_errmsg_set(e, GDML_ERR_FORMAT,
                                "layout '%.200s': inputs must be a whole number from 1 to %u, "
                                "got '%.*s'",
                                text, LAYOUT_MAX_INPUTS, (int)len[1], tok[1]);
-    if (!parse_bounded(tok[2], len[2], LAYOUT_MIN_CLASSES, LAYOUT_MAX_CLASSES, &l.classes))
+    if (count == 4) {
+        gdml_err err = parse_hidden(text, tok[2], len[2], &l, e);
+        if (err)
+            return err;
+    }
+    if (!parse_bounded(tok[last], len[last], LAYOUT_MIN_CLASSES, LAYOUT_MAX_CLASSES, &l.classes))
         return gdml_errmsg_set(e, GDML_ERR_FORMAT,
                                "layout '%.200s': classes must be a whole number from %u to %u "
                                "(labels are 8-bit), got '%.*s'",
-                               text, LAYOUT_MIN_CLASSES, LAYOUT_MAX_CLASSES, (int)len[2], tok[2]);
+                               text, LAYOUT_MIN_CLASSES, LAYOUT_MAX_CLASSES, (int)len[last],
+                               tok[last]);
     *out = l;
     return GDML_OK;
+}
+
+gdml_err gdml_layout_make(const char *kind, uint32_t inputs, const char *hidden, uint32_t classes,
+                          gdml_layout *out, gdml_errmsg *e)
+{
+    char text[256]; /* what is too long for a layout is refused by the parse */
+    snprintf(text, sizeof text, "%.15s %" PRIu32 "%s%.150s %" PRIu32, kind, inputs,
+             *hidden ? " " : "", hidden, classes);
+    return gdml_layout_parse(text, out, e);
 }
 
 void gdml_layout_format(const gdml_layout *l, char *buf, size_t cap)
 {
     assert(l && (buf || cap == 0));
     /* kind need not be NUL-terminated when it fills the whole array. */
-    snprintf(buf, cap, "%.*s %" PRIu32 " %" PRIu32, (int)strnlen(l->kind, sizeof l->kind), l->kind,
-             l->inputs, l->classes);
+    char hidden[GDML_MAX_HIDDEN * 12 + 2] = "";
+    size_t used = 0;
+    for (uint32_t i = 0; i < l->n_hidden && i < GDML_MAX_HIDDEN; i++)
+        used += (size_t)snprintf(hidden + used, sizeof hidden - used, "%s%" PRIu32,
+                                 i ? "," : " ", l->hidden[i]);
+    snprintf(buf, cap, "%.*s %" PRIu32 "%s %" PRIu32, (int)strnlen(l->kind, sizeof l->kind),
+             l->kind, l->inputs, hidden, l->classes);
 }
 
 gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const float *x,
@@ -146,7 +202,7 @@ gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const fl
     if (!memchr(l->kind, '\0', sizeof l->kind))
         return GDML_ERR_INVALID;
     const gdml_model_ops *ops = gdml_model_find(l->kind);
-    if (!ops || n == 0)
+    if (!ops || n == 0 || ops->hidden != (l->n_hidden > 0) || l->n_hidden > GDML_MAX_HIDDEN)
         return GDML_ERR_INVALID;
 
     /* One block: scratch floats for a chunk, then the chunk's predictions. */

@@ -1,30 +1,42 @@
 /*
  * model.h - trainable models behind one table of operations.
  *
- * A layout names a model kind and its shape ("softmax 784 10"); it travels in
- * WELCOME messages and is stored with every version so that parameters are
- * never read without their shape. Each kind is a gdml_model_ops table
- * (softmax regression now; MLP and sparse logistic regression later).
+ * A layout names a model kind and its shape ("softmax 784 10", or with hidden
+ * layers "mlp 784 256,128 10"); it travels in WELCOME messages and is stored
+ * with every version so that parameters are never read without their shape.
+ * Each kind is a gdml_model_ops table: softmax regression (softmax.c) and the
+ * multilayer perceptron (mlp.c).
  *
  * Softmax regression parameters: W as inputs x classes row-major, then the
- * bias b[classes]; logits = x W + b.
+ * bias b[classes]; logits = x W + b. MLP parameters: per layer, from the
+ * inputs to the logits, W (fan_in x fan_out, row-major) then b[fan_out].
  */
 #ifndef GDML_MODEL_H
 #define GDML_MODEL_H
 
 #include "err.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The longest layout text, with its NUL. */
+#define GDML_LAYOUT_TEXT_MAX 128
+
+/* Hidden layers an MLP may have. */
+#define GDML_MAX_HIDDEN 8
 
 typedef struct gdml_layout {
     char kind[16];
     uint32_t inputs;
     uint32_t classes;
+    uint32_t n_hidden;                /* 0 for kinds without hidden layers */
+    uint32_t hidden[GDML_MAX_HIDDEN]; /* widths, from the inputs' side */
 } gdml_layout;
 
 typedef struct gdml_model_ops {
     const char *kind;
+    bool hidden; /* its layout names hidden layers (and must name at least one) */
     /* Number of float parameters. */
     size_t (*param_count)(const gdml_layout *l);
     /* Floats of scratch that loss_grad and predict need for a batch of n rows. */
@@ -45,8 +57,14 @@ typedef struct gdml_model_ops {
 /* The ops for a kind ("softmax"), or NULL if gdml has no such model. */
 const gdml_model_ops *gdml_model_find(const char *kind);
 
-/* Parses "softmax 784 10". GDML_ERR_FORMAT with e saying what is wrong. */
+/* Parses "softmax 784 10" or "mlp 784 256,128 10". GDML_ERR_FORMAT with e
+ * saying what is wrong. */
 gdml_err gdml_layout_parse(const char *text, gdml_layout *out, gdml_errmsg *e);
+
+/* The layout of [model]: kind, inputs, hidden ("256,128", or "" for none)
+ * and classes, checked as gdml_layout_parse checks a layout's text. */
+gdml_err gdml_layout_make(const char *kind, uint32_t inputs, const char *hidden, uint32_t classes,
+                          gdml_layout *out, gdml_errmsg *e);
 
 /* Writes the text form of l into buf. */
 void gdml_layout_format(const gdml_layout *l, char *buf, size_t cap);

@@ -68,21 +68,8 @@ static void logits(const gdml_layout *l, const float *params, const float *x, si
     }
 }
 
-static double softmax_loss_grad(const gdml_layout *l, const float *params, const float *x,
-                                const uint8_t *y, size_t n, float *grad, float *scratch)
+double gdml_softmax_xent(float *z, const uint8_t *y, size_t n, size_t classes, bool grad)
 {
-    check_layout(l);
-    size_t inputs = l->inputs, classes = l->classes;
-    size_t nw = inputs * classes;
-    if (n == 0) {
-        if (grad)
-            gdml_szero(nw + classes, grad);
-        return 0.0;
-    }
-
-    float *z = scratch;
-    logits(l, params, x, n, z);
-
     /*
      * Per row, with m = max_j z_j and s = sum_j exp(z_j - m):
      *   -log p_y = log(s) - (z_y - m),  p_j = exp(z_j - m) / s.
@@ -113,30 +100,11 @@ static double softmax_loss_grad(const gdml_layout *l, const float *params, const
             zi[y[i]] -= (float)(1.0 / (double)n);
         }
     }
-    if (!grad)
-        return loss / (double)n;
-
-    /* dW = X^T dZ (inputs x classes); db = column sums of dZ. */
-    gdml_sgemm(true, false, inputs, classes, n, 1.0f, x, inputs, z, classes, 0.0f, grad, classes);
-    float *db = grad + nw;
-    gdml_szero(classes, db);
-    for (size_t i = 0; i < n; i++) {
-        const float *dzi = z + i * classes;
-        for (size_t j = 0; j < classes; j++)
-            db[j] += dzi[j];
-    }
     return loss / (double)n;
 }
 
-static void softmax_predict(const gdml_layout *l, const float *params, const float *x, size_t n,
-                            uint8_t *pred, float *scratch)
+void gdml_argmax_rows(const float *z, size_t n, size_t classes, uint8_t *pred)
 {
-    check_layout(l);
-    /* Predictions are uint8_t; gdml_layout_parse never admits more classes. */
-    assert(l->classes <= (uint32_t)UINT8_MAX + 1);
-    size_t classes = l->classes;
-    float *z = scratch;
-    logits(l, params, x, n, z);
     for (size_t i = 0; i < n; i++) {
         const float *zi = z + i * classes;
         size_t best = 0;
@@ -147,8 +115,50 @@ static void softmax_predict(const gdml_layout *l, const float *params, const flo
     }
 }
 
+static double softmax_loss_grad(const gdml_layout *l, const float *params, const float *x,
+                                const uint8_t *y, size_t n, float *grad, float *scratch)
+{
+    check_layout(l);
+    size_t inputs = l->inputs, classes = l->classes;
+    size_t nw = inputs * classes;
+    if (n == 0) {
+        if (grad)
+            gdml_szero(nw + classes, grad);
+        return 0.0;
+    }
+
+    float *z = scratch;
+    logits(l, params, x, n, z);
+    double loss = gdml_softmax_xent(z, y, n, classes, grad != NULL);
+    if (!grad)
+        return loss;
+
+    /* dW = X^T dZ (inputs x classes); db = column sums of dZ. */
+    gdml_sgemm(true, false, inputs, classes, n, 1.0f, x, inputs, z, classes, 0.0f, grad, classes);
+    float *db = grad + nw;
+    gdml_szero(classes, db);
+    for (size_t i = 0; i < n; i++) {
+        const float *dzi = z + i * classes;
+        for (size_t j = 0; j < classes; j++)
+            db[j] += dzi[j];
+    }
+    return loss;
+}
+
+static void softmax_predict(const gdml_layout *l, const float *params, const float *x, size_t n,
+                            uint8_t *pred, float *scratch)
+{
+    check_layout(l);
+    /* Predictions are uint8_t; gdml_layout_parse never admits more classes. */
+    assert(l->classes <= (uint32_t)UINT8_MAX + 1);
+    float *z = scratch;
+    logits(l, params, x, n, z);
+    gdml_argmax_rows(z, n, l->classes, pred);
+}
+
 const gdml_model_ops gdml_softmax_ops = {
     .kind = "softmax",
+    .hidden = false,
     .param_count = softmax_param_count,
     .scratch_count = softmax_scratch_count,
     .init = softmax_init,

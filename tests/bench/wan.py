@@ -3,12 +3,15 @@
 in one run, on the WAN harness (tests/wan): time to the target accuracy,
 worker utilization, full sync's time over the same WAN, and stragglers.
 
-    sudo python3 tests/bench/wan.py [--runs 3] [--target 0.81]
+    sudo python3 tests/bench/wan.py [--runs 5] [--target 0.81]
 
 - LAN: every link without delay or rate cap (the same namespaces and
   forwarder, so the only difference is the WAN).
-- The main job (rounds of 100 steps) and the same steps in rounds of 400
-  ("h400"), whose training outlasts the WAN's round trip.
+- The main job (rounds of 100 steps, dense deltas), and the job tuned for a
+  WAN as docs/consistency.md advises ("tuned"): the same 4000 steps in rounds
+  of 200, whose training outlasts the WAN's round trip, with int8 deltas both
+  ways (a delta fits in TCP's first flight) and the learning-rate decay per
+  round matched to the same decay per step.
 - WAN: 50 ms each way (100 ms round trip), 50 Mbit/s; also with 1% loss,
   and with TCP's initial window raised on the WAN routes (initcwnd 64), as
   an operator would tune a WAN route.
@@ -51,16 +54,16 @@ def med(xs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--target", type=float, default=0.81)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench", "wan.json"))
     a = ap.parse_args()
-    # The main job (H = 100 steps, about 80 ms of training a round here) and
-    # the same steps in rounds of H = 400 (about 330 ms: longer than the WAN
-    # round trip, as docs/consistency.md advises), its learning-rate decay
-    # per version scaled to match.
-    h400 = ["--set", "server.sync_every=400", "--set", "coordinator.rounds=10",
-            "--set", "server.lr_decay=%.6f" % (0.93 ** 0.25)]
+    # The main job (H = 100 steps, about 110-140 ms of training a round
+    # here) and the WAN-tuned job: H = 200 (about 250 ms, longer than the
+    # WAN's round trip), int8 both ways, the decay per step the main job's.
+    tuned = ["--set", "server.sync_every=200", "--set", "coordinator.rounds=20",
+             "--set", "server.lr_decay=%.6f" % (0.93 ** 2),
+             "--set", "server.encoder=int8", "--set", "coordinator.encoder=int8"]
     loss1 = ["--loss", "us-east=0.01", "--loss", "eu-west=0.01", "--loss", "ap-south=0.01"]
     configs = {
         "lan": [],
@@ -68,10 +71,11 @@ def main():
         "wan_loss1": WAN + loss1,
         "wan_initcwnd": WAN + ["--initcwnd", "64"],
         "wan_overlap_off": WAN + ["--set", "server.overlap=off"],
-        "lan_h400": h400,
-        "wan_h400": WAN + h400,
-        "wan_h400_loss1": WAN + h400 + loss1,
-        "wan_h400_overlap_off": WAN + h400 + ["--set", "server.overlap=off"],
+        "lan_tuned": tuned,
+        "wan_tuned": WAN + tuned,
+        "wan_tuned_loss1": WAN + tuned + loss1,
+        "wan_tuned_overlap_off": WAN + tuned + ["--set", "server.overlap=off"],
+        "wan_tuned_early_off": WAN + tuned + ["--set", "server.early_start=off"],
     }
     results = {k: [] for k in configs}
     for i in range(a.runs):
@@ -86,14 +90,17 @@ def main():
         table[name] = {
             "time_to_target_s": med([r["time_to_target_s"] for r in runs]),
             "wall_s": med([r["wall_s"] for r in runs]),
+            "training_s": med([r["training_s"] for r in runs]),
             "final_accuracy": med([r["final_accuracy"] for r in runs]),
             "utilization": med([r["utilization"] for r in runs]),
             "runs": len(runs),
         }
     for name in table:
-        lan = table["lan_h400" if "h400" in name else "lan"]["time_to_target_s"]
+        lan = table["lan_tuned" if "tuned" in name else "lan"]["time_to_target_s"]
         t = table[name]["time_to_target_s"]
         table[name]["vs_lan"] = round(t / lan, 3) if t and lan else None
+        lan_train = table["lan_tuned" if "tuned" in name else "lan"]["training_s"]
+        table[name]["training_vs_lan"] = round(table[name]["training_s"] / lan_train, 3)
 
     # Full sync over the same WAN: time per step, steps to target on the LAN.
     steps_wan = run(WAN + ["--set", "server.sync_every=1", "--set", "coordinator.rounds=30",
@@ -110,7 +117,7 @@ def main():
             "lan_steps_to_target_approx": steps_to_target,
             "wan_time_to_target_s_extrapolated":
                 round(per_step * steps_to_target, 1) if steps_to_target else None}
-    gd = min(t for t in (table["wan"]["time_to_target_s"], table["wan_h400"]["time_to_target_s"])
+    gd = min(t for t in (table["wan"]["time_to_target_s"], table["wan_tuned"]["time_to_target_s"])
              if t is not None)
     full["gdml_speedup"] = round(full["wan_time_to_target_s_extrapolated"] / gd, 1) \
         if gd and full["wan_time_to_target_s_extrapolated"] else None

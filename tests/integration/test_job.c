@@ -2,7 +2,8 @@
  * test_job.c - whole jobs through gdml-launch on real Fashion-MNIST: two
  * short runs at once (so ports and directories must not collide) whose global
  * models beat a threshold, a store that holds every version a run reported,
- * the models tool on that store, and a job whose coordinator fails at start.
+ * the models tool on that store, an MLP trained end to end, and a job whose
+ * coordinator fails at start.
  */
 #include "../support.h"
 
@@ -15,18 +16,28 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static pid_t launch(const char *run_dir, const char *rounds, const char *log)
+/* gdml-launch on the main job for rounds, with extra arguments (NULL-ended, or NULL). */
+static pid_t launch_with(const char *run_dir, const char *rounds, const char *log,
+                         char *const *extra)
 {
     char *path = gdml_test_program("gdml-launch");
     char *ini = gdml_test_source_path("config/local-job.ini");
     char set_rounds[64];
     snprintf(set_rounds, sizeof set_rounds, "coordinator.rounds=%s", rounds);
-    pid_t pid = gdml_test_spawn(
-        (char *[]){path, "--config", ini, "--run-dir", (char *)run_dir, "--set", set_rounds, NULL},
-        log);
+    char *argv[32] = {path, "--config", ini, "--run-dir", (char *)run_dir, "--set", set_rounds};
+    size_t k = 7;
+    for (size_t i = 0; extra && extra[i] && k < 31; i++)
+        argv[k++] = extra[i];
+    argv[k] = NULL;
+    pid_t pid = gdml_test_spawn(argv, log);
     free(path);
     free(ini);
     return pid;
+}
+
+static pid_t launch(const char *run_dir, const char *rounds, const char *log)
+{
+    return launch_with(run_dir, rounds, log, NULL);
 }
 
 static void check_run(const char *run_dir, const char *log_path, int rounds)
@@ -127,6 +138,61 @@ Test(job, two_runs_at_once_train_and_store_every_version, .timeout = 300)
     rc = gdml_test_run((char *[]){models, "show", "99", "--store", store, NULL}, 30, &out);
     cr_assert_neq(rc, 0, "showing a missing version should fail:\n%s", out);
     free(out);
+    free(models);
+    gdml_test_rmtree(dir);
+}
+
+Test(job, an_mlp_trains_end_to_end_and_the_models_tool_reads_it, .timeout = 300)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char run[4200], log[4200], store[4300], npy[4300];
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(log, sizeof log, "%s/run.out", dir);
+    snprintf(store, sizeof store, "%s/store", run);
+    snprintf(npy, sizeof npy, "%s/mlp.npy", dir);
+    pid_t pid = launch_with(run, "6", log,
+                            (char *[]){"--set", "model.kind=mlp", "--set", "model.hidden=32",
+                                       "--set", "server.learning_rate=0.1", NULL});
+    int rc = gdml_test_wait(pid, 240);
+    char *out = gdml_test_read_file(log);
+    cr_assert_eq(rc, 0, "the MLP job exited %d:\n%s", rc, out);
+    free(out);
+    char summary[4300];
+    snprintf(summary, sizeof summary, "%s/summary.json", run);
+    char *json = gdml_test_read_file(summary);
+    cr_assert_not_null(json);
+    double acc = gdml_test_json_number(json, "final_accuracy");
+    cr_assert(acc >= 0.7, "the MLP reached only %.4f after 6 rounds", acc);
+    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), 6);
+    free(json);
+
+    /* Every version is stored with its layout; the tools read any of them. */
+    gdml_store *s;
+    gdml_store_options so = {.read_only = true};
+    cr_assert_eq(gdml_store_open(store, &so, &s, NULL), GDML_OK);
+    char layout[GDML_LAYOUT_MAX];
+    cr_assert_eq(gdml_store_layout(s, 6, layout, NULL), GDML_OK);
+    cr_assert_str_eq(layout, "mlp 784 32 10");
+    gdml_store_close(&s);
+    char *models = gdml_test_program("gdml-models");
+    rc = gdml_test_run((char *[]){models, "verify", "--store", store, NULL}, 60, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "6 versions checked") && strstr(out, "0 missing"), "%s", out);
+    free(out);
+    rc = gdml_test_run((char *[]){models, "eval", "latest", "--store", store, NULL}, 60, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof want, "version 6: accuracy %.4f", acc);
+    cr_assert(strstr(out, want), "eval disagrees with the run (%s): %s", want, out);
+    free(out);
+    rc = gdml_test_run((char *[]){models, "export", "2", npy, "--store", store, NULL}, 30, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    struct stat st;
+    cr_assert_eq(stat(npy, &st), 0);
+    cr_assert_eq(st.st_size, 128 + (785 * 32 + 33 * 10) * 4, "npy size %lld", (long long)st.st_size);
     free(models);
     gdml_test_rmtree(dir);
 }

@@ -79,7 +79,8 @@ Test(model, find_kinds)
     const gdml_model_ops *ops = gdml_model_find("softmax");
     cr_assert_not_null(ops);
     cr_assert_str_eq(ops->kind, "softmax");
-    cr_assert_null(gdml_model_find("mlp"));
+    cr_assert_not_null(gdml_model_find("mlp"));
+    cr_assert_null(gdml_model_find("Mlp"));
     cr_assert_null(gdml_model_find(""));
     cr_assert_null(gdml_model_find("Softmax"));
 }
@@ -100,14 +101,14 @@ Test(model, layout_parse_good)
     } cases[] = {
         {"softmax 784 10", 784, 10},   {"  softmax\t7   4 \n", 7, 4},
         {"softmax 1 2", 1, 2},         {"softmax 100000000 256", 100000000, 256},
-        {"softmax 0784 010", 784, 10},
+        {"softmax 0784 010", 784, 10}, {"mlp 784 256,128 10", 784, 10},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         gdml_layout l;
         gdml_errmsg e = {{0}};
         gdml_err err = gdml_layout_parse(cases[i].text, &l, &e);
         cr_assert_eq(err, GDML_OK, "'%s': %s", cases[i].text, e.text);
-        cr_assert_str_eq(l.kind, "softmax");
+        cr_assert_str_eq(l.kind, strstr(cases[i].text, "mlp") ? "mlp" : "softmax");
         cr_assert_eq(l.inputs, cases[i].inputs, "'%s'", cases[i].text);
         cr_assert_eq(l.classes, cases[i].classes, "'%s'", cases[i].text);
     }
@@ -123,9 +124,16 @@ Test(model, layout_parse_bad)
         {"", "expected '<kind> <inputs> <classes>'"},
         {"   ", "expected '<kind> <inputs> <classes>'"},
         {"softmax", "expected '<kind> <inputs> <classes>'"},
-        {"softmax 784 10 3", "expected '<kind> <inputs> <classes>'"},
-        {"softmax 784 10 x", "expected '<kind> <inputs> <classes>'"},
-        {"mlp 784 10", "unknown model kind 'mlp' (known: softmax)"},
+        {"softmax 784 10 3 4", "expected '<kind> <inputs> <classes>'"},
+        {"softmax 784 10 3", "a 'softmax' model has no hidden layers"},
+        {"mlp 784 10", "a 'mlp' model names its hidden layers, e.g. 'mlp 784 256,128 10'"},
+        {"mlp 784 0,5 10", "each hidden width must be a whole number from 1 to 65536, got '0'"},
+        {"mlp 784 256,,128 10", "got ''"},
+        {"mlp 784 256, 10", "got ''"},
+        {"mlp 784 65537 10", "got '65537'"},
+        {"mlp 784 1,2,3,4,5,6,7,8,9 10", "at most 8 hidden layers"},
+        {"mlp 784 256 1", "classes must be"},
+        {"nn 784 10", "unknown model kind 'nn' (known: softmax, mlp)"},
         {"averyveryverylongkind 784 10", "unknown model kind 'averyveryverylongkind'"},
         {"softmax 0 10", "inputs must be a whole number from 1 to 100000000, got '0'"},
         {"softmax 100000001 10", "inputs must be a whole number from 1 to 100000000"},
@@ -164,6 +172,18 @@ Test(model, layout_format_round_trip)
     char tiny[8];
     gdml_layout_format(&l, tiny, sizeof tiny);
     cr_assert_str_eq(tiny, "softmax");
+
+    cr_assert_eq(gdml_layout_parse("mlp 784 256,128 10", &l, NULL), GDML_OK);
+    cr_assert_eq(l.n_hidden, 2);
+    cr_assert(l.hidden[0] == 256 && l.hidden[1] == 128);
+    gdml_layout_format(&l, buf, sizeof buf);
+    cr_assert_str_eq(buf, "mlp 784 256,128 10");
+    gdml_errmsg e;
+    cr_assert_eq(gdml_layout_make("mlp", 784, "256,128", 10, &back, &e), GDML_OK, "%s", e.text);
+    cr_assert(memcmp(&l, &back, sizeof l) == 0);
+    cr_assert_eq(gdml_layout_make("softmax", 784, "", 10, &back, &e), GDML_OK, "%s", e.text);
+    cr_assert_eq(gdml_layout_make("mlp", 784, "", 10, &back, &e), GDML_ERR_FORMAT);
+    cr_assert(strstr(e.text, "names its hidden layers"), "%s", e.text);
 }
 
 /* ---- softmax regression ---- */

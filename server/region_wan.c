@@ -201,18 +201,25 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
     bool early = !r->welcomed;
     r->welcomed = true;
     if (early && r->state != REGION_JOINING) {
-        /* Started early: the steps trained since, on top of its model; a
-         * sync that waited for it goes now. */
-        gdml_info("%llu steps trained before it came are kept on top of it",
-                  (unsigned long long)r->steps_since_sync);
-        rebase(r, now, h);
-        if (r->state == REGION_SYNCING) {
-            r->state = REGION_TRAINING;
-            region_after_step(r, now);
+        if (h->version == 0 && h->count == r->cfg->early_seed) {
+            /* Started early from this very model: the steps trained since
+             * stay on top of it, and a sync that waited for it goes now. */
+            gdml_info("%llu steps trained before it came are kept on top of it",
+                      (unsigned long long)r->steps_since_sync);
+            rebase(r, now, h);
+            if (r->state == REGION_SYNCING) {
+                r->state = REGION_TRAINING;
+                region_after_step(r, now);
+            }
+            return;
         }
-        return;
+        /* A trained model (a resumed job), or another initial one: steps
+         * taken from [model]'s initial parameters say nothing about it. */
+        gdml_info("the %llu steps trained early from [model]'s initial model are dropped: "
+                  "the coordinator sent version %llu",
+                  (unsigned long long)r->steps_since_sync, (unsigned long long)h->version);
     }
-    if (r->state == REGION_TRAINING) {
+    if (!early && r->state == REGION_TRAINING) {
         rebase(r, now, h);
         return;
     }

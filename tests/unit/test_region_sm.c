@@ -595,11 +595,36 @@ Test(region_sm, early_start_trains_before_the_welcome_and_its_first_sync_waits_f
     cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0);
     cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, NULL), 0, "the workers went on");
     clear(&g);
-    /* The coordinator resumed on version 5: the three steps go on top of it. */
+    /* Version 0 of the same seed: the three steps go on top of it. */
+    float *zero = calloc(g.n, sizeof(float));
+    coord_tensor(&g, GDML_MSG_WELCOME, SMALL, SEED, 0, zero);
+    free(zero);
+    assert_delta(&g, want, anchor, 0);
+    free(want);
+    free(anchor);
+    rig_fini(&g);
+}
+
+Test(region_sm, early_steps_are_dropped_when_the_coordinator_sends_a_trained_model)
+{
+    /* A resumed job: steps taken from the initial model say nothing about
+     * version 5, so the round starts afresh from it. */
+    rig g;
+    rig_early(&g);
+    double *want = dup_init(&g), *anchor = dup_init(&g), *ignored = dup_init(&g);
+    clear(&g);
+    step2(&g, ignored, 0);
+    step2(&g, ignored, 1);
     welcome_again(&g, 5, want, anchor);
+    clear(&g);
+    step2(&g, want, 2);
+    step2(&g, want, 3);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0, "a sync after 2 steps of 3");
+    step2(&g, want, 4);
     assert_delta(&g, want, anchor, 5);
     free(want);
     free(anchor);
+    free(ignored);
     rig_fini(&g);
 }
 

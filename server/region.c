@@ -79,14 +79,25 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
     s->sync_ms = cfg->server.sync_ms;
     s->learning_rate = cfg->server.learning_rate;
     s->lr_decay = cfg->server.lr_decay;
+    s->optim = (gdml_optim_config){.kind = cfg->server.optimizer,
+                                   .momentum = cfg->server.momentum,
+                                   .beta1 = cfg->server.adam_beta1,
+                                   .beta2 = cfg->server.adam_beta2,
+                                   .epsilon = cfg->server.adam_epsilon};
     s->scaffold = strcmp(cfg->server.drift_correction, "scaffold") == 0;
+    if (s->scaffold && strcmp(cfg->server.optimizer, "sgd") != 0)
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                               "[server] drift_correction = scaffold derives its control variates "
+                               "from SGD steps; with optimizer = %s set drift_correction = none, "
+                               "or optimizer = sgd",
+                               cfg->server.optimizer);
     s->overlap = strcmp(cfg->server.overlap, "on") == 0;
     s->checkpoint = cfg->server.checkpoint[0] != '\0';
     if (strcmp(cfg->server.early_start, "on") == 0) {
         gdml_layout l;
         gdml_err err = gdml_config_layout(cfg, &l, e);
         if (err) {
-            gdml_errmsg_prefix(e, "server.early_start = on starts from it: ");
+            gdml_errmsg_prefix(e, "server.early_start = on trains from [model] at once: ");
             return err;
         }
         gdml_layout_format(&l, s->early_layout, sizeof s->early_layout);

@@ -18,7 +18,8 @@
  *   bytes_sent        budget spent                  steps since the last sync (samples)
  *   bytes_received    budget spent in its window
  *   tensors           params, anchor, residual; sent (a delta in flight);
- *                     c_local, c_global (SCAFFOLD)
+ *                     c_local, c_global (SCAFFOLD); opt_0, opt_1 (the
+ *                     optimizer's state: momentum's velocity, adam's moments)
  *
  * Restarted, the region joins again and the coordinator's WELCOME brings
  * the current global model g. The region then continues from g plus the
@@ -84,6 +85,11 @@ gdml_version_meta *gdml_region_checkpoint(gdml_region *r, int64_t now, const cha
         add_tensor(r, "c_local", r->c_local);
         add_tensor(r, "c_global", r->c_global);
     }
+    size_t n_opt;
+    float *const *opt = gdml_optim_state(r->opt, &n_opt);
+    static const char *const opt_names[] = {"opt_0", "opt_1"};
+    for (size_t i = 0; i < n_opt && i < 2; i++)
+        add_tensor(r, opt_names[i], opt[i]);
     *layout = r->layout_text;
     *tensors = r->ckpt_tensors;
     *n_tensors = r->n_ckpt_tensors;
@@ -108,6 +114,8 @@ static void free_restored(gdml_region *r)
     free(x->residual);
     free(x->c_local);
     free(x->c_global);
+    free(x->opt[0]);
+    free(x->opt[1]);
     memset(x, 0, sizeof *x);
 }
 
@@ -126,8 +134,10 @@ gdml_err gdml_region_resume(gdml_region *r, const gdml_version_meta *meta, const
                                (unsigned long long)meta->version, r->cfg->name);
     free_restored(r);
     region_restored *x = &r->restored;
-    float **slots[] = {&x->params, &x->anchor, &x->residual, &x->sent, &x->c_local, &x->c_global};
-    const char *names[] = {"params", "anchor", "residual", "sent", "c_local", "c_global"};
+    float **slots[] = {&x->params,  &x->anchor,   &x->residual, &x->sent,
+                       &x->c_local, &x->c_global, &x->opt[0],   &x->opt[1]};
+    const char *names[] = {"params",  "anchor",   "residual", "sent",
+                           "c_local", "c_global", "opt_0",    "opt_1"};
     size_t n = 0;
     for (size_t t = 0; t < n_tensors; t++)
         for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
@@ -191,6 +201,15 @@ void region_apply_restored(gdml_region *r, int64_t now)
         memcpy(r->c_local, x->c_local, r->n * sizeof(float));
         memcpy(r->c_global, x->c_global, r->n * sizeof(float));
     }
+    size_t n_opt, had = (x->opt[0] != NULL) + (x->opt[1] != NULL);
+    float *const *opt = gdml_optim_state(r->opt, &n_opt);
+    if (had == n_opt)
+        for (size_t i = 0; i < n_opt; i++)
+            memcpy(opt[i], x->opt[i], r->n * sizeof(float));
+    else
+        gdml_warn("checkpoint %llu holds %zu optimizer state tensors, server.optimizer = %s "
+                  "keeps %zu: its state starts at zero",
+                  (unsigned long long)x->meta.version, had, r->cfg->optim.kind, n_opt);
     r->step = (uint64_t)x->meta.lr_steps;
     r->syncs = x->meta.round;
     r->steps_since_sync = x->meta.regions[0].samples;

@@ -41,6 +41,7 @@ typedef struct region_restored {
     gdml_version_meta meta;
     char layout[GDML_LAYOUT_MAX];
     float *params, *anchor, *sent, *residual, *c_local, *c_global;
+    float *opt[2]; /* the optimizer's state, if it keeps any */
 } region_restored;
 
 /* Per worker, beside its member slot. */
@@ -72,6 +73,7 @@ struct gdml_region {
     float *scratch;            /* one received tensor */
     float *c_local, *c_global; /* SCAFFOLD control variates */
     float *sent;               /* overlap: the live model when the delta in flight was made */
+    gdml_optim *opt;           /* how a step's gradient moves the live model */
     bool in_flight;            /* overlap: a delta is sent and its GLOBAL not yet in */
     bool welcomed;             /* the coordinator's WELCOME is in (early start trains before) */
     gdml_codec *dense;         /* all+f32, for models to the workers */
@@ -90,7 +92,7 @@ struct gdml_region {
     uint64_t ckpt_version;
     bool ckpt_pending; /* a COMMIT is queued and not yet reported */
     gdml_version_meta ckpt_meta;
-    gdml_store_tensor ckpt_tensors[6];
+    gdml_store_tensor ckpt_tensors[8];
     size_t n_ckpt_tensors;
     region_restored restored;
     gdml_actions actions;

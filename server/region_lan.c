@@ -342,7 +342,8 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     if (!(w->counted[c / 64] & bit)) {
         w->counted[c / 64] |= bit;
         if (ssp(r)) { /* applied as it comes: the chunk is a mean over its batch */
-            gdml_saxpy(len, -(float)region_lr(r), r->scratch + lo, r->params + lo);
+            gdml_optim_step(r->opt, lo, len, r->scratch + lo, (float)region_lr(r), r->step + 1,
+                            r->params + lo);
         } else {
             gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
             r->chunk_batch[c] += batch;
@@ -372,8 +373,10 @@ static void finish_step(gdml_region *r, int64_t now)
     float lr = (float)region_lr(r);
     for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++) {
         size_t lo = (size_t)(c * GDML_CHUNK_ELEMS), len = (size_t)gdml_chunk_len(r->n, lo);
-        if (r->chunk_batch[c] > 0)
-            gdml_saxpy(len, -lr / (float)r->chunk_batch[c], r->grad_sum + lo, r->params + lo);
+        if (r->chunk_batch[c] > 0) { /* the mean over what reached the chunk */
+            gdml_sscal(len, 1.0f / (float)r->chunk_batch[c], r->grad_sum + lo);
+            gdml_optim_step(r->opt, lo, len, r->grad_sum + lo, lr, r->step + 1, r->params + lo);
+        }
         r->chunk_batch[c] = 0;
     }
     if (r->c_local)

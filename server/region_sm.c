@@ -75,6 +75,7 @@ void gdml_region_destroy(gdml_region **rp)
     free(r->c_local);
     free(r->c_global);
     free(r->sent);
+    gdml_optim_destroy(&r->opt);
     region_restored_fini(r);
     free(r);
 }

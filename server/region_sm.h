@@ -27,6 +27,7 @@
 #include "budget.h"
 #include "err.h"
 #include "msg.h"
+#include "optim.h"
 #include "store.h"
 #include "transport.h"
 
@@ -52,6 +53,7 @@ typedef struct gdml_region_config {
     uint64_t sync_every;        /* steps mode: local steps per round */
     int64_t sync_ms;            /* time mode: ms per round */
     double learning_rate, lr_decay;
+    gdml_optim_config optim; /* what a step of the live model is (optim.h) */
     bool scaffold; /* drift correction by control variates */
     bool overlap;  /* train on while a delta is in flight; GLOBAL is folded in with a correction */
     bool checkpoint; /* queue a COMMIT of the training state after each sync and GLOBAL */

@@ -110,7 +110,11 @@ static gdml_err make_model(gdml_region *r, const char *text, uint64_t total, gdm
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
     if (r->cfg->overlap && !(r->sent = malloc(n * sizeof(float))))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
-    gdml_err err = gdml_codec_new("dense", n, 0, &r->dense, e);
+    gdml_optim_config sgd = {.kind = "sgd"};
+    gdml_err err = gdml_optim_new(r->cfg->optim.kind ? &r->cfg->optim : &sgd, n, &r->opt, e);
+    if (err)
+        return err;
+    err = gdml_codec_new("dense", n, 0, &r->dense, e);
     if (err)
         return err;
     /* randk's choices, repeatable per region: a hash of its name (FNV-1a). */

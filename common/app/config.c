@@ -580,6 +580,11 @@ gdml_err gdml_config_layout(const gdml_config *cfg, gdml_layout *out, gdml_errms
                           (uint32_t)cfg->model.classes, out, e))
         return GDML_OK;
     gdml_errmsg_prefix(e, "[model]: ");
+    if (e) {
+        size_t len = strlen(e->text);
+        snprintf(e->text + len, sizeof e->text - len,
+                 " ([model] hidden lists an mlp's widths, e.g. hidden = 256,128; softmax has none)");
+    }
     return GDML_ERR_CONFIG;
 }
 

@@ -60,6 +60,8 @@ typedef struct gdml_config {
         char listen[GDML_ENDPOINT_MAX], coordinator[GDML_ENDPOINT_MAX];
         int64_t workers, sync_every, timeout_ms;
         double learning_rate, lr_decay;
+        char optimizer[16]; /* sgd, momentum or adam (optim.h) */
+        double momentum, adam_beta1, adam_beta2, adam_epsilon;
         char endpoint_file[GDML_PATH_MAX];
         char sync_mode[16];        /* steps, time or budget */
         char drift_correction[16]; /* none or scaffold */

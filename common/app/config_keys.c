@@ -110,6 +110,7 @@ static const char *const drift_corrections[] = {"none", "scaffold", NULL};
 static const char *const on_off[] = {"on", "off", NULL};
 static const char *const consistencies[] = {"sync", "quorum", "async", NULL};
 static const char *const lan_consistencies[] = {"bsp", "ssp", "asp", NULL};
+static const char *const optimizers[] = {"sgd", "momentum", "adam", NULL};
 static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -189,9 +190,16 @@ const key_def gdml_config_keys[] = {
              "the global coordinator's endpoint"),
     INT(server, workers, "2", 1, 1024, "--workers", "workers that must join before training"),
     INT(server, sync_every, "50", 1, 1000000, "--sync-every", "local steps between syncs"),
-    REAL(server, learning_rate, "0.1", 0, 100, "--learning-rate", "SGD step size"),
+    REAL(server, learning_rate, "0.1", 0, 100, "--learning-rate", "the optimizer's step size"),
     REAL(server, lr_decay, "1", 0, 1, "--lr-decay",
          "learning rate factor per global version: rate = learning_rate * lr_decay^version"),
+    ENUM(server, optimizer, "sgd", optimizers, "--optimizer", "KIND",
+         "how the step's mean gradient moves the live model: sgd, momentum or adam "
+         "(docs/config.md; SCAFFOLD needs sgd)"),
+    REAL(server, momentum, "0.9", 0, 0.999999, NULL, "optimizer = momentum: its decay"),
+    REAL(server, adam_beta1, "0.9", 0, 0.999999, NULL, "optimizer = adam: first-moment decay"),
+    REAL(server, adam_beta2, "0.999", 0, 0.999999, NULL, "optimizer = adam: second-moment decay"),
+    REAL(server, adam_epsilon, "1e-8", 1e-12, 1, NULL, "optimizer = adam: denominator floor"),
     INT(server, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
         "how long to wait for a worker or the coordinator, in ms"),
     STR(server, endpoint_file, "", "--endpoint-file", "PATH",

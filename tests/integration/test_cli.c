@@ -50,6 +50,38 @@ Test(cli, bad_value_in_file_names_file_line_key_and_range)
     gdml_test_rmtree(dir);
 }
 
+Test(cli, a_model_or_optimizer_that_cannot_work_is_refused_with_the_remedy)
+{
+    struct {
+        const char *program;
+        const char *args[8];
+        const char *says;
+    } cases[] = {
+        {"gdml-coordinator", {"--set", "model.kind=mlp", NULL}, "hidden = 256,128"},
+        {"gdml-coordinator",
+         {"--set", "model.kind=softmax", "--set", "model.hidden=64", NULL},
+         "no hidden layers"},
+        {"gdml-server",
+         {"--name", "us-east", "--set", "model.kind=mlp", "--set", "model.hidden=0", NULL},
+         "each hidden width must be a whole number from 1 to 65536, got '0'"},
+        {"gdml-server",
+         {"--name", "us-east", "--drift-correction", "scaffold", "--optimizer", "adam", NULL},
+         "with optimizer = adam set drift_correction = none, or optimizer = sgd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = gdml_test_program(cases[i].program);
+        char *argv[10] = {path};
+        for (size_t k = 0; cases[i].args[k]; k++)
+            argv[k + 1] = (char *)cases[i].args[k];
+        char *out = NULL;
+        int rc = gdml_test_run(argv, 10, &out);
+        cr_assert_eq(rc, 2, "case %zu exited %d:\n%s", i, rc, out);
+        cr_assert(strstr(out, cases[i].says), "case %zu: no '%s' in:\n%s", i, cases[i].says, out);
+        free(out);
+        free(path);
+    }
+}
+
 Test(cli, unknown_key_is_refused_not_ignored)
 {
     char *dir = gdml_test_tmpdir();

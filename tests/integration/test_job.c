@@ -142,6 +142,7 @@ Test(job, two_runs_at_once_train_and_store_every_version, .timeout = 300)
     gdml_test_rmtree(dir);
 }
 
+/* An MLP, stepped by Adam at the regional servers. */
 Test(job, an_mlp_trains_end_to_end_and_the_models_tool_reads_it, .timeout = 300)
 {
     if (!gdml_test_have_fashion_mnist())
@@ -154,7 +155,8 @@ Test(job, an_mlp_trains_end_to_end_and_the_models_tool_reads_it, .timeout = 300)
     snprintf(npy, sizeof npy, "%s/mlp.npy", dir);
     pid_t pid = launch_with(run, "6", log,
                             (char *[]){"--set", "model.kind=mlp", "--set", "model.hidden=32",
-                                       "--set", "server.learning_rate=0.1", NULL});
+                                       "--set", "server.optimizer=adam", "--set",
+                                       "server.learning_rate=0.001", NULL});
     int rc = gdml_test_wait(pid, 240);
     char *out = gdml_test_read_file(log);
     cr_assert_eq(rc, 0, "the MLP job exited %d:\n%s", rc, out);
@@ -180,6 +182,13 @@ Test(job, an_mlp_trains_end_to_end_and_the_models_tool_reads_it, .timeout = 300)
     rc = gdml_test_run((char *[]){models, "verify", "--store", store, NULL}, 60, &out);
     cr_assert_eq(rc, 0, "%s", out);
     cr_assert(strstr(out, "6 versions checked") && strstr(out, "0 missing"), "%s", out);
+    free(out);
+    /* Each region's checkpoint keeps Adam's two moments. */
+    char ckpt[4300];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints/us-east", run);
+    rc = gdml_test_run((char *[]){models, "show", "latest", "--store", ckpt, NULL}, 30, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\"opt_0\"") && strstr(out, "\"opt_1\""), "no Adam state:\n%s", out);
     free(out);
     rc = gdml_test_run((char *[]){models, "eval", "latest", "--store", store, NULL}, 60, &out);
     cr_assert_eq(rc, 0, "%s", out);

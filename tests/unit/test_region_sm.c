@@ -1002,6 +1002,71 @@ Test(region_sm, a_restarted_region_resumes_its_checkpoint_on_top_of_the_current_
     rig_fini(&h);
 }
 
+/* Two steps of both workers under server.optimizer = momentum (0.5): the
+ * velocity carries over, and a checkpoint keeps it for a restart. */
+Test(region_sm, momentum_steps_with_velocity_and_a_checkpoint_keeps_it)
+{
+    rig g;
+    rig_config(&g);
+    g.cfg.optim = (gdml_optim_config){.kind = "momentum", .momentum = 0.5};
+    g.cfg.checkpoint = true;
+    rig_train(&g, SMALL);
+    double *want = dup_init(&g), *v = calloc(g.n, sizeof(double));
+    for (unsigned step = 0; step < 3; step++) {
+        float *g1 = gradient(g.n, 1, step), *g2 = gradient(g.n, 2, step);
+        push(&g, "w1", "r1", step, 32, g1);
+        push(&g, "w2", "r2", step, 16, g2);
+        for (size_t i = 0; i < g.n; i++) {
+            double mean = (32.0 * g1[i] + 16.0 * g2[i]) / 48.0;
+            v[i] = 0.5 * v[i] + mean;
+            want[i] -= LR * v[i];
+        }
+        if (step < 2)
+            assert_model(&g, GDML_MSG_MODEL, "r1", want, step + 1, 0);
+        free(g1);
+        free(g2);
+        if (step < 2)
+            clear(&g);
+    }
+    ckpt_copy c;
+    take_checkpoint(&g, &c);
+    const float *velocity = ckpt_tensor(&c, "opt_0");
+    cr_assert_not_null(velocity, "the checkpoint lacks the velocity");
+    cr_assert_null(ckpt_tensor(&c, "opt_1"));
+    for (size_t i = 0; i < g.n; i++)
+        cr_assert(fabs(velocity[i] - v[i]) < 1e-5, "velocity %zu: %g, want %g", i,
+                  (double)velocity[i], v[i]);
+    rig_fini(&g);
+    /* Restarted on it: the next step goes on with the velocity it had. */
+    rig h;
+    rig_config(&h);
+    h.cfg.optim = (gdml_optim_config){.kind = "momentum", .momentum = 0.5};
+    h.cfg.checkpoint = true;
+    gdml_errmsg e = {{0}};
+    cr_assert_eq(gdml_region_new(&h.cfg, &h.r, &e), GDML_OK, "%s", e.text);
+    cr_assert_eq(gdml_region_resume(h.r, &c.meta, c.layout, c.t, c.n, &e), GDML_OK, "%s", e.text);
+    gdml_region_start(h.r, h.now);
+    drain(&h);
+    hello(&h, "w1", "r1", 600);
+    hello(&h, "w2", "r2", 400);
+    welcome(&h, SMALL);
+    clear(&h);
+    float *g1 = gradient(h.n, 1, 3), *g2 = gradient(h.n, 2, 3);
+    push(&h, "w1", "r1", 3, 32, g1);
+    push(&h, "w2", "r2", 3, 16, g2);
+    for (size_t i = 0; i < h.n; i++) {
+        v[i] = 0.5 * v[i] + (32.0 * g1[i] + 16.0 * g2[i]) / 48.0;
+        want[i] -= LR * v[i];
+    }
+    assert_model(&h, GDML_MSG_MODEL, "r1", want, 4, 0);
+    free(g1);
+    free(g2);
+    ckpt_free(&c);
+    free(want);
+    free(v);
+    rig_fini(&h);
+}
+
 Test(region_sm, a_checkpoint_of_another_region_or_model_is_not_used)
 {
     rig g;

@@ -100,14 +100,16 @@ static gdml_err resume(coordinator *c, gdml_errmsg *e)
 static gdml_err load_eval(coordinator *c, gdml_errmsg *e)
 {
     const gdml_config *cfg = c->cfg;
-    if (!*cfg->coordinator.eval_images)
+    const char *file =
+        *cfg->coordinator.eval_data ? cfg->coordinator.eval_data : cfg->coordinator.eval_images;
+    if (!*file)
         return GDML_OK;
-    gdml_err err = gdml_dataset_load_idx(cfg->coordinator.eval_images, cfg->coordinator.eval_labels,
+    gdml_err err = gdml_config_load_data(cfg, cfg->coordinator.eval_data,
+                                         cfg->coordinator.eval_images, cfg->coordinator.eval_labels,
                                          0, 1, &c->eval, e);
     if (err)
         return err;
-    if (gdml_layout_check_data(&c->sm_cfg.layout, c->eval.dim, c->eval.classes,
-                               cfg->coordinator.eval_images, e)) {
+    if (gdml_layout_check_data(&c->sm_cfg.layout, c->eval.dim, c->eval.classes, file, e)) {
         gdml_errmsg_prefix(e, "the eval set does not fit [model]: ");
         return GDML_ERR_CONFIG;
     }

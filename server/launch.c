@@ -195,9 +195,8 @@ static gdml_err split_data(launch *L, gdml_errmsg *e)
     int mode = gdml_split_mode_parse(cfg->launch.split);
     gdml_err err = path_join(data_dir, L->run_dir, "data", e);
     if (!err)
-        err = gdml_split_files(cfg->launch.train_images, cfg->launch.train_labels, L->names,
-                               (unsigned)L->n_regions, (gdml_split_mode)mode, cfg->launch.alpha,
-                               (uint64_t)cfg->launch.seed, data_dir, L->parts, &n, e);
+        err = gdml_config_split_data(cfg, L->names, (unsigned)L->n_regions, data_dir, L->parts, &n,
+                                     e);
     if (err)
         return err;
 
@@ -396,9 +395,16 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     const char *coord_args[24] = {
         "--byte-log",      byte_log,     "--listen",      "tcp://127.0.0.1:*",
         "--store",         L->store_dir, "--regions",     regions,
-        "--endpoint-file", ep_file,      "--eval-images", eval_images,
-        "--eval-labels",   eval_labels,  "--members",     cfg->launch.regions};
-    size_t ca = 16;
+        "--endpoint-file", ep_file,      "--members",     cfg->launch.regions};
+    size_t ca = 12;
+    if (*cfg->launch.test_data) {
+        coord_args[ca++] = "--eval-data";
+        coord_args[ca++] = cfg->launch.test_data;
+    } else {
+        const char *idx[] = {"--eval-images", eval_images, "--eval-labels", eval_labels};
+        for (size_t i = 0; i < 4; i++)
+            coord_args[ca++] = idx[i];
+    }
     if (L->wan_curve) {
         const char *more[] = {"--key", L->coord_key, "--allow", L->coord_allow};
         for (size_t i = 0; i < 4; i++)
@@ -455,9 +461,13 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
             return err;
 
         char images[PATH_MAX], labels[PATH_MAX], data[PATH_MAX], dir[PATH_MAX];
+        gdml_data_format format = gdml_config_split_format(cfg);
         if ((err = path_join(data, L->run_dir, "data", e)) ||
             (err = path_join(dir, data, name, e)) ||
-            (err = path_join(images, dir, "train-images-idx3-ubyte", e)) ||
+            (err = path_join(images, dir,
+                             format == GDML_DATA_IDX ? "train-images-idx3-ubyte"
+                                                     : gdml_split_text_file_name(format),
+                             e)) ||
             (err = path_join(labels, dir, "train-labels-idx1-ubyte", e)))
             return err;
         for (int w = 0; w < cfg->launch.workers; w++) {
@@ -476,10 +486,14 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
                 (int)sizeof wkey)
                 return gdml_errmsg_set(e, GDML_ERR_INVALID, "the run directory path is too long");
             const char *worker_args[20] = {"--name",        wname,  "--server",      server_ep,
-                                           "--images",      images, "--labels",      labels,
                                            "--shard-index", index,  "--shard-count", workers,
-                                           "--seed",        seed};
+                                           "--seed",        seed,   "--images",      images,
+                                           "--labels",      labels};
             size_t wa = 14;
+            if (format != GDML_DATA_IDX) { /* one file, in place of the IDX pair */
+                worker_args[10] = "--data";
+                wa = 12;
+            }
             if (L->lan_curve) {
                 const char *more[] = {"--key", wkey, "--server-key", L->region_pub[r]};
                 for (size_t i = 0; i < 4; i++)

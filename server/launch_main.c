@@ -2,7 +2,7 @@
 #include "launch.h"
 #include "program.h"
 
-static const char *const sections[] = {"launch", "log", NULL};
+static const char *const sections[] = {"launch", "data", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-launch",

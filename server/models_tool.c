@@ -4,7 +4,7 @@
  *   gdml-models list   --store DIR            one line per stored version
  *   gdml-models show   --store DIR VERSION    one version's metadata as JSON
  *   gdml-models export --store DIR VERSION FILE.npy
- *   gdml-models eval   --store DIR VERSION [--eval-images F --eval-labels F]
+ *   gdml-models eval   --store DIR VERSION [--eval-images F --eval-labels F | --eval-data F]
  *   gdml-models verify --store DIR            checks every checksum of every version, and
  *                                             the history: no version missing, no delta
  *                                             merged twice
@@ -32,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const sections[] = {"coordinator", "store", "log", NULL};
+static const char *const sections[] = {"coordinator", "data", "store", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-models",
@@ -225,12 +225,18 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
                        argv[pos[2]]);
             goto out;
         }
-        const char *images =
-            *cfg->coordinator.eval_images ? cfg->coordinator.eval_images : cfg->launch.test_images;
-        const char *labels =
-            *cfg->coordinator.eval_labels ? cfg->coordinator.eval_labels : cfg->launch.test_labels;
+        /* The test set as the coordinator's flags name it, else as the launcher's. */
+        const char *data = cfg->coordinator.eval_data;
+        const char *images = cfg->coordinator.eval_images, *labels = cfg->coordinator.eval_labels;
+        if (!*data && !*images) {
+            data = cfg->launch.test_data;
+            images = cfg->launch.test_images;
+            labels = cfg->launch.test_labels;
+        }
+        if (*data)
+            images = data;
         double acc, loss;
-        if ((err = gdml_dataset_load_idx(images, labels, 0, 1, &test, e)))
+        if ((err = gdml_config_load_data(cfg, data, images, labels, 0, 1, &test, e)))
             goto out;
         if ((err = gdml_layout_check_data(&layout, test.dim, test.classes, images, e)))
             goto out;

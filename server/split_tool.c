@@ -1,7 +1,8 @@
 /*
  * split_tool.c - gdml-split: assigns a training set to regions (IID, or
  * Dirichlet label skew) deterministically from a seed, and writes each
- * region's part to OUTDIR/<region>/ as IDX files for that region's workers.
+ * region's part to OUTDIR/<region>/ for that region's workers: IDX files for
+ * an IDX set, the rows as they were for a CSV or LIBSVM file.
  */
 #include "config.h"
 #include "log.h"
@@ -10,14 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const char *const sections[] = {"launch", "log", NULL};
+static const char *const sections[] = {"launch", "data", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-split",
-    .summary = "Splits a training set (IDX images + labels) across regions, IID or non-IID "
+    .summary = "Splits a training set (IDX images + labels, or a CSV or LIBSVM file) across "
+               "regions, IID or non-IID "
                "(Dirichlet alpha), deterministic from --seed, into OUTDIR/<region>/.",
     .usage = "OUTDIR [--regions a,b,c] [--split iid|dirichlet] [--alpha A] [--seed N] "
-             "[--train-images F --train-labels F]",
+             "[--train-images F --train-labels F | --train-data F]",
     .sections = sections,
 };
 
@@ -30,10 +32,7 @@ static int split(const gdml_config *cfg, const char *out_dir)
     gdml_errmsg e = {{0}};
     gdml_err err = gdml_config_split_names(cfg->launch.regions, names, 64, &n_regions, &e);
     if (!err)
-        err = gdml_split_files(
-            cfg->launch.train_images, cfg->launch.train_labels, names, (unsigned)n_regions,
-            (gdml_split_mode)gdml_split_mode_parse(cfg->launch.split), cfg->launch.alpha,
-            (uint64_t)cfg->launch.seed, out_dir, parts, &n, &e);
+        err = gdml_config_split_data(cfg, names, (unsigned)n_regions, out_dir, parts, &n, &e);
     if (err) {
         fprintf(stderr, "gdml-split: %s\n", e.text);
         return 1;

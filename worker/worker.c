@@ -142,10 +142,10 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                "the server trains a '%s' model, which this build lacks",
                                w->layout.kind);
-    if (gdml_layout_check_data(&w->layout, w->data.dim, w->data.classes, w->cfg->worker.images,
-                               e)) {
+    const char *file = *w->cfg->worker.data ? w->cfg->worker.data : w->cfg->worker.images;
+    if (gdml_layout_check_data(&w->layout, w->data.dim, w->data.classes, file, e)) {
         gdml_errmsg_prefix(e, "this worker's data does not fit the server's model "
-                              "(check [model] and worker.images): ");
+                              "(check [model] and the worker's data): ");
         return GDML_ERR_CONFIG;
     }
     w->n_params = w->ops->param_count(&w->layout);
@@ -328,8 +328,8 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     w->seq = (uint64_t)gdml_wall_ms() * 16; /* above what an earlier run of it used */
     gdml_rng_seed(&w->rng, (uint64_t)cfg->worker.seed);
 
-    gdml_err err = gdml_dataset_load_idx(cfg->worker.images, cfg->worker.labels,
-                                         (size_t)cfg->worker.shard_index,
+    gdml_err err = gdml_config_load_data(cfg, cfg->worker.data, cfg->worker.images,
+                                         cfg->worker.labels, (size_t)cfg->worker.shard_index,
                                          (size_t)cfg->worker.shard_count, &w->data, e);
     if (err)
         goto out;
@@ -345,7 +345,7 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     w->cursor = w->data.n; /* shuffle before the first batch */
     gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'", w->data.n,
               (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
-              cfg->worker.images);
+              *cfg->worker.data ? cfg->worker.data : cfg->worker.images);
 
     w->curve = gdml_keys_curve_on(cfg, true);
     gdml_link_options opts;
@@ -385,13 +385,13 @@ out:
     return err;
 }
 
-static const char *const sections[] = {"worker", "security", "net", "log", NULL};
+static const char *const sections[] = {"worker", "data", "security", "net", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-worker",
     .summary = "Worker: trains on its shard of one data center's data and pushes gradients "
                "to its regional server. Samples never leave it.",
-    .usage = "--name NAME --images FILE --labels FILE [--config FILE] [options]",
+    .usage = "--name NAME (--images FILE --labels FILE | --data FILE) [--config FILE] [options]",
     .sections = sections,
 };
 

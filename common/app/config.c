@@ -546,6 +546,25 @@ static gdml_err check_section(const gdml_config *cfg, const char *section, gdml_
     return GDML_OK;
 }
 
+/* A worker reads a CSV or LIBSVM file (data), or an IDX pair (images and labels). */
+static gdml_err check_worker_data(const gdml_config *cfg, gdml_errmsg *e)
+{
+    const char *data = cfg->worker.data, *images = cfg->worker.images,
+               *labels = cfg->worker.labels;
+    if (*data && (*images || *labels))
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                               "[worker] data and %s are both set; give one training set: data "
+                               "(--data, CSV or LIBSVM) or images and labels (--images, --labels, "
+                               "IDX)",
+                               *images ? "images" : "labels");
+    if (!*data && (!*images || !*labels))
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                               "[worker] has no training data: give data (--data FILE, CSV or "
+                               "LIBSVM) or both images and labels (--images FILE --labels FILE, "
+                               "IDX)");
+    return GDML_OK;
+}
+
 gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, gdml_errmsg *e)
 {
     for (size_t i = 0; sections && sections[i]; i++) {
@@ -563,6 +582,14 @@ gdml_err gdml_config_check(const gdml_config *cfg, const char *const *sections, 
         gdml_layout layout;
         if (strcmp(s, "model") == 0 && (err = gdml_config_layout(cfg, &layout, e)))
             return err;
+        if (strcmp(s, "worker") == 0 && (err = check_worker_data(cfg, e)))
+            return err;
+        if (strcmp(s, "coordinator") == 0 && *cfg->coordinator.eval_data &&
+            *cfg->coordinator.eval_images)
+            return gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                                   "[coordinator] eval_data and eval_images are both set; give "
+                                   "one test set: eval_data (CSV or LIBSVM) or eval_images and "
+                                   "eval_labels (IDX)");
         if (strcmp(s, "coordinator") == 0 &&
             !*cfg->coordinator.eval_images != !*cfg->coordinator.eval_labels)
             return gdml_errmsg_set(e, GDML_ERR_CONFIG,

@@ -17,9 +17,12 @@
 #ifndef GDML_CONFIG_H
 #define GDML_CONFIG_H
 
+#include "dataset.h"
 #include "err.h"
 #include "model.h"
+#include "textdata.h"
 #include "names.h"
+#include "split.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,6 +31,11 @@ typedef struct gdml_config {
     struct {
         char level[16];
     } log;
+    struct {
+        char format[16]; /* of the *data keys' files: auto, csv, libsvm */
+        char header[8];  /* CSV: auto, yes, no */
+        int64_t label_column;
+    } data;
     struct {
         char kind[16];
         int64_t inputs, classes, seed;
@@ -38,6 +46,7 @@ typedef struct gdml_config {
         char store[GDML_PATH_MAX];
         int64_t regions, rounds, timeout_ms;
         char eval_images[GDML_PATH_MAX], eval_labels[GDML_PATH_MAX];
+        char eval_data[GDML_PATH_MAX]; /* CSV or LIBSVM, instead of the IDX pair */
         int64_t eval_every;
         char endpoint_file[GDML_PATH_MAX];
         char encoder[32]; /* downlink encoder spec (codec.h) */
@@ -98,6 +107,7 @@ typedef struct gdml_config {
         char name[GDML_NAME_MAX];
         char server[GDML_ENDPOINT_MAX];
         char images[GDML_PATH_MAX], labels[GDML_PATH_MAX];
+        char data[GDML_PATH_MAX]; /* CSV or LIBSVM, instead of images and labels */
         int64_t batch_size, shard_index, shard_count, seed, timeout_ms, step_delay_ms;
     } worker;
     struct {
@@ -107,6 +117,7 @@ typedef struct gdml_config {
         double alpha;
         char train_images[GDML_PATH_MAX], train_labels[GDML_PATH_MAX];
         char test_images[GDML_PATH_MAX], test_labels[GDML_PATH_MAX];
+        char train_data[GDML_PATH_MAX], test_data[GDML_PATH_MAX]; /* CSV or LIBSVM */
         char run_dir[GDML_PATH_MAX];
         char resume[8]; /* "on" or "off" */
         int64_t restart_limit, restart_backoff_ms;
@@ -114,6 +125,33 @@ typedef struct gdml_config {
         char chaos_roles[64];
     } launch;
 } gdml_config;
+
+/*
+ * [data]'s options for reading CSV and LIBSVM files; a LIBSVM row is as wide
+ * as [model] inputs.
+ */
+void gdml_config_text_options(const gdml_config *cfg, gdml_text_options *out);
+
+/*
+ * Loads the data set that data (a CSV or LIBSVM file, read with [data]'s
+ * options) names or, if data is empty, the IDX pair images and labels,
+ * keeping rows i % shard_count == shard_index. Errors as the loaders'.
+ */
+gdml_err gdml_config_load_data(const gdml_config *cfg, const char *data, const char *images,
+                               const char *labels, size_t shard_index, size_t shard_count,
+                               gdml_dataset *out, gdml_errmsg *e);
+
+/*
+ * gdml-split's and the launcher's split of the training set: launch.train_data
+ * (CSV or LIBSVM, rows copied as they are) if set, else the IDX pair
+ * launch.train_images and train_labels; see split.h.
+ */
+gdml_err gdml_config_split_data(const gdml_config *cfg, char (*names)[GDML_NAME_MAX],
+                                unsigned regions, const char *dir, gdml_split_part *parts,
+                                size_t *n_samples, gdml_errmsg *e);
+
+/* The format of the files that split writes: IDX, CSV or LIBSVM. */
+gdml_data_format gdml_config_split_format(const gdml_config *cfg);
 
 /* Fills cfg with every key's default. */
 void gdml_config_defaults(gdml_config *cfg);

@@ -110,6 +110,8 @@ static const char *const drift_corrections[] = {"none", "scaffold", NULL};
 static const char *const on_off[] = {"on", "off", NULL};
 static const char *const consistencies[] = {"sync", "quorum", "async", NULL};
 static const char *const lan_consistencies[] = {"bsp", "ssp", "asp", NULL};
+static const char *const data_formats[] = {"auto", "csv", "libsvm", NULL};
+static const char *const csv_headers[] = {"auto", "yes", "no", NULL};
 static const char *const optimizers[] = {"sgd", "momentum", "adam", NULL};
 static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
 
@@ -118,6 +120,15 @@ static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov"
 /* Grouped by section; the order here is the order of --help and docs/config.md. */
 const key_def gdml_config_keys[] = {
     ENUM(log, level, "info", log_levels, "--log-level", "LEVEL", "least severe messages to print"),
+
+    ENUM(data, format, "auto", data_formats, "--data-format", "FORMAT",
+         "format of the text data files (worker.data, launch.train_data, ...): auto is csv for "
+         "*.csv and libsvm for *.svm, *.libsvm, *.txt, each plain or .gz"),
+    ENUM(data, header, "auto", csv_headers, NULL, "auto|yes|no",
+         "whether a CSV file's first line names its columns (auto: if a field of it is not a "
+         "number)"),
+    INT(data, label_column, "0", -1, 100000000, NULL,
+        "the CSV column, from 0, that holds the class label (-1: the last)"),
 
     ENUM(model, kind, "softmax", model_kinds, NULL, "KIND", "model family to train"),
     INT(model, inputs, "784", 1, 100000000, NULL, "features per example (784 for 28x28 images)"),
@@ -137,6 +148,8 @@ const key_def gdml_config_keys[] = {
     STR(coordinator, eval_images, "", "--eval-images", "PATH",
         "IDX test images scored after each round (empty: no evaluation)"),
     STR(coordinator, eval_labels, "", "--eval-labels", "PATH", "IDX test labels for eval_images"),
+    STR(coordinator, eval_data, "", "--eval-data", "PATH",
+        "CSV or LIBSVM test data scored after each round, instead of eval_images and eval_labels"),
     INT(coordinator, eval_every, "1", 1, 1000000, "--eval-every",
         "evaluate every this many versions (and always the last)"),
     STR(coordinator, endpoint_file, "", "--endpoint-file", "PATH",
@@ -283,8 +296,11 @@ const key_def gdml_config_keys[] = {
 
     NAME(worker, name, "--name", "this worker's name"),
     ENDPOINT(worker, server, "tcp://127.0.0.1:7071", "--server", "the regional server's endpoint"),
-    REQ(worker, images, "--images", "PATH", "IDX training images of this region (.gz or plain)"),
-    REQ(worker, labels, "--labels", "PATH", "IDX training labels for images"),
+    STR(worker, images, "", "--images", "PATH",
+        "IDX training images of this region (.gz or plain); or set data"),
+    STR(worker, labels, "", "--labels", "PATH", "IDX training labels for images"),
+    STR(worker, data, "", "--data", "PATH",
+        "CSV or LIBSVM training data of this region (.gz or plain), instead of images and labels"),
     INT(worker, batch_size, "64", 1, 65536, "--batch-size", "examples per gradient"),
     INT(worker, shard_index, "0", 0, 1023, "--shard-index",
         "which shard of the region's data this worker reads (< shard_count)"),
@@ -314,6 +330,11 @@ const key_def gdml_config_keys[] = {
         "IDX test images the coordinator scores"),
     STR(launch, test_labels, FASHION "t10k-labels-idx1-ubyte.gz", "--test-labels", "PATH",
         "IDX test labels"),
+    STR(launch, train_data, "", "--train-data", "PATH",
+        "CSV or LIBSVM training data to split across regions, instead of train_images and "
+        "train_labels"),
+    STR(launch, test_data, "", "--test-data", "PATH",
+        "CSV or LIBSVM test data the coordinator scores, instead of test_images and test_labels"),
     STR(launch, run_dir, "", "--run-dir", "PATH",
         "directory for logs, shards and the store (empty: a new one under runs/)"),
     ENUM(launch, resume, "off", on_off, "--resume", "on|off",

@@ -1,6 +1,7 @@
 /*
  * dataset.h - a labelled data set in memory, as the models consume it:
- * n rows of dim float features scaled to [0, 1], and a class label per row.
+ * n rows of dim float features (IDX pixels scaled to [0, 1]; CSV and LIBSVM
+ * values as they are, textdata.h), and a class label per row.
  */
 #ifndef GDML_DATASET_H
 #define GDML_DATASET_H

@@ -9,6 +9,7 @@
 #include "names.h"
 #include "err.h"
 #include "idx.h"
+#include "textdata.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,22 @@ gdml_err gdml_split_files(const char *images_path, const char *labels_path,
                           char (*names)[GDML_NAME_MAX], unsigned regions, gdml_split_mode mode,
                           double alpha, uint64_t seed, const char *dir, gdml_split_part *parts,
                           size_t *n_samples, gdml_errmsg *e);
+
+/*
+ * The whole split of a CSV or LIBSVM file (gdml_text_rows_read with opt):
+ * rows are assigned on their labels as gdml_split_files assigns samples, and
+ * each region's rows are written as they were read (a CSV header first) to
+ * dir/<name>/<gdml_split_text_file_name>. Fills parts, raw and gzip sizes
+ * included, and *n_samples. Returns the reader's errors, GDML_ERR_IO or
+ * GDML_ERR_NOSPACE naming a file that cannot be written.
+ */
+gdml_err gdml_split_text_file(const char *path, const gdml_text_options *opt,
+                              char (*names)[GDML_NAME_MAX], unsigned regions,
+                              gdml_split_mode mode, double alpha, uint64_t seed, const char *dir,
+                              gdml_split_part *parts, size_t *n_samples, gdml_errmsg *e);
+
+/* The file a text split writes per region: "train.csv" or "train.svm". */
+const char *gdml_split_text_file_name(gdml_data_format format);
 
 /* Parses "iid" or "dirichlet"; returns -1 otherwise. */
 int gdml_split_mode_parse(const char *s);

@@ -2,11 +2,12 @@
  * test_job.c - whole jobs through gdml-launch on real Fashion-MNIST: two
  * short runs at once (so ports and directories must not collide) whose global
  * models beat a threshold, a store that holds every version a run reported,
- * the models tool on that store, an MLP trained end to end, and a job whose
- * coordinator fails at start.
+ * the models tool on that store, an MLP trained end to end, a job on CSV
+ * files, and a job whose coordinator fails at start.
  */
 #include "../support.h"
 
+#include "idx.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 /* gdml-launch on the main job for rounds, with extra arguments (NULL-ended, or NULL). */
 static pid_t launch_with(const char *run_dir, const char *rounds, const char *log,
@@ -226,5 +228,93 @@ Test(job, a_process_that_fails_stops_the_job_with_its_log, .timeout = 120)
     free(out);
     free(path);
     free(ini);
+    gdml_test_rmtree(dir);
+}
+
+/*
+ * Writes the first rows of an IDX images/labels pair as CSV: a header, the
+ * label first, pixels scaled to [0, 1] with two decimals (gzip if gz).
+ */
+static void write_csv(const char *images, const char *labels, size_t rows, const char *path,
+                      bool gz)
+{
+    gdml_idx img = {0}, lab = {0};
+    cr_assert_eq(gdml_idx_read(gdml_test_fashion(images), &img, NULL), GDML_OK);
+    cr_assert_eq(gdml_idx_read(gdml_test_fashion(labels), &lab, NULL), GDML_OK);
+    gzFile f = gzopen(path, gz ? "wb6" : "wbT");
+    cr_assert_not_null(f);
+    gzprintf(f, "label");
+    for (int j = 0; j < 784; j++)
+        gzprintf(f, ",px%d", j);
+    gzprintf(f, "\n");
+    for (size_t i = 0; i < rows; i++) {
+        char line[784 * 6 + 8];
+        size_t len = (size_t)snprintf(line, sizeof line, "%u", lab.data[i]);
+        for (size_t j = 0; j < 784; j++) {
+            uint8_t v = img.data[i * 784 + j];
+            len += v ? (size_t)snprintf(line + len, sizeof line - len, ",%.2f", v / 255.0)
+                     : (size_t)snprintf(line + len, sizeof line - len, ",0");
+        }
+        line[len++] = '\n';
+        cr_assert_eq(gzwrite(f, line, (unsigned)len), (int)len);
+    }
+    cr_assert_eq(gzclose(f), Z_OK);
+    gdml_idx_fini(&img);
+    gdml_idx_fini(&lab);
+}
+
+Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char train[4200], test[4200], run[4200], log[4200], store[4300];
+    snprintf(train, sizeof train, "%s/train.csv.gz", dir);
+    snprintf(test, sizeof test, "%s/test.csv", dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(log, sizeof log, "%s/run.out", dir);
+    snprintf(store, sizeof store, "%s/store", run);
+    write_csv("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 6000, train, true);
+    write_csv("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 1000, test, false);
+
+    pid_t pid = launch_with(run, "6", log,
+                            (char *[]){"--train-data", train, "--test-data", test, NULL});
+    int rc = gdml_test_wait(pid, 240);
+    char *out = gdml_test_read_file(log);
+    cr_assert_eq(rc, 0, "the CSV job exited %d:\n%s", rc, out);
+    cr_assert(strstr(out, "split: 6000 samples to 3 regions"), "%s", out);
+    free(out);
+    /* Each region's part is a CSV file that its workers read. */
+    char part[4300];
+    snprintf(part, sizeof part, "%s/data/eu-west/train.csv", run);
+    char *head = gdml_test_read_file(part);
+    cr_assert(head && strncmp(head, "label,px0,", 10) == 0, "no CSV part at %s", part);
+    free(head);
+    char wlog[4300];
+    snprintf(wlog, sizeof wlog, "%s/logs/worker-eu-west.w1.log", run);
+    char *wl = gdml_test_read_file(wlog);
+    cr_assert(wl && strstr(wl, "(shard 1 of 2) from '") && strstr(wl, "eu-west/train.csv'"),
+              "%s", wl ? wl : "(no worker log)");
+    free(wl);
+
+    char summary[4300];
+    snprintf(summary, sizeof summary, "%s/summary.json", run);
+    char *json = gdml_test_read_file(summary);
+    cr_assert_not_null(json);
+    double acc = gdml_test_json_number(json, "final_accuracy");
+    cr_assert(acc >= 0.7, "the CSV job reached only %.4f after 6 rounds", acc);
+    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), 6);
+    free(json);
+    /* The models tool scores a version on the same CSV test set. */
+    char *models = gdml_test_program("gdml-models");
+    rc = gdml_test_run(
+        (char *[]){models, "eval", "latest", "--store", store, "--eval-data", test, NULL}, 60, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    char want[96];
+    snprintf(want, sizeof want, "version 6: accuracy %.4f, ", acc);
+    cr_assert(strstr(out, want) && strstr(out, "on 1000 samples"),
+              "eval disagrees with the run (%s): %s", want, out);
+    free(out);
+    free(models);
     gdml_test_rmtree(dir);
 }

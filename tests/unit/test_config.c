@@ -225,7 +225,7 @@ Test(config, refuses_unknown_keys_and_sections)
                    "keys in [server]: name, listen, coordinator, workers, sync_every", NULL);
     expect_refused(
         "[log]\nlevel = info\n[serve]\nname = a\n", "test.ini:4:", "unknown section [serve]",
-        "sections: log, model, coordinator, merge, server, security, net, store, budget, worker, launch", NULL);
+        "sections: log, data, model, coordinator, merge, server, security, net, store, budget, worker, launch", NULL);
     expect_refused("rounds = 3\n", "test.ini:1:", "'rounds' comes before any [section]", NULL);
 }
 
@@ -361,8 +361,22 @@ Test(config, check_refuses_missing_required_keys)
     gdml_errmsg e = {{0}};
     c.worker.labels[0] = '\0';
     cr_assert_eq(gdml_config_check(&c, all_sections, &e), GDML_ERR_CONFIG);
-    cr_assert(strstr(e.text, "[worker] labels is required"), "%s", e.text);
-    cr_assert(strstr(e.text, "--labels PATH"), "says how to set it: %s", e.text);
+    cr_assert(strstr(e.text, "[worker] has no training data"), "%s", e.text);
+    cr_assert(strstr(e.text, "--images FILE --labels FILE"), "says how to set it: %s", e.text);
+    cr_assert(strstr(e.text, "--data FILE"), "names the CSV/LIBSVM way too: %s", e.text);
+    /* One CSV or LIBSVM file in place of the pair; both at once are refused. */
+    c.worker.images[0] = '\0';
+    strcpy(c.worker.data, "train.csv.gz");
+    cr_assert_eq(gdml_config_check(&c, all_sections, &e), GDML_OK, "%s", e.text);
+    strcpy(c.worker.images, "i.gz");
+    cr_assert_eq(gdml_config_check(&c, all_sections, &e), GDML_ERR_CONFIG);
+    cr_assert(strstr(e.text, "[worker] data and images are both set"), "%s", e.text);
+    c = good_config();
+    strcpy(c.coordinator.eval_data, "test.svm");
+    strcpy(c.coordinator.eval_images, "t.gz");
+    strcpy(c.coordinator.eval_labels, "l.gz");
+    cr_assert_eq(gdml_config_check(&c, all_sections, &e), GDML_ERR_CONFIG);
+    cr_assert(strstr(e.text, "eval_data and eval_images are both set"), "%s", e.text);
     c = good_config();
     c.server.name[0] = '\0';
     cr_assert_eq(gdml_config_check(&c, all_sections, &e), GDML_ERR_CONFIG);
@@ -624,8 +638,8 @@ Test(config, check_runs_on_the_programs_sections)
 {
     cli_result r = parse(&worker, ARGV("gdml-worker", "--name", "w0", "--labels", "l.gz"));
     cr_assert_eq(r.err, GDML_ERR_CONFIG);
-    cr_assert(strstr(r.e.text, "[worker] images is required"), "%s", r.e.text);
-    cr_assert(strstr(r.e.text, "--images PATH"), "%s", r.e.text);
+    cr_assert(strstr(r.e.text, "[worker] has no training data"), "%s", r.e.text);
+    cr_assert(strstr(r.e.text, "--images FILE"), "%s", r.e.text);
     r = parse(&worker, ARGV("gdml-worker", "--name", "w0", "--labels", "l", "--images", "i",
                             "--shard-index", "3", "--shard-count", "3"));
     cr_assert_eq(r.err, GDML_ERR_CONFIG);

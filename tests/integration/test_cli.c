@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *const programs[] = {"gdml-coordinator", "gdml-server", "gdml-worker",
                                        "gdml-split",       "gdml-models", "gdml-launch"};
@@ -205,6 +206,68 @@ Test(cli, split_tool_writes_each_region)
     char *content = gdml_test_read_file(file);
     cr_assert_not_null(content, "%s was not written", file);
     free(content);
+    free(out);
+    free(path);
+    gdml_test_rmtree(dir);
+}
+
+Test(cli, gdml_synth_writes_what_it_says_and_refuses_bad_flags)
+{
+    char *dir = gdml_test_tmpdir();
+    char data[4200];
+    snprintf(data, sizeof data, "%s/s.svm.gz", dir);
+    char *path = gdml_test_program("gdml-synth");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){path, "--help", NULL}, 10, &out);
+    cr_assert(rc == 0 && strstr(out, "usage: gdml-synth"), "%s", out);
+    free(out);
+    rc = gdml_test_run((char *[]){path, "--version", NULL}, 10, &out);
+    cr_assert(rc == 0 && strstr(out, "gdml-synth 0."), "%s", out);
+    free(out);
+    rc = gdml_test_run((char *[]){path, data, "--samples", "500", "--features", "1000", "--nnz",
+                                  "4", NULL},
+                       30, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "wrote 500 rows of 4 of 1000 features") &&
+                  strstr(out, "true model accuracy 0."),
+              "%s", out);
+    free(out);
+    struct stat st;
+    cr_assert(stat(data, &st) == 0 && st.st_size > 100);
+    const char *bad[][3] = {{"--nnz", "abc", "is not a whole number"},
+                            {"--nnz", "2000", "nnz 1..features"},
+                            {"--colour", "red", "unknown option '--colour'"}};
+    for (size_t i = 0; i < 3; i++) {
+        rc = gdml_test_run((char *[]){path, data, (char *)bad[i][0], (char *)bad[i][1], NULL}, 10,
+                           &out);
+        cr_assert_eq(rc, 2, "%s %s exited %d: %s", bad[i][0], bad[i][1], rc, out);
+        cr_assert(strstr(out, bad[i][2]), "%s", out);
+        free(out);
+    }
+    free(path);
+    gdml_test_rmtree(dir);
+}
+
+Test(cli, a_worker_on_a_malformed_csv_file_exits_naming_file_and_line)
+{
+    char *dir = gdml_test_tmpdir();
+    char csv[4200];
+    snprintf(csv, sizeof csv, "%s/train.csv", dir);
+    gdml_test_write_file(csv, "label,a,b\n1,0.5,0.25\n0,0.5\n");
+    char *path = gdml_test_program("gdml-worker");
+    char *out = NULL;
+    int rc = gdml_test_run(
+        (char *[]){path, "--name", "w0", "--data", csv, "--set", "security.curve=off", NULL}, 10,
+        &out);
+    cr_assert_eq(rc, 4, "exit %d:\n%s", rc, out);
+    cr_assert(strstr(out, "train.csv:3: 2 fields, but the header has 3"), "%s", out);
+    free(out);
+    /* Both a CSV file and an IDX pair: refused before anything is read. */
+    rc = gdml_test_run((char *[]){path, "--name", "w0", "--data", csv, "--images", "i.gz",
+                                  "--labels", "l.gz", NULL},
+                       10, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_assert(strstr(out, "[worker] data and images are both set"), "%s", out);
     free(out);
     free(path);
     gdml_test_rmtree(dir);

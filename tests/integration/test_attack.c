@@ -61,8 +61,11 @@ static void start_coordinator(job *j, const char *const *admit, size_t n,
 static void start_regions(job *j, const char *const *server_extra)
 {
     for (int r = 0; r < 2; r++) {
-        const char *args[16] = {"--workers", "1", "--sync-every", "50", "--timeout-ms", "40000"};
-        size_t k = 6;
+        /* Overlap off: with it, when a GLOBAL lands among the local steps depends
+         * on the machine's load, and the runs compared here must train alike. */
+        const char *args[16] = {"--workers",    "1",     "--sync-every", "50",
+                                "--timeout-ms", "40000", "--set",        "server.overlap=off"};
+        size_t k = 8;
         for (size_t i = 0; server_extra && server_extra[i]; i++)
             args[k++] = server_extra[i];
         args[k] = NULL;

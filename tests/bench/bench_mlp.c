@@ -316,6 +316,7 @@ static double peak_gflops(const setting_result *s, size_t reps)
 
 static void print_table(const setting_result *s, size_t n, const options *o, size_t rows)
 {
+    bool busy = false;
     printf("%s on %zu rows, %.0f FLOPs per sample (the gradient's GEMMs); median of %llu reps "
            "of %llu samples\n",
            o->model, rows, s[0].batch[0].flops / (double)s[0].batch[0].batch,
@@ -326,11 +327,15 @@ static void print_table(const setting_result *s, size_t n, const options *o, siz
         for (size_t b = 0; b < o->n_batches; b++) {
             const batch_result *r = &s[t].batch[b];
             double step = median(r->step_us, o->reps);
+            busy |= median(r->fraction, o->reps) > 1.0;
             printf("%7zu %6zu %11.0f %9.1f %12.1f %8.1f%% %13.0f%%\n", s[t].threads, r->batch,
                    (double)r->batch * 1e6 / step, gflops(r->flops, step),
                    peak_gflops(&s[t], o->reps), 100 * median(r->fraction, o->reps),
                    100 * median(r->gemm_us, o->reps) / step);
         }
+    if (busy)
+        printf("(more than 100%% of peak: other processes slowed the peak's runs; rerun on a "
+               "quieter machine or with more --reps)\n");
 }
 
 static void print_shapes(const setting_result *s, size_t n, const options *o)

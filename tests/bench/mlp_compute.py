@@ -20,6 +20,12 @@ gradient and SGD update, in float32 (the precision gdml computes in; its
 default on float64 data would be float64, --sklearn-float64 adds that).
 Targets: at least 50% of the sgemm peak at the worker's thread count (1),
 and at least 2x scikit-learn's samples/s.
+
+The machine is shared: --runs rounds each run bench_mlp and scikit-learn
+(in alternating order), and every figure in the summary and at the top of
+the JSON is the median over the rounds (a ratio: the median of each round's
+ratio); "per_run" keeps each round's. The per-GEMM detail is the first
+round's.
 """
 import argparse
 import gzip
@@ -56,6 +62,7 @@ def parse():
     ap.add_argument("--sklearn-float64", action="store_true",
                     help="also time scikit-learn on float64 data, its default")
     ap.add_argument("--skip-sklearn", action="store_true")
+    ap.add_argument("--runs", type=int, default=3, help="rounds of bench_mlp and scikit-learn")
     # Internal: this script runs itself under the python that has sklearn.
     ap.add_argument("--sklearn-child", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args()
@@ -162,51 +169,109 @@ def run_sklearn(a, py, threads):
     return json.loads(r.stdout)
 
 
-def merge_sklearn(report, a):
+def sklearn_round(a, py, report):
+    """One round of scikit-learn for every thread count: {threads: child's result}."""
+    return {s["threads"]: run_sklearn(a, py, s["threads"]) for s in report["settings"]}
+
+
+def rounds(a):
+    """--runs rounds of (bench_mlp, scikit-learn or None), in alternating order."""
     py = None if a.skip_sklearn else python_with_sklearn()
-    if not py:
+    if not py and not a.skip_sklearn:
+        print("scikit-learn is not installed (apt-get install python3-sklearn): "
+              "reporting without it", flush=True)
+    out = []
+    for i in range(a.runs):
+        print("round %d of %d" % (i + 1, a.runs), flush=True)
+        if py and i % 2:
+            # scikit-learn first, at the thread counts bench_mlp chose last round.
+            sk = sklearn_round(a, py, out[-1][0])
+            out.append((run_bench_mlp(a), sk))
+        else:
+            report = run_bench_mlp(a)
+            out.append((report, sklearn_round(a, py, report) if py else None))
+    return py, out
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def merge_batch(b, t, runs, has_sklearn, float64):
+    """Medians over the rounds into b, the first round's batch entry at t threads."""
+    per = []
+    for report, sk in runs:
+        s = next(x for x in report["settings"] if x["threads"] == t)
+        r = next(x for x in s["batches"] if x["batch"] == b["batch"])
+        one = {k: r[k] for k in ("samples_per_s", "gflops", "fraction_of_peak",
+                                 "gemm_share_of_step")}
+        one["sgemm_peak_gflops"] = s["sgemm_peak_gflops"]
+        if has_sklearn:
+            rates = sk[t]["samples_per_s"]
+            one["sklearn_samples_per_s"] = round(rates["float32"][str(b["batch"])], 1)
+            one["vs_sklearn"] = round(r["samples_per_s"] / one["sklearn_samples_per_s"], 3)
+            if float64:
+                one["sklearn_float64_samples_per_s"] = round(rates["float64"][str(b["batch"])], 1)
+                one["vs_sklearn_float64"] = round(
+                    r["samples_per_s"] / one["sklearn_float64_samples_per_s"], 3)
+        per.append(one)
+    for k in per[0]:
+        if k != "sgemm_peak_gflops":
+            b[k] = round(med([p[k] for p in per]), 4)
+    b["per_run"] = per
+
+
+def merge(a, py, runs):
+    report = runs[0][0]
+    has_sklearn = py is not None
+    for s in report["settings"]:
+        s["sgemm_peak_gflops"] = round(med([next(
+            x for x in r["settings"] if x["threads"] == s["threads"])["sgemm_peak_gflops"]
+            for r, _ in runs]), 2)
+        for b in s["batches"]:
+            merge_batch(b, s["threads"], runs, has_sklearn, a.sklearn_float64)
+    report["runs"] = len(runs)
+    if not has_sklearn:
         report["sklearn"] = {"installed": False,
                              "note": "scikit-learn not importable; apt-get install python3-sklearn"}
-        if not a.skip_sklearn:
-            print("scikit-learn is not installed (apt-get install python3-sklearn): "
-                  "reporting without it", flush=True)
-        return
-    report["sklearn"] = {"installed": True, "dtype": "float32", "settings": {},
-                         "what": "partial_fit over the same first rows: loss, gradient and SGD "
-                                 "update; hidden (256, 128), relu, sgd, momentum 0, alpha 0, "
-                                 "no shuffle"}
-    for s in report["settings"]:
-        sk = run_sklearn(a, py, s["threads"])
-        report["sklearn"]["settings"][str(s["threads"])] = sk
-        for b in s["batches"]:
-            rate = sk["samples_per_s"]["float32"][str(b["batch"])]
-            b["sklearn_samples_per_s"] = round(rate, 1)
-            b["vs_sklearn"] = round(b["samples_per_s"] / rate, 2)
-            if "float64" in sk["samples_per_s"]:
-                b["sklearn_float64_samples_per_s"] = round(
-                    sk["samples_per_s"]["float64"][str(b["batch"])], 1)
+        return report
+    first = runs[0][1][report["settings"][0]["threads"]]
+    report["sklearn"] = {
+        "installed": True, "version": first["sklearn"], "numpy": first["numpy"],
+        "blas": {str(t): r.get("blas") for t, r in runs[0][1].items()},
+        "rows": first["rows"], "reps": a.sklearn_reps,
+        "dtype": "float32" + (" (and float64)" if a.sklearn_float64 else ""),
+        "what": "partial_fit over the same first rows: loss, gradient and SGD update; hidden "
+                "(256, 128), relu, sgd, momentum 0, alpha 0, no shuffle"}
+    return report
 
 
 # ---- report ----
 
 def print_summary(report):
-    print("\nthreads batch  gdml samples/s  GFLOP/s  of sgemm peak  sklearn samples/s  gdml/sklearn")
+    f64 = any("vs_sklearn_float64" in b for s in report["settings"] for b in s["batches"])
+    print("\nmedians of %d rounds" % report["runs"])
+    print("threads batch  gdml samples/s  GFLOP/s  of sgemm peak  sklearn f32 samples/s"
+          "  gdml/sklearn" + ("  sklearn f64 samples/s  gdml/sklearn f64" if f64 else ""))
     for s in report["settings"]:
         for b in s["batches"]:
             sk = b.get("sklearn_samples_per_s")
-            print("%7d %5d %15.0f %8.1f %13.1f%% %18s %13s" % (
+            line = "%7d %5d %15.0f %8.1f %13.1f%% %22s %13s" % (
                 s["threads"], b["batch"], b["samples_per_s"], b["gflops"],
                 100 * b["fraction_of_peak"], "%.0f" % sk if sk else "-",
-                "%.1fx" % b["vs_sklearn"] if sk else "-"))
-    worker = [s for s in report["settings"] if s["worker_setting"]]
-    for s in worker:
+                "%.2fx" % b["vs_sklearn"] if sk else "-")
+            if f64:
+                line += " %22.0f %17s" % (b["sklearn_float64_samples_per_s"],
+                                          "%.2fx" % b["vs_sklearn_float64"])
+            print(line)
+    for s in (s for s in report["settings"] if s["worker_setting"]):
         for b in s["batches"]:
             ok = b["fraction_of_peak"] >= TARGET_FRACTION
             line = "batch %d, %d thread (the worker's): %.1f%% of the sgemm peak (target %d%%): %s" % (
                 b["batch"], s["threads"], 100 * b["fraction_of_peak"], 100 * TARGET_FRACTION,
                 "OK" if ok else "below")
             if "vs_sklearn" in b:
-                line += "; %.1fx scikit-learn (target %.0fx): %s" % (
+                line += "; %.2fx scikit-learn float32 (target %.0fx): %s" % (
                     b["vs_sklearn"], TARGET_RATIO, "OK" if b["vs_sklearn"] >= TARGET_RATIO
                     else "below")
             print(line)
@@ -217,8 +282,8 @@ def main():
     if a.sklearn_child:
         sklearn_child(a)
         return
-    report = run_bench_mlp(a)
-    merge_sklearn(report, a)
+    py, runs = rounds(a)
+    report = merge(a, py, runs)
     report["targets"] = {"fraction_of_peak": TARGET_FRACTION, "vs_sklearn": TARGET_RATIO}
     print_summary(report)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

@@ -205,19 +205,18 @@ static double time_gemm(const gemm_shape *s, const gemm_bufs *g, int64_t min_us)
 /* ---- the worker's gradient ---- */
 
 static gdml_err grad_bench_init(grad_bench *gb, const char *model, const gdml_dataset *data,
-                                size_t max_batch, gdml_errmsg *e)
+                                const char *images, size_t max_batch, gdml_errmsg *e)
 {
     *gb = (grad_bench){.data = data};
     if (gdml_layout_parse(model, &gb->layout, e))
         return GDML_ERR_CONFIG;
     if (!(gb->ops = gdml_model_find(gb->layout.kind)))
-        return gdml_errmsg_set(e, GDML_ERR_CONFIG, "this build has no '%s' model",
-                               gb->layout.kind);
+        return gdml_errmsg_set(e, GDML_ERR_CONFIG, "this build has no '%s' model", gb->layout.kind);
     if (strcmp(gb->layout.kind, "mlp") != 0)
         return gdml_errmsg_set(e, GDML_ERR_CONFIG,
                                "--model '%s': this benchmark counts the FLOPs of an mlp only",
                                model);
-    if (gdml_layout_check_data(&gb->layout, data->dim, data->classes, "the images", e))
+    if (gdml_layout_check_data(&gb->layout, data->dim, data->classes, images, e))
         return GDML_ERR_CONFIG;
     if (max_batch > data->n)
         return gdml_errmsg_set(e, GDML_ERR_CONFIG, "a batch of %zu is more than the %zu rows",
@@ -418,8 +417,8 @@ static gdml_err write_json(const setting_result *s, size_t n, const options *o, 
             "mlp_loss_grad: per layer forward A W and dW = A^T dZ, and dA = dZ W^T for every "
             "layer but the first; bias, ReLU and softmax not counted\",\n"
             "  \"peak\": \"gdml_sgemm (cblas_sgemm) NN %dx%dx%d\",\n",
-            o->model, base_name(o->images), rows, sysconf(_SC_NPROCESSORS_ONLN),
-            env ? "\"" : "", env ? env : "null", env ? "\"" : "", (unsigned long long)o->reps,
+            o->model, base_name(o->images), rows, sysconf(_SC_NPROCESSORS_ONLN), env ? "\"" : "",
+            env ? env : "null", env ? "\"" : "", (unsigned long long)o->reps,
             (unsigned long long)o->samples, first->flops / (double)first->batch, PEAK_SIDE,
             PEAK_SIDE, PEAK_SIDE);
     json_settings(f, s, n, o);
@@ -541,7 +540,7 @@ static int bench(const options *o, const gdml_dataset *data)
     gemm_bufs g = {0};
     setting_result *s = calloc(o->n_threads, sizeof *s);
     int status = 1;
-    if (grad_bench_init(&gb, o->model, data, largest(o->batches, o->n_batches), &e)) {
+    if (grad_bench_init(&gb, o->model, data, o->images, largest(o->batches, o->n_batches), &e)) {
         fprintf(stderr, "bench_mlp: %s\n", e.text);
         goto out;
     }

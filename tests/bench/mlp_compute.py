@@ -225,11 +225,11 @@ def merge(a, py, runs):
     report = runs[0][0]
     has_sklearn = py is not None
     for s in report["settings"]:
+        for b in s["batches"]:
+            merge_batch(b, s["threads"], runs, has_sklearn, a.sklearn_float64)
         s["sgemm_peak_gflops"] = round(med([next(
             x for x in r["settings"] if x["threads"] == s["threads"])["sgemm_peak_gflops"]
             for r, _ in runs]), 2)
-        for b in s["batches"]:
-            merge_batch(b, s["threads"], runs, has_sklearn, a.sklearn_float64)
     report["runs"] = len(runs)
     if not has_sklearn:
         report["sklearn"] = {"installed": False,

@@ -53,13 +53,16 @@ static gdml_err write_part(const gdml_text_rows *t, const uint32_t *region_of, u
                            gdml_errmsg *e)
 {
     char path[GDML_PATH_MAX + 2 * GDML_NAME_MAX];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID, "split: path '%s/%s' is too long", dir, name);
+    const char *file = gdml_split_text_file_name(t->format);
+    int len = snprintf(path, sizeof path, "%s/%s/%s", dir, name, file);
+    if (len < 0 || len >= (int)sizeof path)
+        return gdml_errmsg_set(e, GDML_ERR_INVALID, "split: path '%s/%s/%s' is too long", dir,
+                               name, file);
+    path[len - strlen(file) - 1] = '\0'; /* the region's directory first */
     gdml_err err = gdml_mkdir_p(path, e);
     if (err)
         return err;
-    strcat(path, "/");
-    strcat(path, gdml_split_text_file_name(t->format));
+    path[len - strlen(file) - 1] = '/';
     part_sink s = {0};
     if (deflateInit2(&s.z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "split: zlib cannot start a stream");

@@ -103,9 +103,9 @@ static void evaluate(gdml_coord *c, gdml_version_meta *meta, bool last)
 {
     meta->accuracy = meta->loss = NAN;
     const gdml_coord_config *cfg = c->cfg;
-    if (!cfg->eval_n || !(last || meta->round % cfg->eval_every == 0))
+    if (!cfg->eval || !(last || meta->round % cfg->eval_every == 0))
         return;
-    if (gdml_model_evaluate(&cfg->layout, c->next, cfg->eval_x, cfg->eval_y, cfg->eval_n,
+    if (gdml_model_evaluate_set(&cfg->layout, c->next, cfg->eval,
                             &meta->accuracy, &meta->loss))
         gdml_warn("cannot evaluate version %llu", (unsigned long long)meta->version);
 }

@@ -26,6 +26,7 @@
 #define GDML_COORD_SM_H
 
 #include "action.h"
+#include "dataset.h"
 #include "err.h"
 #include "merge.h"
 #include "model.h"
@@ -65,10 +66,9 @@ typedef struct gdml_coord_config {
     uint64_t min_message_bytes;
     bool curve;     /* the regions' link runs CURVE (its bytes count) */
     FILE *byte_log; /* not owned */
-    /* The evaluation set, or eval_n = 0; evaluated every eval_every versions and at the end. */
-    const float *eval_x;
-    const uint8_t *eval_y;
-    size_t eval_n;
+    /* The evaluation set (held as layout's kind trains), or NULL; evaluated
+     * every eval_every versions and at the end. */
+    const gdml_dataset *eval;
     uint64_t eval_every;
     uint64_t seq_base; /* first sequence number: above any a previous run used */
 } gdml_coord_config;

@@ -101,12 +101,13 @@ static gdml_err load_eval(coordinator *c, gdml_errmsg *e)
 {
     const gdml_config *cfg = c->cfg;
     const char *file =
-        *cfg->coordinator.eval_data ? cfg->coordinator.eval_data : cfg->coordinator.eval_images;
+        gdml_config_data_name(cfg->coordinator.eval_data, cfg->coordinator.eval_images);
     if (!*file)
         return GDML_OK;
+    const gdml_model_ops *ops = gdml_model_find(c->sm_cfg.layout.kind);
     gdml_err err = gdml_config_load_data(cfg, cfg->coordinator.eval_data,
                                          cfg->coordinator.eval_images, cfg->coordinator.eval_labels,
-                                         0, 1, &c->eval, e);
+                                         0, 1, ops && ops->sparse, &c->eval, e);
     if (err)
         return err;
     if (gdml_layout_check_data(&c->sm_cfg.layout, c->eval.dim, c->eval.classes, file, e)) {
@@ -352,9 +353,7 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         c->sm_cfg.byte_log = c->byte_log;
         c->sm_cfg.members = (const char(*)[GDML_NAME_MAX])c->members;
         c->sm_cfg.n_members = (size_t)c->n_members;
-        c->sm_cfg.eval_x = c->eval.x;
-        c->sm_cfg.eval_y = c->eval.y;
-        c->sm_cfg.eval_n = c->eval.n;
+        c->sm_cfg.eval = c->eval.n ? &c->eval : NULL;
         if (gdml_coord_new(&c->sm_cfg, &c->sm, e))
             err = GDML_ERR_CONFIG;
     }

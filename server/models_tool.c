@@ -233,16 +233,19 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
             images = cfg->launch.test_images;
             labels = cfg->launch.test_labels;
         }
-        if (*data)
-            images = data;
+        const char *name = gdml_config_data_name(data, images);
+        const gdml_model_ops *ops = gdml_model_find(layout.kind);
         double acc, loss;
-        if ((err = gdml_config_load_data(cfg, data, images, labels, 0, 1, &test, e)))
+        gdml_config as_stored = *cfg; /* LIBSVM rows are as wide as the stored model */
+        as_stored.model.inputs = layout.inputs;
+        if ((err = gdml_config_load_data(&as_stored, data, images, labels, 0, 1,
+                                         ops && ops->sparse, &test, e)))
             goto out;
-        if ((err = gdml_layout_check_data(&layout, test.dim, test.classes, images, e)))
+        if ((err = gdml_layout_check_data(&layout, test.dim, test.classes, name, e)))
             goto out;
-        if (!(err = gdml_model_evaluate(&layout, params, test.x, test.y, test.n, &acc, &loss)))
+        if (!(err = gdml_model_evaluate_set(&layout, params, &test, &acc, &loss)))
             printf("version %llu: accuracy %.4f, loss %.4f on %zu samples of %s\n",
-                   (unsigned long long)v, acc, loss, test.n, images);
+                   (unsigned long long)v, acc, loss, test.n, name);
         else
             gdml_errmsg_set(e, err, "cannot evaluate version %llu: %s", (unsigned long long)v,
                             gdml_strerror(err));

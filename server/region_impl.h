@@ -54,6 +54,14 @@ typedef struct worker_slot {
     int64_t sent_ms;    /* last frame sent to it */
     /* SSP and ASP: gradients of it applied (its clock), and the step its model was tagged. */
     uint64_t clock, tag;
+    /* Sparse kinds: the keys of its last pull, answered with the model at them. */
+    gdml_transfer pull_in;
+    uint32_t *keys;
+    size_t n_keys, cap_keys;
+    uint64_t pull_seq; /* the pull the keys came in */
+    bool keys_ready;   /* the pull is whole and not answered yet */
+    bool model_due;    /* a model was due before its pull was in: it goes when the pull is */
+    bool weighed;      /* its batch counts toward this step's mean */
 } worker_slot;
 
 struct gdml_region {
@@ -77,6 +85,8 @@ struct gdml_region {
     bool in_flight;            /* overlap: a delta is sent and its GLOBAL not yet in */
     bool welcomed;             /* the coordinator's WELCOME is in (early start trains before) */
     gdml_codec *dense;         /* all+f32, for models to the workers */
+    gdml_codec *pulled;        /* sparse kinds: keys+f32, the model at a worker's keys */
+    double step_batch;         /* sparse kinds: samples of this step's pushes */
     gdml_wan *up;              /* the uplink */
     gdml_transfer from_coord;
     uint64_t version, step, steps_since_sync, syncs;

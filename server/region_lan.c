@@ -24,6 +24,7 @@
 #include "log.h"
 #include "tensor.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ static void forget_push(worker_slot *w)
     if (w->counted) /* NULL in a slot whose first join ran out of memory */
         memset(w->counted, 0, CHUNK_WORDS * sizeof(uint64_t));
     gdml_transfer_reset(&w->in);
+    w->weighed = false;
 }
 
 /* SCAFFOLD's correction of one step at rate lr: along g - c_local + c_global. */
@@ -78,6 +80,22 @@ static gdml_err model_frames(gdml_region *r, gdml_msg_type type, uint64_t step,
         snprintf(h.text, sizeof h.text, "%s", r->layout_text);
     size_t k;
     gdml_errmsg e;
+    if (r->pulled) { /* a sparse model's WELCOME tells the layout; the worker then pulls */
+        assert(type == GDML_MSG_WELCOME);
+        gdml_blob *f = NULL;
+        gdml_err err = gdml_frame_header_only(&h, &f);
+        if (!err && !(out->frames = malloc(sizeof *out->frames)))
+            err = GDML_ERR_NOMEM;
+        if (err) {
+            gdml_blob_unref(&f);
+            gdml_error("cannot make a WELCOME: %s", gdml_strerror(err));
+            return err;
+        }
+        out->frames[0] = f;
+        out->n_frames = 1;
+        out->wire = gdml_wire_bytes(gdml_blob_size(f), r->cfg->lan_curve);
+        return GDML_OK;
+    }
     gdml_err err = gdml_codec_select(r->dense, r->params, NULL, &k);
     if (!err)
         err = gdml_codec_frames(r->dense, &h, r->params, NULL, r->cfg->lan_curve, out, &e);
@@ -94,15 +112,55 @@ static void send_frames(gdml_region *r, size_t i, const gdml_wan_update *u, int6
     r->wslots[i].sent_ms = now;
 }
 
+/*
+ * Sparse kinds: the live model at the keys worker i pulled, as MODEL tagged
+ * with step; acked names the pull it answers. False, and nothing sent, if
+ * its pull is not in yet: model_due then sends it when the pull is.
+ */
+static bool send_pulled(gdml_region *r, size_t i, uint64_t step, int64_t now)
+{
+    worker_slot *w = &r->wslots[i];
+    if (!w->keys_ready) {
+        w->model_due = true;
+        return false;
+    }
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, GDML_MSG_MODEL, r->cfg->name);
+    h.seq = ++r->lan_seq;
+    h.version = r->version;
+    h.step = step;
+    h.acked = w->pull_seq;
+    gdml_codec_params p = {.keys = w->keys, .n_keys = w->n_keys};
+    gdml_wan_update u = {0};
+    gdml_errmsg e;
+    size_t k;
+    gdml_err err = gdml_codec_select(r->pulled, r->params, &p, &k);
+    if (!err)
+        err = gdml_codec_frames(r->pulled, &h, r->params, NULL, r->cfg->lan_curve, &u, &e);
+    if (err) {
+        gdml_error("cannot make the model at %zu keys: %s", w->n_keys, gdml_strerror(err));
+        return false;
+    }
+    send_frames(r, i, &u, now);
+    gdml_wan_update_fini(&u);
+    w->keys_ready = w->model_due = false;
+    return true;
+}
+
 /* The live model to worker i alone, with the layout if it needs it. */
 static void send_model(gdml_region *r, size_t i, int64_t now)
 {
     worker_slot *w = &r->wslots[i];
+    if (r->pulled && !w->needs_welcome) {
+        send_pulled(r, i, r->step, now);
+        return;
+    }
     gdml_wan_update u = {0};
     gdml_msg_type type = w->needs_welcome ? GDML_MSG_WELCOME : GDML_MSG_MODEL;
     if (!model_frames(r, type, r->step, &u)) {
         send_frames(r, i, &u, now);
         w->needs_welcome = false;
+        w->model_due = r->pulled != NULL; /* a sparse model's comes once it pulls */
     }
     gdml_wan_update_fini(&u);
 }
@@ -118,12 +176,20 @@ static void ssp_broadcast(gdml_region *r, int64_t now)
             continue;
         if (!w->needs_welcome && (!w->pushed || w->clock - r->step > r->cfg->lan_staleness))
             continue;
+        if (r->pulled && !w->needs_welcome) {
+            if (send_pulled(r, i, w->clock, now)) {
+                w->pushed = false;
+                w->tag = w->clock;
+            }
+            continue;
+        }
         gdml_wan_update u = {0};
         gdml_msg_type type = w->needs_welcome ? GDML_MSG_WELCOME : GDML_MSG_MODEL;
         if (!model_frames(r, type, w->clock, &u)) {
             send_frames(r, i, &u, now);
             w->needs_welcome = w->pushed = false;
             w->tag = w->clock;
+            w->model_due = r->pulled != NULL;
         }
         gdml_wan_update_fini(&u);
     }
@@ -150,6 +216,9 @@ void region_broadcast(gdml_region *r, int64_t now)
             have_welcome = true;
             send_frames(r, i, &welcome, now);
             w->needs_welcome = false;
+            w->model_due = r->pulled != NULL;
+        } else if (r->pulled) {
+            send_pulled(r, i, r->step, now);
         } else {
             if (!have_model && model_frames(r, GDML_MSG_MODEL, r->step, &model))
                 continue;
@@ -220,6 +289,7 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
         forget_push(w);
     }
     if (fresh && (gdml_transfer_init(&w->in, GDML_MSG_MAX_ELEMS) ||
+                  gdml_transfer_init(&w->pull_in, GDML_MSG_MAX_ELEMS) ||
                   !(w->counted = calloc(CHUNK_WORDS, sizeof(uint64_t))))) {
         m->state = GDML_MEMBER_FREE;
         return;
@@ -341,6 +411,10 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     double batch = (double)h->count;
     if (!(w->counted[c / 64] & bit)) {
         w->counted[c / 64] |= bit;
+        if (!w->weighed) { /* a sparse step's mean is over every sample pushed */
+            w->weighed = true;
+            r->step_batch += batch;
+        }
         if (ssp(r)) { /* applied as it comes: the chunk is a mean over its batch */
             gdml_optim_step(r->opt, lo, len, r->scratch + lo, (float)region_lr(r), r->step + 1,
                             r->params + lo);
@@ -367,14 +441,104 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     region_check_step(r, now);
 }
 
+/* Adds the keys of one chunk of worker i's pull; false if they do not fit in memory. */
+static bool take_keys(worker_slot *w, const gdml_msg_header *h, const uint8_t *payload)
+{
+    size_t k = gdml_codec_payload_k(payload, (size_t)h->plen);
+    if (w->n_keys + k > w->cap_keys) {
+        size_t cap = w->cap_keys ? w->cap_keys : 4096;
+        while (cap < w->n_keys + k)
+            cap *= 2;
+        uint32_t *keys = realloc(w->keys, cap * sizeof *keys);
+        if (!keys)
+            return false;
+        w->keys = keys;
+        w->cap_keys = cap;
+    }
+    uint32_t *at = w->keys + w->n_keys;
+    gdml_codec_payload_indices(payload, (size_t)h->plen, at);
+    for (size_t j = 0; j < k; j++)
+        at[j] += (uint32_t)h->offset;
+    w->n_keys += k;
+    return true;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Sparse kinds: a chunk of worker i's PULL, the keys its next batch touches.
+ * Once the pull is whole, the model at those keys goes to it if it waits for
+ * one: BSP, when its gradient of the step is not in; SSP, when the step's
+ * model was due before the pull was.
+ */
+static void on_pull(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    gdml_member *m = &r->workers.slots[i];
+    worker_slot *w = &r->wslots[i];
+    if (h->encoding != GDML_ENC_CODEC) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_TENSOR, true,
+                      "a PULL of a sparse model names its keys as tensor chunks");
+        return;
+    }
+    gdml_errmsg why;
+    bool complete = false;
+    gdml_reason reason = gdml_tensor_receive(&w->pull_in, h, rx->payload, r->scratch, r->n, false,
+                                             m->name, &complete, &why);
+    if (reason == GDML_REASON_DUPLICATE || reason == GDML_REASON_STALE) {
+        r->stats.rejected[reason]++;
+        return;
+    }
+    if (reason != GDML_REASON_NONE) {
+        region_reject(r, now, GDML_LINK_DOWN, rx, reason, true, "%s", why.text);
+        return;
+    }
+    if (h->seq != w->pull_seq) { /* a newer pull: its keys replace the last one's */
+        w->pull_seq = h->seq;
+        w->n_keys = 0;
+        w->keys_ready = false;
+    }
+    if (!take_keys(w, h, rx->payload)) {
+        gdml_transfer_reset(&w->pull_in);
+        w->n_keys = 0;
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, m->name, "refused",
+                          "no memory for the keys of its pull");
+        return;
+    }
+    if (!complete)
+        return;
+    for (size_t j = 1; j < w->n_keys; j++)
+        if (w->keys[j] < w->keys[j - 1]) { /* chunks came out of order */
+            qsort(w->keys, w->n_keys, sizeof *w->keys, cmp_key);
+            break;
+        }
+    w->keys_ready = true;
+    if (ssp(r)) {
+        if (w->model_due && !w->needs_welcome && send_pulled(r, (size_t)i, w->clock, now)) {
+            w->pushed = false;
+            w->tag = w->clock;
+        }
+    } else if (r->state == REGION_TRAINING && !w->pushed && !w->excused && !w->needs_welcome) {
+        send_pulled(r, (size_t)i, r->step, now);
+    }
+}
+
 /* All gradients of the step are in: average each chunk over what reached it, step, move on. */
 static void finish_step(gdml_region *r, int64_t now)
 {
     float lr = (float)region_lr(r);
     for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++) {
         size_t lo = (size_t)(c * GDML_CHUNK_ELEMS), len = (size_t)gdml_chunk_len(r->n, lo);
-        if (r->chunk_batch[c] > 0) { /* the mean over what reached the chunk */
-            gdml_sscal(len, 1.0f / (float)r->chunk_batch[c], r->grad_sum + lo);
+        /* The mean over what reached the chunk; for a sparse model, whose
+         * pushes leave out the chunks their batch does not touch, over every
+         * sample of the step. */
+        double weight = r->pulled ? r->step_batch : r->chunk_batch[c];
+        if (r->chunk_batch[c] > 0) {
+            gdml_sscal(len, 1.0f / (float)weight, r->grad_sum + lo);
             gdml_optim_step(r->opt, lo, len, r->grad_sum + lo, lr, r->step + 1, r->params + lo);
         }
         r->chunk_batch[c] = 0;
@@ -382,6 +546,7 @@ static void finish_step(gdml_region *r, int64_t now)
     if (r->c_local)
         scaffold_step(r, lr);
     gdml_szero(r->n, r->grad_sum);
+    r->step_batch = 0;
     for (size_t i = 0; i < r->workers.used; i++) {
         r->wslots[i].pushed = r->wslots[i].excused = false;
         forget_push(&r->wslots[i]);
@@ -473,7 +638,9 @@ void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
     case GDML_MSG_HEARTBEAT:
         break;
     case GDML_MSG_PULL:
-        if (r->state == REGION_TRAINING && !r->wslots[i].pushed) {
+        if (r->pulled) {
+            on_pull(r, now, i, rx);
+        } else if (r->state == REGION_TRAINING && !r->wslots[i].pushed) {
             r->wslots[i].needs_welcome = true; /* it lost its model: send it again */
             send_model(r, (size_t)i, now);
         }

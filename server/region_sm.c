@@ -58,7 +58,9 @@ void gdml_region_destroy(gdml_region **rp)
     *rp = NULL;
     for (size_t i = 0; r->wslots && i < r->workers.used; i++) {
         gdml_transfer_fini(&r->wslots[i].in);
+        gdml_transfer_fini(&r->wslots[i].pull_in);
         free(r->wslots[i].counted);
+        free(r->wslots[i].keys);
     }
     free(r->wslots);
     gdml_members_fini(&r->workers);
@@ -66,6 +68,7 @@ void gdml_region_destroy(gdml_region **rp)
     gdml_ratelog_destroy(&r->log);
     gdml_wan_destroy(&r->up);
     gdml_codec_destroy(&r->dense);
+    gdml_codec_destroy(&r->pulled);
     gdml_actions_fini(&r->actions);
     free(r->params);
     free(r->anchor);

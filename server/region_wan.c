@@ -115,6 +115,8 @@ static gdml_err make_model(gdml_region *r, const char *text, uint64_t total, gdm
     if (err)
         return err;
     err = gdml_codec_new("dense", n, 0, &r->dense, e);
+    if (!err && r->ops->sparse)
+        err = gdml_codec_new("keys+f32", n, 0, &r->pulled, e);
     if (err)
         return err;
     /* randk's choices, repeatable per region: a hash of its name (FNV-1a). */

@@ -9,6 +9,12 @@
  * walk a reshuffled permutation each epoch, seeded by worker.seed, so a run
  * is repeatable.
  *
+ * A sparse model (sparselr) is pulled, not sent: its WELCOME tells only the
+ * layout, and before each batch the worker sends PULL naming the keys the
+ * batch touches; the server answers with a MODEL of the parameters at those
+ * keys alone, and the PUSH carries the gradient at those keys alone. The
+ * worker holds its data as sparse rows then, and never the whole model.
+ *
  * Nothing the server sends ends the worker but STOP: an ERROR is advisory (a
  * server that does not know it is joined again), a server that goes silent
  * is joined again, and only worker.timeout_ms without a model ends the run.
@@ -46,6 +52,16 @@ typedef struct worker {
     /* The model; a model arriving; a gradient; scratch; a batch. */
     float *params, *incoming, *grad, *scratch, *xb;
     uint8_t *yb;
+    /* Sparse kinds: the batch as sparse rows, its keys, the pull that named them. */
+    bool sparse;
+    size_t *bptr;
+    uint32_t *bidx, *keys;
+    float *bval;
+    size_t row_max, n_keys;
+    uint64_t *marks;
+    gdml_codec *by_keys; /* keys+f32: the gradient at the keys */
+    gdml_codec *key_set; /* keys+none: the keys alone */
+    uint64_t pull_seq;
     uint32_t *order; /* this epoch's sample order */
     size_t cursor;   /* next position in order */
     gdml_rng rng;
@@ -61,19 +77,34 @@ typedef struct worker {
     bool done;
 } worker;
 
-/* Copies the next minibatch into xb/yb, reshuffling at each epoch's start. */
+/* Copies the next minibatch into xb/yb (or the sparse rows bptr/bidx/bval),
+ * reshuffling at each epoch's start. */
 static void next_batch(worker *w)
 {
     const gdml_dataset *d = &w->data;
+    if (w->sparse)
+        w->bptr[0] = 0;
     for (size_t i = 0; i < w->batch; i++) {
         if (w->cursor == d->n) {
             gdml_rng_shuffle_u32(&w->rng, w->order, d->n);
             w->cursor = 0;
         }
         uint32_t row = w->order[w->cursor++];
-        memcpy(w->xb + i * d->dim, d->x + (size_t)row * d->dim, d->dim * sizeof(float));
         w->yb[i] = d->y[row];
+        if (!w->sparse) {
+            memcpy(w->xb + i * d->dim, d->x + (size_t)row * d->dim, d->dim * sizeof(float));
+            continue;
+        }
+        size_t lo = d->ptr[row], len = d->ptr[row + 1] - lo;
+        memcpy(w->bidx + w->bptr[i], d->idx + lo, len * sizeof *w->bidx);
+        memcpy(w->bval + w->bptr[i], d->val + lo, len * sizeof *w->bval);
+        w->bptr[i + 1] = w->bptr[i] + len;
     }
+}
+
+static gdml_csr batch_rows(const worker *w)
+{
+    return (gdml_csr){.ptr = w->bptr, .idx = w->bidx, .val = w->bval};
 }
 
 static void send_frame(worker *w, gdml_blob *f, int64_t now)
@@ -102,33 +133,64 @@ static void send_control(worker *w, gdml_msg_type type, const char *text, int64_
         w->hello_ms = now;
 }
 
-static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
+/* Sends h as the frames of x, as c selects it (p: the keys of a sparse model's). */
+static gdml_err send_tensor(worker *w, gdml_codec *c, const gdml_codec_params *p,
+                            gdml_msg_header *h, const float *x, int64_t now, gdml_errmsg *e)
+{
+    size_t k;
+    gdml_wan_update u;
+    if (gdml_codec_select(c, x, p, &k))
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "the gradient of step %llu is not finite; lower the learning rate",
+                               (unsigned long long)w->step);
+    gdml_err err = gdml_codec_frames(c, h, x, NULL, w->curve, &u, e);
+    if (err)
+        return err;
+    for (size_t i = 0; i < u.n_frames; i++)
+        send_frame(w, u.frames[i], now);
+    gdml_wan_update_fini(&u);
+    return GDML_OK;
+}
+
+/* Sparse kinds: picks the next batch and asks the server for the model at its keys. */
+static gdml_err pull_next(worker *w, int64_t now, gdml_errmsg *e)
 {
     next_batch(w);
+    gdml_model_keys(&w->layout, batch_rows(w), w->batch, w->marks, w->keys, &w->n_keys);
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, GDML_MSG_PULL, w->name);
+    h.seq = w->pull_seq = ++w->seq;
+    h.version = w->version;
+    h.step = w->step;
+    gdml_codec_params p = {.keys = w->keys, .n_keys = w->n_keys};
+    return send_tensor(w, w->key_set, &p, &h, w->grad, now, e);
+}
+
+static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
+{
+    if (!w->sparse)
+        next_batch(w); /* a sparse model's was chosen when it was pulled */
     gdml_msg_header h;
     gdml_msg_header_init(&h, GDML_MSG_PUSH, w->name);
     int64_t t0 = gdml_now_us();
-    h.metric =
-        w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch, w->grad, w->scratch);
+    if (w->sparse)
+        h.metric = w->ops->loss_grad_csr(&w->layout, w->params, batch_rows(w), w->yb, w->batch,
+                                         w->grad);
+    else
+        h.metric =
+            w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch, w->grad, w->scratch);
     w->compute_us += gdml_now_us() - t0;
     h.seq = ++w->seq;
     h.version = w->version;
     h.step = w->step;
     h.count = w->batch;
-    size_t k;
-    gdml_wan_update u;
-    gdml_err err = gdml_codec_select(w->dense, w->grad, NULL, &k);
+    gdml_codec_params p = {.keys = w->keys, .n_keys = w->n_keys};
+    gdml_err err = w->sparse ? send_tensor(w, w->by_keys, &p, &h, w->grad, now, e)
+                             : send_tensor(w, w->dense, NULL, &h, w->grad, now, e);
     if (err)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID,
-                               "the gradient of step %llu is not finite; lower the learning rate",
-                               (unsigned long long)w->step);
-    if ((err = gdml_codec_frames(w->dense, &h, w->grad, NULL, w->curve, &u, e)))
         return err;
-    for (size_t i = 0; i < u.n_frames; i++)
-        send_frame(w, u.frames[i], now);
-    gdml_wan_update_fini(&u);
     w->pushes++;
-    return GDML_OK;
+    return w->sparse ? pull_next(w, now, e) : GDML_OK;
 }
 
 /* The first model: learn the layout, check it fits the data, allocate. */
@@ -142,21 +204,44 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                "the server trains a '%s' model, which this build lacks",
                                w->layout.kind);
-    const char *file = *w->cfg->worker.data ? w->cfg->worker.data : w->cfg->worker.images;
+    const char *file = gdml_config_data_name(w->cfg->worker.data, w->cfg->worker.images);
     if (gdml_layout_check_data(&w->layout, w->data.dim, w->data.classes, file, e)) {
         gdml_errmsg_prefix(e, "this worker's data does not fit the server's model "
                               "(check [model] and the worker's data): ");
         return GDML_ERR_CONFIG;
     }
+    w->sparse = w->ops->sparse;
+    gdml_err err = w->sparse ? gdml_dataset_sparsify(&w->data, e) : gdml_dataset_densify(&w->data, e);
+    if (err) {
+        gdml_errmsg_prefix(e, "'%s': ", file);
+        return err;
+    }
     w->n_params = w->ops->param_count(&w->layout);
     w->params = malloc(w->n_params * sizeof(float));
     w->incoming = malloc(w->n_params * sizeof(float));
-    w->grad = malloc(w->n_params * sizeof(float));
-    w->scratch = malloc(w->ops->scratch_count(&w->layout, w->batch) * sizeof(float));
-    if (!w->params || !w->incoming || !w->grad || !w->scratch ||
-        gdml_transfer_init(&w->in, w->n_params))
+    w->grad = calloc(w->n_params, sizeof(float)); /* a sparse model's is zero off its keys */
+    w->scratch = malloc((w->ops->scratch_count(&w->layout, w->batch) + 1) * sizeof(float));
+    bool ok = w->params && w->incoming && w->grad && w->scratch &&
+              !gdml_transfer_init(&w->in, w->n_params);
+    if (ok && w->sparse) {
+        for (size_t r = 0; r < w->data.n; r++)
+            if (w->data.ptr[r + 1] - w->data.ptr[r] > w->row_max)
+                w->row_max = w->data.ptr[r + 1] - w->data.ptr[r];
+        size_t entries = w->batch * w->row_max + 1;
+        ok = (w->bptr = malloc((w->batch + 1) * sizeof *w->bptr)) &&
+             (w->bidx = malloc(entries * sizeof *w->bidx)) &&
+             (w->bval = malloc(entries * sizeof *w->bval)) &&
+             (w->keys = malloc(entries * sizeof *w->keys)) &&
+             (w->marks = calloc(w->n_params / 64 + 1, sizeof *w->marks));
+    } else if (ok) {
+        ok = (w->xb = malloc(w->batch * w->data.dim * sizeof(float))) != NULL;
+    }
+    if (!ok)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", w->n_params);
     snprintf(w->layout_text, sizeof w->layout_text, "%s", h->text);
+    if (w->sparse && ((err = gdml_codec_new("keys+f32", w->n_params, 0, &w->by_keys, e)) ||
+                      (err = gdml_codec_new("keys+none", w->n_params, 0, &w->key_set, e))))
+        return err;
     return gdml_codec_new("dense", w->n_params, 0, &w->dense, e);
 }
 
@@ -177,6 +262,14 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     if (h->type == GDML_MSG_WELCOME && strcmp(h->text, w->layout_text) != 0)
         return gdml_errmsg_set(e, GDML_ERR_PROTO, "the server now trains '%s', not '%s'", h->text,
                                w->layout_text);
+    if (w->sparse && h->type == GDML_MSG_WELCOME) { /* the layout alone: pull the first batch */
+        w->step = h->step;
+        w->version = h->version;
+        w->model_ms = now;
+        return pull_next(w, now, e);
+    }
+    if (w->sparse && h->acked != w->pull_seq)
+        return GDML_OK; /* the answer to an earlier pull, for another batch */
     gdml_errmsg why;
     bool complete = false;
     gdml_reason r = gdml_tensor_receive(&w->in, h, rx->payload, w->incoming, w->n_params, false,
@@ -328,15 +421,16 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     w->seq = (uint64_t)gdml_wall_ms() * 16; /* above what an earlier run of it used */
     gdml_rng_seed(&w->rng, (uint64_t)cfg->worker.seed);
 
+    /* LIBSVM stays sparse until the server's layout says what the model takes. */
+    bool sparse = gdml_config_data_format(cfg, cfg->worker.data) == GDML_DATA_LIBSVM;
     gdml_err err = gdml_config_load_data(cfg, cfg->worker.data, cfg->worker.images,
                                          cfg->worker.labels, (size_t)cfg->worker.shard_index,
-                                         (size_t)cfg->worker.shard_count, &w->data, e);
+                                         (size_t)cfg->worker.shard_count, sparse, &w->data, e);
     if (err)
         goto out;
     w->order = malloc(w->data.n * sizeof *w->order);
-    w->xb = malloc(w->batch * w->data.dim * sizeof(float));
     w->yb = malloc(w->batch);
-    if (!w->order || !w->xb || !w->yb || gdml_ratelog_new(10000, 16, &w->log)) {
+    if (!w->order || !w->yb || gdml_ratelog_new(10000, 16, &w->log)) {
         err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu samples", w->data.n);
         goto out;
     }
@@ -345,7 +439,7 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     w->cursor = w->data.n; /* shuffle before the first batch */
     gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'", w->data.n,
               (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
-              *cfg->worker.data ? cfg->worker.data : cfg->worker.images);
+              gdml_config_data_name(cfg->worker.data, cfg->worker.images));
 
     w->curve = gdml_keys_curve_on(cfg, true);
     gdml_link_options opts;
@@ -373,7 +467,14 @@ out:
     gdml_dataset_fini(&w->data);
     gdml_transfer_fini(&w->in);
     gdml_codec_destroy(&w->dense);
+    gdml_codec_destroy(&w->by_keys);
+    gdml_codec_destroy(&w->key_set);
     gdml_ratelog_destroy(&w->log);
+    free(w->bptr);
+    free(w->bidx);
+    free(w->bval);
+    free(w->keys);
+    free(w->marks);
     free(w->order);
     free(w->xb);
     free(w->yb);

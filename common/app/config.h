@@ -135,11 +135,22 @@ void gdml_config_text_options(const gdml_config *cfg, gdml_text_options *out);
 /*
  * Loads the data set that data (a CSV or LIBSVM file, read with [data]'s
  * options) names or, if data is empty, the IDX pair images and labels,
- * keeping rows i % shard_count == shard_index. Errors as the loaders'.
+ * keeping rows i % shard_count == shard_index. With sparse, the rows come
+ * as sparse rows whatever the file's format; else as dense ones. Errors as
+ * the loaders'.
  */
 gdml_err gdml_config_load_data(const gdml_config *cfg, const char *data, const char *images,
                                const char *labels, size_t shard_index, size_t shard_count,
-                               gdml_dataset *out, gdml_errmsg *e);
+                               bool sparse, gdml_dataset *out, gdml_errmsg *e);
+
+/* The format data is read in: [data] format, or its name's (IDX if data is empty). */
+gdml_data_format gdml_config_data_format(const gdml_config *cfg, const char *data);
+
+/* The file a data set is named by, for messages: data, or images if data is empty. */
+static inline const char *gdml_config_data_name(const char *data, const char *images)
+{
+    return *data ? data : images;
+}
 
 /*
  * gdml-split's and the launcher's split of the training set: launch.train_data

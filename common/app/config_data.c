@@ -20,22 +20,36 @@ void gdml_config_text_options(const gdml_config *cfg, gdml_text_options *out)
 
 gdml_err gdml_config_load_data(const gdml_config *cfg, const char *data, const char *images,
                                const char *labels, size_t shard_index, size_t shard_count,
-                               gdml_dataset *out, gdml_errmsg *e)
+                               bool sparse, gdml_dataset *out, gdml_errmsg *e)
+{
+    gdml_err err;
+    if (!*data) {
+        err = gdml_dataset_load_idx(images, labels, shard_index, shard_count, out, e);
+    } else {
+        gdml_text_options opt;
+        gdml_config_text_options(cfg, &opt);
+        opt.sparse = sparse;
+        err = gdml_dataset_load_text(data, &opt, shard_index, shard_count, out, e);
+    }
+    if (!err && sparse && (err = gdml_dataset_sparsify(out, e))) {
+        gdml_errmsg_prefix(e, "'%s': ", gdml_config_data_name(data, images));
+        gdml_dataset_fini(out);
+    }
+    return err;
+}
+
+gdml_data_format gdml_config_data_format(const gdml_config *cfg, const char *data)
 {
     if (!*data)
-        return gdml_dataset_load_idx(images, labels, shard_index, shard_count, out, e);
+        return GDML_DATA_IDX;
     gdml_text_options opt;
     gdml_config_text_options(cfg, &opt);
-    return gdml_dataset_load_text(data, &opt, shard_index, shard_count, out, e);
+    return opt.format == GDML_DATA_AUTO ? gdml_data_format_of(data) : opt.format;
 }
 
 gdml_data_format gdml_config_split_format(const gdml_config *cfg)
 {
-    if (!*cfg->launch.train_data)
-        return GDML_DATA_IDX;
-    gdml_text_options opt;
-    gdml_config_text_options(cfg, &opt);
-    return opt.format == GDML_DATA_AUTO ? gdml_data_format_of(cfg->launch.train_data) : opt.format;
+    return gdml_config_data_format(cfg, cfg->launch.train_data);
 }
 
 gdml_err gdml_config_split_data(const gdml_config *cfg, char (*names)[GDML_NAME_MAX],

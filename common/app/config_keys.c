@@ -103,7 +103,7 @@ static gdml_err check_roles(const char *value, gdml_errmsg *why)
 // clang-format on
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
-static const char *const model_kinds[] = {"softmax", "mlp", NULL};
+static const char *const model_kinds[] = {"softmax", "mlp", "sparselr", NULL};
 static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
 static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
 static const char *const drift_corrections[] = {"none", "scaffold", NULL};

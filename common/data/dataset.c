@@ -102,6 +102,70 @@ void gdml_dataset_fini(gdml_dataset *ds)
     if (!ds)
         return;
     free(ds->x);
+    free(ds->ptr);
+    free(ds->idx);
+    free(ds->val);
     free(ds->y);
     memset(ds, 0, sizeof *ds);
+}
+
+gdml_err gdml_dataset_densify(gdml_dataset *ds, gdml_errmsg *e)
+{
+    if (!gdml_dataset_sparse(ds))
+        return GDML_OK;
+    float *x = NULL;
+    if (ds->n <= SIZE_MAX / sizeof *x / ds->dim)
+        x = calloc(ds->n * ds->dim, sizeof *x);
+    if (!x)
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM,
+                               "%zu rows of %zu features take %.3g GB as dense rows, more than "
+                               "this machine gives; train a sparse model ([model] kind = "
+                               "sparselr) on such data",
+                               ds->n, ds->dim, (double)ds->n * (double)ds->dim * 4e-9);
+    for (size_t r = 0; r < ds->n; r++)
+        for (size_t k = ds->ptr[r]; k < ds->ptr[r + 1]; k++)
+            x[r * ds->dim + ds->idx[k]] = ds->val[k];
+    free(ds->ptr);
+    free(ds->idx);
+    free(ds->val);
+    ds->ptr = NULL;
+    ds->idx = NULL;
+    ds->val = NULL;
+    ds->x = x;
+    return GDML_OK;
+}
+
+gdml_err gdml_dataset_sparsify(gdml_dataset *ds, gdml_errmsg *e)
+{
+    if (gdml_dataset_sparse(ds))
+        return GDML_OK;
+    size_t nnz = 0, cells = ds->n * ds->dim;
+    for (size_t i = 0; i < cells; i++)
+        nnz += ds->x[i] != 0.0f;
+    size_t *ptr = malloc((ds->n + 1) * sizeof *ptr);
+    uint32_t *idx = malloc((nnz ? nnz : 1) * sizeof *idx);
+    float *val = malloc((nnz ? nnz : 1) * sizeof *val);
+    if (!ptr || !idx || !val) {
+        free(ptr);
+        free(idx);
+        free(val);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu sparse entries", nnz);
+    }
+    size_t k = 0;
+    for (size_t r = 0; r < ds->n; r++) {
+        ptr[r] = k;
+        const float *row = ds->x + r * ds->dim;
+        for (size_t j = 0; j < ds->dim; j++)
+            if (row[j] != 0.0f) {
+                idx[k] = (uint32_t)j;
+                val[k++] = row[j];
+            }
+    }
+    ptr[ds->n] = k;
+    free(ds->x);
+    ds->x = NULL;
+    ds->ptr = ptr;
+    ds->idx = idx;
+    ds->val = val;
+    return GDML_OK;
 }

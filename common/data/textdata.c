@@ -412,6 +412,27 @@ static gdml_err densify(const walk *w, const sparse *s, rows_out *o, gdml_errmsg
     return GDML_OK;
 }
 
+/* LIBSVM's pairs as the sparse rows of out, which takes s's arrays. */
+static gdml_err keep_sparse(const walk *w, sparse *s, rows_out *o, gdml_dataset *out,
+                            gdml_errmsg *e)
+{
+    o->dim = w->opt->dim ? w->opt->dim : s->max_index;
+    if (o->dim == 0)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "'%s': no row has a feature", w->path);
+    size_t *ptr = malloc((o->n + 1) * sizeof *ptr);
+    if (!ptr)
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "'%s': out of memory for %zu rows", w->path,
+                               o->n);
+    ptr[0] = 0;
+    memcpy(ptr + 1, s->row_end, o->n * sizeof *ptr);
+    out->ptr = ptr;
+    out->idx = s->index;
+    out->val = s->value;
+    s->index = NULL;
+    s->value = NULL;
+    return GDML_OK;
+}
+
 gdml_err gdml_dataset_load_text(const char *path, const gdml_text_options *opt,
                                 size_t shard_index, size_t shard_count, gdml_dataset *out,
                                 gdml_errmsg *e)
@@ -433,7 +454,7 @@ gdml_err gdml_dataset_load_text(const char *path, const gdml_text_options *opt,
     if (!err && w.format == GDML_DATA_LIBSVM) {
         free(o.x);
         o.x = NULL;
-        err = densify(&w, &s, &o, e);
+        err = opt->sparse ? keep_sparse(&w, &s, &o, out, e) : densify(&w, &s, &o, e);
     }
     if (!err) {
         out->n = o.n;

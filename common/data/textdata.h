@@ -2,7 +2,8 @@
  * textdata.h - training data as users keep it in text: CSV (a label column
  * and numeric features, with a header line or without) and LIBSVM ("label
  * index:value ...", indices from 1), plain or gzip-compressed. Both are read
- * into the dense gdml_dataset the models train on; features are taken as
+ * into the gdml_dataset the models train on (LIBSVM stays sparse on
+ * request, for the sparse models); features are taken as
  * they are (no scaling), labels must be class numbers 0..255, and -1 is read
  * as class 0 (LIBSVM's binary labels are -1 and +1).
  */
@@ -34,6 +35,7 @@ typedef struct gdml_text_options {
     gdml_csv_header header;  /* CSV only */
     int label_column;        /* CSV: the label's column from 0; -1: the last */
     size_t dim;              /* LIBSVM: features per row; 0: the largest index read */
+    bool sparse;             /* LIBSVM: keep the rows sparse (gdml_dataset_sparse) */
 } gdml_text_options;
 
 /*

@@ -1,7 +1,8 @@
 /*
  * model.c - the table of model kinds, layout text and evaluation.
  *
- * Each kind lives in its own file behind a gdml_model_ops table (softmax.c, mlp.c);
+ * Each kind lives in its own file behind a gdml_model_ops table (softmax.c, mlp.c,
+ * sparselr.c);
  * this file only knows the list of kinds, so adding one is one row in kinds[].
  */
 #include "model.h"
@@ -17,6 +18,7 @@
 static const gdml_model_ops *const kinds[] = {
     &gdml_softmax_ops,
     &gdml_mlp_ops,
+    &gdml_sparselr_ops,
 };
 
 #define KIND_COUNT (sizeof kinds / sizeof kinds[0])
@@ -169,6 +171,11 @@ gdml_err gdml_layout_parse(const char *text, gdml_layout *out, gdml_errmsg *e)
                                "(labels are 8-bit), got '%.*s'",
                                text, LAYOUT_MIN_CLASSES, LAYOUT_MAX_CLASSES, (int)len[last],
                                tok[last]);
+    if (ops->max_classes && l.classes > ops->max_classes)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "layout '%.200s': a '%s' model tells at most %u classes apart, "
+                               "e.g. '%s %u %u'",
+                               text, l.kind, ops->max_classes, l.kind, l.inputs, ops->max_classes);
     *out = l;
     return GDML_OK;
 }
@@ -195,14 +202,23 @@ void gdml_layout_format(const gdml_layout *l, char *buf, size_t cap)
              l->kind, l->inputs, hidden, l->classes);
 }
 
+/* The ops of l's kind if l is sane, else NULL. */
+static const gdml_model_ops *layout_ops(const gdml_layout *l)
+{
+    if (!memchr(l->kind, '\0', sizeof l->kind))
+        return NULL;
+    const gdml_model_ops *ops = gdml_model_find(l->kind);
+    if (!ops || ops->hidden != (l->n_hidden > 0) || l->n_hidden > GDML_MAX_HIDDEN)
+        return NULL;
+    return ops;
+}
+
 gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const float *x,
                              const uint8_t *y, size_t n, double *accuracy, double *loss)
 {
     assert(l && params && accuracy && loss);
-    if (!memchr(l->kind, '\0', sizeof l->kind))
-        return GDML_ERR_INVALID;
-    const gdml_model_ops *ops = gdml_model_find(l->kind);
-    if (!ops || n == 0 || ops->hidden != (l->n_hidden > 0) || l->n_hidden > GDML_MAX_HIDDEN)
+    const gdml_model_ops *ops = layout_ops(l);
+    if (!ops || ops->sparse || n == 0)
         return GDML_ERR_INVALID;
 
     /* One block: scratch floats for a chunk, then the chunk's predictions. */
@@ -229,6 +245,60 @@ gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const fl
     *accuracy = (double)correct / (double)n;
     *loss = loss_sum / (double)n;
     return GDML_OK;
+}
+
+gdml_err gdml_model_evaluate_set(const gdml_layout *l, const float *params,
+                                 const gdml_dataset *d, double *accuracy, double *loss)
+{
+    assert(l && params && d && accuracy && loss);
+    const gdml_model_ops *ops = layout_ops(l);
+    if (!ops || d->n == 0 || ops->sparse != gdml_dataset_sparse(d))
+        return GDML_ERR_INVALID;
+    if (!ops->sparse)
+        return gdml_model_evaluate(l, params, d->x, d->y, d->n, accuracy, loss);
+    uint8_t *pred = malloc(EVAL_CHUNK_ROWS);
+    if (!pred)
+        return GDML_ERR_NOMEM;
+    double loss_sum = 0.0;
+    size_t correct = 0;
+    gdml_csr all = gdml_dataset_csr(d);
+    for (size_t start = 0; start < d->n; start += EVAL_CHUNK_ROWS) {
+        size_t rows = d->n - start < EVAL_CHUNK_ROWS ? d->n - start : EVAL_CHUNK_ROWS;
+        gdml_csr part = {.ptr = all.ptr + start, .idx = all.idx, .val = all.val};
+        loss_sum += ops->loss_grad_csr(l, params, part, d->y + start, rows, NULL) * (double)rows;
+        ops->predict_csr(l, params, part, rows, pred);
+        for (size_t i = 0; i < rows; i++)
+            correct += pred[i] == d->y[start + i];
+    }
+    free(pred);
+    *accuracy = (double)correct / (double)d->n;
+    *loss = loss_sum / (double)d->n;
+    return GDML_OK;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void gdml_model_keys(const gdml_layout *l, gdml_csr rows, size_t n, uint64_t *marks,
+                     uint32_t *keys, size_t *count)
+{
+    size_t m = 0;
+    for (size_t k = rows.ptr[0]; k < rows.ptr[n]; k++) {
+        uint32_t j = rows.idx[k];
+        uint64_t bit = 1ull << (j % 64);
+        if (!(marks[j / 64] & bit)) {
+            marks[j / 64] |= bit;
+            keys[m++] = j;
+        }
+    }
+    qsort(keys, m, sizeof *keys, cmp_u32);
+    for (size_t i = 0; i < m; i++)
+        marks[keys[i] / 64] &= ~(1ull << (keys[i] % 64));
+    keys[m++] = l->inputs; /* the bias: every row touches it */
+    *count = m;
 }
 
 gdml_err gdml_layout_check_data(const gdml_layout *l, size_t inputs, unsigned classes,

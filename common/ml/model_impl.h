@@ -14,6 +14,9 @@ extern const gdml_model_ops gdml_softmax_ops;
 /* The multilayer perceptron (mlp.c). */
 extern const gdml_model_ops gdml_mlp_ops;
 
+/* Sparse binary logistic regression (sparselr.c). */
+extern const gdml_model_ops gdml_sparselr_ops;
+
 /*
  * The softmax cross-entropy of logits z (n rows of classes) against labels
  * y, as a mean over the rows; if grad, z is overwritten with its gradient

@@ -29,6 +29,7 @@ typedef struct selector_ops {
     uint8_t id;
     bool needs_aux;  /* uses the aux scratch (n floats) */
     bool needs_bits; /* uses the bitmap scratch (n bits) */
+    bool internal;   /* for gdml's own messages, never an encoder a user names */
     /*
      * Writes the indices of the entries to send, strictly increasing, into
      * c->idx and their count into *k. NULL for "all", which sends every entry
@@ -50,23 +51,27 @@ struct gdml_codec {
     float *ef;      /* encode_ef: u + residual, then what the receiver decodes */
     size_t k;       /* entries of the last selection */
     bool selected;  /* a selection has been made */
+    float *gather;  /* "all" in its sparse form: the non-zero values of a slice */
+    size_t gather_cap;
 };
 
 static gdml_err select_topk(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
 static gdml_err select_randk(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
 static gdml_err select_significance(gdml_codec *c, const float *x, const gdml_codec_params *p,
                                     size_t *k);
+static gdml_err select_keys(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
 
 static const selector_ops selectors[] = {
     {.name = "all", .id = 0, .select = NULL},
     {.name = "topk", .id = 1, .select = select_topk},
     {.name = "randk", .id = 2, .needs_bits = true, .select = select_randk},
     {.name = "significance", .id = 3, .needs_aux = true, .select = select_significance},
+    {.name = "keys", .id = 4, .internal = true, .select = select_keys},
 };
 
 static const gdml_quant_ops *const quantizers[] = {
-    &gdml_quant_f32,  &gdml_quant_f16,  &gdml_quant_bf16,
-    &gdml_quant_int8, &gdml_quant_int4, &gdml_quant_sign,
+    &gdml_quant_f32,  &gdml_quant_f16,  &gdml_quant_bf16, &gdml_quant_int8,
+    &gdml_quant_int4, &gdml_quant_sign, &gdml_quant_none,
 };
 
 #define SELECTOR_COUNT (sizeof selectors / sizeof selectors[0])
@@ -157,7 +162,16 @@ bool gdml_codec_spec_ok(const char *spec, gdml_errmsg *e)
 {
     const selector_ops *sel;
     const gdml_quant_ops *q;
-    return parse_spec(spec, &sel, &q, e) == GDML_OK;
+    if (parse_spec(spec, &sel, &q, e))
+        return false;
+    if (sel->internal || q->internal) {
+        gdml_errmsg_set(e, GDML_ERR_INVALID,
+                        "encoder '%.64s': '%s' is how sparse models name their keys, not an "
+                        "encoder to choose",
+                        spec, sel->internal ? sel->name : q->name);
+        return false;
+    }
+    return true;
 }
 
 /* ---- lifecycle ---- */
@@ -209,6 +223,7 @@ void gdml_codec_destroy(gdml_codec **c)
     free((*c)->idx);
     free((*c)->bits);
     free((*c)->ef);
+    free((*c)->gather);
     free(*c);
     *c = NULL;
 }
@@ -444,6 +459,20 @@ static gdml_err select_significance(gdml_codec *c, const float *x, const gdml_co
     return GDML_OK;
 }
 
+static gdml_err select_keys(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k)
+{
+    (void)x;
+    if (p->n_keys > c->n || (p->n_keys && !p->keys))
+        return GDML_ERR_INVALID;
+    for (size_t j = 0; j < p->n_keys; j++) {
+        if (p->keys[j] >= c->n || (j && p->keys[j] <= p->keys[j - 1]))
+            return GDML_ERR_INVALID;
+        c->idx[j] = p->keys[j];
+    }
+    *k = p->n_keys;
+    return GDML_OK;
+}
+
 /* ---- encoding ---- */
 
 static size_t put_varint(uint8_t *p, uint32_t v)
@@ -460,7 +489,8 @@ static size_t put_varint(uint8_t *p, uint32_t v)
 gdml_err gdml_codec_select(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k)
 {
     assert(x);
-    for (size_t i = 0; i < c->n; i++)
+    bool listed = c->sel->select == select_keys; /* only the listed entries are read */
+    for (size_t i = 0; i < c->n && !listed; i++)
         if (!isfinite(x[i]))
             return GDML_ERR_INVALID;
     size_t chosen = c->n;
@@ -470,6 +500,9 @@ gdml_err gdml_codec_select(gdml_codec *c, const float *x, const gdml_codec_param
         if (err)
             return err;
     }
+    for (size_t j = 0; listed && j < chosen; j++)
+        if (!isfinite(x[c->idx[j]]))
+            return GDML_ERR_INVALID;
     c->k = chosen;
     c->selected = true;
     *k = chosen;
@@ -503,20 +536,74 @@ size_t gdml_codec_selected_in(const gdml_codec *c, size_t lo, size_t hi)
  * slice's values are gathered before decoded[lo..hi) is written, which lets
  * error feedback work in one buffer.
  */
+static size_t varint_len(uint32_t v)
+{
+    size_t len = 1;
+    for (; v >= 0x80u; v >>= 7)
+        len++;
+    return len;
+}
+
+/*
+ * "all" writes a slice in the sparse form when that is smaller: its non-zero
+ * entries with their indices, which is lossless, since what it leaves out is
+ * zero. The number of entries the sparse form holds, or m (the slice's size)
+ * for the dense form.
+ */
+static size_t all_sparse_k(const gdml_codec *c, const float *x, size_t lo, size_t hi)
+{
+    size_t m = hi - lo, dense = c->q->bytes(m), k = 0, index_bytes = 0, last = 0;
+    for (size_t i = lo; i < hi; i++) {
+        if (x[i] == 0.0f)
+            continue;
+        index_bytes += varint_len((uint32_t)(k ? i - last - 1 : i - lo));
+        last = i;
+        if (index_bytes + c->q->bytes(++k) >= dense)
+            return m;
+    }
+    return k;
+}
+
+/* The values of an "all" slice's sparse form: its k non-zero entries, gathered. NULL: no memory. */
+static const float *gather_nonzero(gdml_codec *c, const float *x, size_t lo, size_t hi, size_t k)
+{
+    if (k > c->gather_cap) {
+        float *g = realloc(c->gather, k * sizeof *g);
+        if (!g)
+            return NULL;
+        c->gather = g;
+        c->gather_cap = k;
+    }
+    size_t j = 0;
+    for (size_t i = lo; i < hi; i++)
+        if (x[i] != 0.0f)
+            c->gather[j++] = x[i];
+    return c->gather;
+}
+
+/*
+ * Writes the payload of x[lo..hi) as selected. decoded may be x itself: the
+ * slice's values are gathered before decoded[lo..hi) is written, which lets
+ * error feedback work in one buffer.
+ */
 gdml_err gdml_codec_write(gdml_codec *c, const float *x, size_t lo, size_t hi, uint8_t *out,
                           size_t cap, size_t *len, float *decoded)
 {
     assert(c->selected && x && out && len && lo < hi && hi <= c->n);
-    bool sparse = gdml_codec_sparse(c);
+    bool select = gdml_codec_sparse(c);
     size_t m = hi - lo, j0 = 0, k = m;
     const float *values = x + lo;
-    if (sparse) {
+    if (select) {
         j0 = first_at(c, lo);
         k = first_at(c, hi) - j0;
         for (size_t j = 0; j < k; j++)
             c->mag[j] = x[c->idx[j0 + j]];
         values = c->mag;
+    } else if ((k = all_sparse_k(c, x, lo, hi)) < m && !(values = gather_nonzero(c, x, lo, hi, k))) {
+        k = m; /* no room to gather: the dense form, which is only larger */
+        values = x + lo;
     }
+    bool sparse = k < m || select;
     if (cap < chunk_max_bytes(c, m, k))
         return GDML_ERR_NOMEM;
 
@@ -527,20 +614,25 @@ gdml_err gdml_codec_write(gdml_codec *c, const float *x, size_t lo, size_t hi, u
     gdml_codec_put_u32(out + 4, (uint32_t)m);
     gdml_codec_put_u32(out + 8, (uint32_t)k);
     size_t pos = GDML_CODEC_HEADER;
-    for (size_t j = 0; sparse && j < k; j++) {
-        size_t at = c->idx[j0 + j] - lo;
-        pos += put_varint(out + pos, (uint32_t)(j ? at - (c->idx[j0 + j - 1] - lo) - 1 : at));
+    if (select) {
+        for (size_t j = 0; j < k; j++) {
+            size_t at = c->idx[j0 + j] - lo;
+            pos += put_varint(out + pos, (uint32_t)(j ? at - (c->idx[j0 + j - 1] - lo) - 1 : at));
+        }
+    } else if (sparse) {
+        for (size_t i = lo, j = 0, last = 0; i < hi; i++)
+            if (x[i] != 0.0f) {
+                pos += put_varint(out + pos, (uint32_t)(j++ ? i - last - 1 : i - lo));
+                last = i;
+            }
     }
     c->q->encode(values, k, out + pos);
     *len = pos + c->q->bytes(k);
-
-    if (decoded && !sparse) {
-        c->q->decode(out + pos, k, decoded + lo);
-    } else if (decoded) {
-        c->q->decode(out + pos, k, c->mag);
-        memset(decoded + lo, 0, m * sizeof *decoded);
-        for (size_t j = 0; j < k; j++)
-            decoded[c->idx[j0 + j]] = c->mag[j];
+    if (decoded) { /* what the receiver will make of it: the payload, decoded */
+        gdml_errmsg why;
+        gdml_err err = gdml_codec_decode(out, *len, decoded + lo, m, &why);
+        assert(err == GDML_OK && "the codec cannot read what it wrote");
+        (void)err;
     }
     return GDML_OK;
 }
@@ -643,6 +735,27 @@ static void scatter(const uint8_t *in, size_t len, size_t k, float *out, size_t 
     memset(out + next, 0, (n - next) * sizeof *out);
 }
 
+size_t gdml_codec_payload_indices(const uint8_t *payload, size_t len, uint32_t *out)
+{
+    size_t k = gdml_codec_payload_k(payload, len);
+    if (payload[3] != FLAG_SPARSE) {
+        for (size_t j = 0; j < k; j++)
+            out[j] = (uint32_t)j;
+        return k;
+    }
+    size_t pos = GDML_CODEC_HEADER;
+    uint32_t next = 0;
+    for (size_t j = 0; j < k; j++) {
+        uint32_t gap;
+        bool ok = get_varint(payload, len, &pos, &gap);
+        assert(ok && "gdml_codec_decode checks a payload before its indices are read");
+        (void)ok;
+        out[j] = next + gap;
+        next = out[j] + 1;
+    }
+    return k;
+}
+
 size_t gdml_codec_payload_k(const uint8_t *payload, size_t len)
 {
     return len < GDML_CODEC_HEADER ? 0 : gdml_codec_get_u32(payload + 8);
@@ -670,11 +783,12 @@ gdml_err gdml_codec_decode(const uint8_t *in, size_t len, float *out, size_t n, 
             q = quantizers[i];
     if (!q)
         return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: unknown quantizer id %u", in[2]);
-    bool sparse = sel->select != NULL;
-    if (in[3] != (sparse ? FLAG_SPARSE : 0))
+    /* A selector's payloads are sparse; "all" writes either form. */
+    bool sparse = in[3] == FLAG_SPARSE;
+    if (in[3] & ~FLAG_SPARSE || (sel->select && !sparse))
         return gdml_errmsg_set(e, GDML_ERR_FORMAT,
                                "codec payload: flags 0x%02x, expected 0x%02x for selector %s",
-                               in[3], sparse ? FLAG_SPARSE : 0, sel->name);
+                               in[3], sel->select ? FLAG_SPARSE : 0, sel->name);
     uint32_t pn = gdml_codec_get_u32(in + 4), k = gdml_codec_get_u32(in + 8);
     if (pn != n)
         return gdml_errmsg_set(e, GDML_ERR_FORMAT,

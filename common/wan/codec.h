@@ -12,6 +12,8 @@
  *                             relative to the current parameter value exceeds
  *                             a threshold, |x_i| > threshold * |ref_i|
  *                             (at most k of them, the most significant first)
+ *               keys          the entries a list names (gdml_codec_params.keys):
+ *                             what a sparse model's worker pulls and pushes
  *   quantizers  f32           4 bytes a value (lossless)
  *               f16, bf16     2 bytes a value (IEEE half; bfloat16), round to nearest even
  *               int8          1 byte a value, plus a float32 scale per block of
@@ -21,7 +23,14 @@
  *                             low nibble), scale = max|v| / 7 per block
  *               sign          1 bit a value, plus a float32 scale per block:
  *                             the mean |v| of the block; decodes to +-scale
+ *               none          no values: a payload of keys alone (a pull); each
+ *                             decodes to 1
  *   "dense" is "all+f32". Examples: "topk+int8", "significance", "bf16".
+ *   keys and none are gdml's own; gdml_codec_spec_ok refuses them.
+ *
+ * "all" writes a slice in the sparse form, its non-zero entries and their
+ * indices, wherever that is smaller than the dense form (as a sparse model's
+ * update mostly is); decoding gives the same values either way.
  *
  * Selectors and quantizers are each a table of operations (codec.c), so a new
  * one is one table row and its functions.
@@ -59,6 +68,8 @@ typedef struct gdml_codec_params {
     size_t k;         /* topk, randk: entries to send; significance: at most this many */
     double threshold; /* significance: relative change that makes an entry significant */
     const float *ref; /* significance: the current parameter values (n of them) */
+    const uint32_t *keys; /* keys: the entries to send, strictly increasing */
+    size_t n_keys;
 } gdml_codec_params;
 
 /*
@@ -148,6 +159,13 @@ gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
 
 /* The number of entries a payload holds (its k field); 0 if it is too short. */
 size_t gdml_codec_payload_k(const uint8_t *payload, size_t len);
+
+/*
+ * The indices of the entries a payload holds, which gdml_codec_decode has
+ * accepted, into out[0..k) (k = gdml_codec_payload_k); returns k. For the
+ * keys of a sparse model's pull.
+ */
+size_t gdml_codec_payload_indices(const uint8_t *payload, size_t len, uint32_t *out);
 
 /*
  * Decodes a payload into out[0..n) (overwritten; zeros where absent). Checks

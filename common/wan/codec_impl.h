@@ -18,6 +18,7 @@ typedef struct gdml_quant_ops {
     const char *name; /* "f32", "int8", ... as written in an encoder spec */
     uint8_t id;       /* the quantizer id byte of a payload */
     bool lossy;       /* true if decode(encode(v)) can differ from v */
+    bool internal;    /* for gdml's own messages, never an encoder a user names */
     /* Bytes that k values take in a payload. */
     size_t (*bytes)(size_t k);
     /*
@@ -42,6 +43,7 @@ extern const gdml_quant_ops gdml_quant_bf16;
 extern const gdml_quant_ops gdml_quant_int8;
 extern const gdml_quant_ops gdml_quant_int4;
 extern const gdml_quant_ops gdml_quant_sign;
+extern const gdml_quant_ops gdml_quant_none;
 
 /* Little-endian stores and loads; payloads are little-endian on every host. */
 static inline void gdml_codec_put_u32(uint8_t *p, uint32_t v)

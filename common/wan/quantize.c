@@ -417,3 +417,35 @@ const gdml_quant_ops gdml_quant_sign = {
     .check = sign_check,
     .decode = sign_decode,
 };
+
+/* ---- none: no values at all, for a list of keys (a sparse model's pull) ---- */
+
+static size_t none_bytes(size_t k)
+{
+    (void)k;
+    return 0;
+}
+
+static void none_encode(const float *v, size_t k, uint8_t *out)
+{
+    (void)v, (void)k, (void)out;
+}
+
+/* Every key present decodes to 1: a mask of the keys. */
+static void none_decode(const uint8_t *in, size_t k, float *v)
+{
+    (void)in;
+    for (size_t i = 0; i < k; i++)
+        v[i] = 1.0f;
+}
+
+const gdml_quant_ops gdml_quant_none = {
+    .name = "none",
+    .id = 6,
+    .lossy = true,
+    .internal = true,
+    .bytes = none_bytes,
+    .encode = none_encode,
+    .check = NULL,
+    .decode = none_decode,
+};

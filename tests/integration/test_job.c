@@ -263,6 +263,23 @@ static void write_csv(const char *images, const char *labels, size_t rows, const
     gdml_idx_fini(&lab);
 }
 
+/* gdml-models eval scores the latest version on test as the run did. */
+static void eval_agrees(const char *store, const char *test, int version, double acc, int samples)
+{
+    char *models = gdml_test_program("gdml-models"), *out = NULL;
+    int rc = gdml_test_run((char *[]){models, "eval", "latest", "--store", (char *)store,
+                                      "--eval-data", (char *)test, NULL},
+                           60, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    char want[96], rows[64];
+    snprintf(want, sizeof want, "version %d: accuracy %.4f, ", version, acc);
+    snprintf(rows, sizeof rows, "on %d samples", samples);
+    cr_assert(strstr(out, want) && strstr(out, rows), "eval disagrees with the run (%s): %s", want,
+              out);
+    free(out);
+    free(models);
+}
+
 Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
 {
     if (!gdml_test_have_fashion_mnist())
@@ -306,15 +323,97 @@ Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
     cr_assert_eq(gdml_test_json_number(json, "versions_stored"), 6);
     free(json);
     /* The models tool scores a version on the same CSV test set. */
-    char *models = gdml_test_program("gdml-models");
-    rc = gdml_test_run(
-        (char *[]){models, "eval", "latest", "--store", store, "--eval-data", test, NULL}, 60, &out);
+    eval_agrees(store, test, 6, acc, 1000);
+    gdml_test_rmtree(dir);
+}
+
+/* Copies the lines [from, to) of src into dst. */
+static void copy_lines(const char *src, const char *dst, size_t from, size_t to)
+{
+    FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
+    cr_assert(in && out, "cannot copy %s to %s", src, dst);
+    char line[1 << 14];
+    for (size_t i = 0; i < to && fgets(line, sizeof line, in); i++)
+        if (i >= from)
+            fputs(line, out);
+    fclose(in);
+    cr_assert_eq(fclose(out), 0);
+}
+
+/* "done: N pushes; LAN U B up, D B down" of a worker's log: bytes per push both ways. */
+static void lan_bytes_per_push(const char *log, double *up, double *down)
+{
+    char *text = gdml_test_read_file(log);
+    cr_assert_not_null(text, "no log %s", log);
+    const char *at = strstr(text, "done: ");
+    unsigned long long pushes = 0, u = 0, d = 0;
+    cr_assert(at && sscanf(at, "done: %llu pushes; LAN %llu B up, %llu B down", &pushes, &u, &d) == 3,
+              "no summary line in %s:\n%s", log, text);
+    cr_assert_gt(pushes, 0);
+    *up = (double)u / (double)pushes;
+    *down = (double)d / (double)pushes;
+    free(text);
+}
+
+Test(job, a_sparse_job_pulls_and_pushes_only_the_keys_its_batches_touch, .timeout = 300)
+{
+    char *dir = gdml_test_tmpdir();
+    char all[4200], train[4200], test[4200], run[4200], log[4200], store[4300];
+    snprintf(all, sizeof all, "%s/all.svm", dir);
+    snprintf(train, sizeof train, "%s/train.svm", dir);
+    snprintf(test, sizeof test, "%s/test.svm", dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(log, sizeof log, "%s/run.out", dir);
+    snprintf(store, sizeof store, "%s/store", run);
+    /* 20,000 features, 10 a row: a dense gradient would be 80 KB a push. */
+    char *synth = gdml_test_program("gdml-synth");
+    char *out = NULL;
+    int rc = gdml_test_run((char *[]){synth, all, "--samples", "110000", "--features", "20000",
+                                      "--nnz", "10", "--seed", "5", NULL},
+                           60, &out);
     cr_assert_eq(rc, 0, "%s", out);
-    char want[96];
-    snprintf(want, sizeof want, "version 6: accuracy %.4f, ", acc);
-    cr_assert(strstr(out, want) && strstr(out, "on 1000 samples"),
-              "eval disagrees with the run (%s): %s", want, out);
+    free(out);
+    free(synth);
+    copy_lines(all, train, 0, 100000);
+    copy_lines(all, test, 100000, 110000);
+
+    pid_t pid = launch_with(run, "6", log,
+                            (char *[]){"--train-data", train, "--test-data", test, "--set",
+                                       "model.kind=sparselr", "--set", "model.inputs=20000",
+                                       "--set", "model.classes=2", "--set",
+                                       "server.optimizer=adam", "--set",
+                                       "server.learning_rate=0.05", NULL});
+    rc = gdml_test_wait(pid, 240);
+    out = gdml_test_read_file(log);
+    cr_assert_eq(rc, 0, "the sparse job exited %d:\n%s", rc, out);
+    free(out);
+
+    /* Up: the gradient at the batch's keys and the next batch's keys; down:
+     * the model at them. At most 64 x 10 + 1 keys a batch, each a value of 4
+     * bytes and an index gap of at most 3 bytes. */
+    const double keys = 64 * 10 + 1, dense = 4.0 * 20001;
+    char wlog[4300];
+    snprintf(wlog, sizeof wlog, "%s/logs/worker-us-east.w0.log", run);
+    double up, down;
+    lan_bytes_per_push(wlog, &up, &down);
+    cr_assert_lt(up, keys * (4 + 3 + 3) + 2048, "%.0f B up a push: more than the keys", up);
+    cr_assert_lt(down, keys * (4 + 3) + 1024, "%.0f B down a push: more than the keys", down);
+    cr_assert_lt(up, dense / 8, "%.0f B up a push, against %.0f dense", up, dense);
+
+    char summary[4300];
+    snprintf(summary, sizeof summary, "%s/summary.json", run);
+    char *json = gdml_test_read_file(summary);
+    cr_assert_not_null(json);
+    double acc = gdml_test_json_number(json, "final_accuracy");
+    cr_assert(acc >= 0.75, "the sparse job reached only %.4f after 6 rounds", acc); /* best 0.907 */
+    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), 6);
+    free(json);
+    /* The models tool knows the layout and scores the version on sparse rows. */
+    char *models = gdml_test_program("gdml-models");
+    rc = gdml_test_run((char *[]){models, "show", "latest", "--store", store, NULL}, 60, &out);
+    cr_assert(rc == 0 && strstr(out, "sparselr 20000 2"), "%s", out);
     free(out);
     free(models);
+    eval_agrees(store, test, 6, acc, 10000);
     gdml_test_rmtree(dir);
 }

@@ -994,8 +994,10 @@ Test(codec, corrupted_headers_are_refused)
     p[2] = 9;
     refuse(p, 20, 2, "quantizer id 9");
     p[2] = 0;
-    p[3] = 1;
-    refuse(p, 20, 2, "flags 0x01");
+    p[3] = 2;
+    refuse(p, 20, 2, "flags 0x02");
+    p[3] = 1; /* "all" in its sparse form: 2 index bytes, then 6 bytes for 2 f32 values */
+    refuse(p, 20, 2, "6 bytes of values");
     p[3] = 4;
     refuse(p, 20, 2, "flags 0x04");
     p[3] = 0;
@@ -1366,4 +1368,112 @@ Test(codec, max_bytes_chunked_bounds_the_sum_of_slice_payloads)
                     gdml_codec_destroy(&c);
                 }
     }
+}
+
+/* ---- the keys of sparse models, and the sparse form of "all" ---- */
+
+Test(codec, keys_send_exactly_the_listed_entries)
+{
+    float x[1000] = {0};
+    for (size_t i = 0; i < 1000; i++)
+        x[i] = (float)i + 0.5f;
+    gdml_codec *c = make("keys+f32", 1000, 0);
+    const uint32_t keys[] = {3, 4, 500, 999};
+    gdml_codec_params p = {.keys = keys, .n_keys = 4};
+    uint8_t out[256];
+    size_t len;
+    float back[1000];
+    cr_assert_eq(gdml_codec_encode(c, x, &p, out, sizeof out, &len, NULL), GDML_OK);
+    cr_assert_eq(len, GDML_CODEC_HEADER + 1 + 1 + 2 + 2 + 4 * 4, "payload of %zu bytes", len);
+    gdml_errmsg e;
+    cr_assert_eq(gdml_codec_decode(out, len, back, 1000, &e), GDML_OK, "%s", e.text);
+    for (size_t i = 0; i < 1000; i++) {
+        bool key = i == 3 || i == 4 || i == 500 || i == 999;
+        cr_assert_eq(back[i], key ? x[i] : 0.0f, "entry %zu", i);
+    }
+    uint32_t got[4];
+    cr_assert_eq(gdml_codec_payload_indices(out, len, got), 4);
+    cr_assert_arr_eq(got, keys, sizeof keys);
+    /* Keys that repeat, go backwards or lie outside the tensor are refused. */
+    size_t k;
+    const uint32_t twice[] = {3, 3}, back_keys[] = {5, 4}, outside[] = {1000};
+    gdml_codec_params bad[] = {{.keys = twice, .n_keys = 2},
+                               {.keys = back_keys, .n_keys = 2},
+                               {.keys = outside, .n_keys = 1}};
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(gdml_codec_select(c, x, &bad[i], &k), GDML_ERR_INVALID, "case %zu", i);
+    /* Only the listed values must be finite. */
+    x[10] = NAN;
+    cr_assert_eq(gdml_codec_select(c, x, &p, &k), GDML_OK);
+    x[500] = INFINITY;
+    cr_assert_eq(gdml_codec_select(c, x, &p, &k), GDML_ERR_INVALID);
+    gdml_codec_destroy(&c);
+}
+
+Test(codec, a_key_set_carries_no_values_and_decodes_to_ones)
+{
+    float x[300] = {0};
+    gdml_codec *c = make("keys+none", 300, 0);
+    const uint32_t keys[] = {0, 17, 299};
+    gdml_codec_params p = {.keys = keys, .n_keys = 3};
+    uint8_t out[64];
+    size_t len;
+    cr_assert_eq(gdml_codec_encode(c, x, &p, out, sizeof out, &len, NULL), GDML_OK);
+    cr_assert_eq(len, GDML_CODEC_HEADER + 1 + 1 + 2, "indices only: %zu bytes", len);
+    float back[300];
+    gdml_errmsg e;
+    cr_assert_eq(gdml_codec_decode(out, len, back, 300, &e), GDML_OK, "%s", e.text);
+    for (size_t i = 0; i < 300; i++)
+        cr_assert_eq(back[i], i == 0 || i == 17 || i == 299 ? 1.0f : 0.0f);
+    gdml_codec_destroy(&c);
+}
+
+Test(codec, keys_and_none_are_not_encoders_a_user_chooses)
+{
+    gdml_errmsg e;
+    cr_assert(!gdml_codec_spec_ok("keys+f32", &e));
+    cr_assert(strstr(e.text, "sparse models"), "%s", e.text);
+    cr_assert(!gdml_codec_spec_ok("topk+none", &e));
+    cr_assert(strstr(e.text, "'none'"), "%s", e.text);
+    cr_assert(gdml_codec_spec_ok("topk+int8", &e));
+}
+
+Test(codec, all_writes_a_mostly_zero_slice_sparse_and_decodes_it_exactly)
+{
+    const size_t n = 4096;
+    float *x = calloc(n, sizeof *x), *back = calloc(n, sizeof *back), *dec = calloc(n, sizeof *dec);
+    uint8_t *out = malloc(GDML_CODEC_HEADER + 4 * n);
+    cr_assert(x && back && dec && out);
+    for (size_t i = 0; i < n; i += 97)
+        x[i] = (float)i - 1000.0f;
+    const char *specs[] = {"dense", "f16", "int8"};
+    for (size_t s = 0; s < 3; s++) {
+        gdml_codec *c = make(specs[s], n, 0);
+        size_t len;
+        cr_assert_eq(gdml_codec_encode(c, x, NULL, out, GDML_CODEC_HEADER + 4 * n, &len, dec),
+                     GDML_OK);
+        cr_assert_eq(out[3], 1, "%s: the sparse form", specs[s]);
+        cr_assert_lt(len, GDML_CODEC_HEADER + 2 * n / 10, "%s: %zu bytes", specs[s], len);
+        gdml_errmsg e;
+        cr_assert_eq(gdml_codec_decode(out, len, back, n, &e), GDML_OK, "%s", e.text);
+        cr_assert_arr_eq(back, dec, n * sizeof *back, "%s: decoded is what decode gives",
+                         specs[s]);
+        if (s == 0)
+            cr_assert_arr_eq(back, x, n * sizeof *x, "f32 is lossless in either form");
+        gdml_codec_destroy(&c);
+    }
+    /* A dense slice keeps the dense form. */
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1.0f + (float)i;
+    gdml_codec *c = make("dense", n, 0);
+    size_t len;
+    cr_assert_eq(gdml_codec_encode(c, x, NULL, out, GDML_CODEC_HEADER + 4 * n, &len, NULL),
+                 GDML_OK);
+    cr_assert_eq(out[3], 0);
+    cr_assert_eq(len, GDML_CODEC_HEADER + 4 * n);
+    gdml_codec_destroy(&c);
+    free(x);
+    free(back);
+    free(dec);
+    free(out);
 }

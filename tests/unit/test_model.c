@@ -133,7 +133,7 @@ Test(model, layout_parse_bad)
         {"mlp 784 65537 10", "got '65537'"},
         {"mlp 784 1,2,3,4,5,6,7,8,9 10", "at most 8 hidden layers"},
         {"mlp 784 256 1", "classes must be"},
-        {"nn 784 10", "unknown model kind 'nn' (known: softmax, mlp)"},
+        {"nn 784 10", "unknown model kind 'nn' (known: softmax, mlp, sparselr)"},
         {"averyveryverylongkind 784 10", "unknown model kind 'averyveryverylongkind'"},
         {"softmax 0 10", "inputs must be a whole number from 1 to 100000000, got '0'"},
         {"softmax 100000001 10", "inputs must be a whole number from 1 to 100000000"},

@@ -197,6 +197,25 @@ Test(textdata, libsvm_rows_become_dense_rows_of_the_model_width)
     free(p);
 }
 
+Test(textdata, libsvm_rows_stay_sparse_on_request)
+{
+    char *p = put("s.svm", "+1 1:0.5 3:2\n-1 2:1.5\n+1 qid:3 4:-1 1:7\n");
+    gdml_text_options o = {.dim = 1000000, .sparse = true};
+    gdml_dataset ds = load(p, &o);
+    cr_assert(gdml_dataset_sparse(&ds) && !ds.x, "no dense rows of a million features");
+    cr_assert_eq(ds.n, 3);
+    cr_assert_eq(ds.dim, 1000000);
+    const size_t want_ptr[] = {0, 2, 3, 5};
+    const uint32_t want_idx[] = {0, 2, 1, 3, 0}; /* from 0, in the order the row lists them */
+    const float want_val[] = {0.5f, 2, 1.5f, -1, 7};
+    cr_assert_arr_eq(ds.ptr, want_ptr, sizeof want_ptr);
+    cr_assert_arr_eq(ds.idx, want_idx, sizeof want_idx);
+    cr_assert_arr_eq(ds.val, want_val, sizeof want_val);
+    cr_assert(ds.y[0] == 1 && ds.y[1] == 0 && ds.y[2] == 1);
+    gdml_dataset_fini(&ds);
+    free(p);
+}
+
 Test(textdata, a_gzipped_libsvm_file_with_multiclass_labels_is_read)
 {
     char *p = put("t.libsvm.gz", "3 1:1\n0 2:1\n7 1:2 2:2\n");

@@ -79,6 +79,45 @@ static void mlp_init(const gdml_layout *l, float *params, uint64_t seed)
     }
 }
 
+/*
+ * z[i][j] += b[j] over n rows of m, then the ReLU if relu. Branch-free inner
+ * loops over restrict pointers, so that they vectorize: with small batches
+ * these passes are a fifth of a step next to the GEMMs.
+ */
+static void add_bias(float *restrict z, const float *restrict b, size_t n, size_t m, bool relu)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *restrict row = z + i * m;
+        if (relu)
+            for (size_t j = 0; j < m; j++) {
+                float v = row[j] + b[j];
+                row[j] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (size_t j = 0; j < m; j++)
+                row[j] += b[j];
+    }
+}
+
+/* gb[j] = the sum over n rows of dz[i][j]. */
+static void column_sums(const float *restrict dz, size_t n, size_t m, float *restrict gb)
+{
+    for (size_t j = 0; j < m; j++)
+        gb[j] = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        const float *restrict row = dz + i * m;
+        for (size_t j = 0; j < m; j++)
+            gb[j] += row[j];
+    }
+}
+
+/* Back through the ReLU: a[i] = back[i] where a[i] (its output) was positive, else 0. */
+static void relu_backward(float *restrict a, const float *restrict back, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        a[i] = a[i] > 0.0f ? back[i] : 0.0f;
+}
+
 /* The forward pass: a[k] = layer k+1's output (n x d[k+1]); returns the logits. */
 static float *forward(const size_t *d, size_t layers, const float *params, const float *x,
                       size_t n, float *scratch, float **a)
@@ -90,14 +129,7 @@ static float *forward(const size_t *d, size_t layers, const float *params, const
         const float *w = p, *b = p + fan_in * fan_out;
         gdml_sgemm(false, false, n, fan_out, fan_in, 1.0f, in, fan_in, w, fan_out, 0.0f, out,
                    fan_out);
-        bool hidden = k + 1 < layers;
-        for (size_t i = 0; i < n; i++) {
-            float *row = out + i * fan_out;
-            for (size_t j = 0; j < fan_out; j++) {
-                float z = row[j] + b[j];
-                row[j] = hidden && z < 0.0f ? 0.0f : z;
-            }
-        }
+        add_bias(out, b, n, fan_out, k + 1 < layers);
         a[k] = out;
         in = out;
         out += n * fan_out;
@@ -136,18 +168,13 @@ static double mlp_loss_grad(const gdml_layout *l, const float *params, const flo
         /* dW = A_{k-1}^T dZ; db = column sums of dZ. */
         gdml_sgemm(true, false, fan_in, fan_out, n, 1.0f, in, fan_in, dz, fan_out, 0.0f, gw,
                    fan_out);
-        gdml_szero(fan_out, gb);
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < fan_out; j++)
-                gb[j] += dz[i * fan_out + j];
+        column_sums(dz, n, fan_out, gb);
         if (k == 0)
             break;
         /* dA_{k-1} = dZ W^T, then through the ReLU: where A_{k-1} was 0, so is dZ. */
         gdml_sgemm(false, true, n, fan_in, fan_out, 1.0f, dz, fan_out, params + off[k], fan_out,
                    0.0f, back, fan_in);
-        float *prev = a[k - 1];
-        for (size_t i = 0; i < n * fan_in; i++)
-            prev[i] = prev[i] > 0.0f ? back[i] : 0.0f;
+        relu_backward(a[k - 1], back, n * fan_in);
     }
     return loss;
 }

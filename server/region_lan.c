@@ -50,6 +50,31 @@ static void scaffold_step(gdml_region *r, float lr)
     gdml_saxpy(r->n, lr, r->c_local, r->params);
 }
 
+/*
+ * Moves params[lo, lo + len) along the gradient g (which starts at lo) by the
+ * optimizer. A sparse model's step is lazy, as LazyAdam's is: only the
+ * entries a batch touched move, and only their optimizer state, so that a
+ * region's delta changes no more keys than its data has.
+ */
+static void optim_step(gdml_region *r, size_t lo, size_t len, const float *g, float lr)
+{
+    if (!r->pulled) {
+        gdml_optim_step(r->opt, lo, len, g, lr, r->step + 1, r->params + lo);
+        return;
+    }
+    for (size_t i = 0; i < len;) {
+        if (g[i] == 0.0f) {
+            i++;
+            continue;
+        }
+        size_t run = i;
+        while (run < len && g[run] != 0.0f)
+            run++;
+        gdml_optim_step(r->opt, lo + i, run - i, g + i, lr, r->step + 1, r->params + lo + i);
+        i = run;
+    }
+}
+
 /* SSP or ASP, not BSP. */
 static bool ssp(const gdml_region *r)
 {
@@ -416,8 +441,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
             r->step_batch += batch;
         }
         if (ssp(r)) { /* applied as it comes: the chunk is a mean over its batch */
-            gdml_optim_step(r->opt, lo, len, r->scratch + lo, (float)region_lr(r), r->step + 1,
-                            r->params + lo);
+            optim_step(r, lo, len, r->scratch + lo, (float)region_lr(r));
         } else {
             gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
             r->chunk_batch[c] += batch;
@@ -539,7 +563,7 @@ static void finish_step(gdml_region *r, int64_t now)
         double weight = r->pulled ? r->step_batch : r->chunk_batch[c];
         if (r->chunk_batch[c] > 0) {
             gdml_sscal(len, 1.0f / (float)weight, r->grad_sum + lo);
-            gdml_optim_step(r->opt, lo, len, r->grad_sum + lo, lr, r->step + 1, r->params + lo);
+            optim_step(r, lo, len, r->grad_sum + lo, lr);
         }
         r->chunk_batch[c] = 0;
     }

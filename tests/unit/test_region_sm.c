@@ -2082,3 +2082,108 @@ Test(region_sm, heartbeats_on_idle_links)
     free(g2);
     rig_fini(&g);
 }
+
+/* ---- sparse models: pull and push by key ---- */
+
+#define SPARSE "sparselr 600000 2" /* 600001 parameters: three chunks, the bias in the last */
+
+/* A PULL from name naming keys; returns its seq. */
+static uint64_t pull(rig *g, const char *name, const char *route, const uint32_t *keys, size_t nk)
+{
+    gdml_codec *c = NULL;
+    gdml_errmsg e = {{0}};
+    cr_assert_eq(gdml_codec_new("keys+none", g->n, 0, &c, &e), GDML_OK, "%s", e.text);
+    float *zero = calloc(g->n, sizeof(float));
+    cr_assert_not_null(zero);
+    gdml_codec_params p = {.keys = keys, .n_keys = nk};
+    size_t k;
+    cr_assert_eq(gdml_codec_select(c, zero, &p, &k), GDML_OK);
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, GDML_MSG_PULL, name);
+    h.seq = g->seq++;
+    gdml_wan_update u;
+    cr_assert_eq(gdml_codec_frames(c, &h, zero, NULL, false, &u, &e), GDML_OK, "%s", e.text);
+    for (size_t i = 0; i < u.n_frames; i++)
+        feed(g, GDML_LINK_DOWN, u.frames[i], name, route);
+    gdml_wan_update_fini(&u);
+    gdml_codec_destroy(&c);
+    free(zero);
+    return h.seq;
+}
+
+/* The MODEL sent to route: exactly the entries keys[0..nk) with values want, answering pull seq. */
+static void assert_pulled(const rig *g, const char *route, uint64_t seq, const uint32_t *keys,
+                          const double *want, size_t nk)
+{
+    float *got = calloc(g->n, sizeof(float));
+    cr_assert_not_null(got);
+    size_t frames = 0, entries = 0;
+    for (size_t i = 0; i < g->acts.n; i++) {
+        const test_action *a = &g->acts.a[i];
+        if (a->act.kind != GDML_ACT_SEND || a->h.type != GDML_MSG_MODEL || !sent_to(a, route))
+            continue;
+        cr_assert_eq(a->h.acked, seq, "MODEL answers pull %llu, not %llu",
+                     (unsigned long long)a->h.acked, (unsigned long long)seq);
+        gdml_errmsg e = {{0}};
+        cr_assert_eq(gdml_wan_decode_chunk(&a->h, a->payload, got, "the region", &e), GDML_OK,
+                     "%s", e.text);
+        entries += gdml_codec_payload_k(a->payload, (size_t)a->h.plen);
+        frames++;
+    }
+    cr_assert_gt(frames, 0, "no MODEL to '%s'", route);
+    cr_assert_eq(entries, nk, "the MODEL holds %zu entries, the pull named %zu", entries, nk);
+    for (size_t j = 0; j < nk; j++)
+        cr_assert_float_eq(got[keys[j]], want[j], 1e-6, "key %u: %g, expected %g", keys[j],
+                           (double)got[keys[j]], want[j]);
+    free(got);
+}
+
+Test(region_sm, a_sparse_model_is_pulled_by_key_and_stepped_over_every_sample)
+{
+    rig g;
+    rig_config(&g);
+    rig_open(&g);
+    hello(&g, "w1", "r1", 600);
+    hello(&g, "w2", "r2", 400);
+    welcome(&g, SPARSE);
+    const test_action *w = test_find_send(&g.acts, GDML_MSG_WELCOME, "r1");
+    cr_assert_not_null(w);
+    cr_assert_eq(w->h.encoding, GDML_ENC_NONE, "a sparse model's WELCOME carries no tensor");
+    cr_assert_str_eq(w->h.text, SPARSE);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r1"), 0);
+    clear(&g);
+
+    /* Each pulls its first batch's keys and gets the (zero) model at them alone. */
+    const uint32_t k1[] = {5, 300000, 600000}, k2[] = {5, 7, 600000};
+    const double zeros[] = {0, 0, 0};
+    uint64_t s1 = pull(&g, "w1", "r1", k1, 3);
+    assert_pulled(&g, "r1", s1, k1, zeros, 3);
+    uint64_t s2 = pull(&g, "w2", "r2", k2, 3);
+    assert_pulled(&g, "r2", s2, k2, zeros, 3);
+    clear(&g);
+
+    /* Gradients at their keys; chunk 1 is touched by w1 alone. */
+    float *g1 = calloc(g.n, sizeof(float)), *g2 = calloc(g.n, sizeof(float));
+    cr_assert(g1 && g2);
+    g1[5] = 1, g1[300000] = 2, g1[600000] = 0.5f;
+    g2[5] = -1, g2[7] = 3, g2[600000] = 0.5f;
+    push(&g, "w1", "r1", 0, 60, g1);
+    push(&g, "w2", "r2", 0, 40, g2);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r1"), 0,
+                 "no model before the next pull");
+
+    /* The step's mean is over all 100 samples, in every chunk: key 300000
+     * moves by 0.5 x 60 x 2 / 100, not by 0.5 x 2 as a mean over chunk 1's
+     * samples alone would have it. */
+    const uint32_t next[] = {5, 7, 300000, 600000};
+    const double want[] = {-LR * (60 - 40) / 100.0, -LR * 120 / 100.0, -LR * 120 / 100.0,
+                           -LR * 50 / 100.0};
+    uint64_t s3 = pull(&g, "w1", "r1", next, 4);
+    assert_pulled(&g, "r1", s3, next, want, 4);
+    const test_action *m = test_find_send(&g.acts, GDML_MSG_MODEL, "r1");
+    cr_assert_eq(m->h.step, 1);
+    clear(&g);
+    free(g1);
+    free(g2);
+    rig_fini(&g);
+}

@@ -9,6 +9,10 @@
  * walk a reshuffled permutation each epoch, seeded by worker.seed, so a run
  * is repeatable.
  *
+ * Held-out rows (worker.holdout, holdout.h) are set aside at load and never
+ * trained on; each model version that arrives is scored on them once, and
+ * the score rides on every PUSH of that version (metrics only).
+ *
  * Nothing the server sends ends the worker but STOP: an ERROR is advisory (a
  * server that does not know it is joined again), a server that goes silent
  * is joined again, and only worker.timeout_ms without a model ends the run.
@@ -16,6 +20,7 @@
 #include "chunk.h"
 #include "codec.h"
 #include "dataset.h"
+#include "holdout.h"
 #include "keys.h"
 #include "log.h"
 #include "model.h"
@@ -35,6 +40,10 @@ typedef struct worker {
     const gdml_config *cfg;
     const char *name;
     gdml_dataset data;
+    gdml_dataset holdout; /* never trained on; scored once per model version */
+    gdml_score score;     /* the holdout's score of score_version (rows 0: none) */
+    uint64_t score_version;
+    bool scored; /* score_version was scored (if its score could not be sent, too) */
     gdml_transport *transport;
     gdml_link *link;
     gdml_link_security sec;
@@ -115,6 +124,8 @@ static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
     h.version = w->version;
     h.step = w->step;
     h.count = w->batch;
+    if (w->score_version == w->version)
+        h.val = w->score;
     size_t k;
     gdml_wan_update u;
     gdml_err err = gdml_codec_select(w->dense, w->grad, NULL, &k);
@@ -160,6 +171,33 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
     return gdml_codec_new("dense", w->n_params, 0, &w->dense, e);
 }
 
+/* Scores the model just taken on the holdout, once per version: what that
+ * costs is bounded by worker.holdout_rows. A score that cannot be sent (a
+ * diverged model's loss) is left out; training never depends on it. */
+static void score_version(worker *w)
+{
+    if (w->holdout.n == 0 || (w->scored && w->score_version == w->version))
+        return;
+    double acc = 0, loss = 0;
+    gdml_score s = {.rows = w->holdout.n};
+    w->score = (gdml_score){0};
+    w->score_version = w->version;
+    w->scored = true;
+    if (gdml_model_evaluate(&w->layout, w->params, w->holdout.x, w->holdout.y, w->holdout.n, &acc,
+                            &loss)) {
+        gdml_warn("cannot score version %llu on the holdout (out of memory?); its PUSHes go "
+                  "without a score",
+                  (unsigned long long)w->version);
+        return;
+    }
+    s.correct = (uint64_t)llround(acc * (double)s.rows);
+    s.loss = loss;
+    if (gdml_score_ok(&s, s.rows))
+        w->score = s;
+    gdml_debug("version %llu on %llu held-out rows: accuracy %.4f, loss %.4f",
+               (unsigned long long)w->version, (unsigned long long)s.rows, acc, loss);
+}
+
 /* A chunk of WELCOME or MODEL; when the model is whole, the next gradient goes out. */
 static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg *e)
 {
@@ -195,6 +233,7 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     w->step = h->step;
     w->version = h->version;
     w->model_ms = now;
+    score_version(w);
     if (!w->first_model_ms) {
         w->first_model_ms = now;
         gdml_info("first model (version %llu, step %llu): pushing gradients",
@@ -331,6 +370,9 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     gdml_err err = gdml_config_load_data(cfg, cfg->worker.data, cfg->worker.images,
                                          cfg->worker.labels, (size_t)cfg->worker.shard_index,
                                          (size_t)cfg->worker.shard_count, &w->data, e);
+    if (!err)
+        err = gdml_holdout_take(&w->data, cfg->worker.holdout, (size_t)cfg->worker.holdout_rows,
+                                (uint64_t)cfg->worker.seed, &w->holdout, e);
     if (err)
         goto out;
     w->order = malloc(w->data.n * sizeof *w->order);
@@ -343,9 +385,9 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     for (size_t i = 0; i < w->data.n; i++)
         w->order[i] = (uint32_t)i;
     w->cursor = w->data.n; /* shuffle before the first batch */
-    gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'", w->data.n,
-              (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
-              *cfg->worker.data ? cfg->worker.data : cfg->worker.images);
+    gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'; %zu more held out for validation",
+              w->data.n, (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
+              *cfg->worker.data ? cfg->worker.data : cfg->worker.images, w->holdout.n);
 
     w->curve = gdml_keys_curve_on(cfg, true);
     gdml_link_options opts;
@@ -371,6 +413,7 @@ out:
     gdml_transport_destroy(&w->transport);
     gdml_link_security_fini(&w->sec);
     gdml_dataset_fini(&w->data);
+    gdml_dataset_fini(&w->holdout);
     gdml_transfer_fini(&w->in);
     gdml_codec_destroy(&w->dense);
     gdml_ratelog_destroy(&w->log);

@@ -54,6 +54,9 @@ typedef struct worker_slot {
     int64_t sent_ms;    /* last frame sent to it */
     /* SSP and ASP: gradients of it applied (its clock), and the step its model was tagged. */
     uint64_t clock, tag;
+    /* Its latest held-out score (rows 0: none), of model version score_version. */
+    gdml_score score;
+    uint64_t score_version;
 } worker_slot;
 
 struct gdml_region {
@@ -119,6 +122,12 @@ uint64_t region_samples(const gdml_region *r);
 void region_checkpoint(gdml_region *r, int64_t now);
 void region_apply_restored(gdml_region *r, int64_t now);
 void region_restored_fini(gdml_region *r);
+
+/* region_score.c: metrics only */
+/* Keeps the score a PUSH of worker i carries, if it is one the worker may send. */
+void region_take_score(gdml_region *r, int64_t now, int i, const gdml_rx *rx);
+/* The sum of the live workers' latest scores of the current version. */
+void region_score(const gdml_region *r, gdml_score *out);
 
 /* region_wan.c */
 void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx);

@@ -14,6 +14,7 @@
 #include "coord_impl.h"
 #include "coord_sm.h"
 #include "sm_support.h"
+#include "support.h"
 
 #include "chunk.h"
 #include "log.h"
@@ -314,12 +315,7 @@ static const gdml_version_meta *pending(fx *f, const float **params, const float
 
 static const gdml_region_part *part(const gdml_version_meta *m, const char *name)
 {
-    for (uint32_t i = 0; i < m->n_regions; i++)
-        if (strcmp(m->regions[i].name, name) == 0)
-            return &m->regions[i];
-    cr_assert_fail("version %llu does not record region '%s'", (unsigned long long)m->version,
-                   name);
-    return NULL;
+    return gdml_test_region_part(m, name);
 }
 
 /* Decodes every SEND of type to route among f->acts into out[0..n) (one transfer); frames. */

@@ -398,7 +398,7 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
     s->delta_norm = norm;
     s->delta_tau = tau;
     s->delta_val = delta_score(c, now, i, rx);
-    s->delta_val_version = h->version;
+    s->delta_val_version = h->val_version;
     gdml_debug("region '%s': delta seq %llu for version %llu (%llu samples, norm %.4g)", m->name,
                (unsigned long long)h->seq, (unsigned long long)h->version,
                (unsigned long long)h->count, norm);

@@ -126,8 +126,8 @@ void region_restored_fini(gdml_region *r);
 /* region_score.c: metrics only */
 /* Keeps the score a PUSH of worker i carries, if it is one the worker may send. */
 void region_take_score(gdml_region *r, int64_t now, int i, const gdml_rx *rx);
-/* The sum of the live workers' latest scores of the current version. */
-void region_score(const gdml_region *r, gdml_score *out);
+/* The sum of the live workers' latest scores of the newest version any of them scored. */
+void region_score(const gdml_region *r, gdml_score *out, uint64_t *version);
 
 /* region_wan.c */
 void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx);

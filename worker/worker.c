@@ -124,8 +124,10 @@ static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
     h.version = w->version;
     h.step = w->step;
     h.count = w->batch;
-    if (w->score_version == w->version)
+    if (w->score_version == w->version) {
         h.val = w->score;
+        h.val_version = w->score.rows ? w->score_version : 0;
+    }
     size_t k;
     gdml_wan_update u;
     gdml_err err = gdml_codec_select(w->dense, w->grad, NULL, &k);

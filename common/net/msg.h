@@ -110,10 +110,12 @@ typedef struct gdml_msg_header {
     /* Optional (0 = not sent): the learning rate times the local steps a
      * DELTA's round took; in GLOBAL, the sample-weighted mean over regions. */
     double lr_steps;
-    /* Optional (val.rows 0 = not sent): how the model of `version` does on
-     * the sender's held-out rows. PUSH: the worker's holdout; DELTA: the sum
-     * over the region's workers. Metrics only. */
+    /* Optional (val.rows 0 = not sent): how the model of val_version (at
+     * most `version`) does on the sender's held-out rows. PUSH: the
+     * worker's holdout; DELTA: the sum over the region's workers. Metrics
+     * only. */
     gdml_score val;
+    uint64_t val_version;
     char text[GDML_MSG_TEXT_MAX]; /* layout, error text; may be empty */
 } gdml_msg_header;
 

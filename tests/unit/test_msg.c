@@ -384,6 +384,7 @@ static void full_header(gdml_msg_header *h, uint64_t plen)
     h->lr_steps = GDML_MSG_MAX_LR_STEPS;
     h->val = (gdml_score){
         .rows = GDML_MSG_MAX_U48, .correct = GDML_MSG_MAX_U48, .loss = GDML_SCORE_MAX_LOSS};
+    h->val_version = h->version - 1;
     for (size_t i = 0; i < GDML_MSG_TEXT_MAX - 1; i++)
         h->text[i] = (char)(1 + i % 255); /* every byte but NUL */
     h->text[GDML_MSG_TEXT_MAX - 1] = '\0';
@@ -416,6 +417,7 @@ static void assert_headers_equal(const gdml_msg_header *a, const gdml_msg_header
     cr_assert_eq(a->val.rows, b->val.rows);
     cr_assert_eq(a->val.correct, b->val.correct);
     cr_assert(a->val.loss == b->val.loss, "val.loss %g, want %g", b->val.loss, a->val.loss);
+    cr_assert_eq(a->val_version, b->val_version);
     cr_assert_str_eq(a->text, b->text);
 }
 
@@ -460,7 +462,7 @@ Test(msg, every_field_is_written_under_its_key)
     static const char *const keys[] = {"proto", "type",   "from",  "seq",   "ver",  "step",
                                        "count", "metric", "code",  "acked", "enc",  "off",
                                        "total", "chunks", "plen",  "drate", "dcap", "lrh",
-                                       "vrows", "vok",    "vloss", "text"};
+                                       "vrows", "vok",    "vloss", "vver",  "text"};
     cr_assert_eq(m.n, sizeof keys / sizeof keys[0]);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         cr_assert_not_null(rmap_get(&m, keys[i]), "key '%s' missing", keys[i]);
@@ -472,6 +474,7 @@ Test(msg, every_field_is_written_under_its_key)
     cr_assert_eq(rmap_get(&m, "lrh")->d, GDML_MSG_MAX_LR_STEPS);
     cr_assert_eq(rmap_get(&m, "vrows")->u, GDML_MSG_MAX_U48);
     cr_assert_eq(rmap_get(&m, "vloss")->kind, R_FLOAT);
+    cr_assert_eq(rmap_get(&m, "vver")->u, GDML_MSG_MAX_U48 - 2);
     cr_assert_eq(rmap_get(&m, "from")->n, GDML_NAME_MAX - 1);
     cr_assert_eq(rmap_get(&m, "text")->n, GDML_MSG_TEXT_MAX - 1);
 }
@@ -523,23 +526,28 @@ static void encode_into_map(const gdml_msg_header *h, rmap *m)
 
 Test(msg, validation_fields_are_written_only_with_rows)
 {
-    /* Rows alone: vrows and vloss (a loss of 0 is a loss); vok only when some are right. */
+    /* Rows alone: vrows, vloss and vver (a loss of 0 is a loss, version 0 a version); vok
+     * only when some are right. */
     gdml_msg_header h, out;
     gdml_msg_header_init(&h, GDML_MSG_PUSH, NULL);
     h.seq = 3;
     h.val = (gdml_score){.rows = 512, .correct = 0, .loss = 0.0};
     rmap m;
     encode_into_map(&h, &m);
-    cr_assert_eq(m.n, 5, "%zu keys", m.n);
+    cr_assert_eq(m.n, 6, "%zu keys", m.n);
     cr_assert_eq(rmap_get(&m, "vrows")->u, 512);
+    cr_assert_eq(rmap_get(&m, "vver")->u, 0);
     cr_assert_eq(rmap_get(&m, "vloss")->d, 0.0);
     cr_assert_null(rmap_get(&m, "vok"));
     round_trip(&h, &out);
     assert_headers_equal(&h, &out);
 
     h.val = (gdml_score){.rows = 512, .correct = 400, .loss = 0.5625};
+    h.version = 9;
+    h.val_version = 8;
     encode_into_map(&h, &m);
-    cr_assert_eq(m.n, 6, "%zu keys", m.n);
+    cr_assert_eq(m.n, 8, "%zu keys", m.n);
+    cr_assert_eq(rmap_get(&m, "vver")->u, 8);
     cr_assert_eq(rmap_get(&m, "vok")->u, 400);
     cr_assert_eq(rmap_get(&m, "vloss")->d, 0.5625);
     round_trip(&h, &out);
@@ -571,6 +579,14 @@ Test(msg, encode_refuses_bad_validation_fields)
     }
     h.val = (gdml_score){.rows = 10, .correct = 10, .loss = GDML_SCORE_MAX_LOSS};
     cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
+    /* A score of a version the message is not yet at, or a version without a score. */
+    h.version = 4;
+    h.val_version = 5;
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_ERR_INVALID);
+    h.val_version = 4;
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
+    h.val = (gdml_score){0};
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_ERR_INVALID);
 }
 
 Test(msg, decode_checks_the_validation_fields)
@@ -618,6 +634,19 @@ Test(msg, decode_checks_the_validation_fields)
     expect_fail_w(&o, GDML_ERR_PROTO, "or none of them");
     w_with(&o, "vloss", F(0.25));
     expect_fail_w(&o, GDML_ERR_PROTO, "or none of them");
+    /* vver: at most ver, and only with a score. */
+    w_required(&o, 4);
+    w_kv_uint(&o, "ver", 6);
+    w_kv_uint(&o, "vrows", 10);
+    w_str(&o, "vloss");
+    w_f64(&o, 0.5);
+    w_kv_uint(&o, "vver", 7);
+    expect_fail_w(&o, GDML_ERR_PROTO, "header field 'vver': a score of version 7");
+    o.b[o.n - 1] = 5; /* vver 5, written as uint64: its last byte */
+    decode_ok(&o, &h);
+    cr_assert_eq(h.val_version, 5);
+    w_with(&o, "vver", U(3));
+    expect_fail_w(&o, GDML_ERR_PROTO, "header field 'vver'");
     /* Duplicated, they are refused like any field. */
     w_required(&o, 2);
     w_kv_uint(&o, "vrows", 4);

@@ -2096,6 +2096,7 @@ static void push_scored(rig *g, const char *name, const char *route, uint64_t st
     h.count = 32;
     h.version = version;
     h.val = val;
+    h.val_version = val.rows ? version : 0;
     size_t nf;
     gdml_blob **f = test_tensor_frames(&h, grad, g->n, NULL, &nf);
     for (size_t i = 0; i < nf; i++)
@@ -2118,7 +2119,7 @@ static void scored_round(rig *g, unsigned round, uint64_t version, const gdml_sc
     }
 }
 
-Test(region_sm, the_delta_carries_the_sum_of_its_workers_scores_of_its_version)
+Test(region_sm, the_delta_carries_the_sum_of_its_workers_newest_scores)
 {
     rig g;
     rig_config(&g);
@@ -2137,9 +2138,10 @@ Test(region_sm, the_delta_carries_the_sum_of_its_workers_scores_of_its_version)
     cr_assert_eq(dh.val.rows, 150);
     cr_assert_eq(dh.val.correct, 100);
     cr_assert_float_eq(dh.val.loss, (0.5 * 100 + 2.0 * 50) / 150, 1e-12);
+    cr_assert_eq(dh.val_version, 0);
     clear(&g);
 
-    /* Version 1: only w1 scores it; w2's score of version 0 is not summed. */
+    /* Version 1: only w1 scores it; w2's score of version 0 is older and not summed. */
     float *change = gradient(g.n, 9, 0);
     coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
     clear(&g);
@@ -2150,14 +2152,33 @@ Test(region_sm, the_delta_carries_the_sum_of_its_workers_scores_of_its_version)
     cr_assert_eq(dh.val.rows, 100);
     cr_assert_eq(dh.val.correct, 90);
     cr_assert_float_eq(dh.val.loss, 0.25, 1e-12);
+    cr_assert_eq(dh.val_version, 1);
     clear(&g);
 
-    /* Version 2: nobody scored it; the DELTA goes without a score. */
+    /* Version 2: nobody scored it yet (a delta that goes the moment its version
+     * comes): the DELTA carries the newest scores there are, of version 1.
+     * w2 claims a score of version 5, which it was never sent: ignored. */
     coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 2, change);
     clear(&g);
-    scored_round(&g, 2, 2, (gdml_score[]){none, none, none}, (gdml_score[]){none, none, none});
+    float *g2 = gradient(g.n, 2, 6);
+    push_scored(&g, "w2", "r2", 6, 5, b, g2);
+    free(g2);
+    cr_assert_eq(stats(&g).rejected[GDML_REASON_BOUNDS], 2);
+    cr_assert_eq(stats(&g).pushes, 13, "a push with a score of a future version was not used");
+    float *g1 = gradient(g.n, 1, 6);
+    push_scored(&g, "w1", "r1", 6, 2, none, g1);
+    free(g1);
+    for (unsigned k = 1; k < 3; k++) {
+        float *a1 = gradient(g.n, 1, 6 + k), *a2 = gradient(g.n, 2, 6 + k);
+        push_scored(&g, "w1", "r1", 6 + k, 2, none, a1);
+        push_scored(&g, "w2", "r2", 6 + k, 2, none, a2);
+        free(a1);
+        free(a2);
+    }
     cr_assert_eq(sent_tensor(&g, GDML_MSG_DELTA, "", delta, &dh), 1);
-    cr_assert_eq(dh.val.rows, 0);
+    cr_assert_eq(dh.version, 2);
+    cr_assert_eq(dh.val.rows, 100);
+    cr_assert_eq(dh.val_version, 1);
     free(change);
     free(delta);
     rig_fini(&g);

@@ -33,6 +33,8 @@ typedef struct coord_slot {
     uint64_t delta_seq, delta_samples;
     double delta_loss, delta_lr_steps, delta_norm;
     uint64_t delta_tau; /* versions it was made behind the one it is merged into */
+    gdml_score delta_val; /* metrics only: its workers' held-out score of delta_val_version */
+    uint64_t delta_val_version;
     /* The downlink. */
     gdml_wan *down;
     float *view;           /* the global model as this region holds it */

@@ -137,6 +137,10 @@ static void prepare_commit(gdml_coord *c, const int *who, size_t count)
         snprintf(p->name, sizeof p->name, "%s", c->members.slots[i].name);
         p->seq = s->has_delta ? s->delta_seq : s->merged_seq;
         p->samples = s->has_delta ? s->delta_samples : 0;
+        if (s->has_delta && s->delta_val.rows) {
+            p->val = s->delta_val;
+            p->val_version = s->delta_val_version;
+        }
     }
     evaluate(c, meta, meta->round >= c->cfg->rounds);
     size_t n_state = 0;
@@ -229,8 +233,14 @@ void gdml_coord_on_committed(gdml_coord *c, int64_t now, gdml_err err, const cha
             s->retry_ms = now;
         }
     }
-    gdml_info("version %llu committed (round %llu): accuracy %.4f", (unsigned long long)c->version,
-              (unsigned long long)c->round, meta->accuracy);
+    gdml_score val;
+    uint32_t scored = gdml_store_meta_score(meta, &val);
+    char held[64] = "";
+    if (scored)
+        snprintf(held, sizeof held, ", val %.3f (%u region%s)", gdml_score_accuracy(&val), scored,
+                 scored == 1 ? "" : "s");
+    gdml_info("version %llu committed (round %llu): accuracy %.4f%s",
+              (unsigned long long)c->version, (unsigned long long)c->round, meta->accuracy, held);
     if (c->round >= c->cfg->rounds) {
         coord_finish(c, now, 0, GDML_OK, "training complete");
         return;

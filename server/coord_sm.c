@@ -305,6 +305,24 @@ static double l2(const float *x, size_t n)
     return sqrt(s);
 }
 
+/* The held-out score a whole delta of region i carried, if it is one the
+ * region may send; else none, counted out of bounds. Metrics only: the
+ * delta is merged either way. */
+static gdml_score delta_score(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
+{
+    const gdml_msg_header *h = &rx->header;
+    const gdml_member *m = &c->members.slots[i];
+    if (gdml_score_ok(&h->val, m->samples))
+        return h->val;
+    /* A worker holds out at most half its shard: an honest region's rows
+     * are never more than the samples it declared. */
+    reject(c, now, rx, GDML_REASON_BOUNDS, false,
+           "held-out score of %llu rows, more than the %llu samples its HELLO declared; the "
+           "score is ignored, the delta merged",
+           (unsigned long long)h->val.rows, (unsigned long long)m->samples);
+    return (gdml_score){0};
+}
+
 static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
 {
     const gdml_msg_header *h = &rx->header;
@@ -379,6 +397,8 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
     s->delta_lr_steps = h->lr_steps;
     s->delta_norm = norm;
     s->delta_tau = tau;
+    s->delta_val = delta_score(c, now, i, rx);
+    s->delta_val_version = h->val_version;
     gdml_debug("region '%s': delta seq %llu for version %llu (%llu samples, norm %.4g)", m->name,
                (unsigned long long)h->seq, (unsigned long long)h->version,
                (unsigned long long)h->count, norm);

@@ -205,7 +205,10 @@ static void commit(coordinator *c, int64_t now)
            meta->loss, gdml_coord_train_loss(c->sm), (unsigned long long)stats.bytes_received,
            (unsigned long long)stats.bytes_sent, meta->n_regions);
     print_links(c);
-    printf("\n");
+    gdml_score val;
+    uint32_t scored = gdml_store_meta_score(meta, &val);
+    printf(" val_acc=%.6f val_loss=%.6f val_regions=%u\n", gdml_score_accuracy(&val),
+           scored ? val.loss : NAN, scored);
     fflush(stdout);
 }
 

@@ -554,10 +554,19 @@ static void on_progress_line(launch *L, const char *line)
                     (long long)(gdml_now_ms() - L->start_ms), acc, loss, up, down);
             fflush(L->rounds);
         }
+        char held[48] = "";
+        const char *v = strstr(line, " val_acc=");
+        double val_acc;
+        unsigned val_regions;
+        if (v &&
+            sscanf(v, " val_acc=%lf val_loss=%*f val_regions=%u", &val_acc, &val_regions) == 2 &&
+            val_regions > 0)
+            snprintf(held, sizeof held, "  val %.3f (%u region%s)", val_acc, val_regions,
+                     val_regions == 1 ? "" : "s");
         printf("version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
-               "raw data %.2f MB (gzip %.2f MB)\n",
+               "raw data %.2f MB (gzip %.2f MB)%s\n",
                version, acc, mb(up + down), mb(up), mb(down), mb(L->raw_bytes),
-               mb(L->raw_gzip_bytes));
+               mb(L->raw_gzip_bytes), held);
         fflush(stdout);
     } else if (sscanf(line, "done versions=%*u wan_up=%llu wan_down=%llu", &up, &down) == 2) {
         pg->wan_up = up;

@@ -1,7 +1,8 @@
 /*
  * models_tool.c - gdml-models: the operator's view of the model store.
  *
- *   gdml-models list   --store DIR            one line per stored version
+ *   gdml-models list   --store DIR            one line per stored version, with the
+ *                                             regions' held-out accuracy
  *   gdml-models show   --store DIR VERSION    one version's metadata as JSON
  *   gdml-models export --store DIR VERSION FILE.npy
  *   gdml-models eval   --store DIR VERSION [--eval-images F --eval-labels F | --eval-data F]
@@ -56,11 +57,19 @@ static int print_row(const gdml_version_meta *m, void *user)
     (void)user;
     char when[32];
     format_time(m->time_ms, when, sizeof when);
-    printf("%7llu  %7llu  %5llu  %s  %8.4f  %8.4f  %12llu  %12llu ", (unsigned long long)m->version,
-           (unsigned long long)m->parent, (unsigned long long)m->round, when, m->accuracy, m->loss,
-           (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent);
-    for (uint32_t i = 0; i < m->n_regions; i++)
-        printf(" %s#%llu", m->regions[i].name, (unsigned long long)m->regions[i].seq);
+    gdml_score val;
+    gdml_store_meta_score(m, &val);
+    printf("%7llu  %7llu  %5llu  %s  %8.4f  %8.4f  %12llu  %12llu  %8.4f ",
+           (unsigned long long)m->version, (unsigned long long)m->parent,
+           (unsigned long long)m->round, when, m->accuracy, m->loss,
+           (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent,
+           gdml_score_accuracy(&val));
+    for (uint32_t i = 0; i < m->n_regions; i++) {
+        const gdml_region_part *p = &m->regions[i];
+        printf(" %s#%llu", p->name, (unsigned long long)p->seq);
+        if (p->val.rows)
+            printf(":%.4f", gdml_score_accuracy(&p->val));
+    }
     printf("\n");
     return 0;
 }
@@ -111,12 +120,25 @@ static void print_json_meta(const gdml_version_meta *m, const char *layout)
     printf("  \"layout\": \"%s\",\n", layout);
     if (isfinite(m->accuracy))
         printf("  \"accuracy\": %.6f,\n  \"loss\": %.6f,\n", m->accuracy, m->loss);
+    gdml_score val;
+    uint32_t scored = gdml_store_meta_score(m, &val);
+    if (scored)
+        printf("  \"validation\": {\"accuracy\": %.6f, \"loss\": %.6f, \"rows\": %llu, "
+               "\"regions\": %u},\n",
+               gdml_score_accuracy(&val), val.loss, (unsigned long long)val.rows, scored);
     printf("  \"bytes_received\": %llu,\n  \"bytes_sent\": %llu,\n  \"regions\": [",
            (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent);
-    for (uint32_t i = 0; i < m->n_regions; i++)
-        printf("%s\n    {\"name\": \"%s\", \"seq\": %llu, \"samples\": %llu}", i ? "," : "",
-               m->regions[i].name, (unsigned long long)m->regions[i].seq,
-               (unsigned long long)m->regions[i].samples);
+    for (uint32_t i = 0; i < m->n_regions; i++) {
+        const gdml_region_part *p = &m->regions[i];
+        printf("%s\n    {\"name\": \"%s\", \"seq\": %llu, \"samples\": %llu", i ? "," : "", p->name,
+               (unsigned long long)p->seq, (unsigned long long)p->samples);
+        if (p->val.rows)
+            printf(", \"val_version\": %llu, \"val_rows\": %llu, \"val_correct\": %llu, "
+                   "\"val_accuracy\": %.6f, \"val_loss\": %.6f",
+                   (unsigned long long)p->val_version, (unsigned long long)p->val.rows,
+                   (unsigned long long)p->val.correct, gdml_score_accuracy(&p->val), p->val.loss);
+        printf("}");
+    }
     printf("\n  ],\n  \"tensors\": [");
     for (uint32_t i = 0; i < m->n_tensors; i++)
         printf("%s\n    {\"name\": \"%s\", \"n\": %llu, \"crc32\": \"%08x\"}", i ? "," : "",
@@ -187,8 +209,9 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
         uint64_t head = 0;
         gdml_errmsg none;
         bool have = gdml_store_head(s, &head, &none) == GDML_OK;
-        printf("%7s  %7s  %5s  %-20s  %8s  %8s  %12s  %12s  %s\n", "version", "parent", "round",
-               "time", "accuracy", "loss", "bytes_in", "bytes_out", "regions#seq");
+        printf("%7s  %7s  %5s  %-20s  %8s  %8s  %12s  %12s  %8s  %s\n", "version", "parent",
+               "round", "time", "accuracy", "loss", "bytes_in", "bytes_out", "val_acc",
+               "regions#seq[:val_acc]");
         if (!(err = gdml_store_each(s, print_row, NULL, e)) && have)
             printf("head (the next resume starts here): version %llu\n", (unsigned long long)head);
     } else if (strcmp(cmd, "show") == 0) {

@@ -62,6 +62,9 @@ typedef struct worker_slot {
     bool keys_ready;   /* the pull is whole and not answered yet */
     bool model_due;    /* a model was due before its pull was in: it goes when the pull is */
     bool weighed;      /* its batch counts toward this step's mean */
+    /* Its latest held-out score (rows 0: none), of model version score_version. */
+    gdml_score score;
+    uint64_t score_version;
 } worker_slot;
 
 struct gdml_region {
@@ -129,6 +132,12 @@ uint64_t region_samples(const gdml_region *r);
 void region_checkpoint(gdml_region *r, int64_t now);
 void region_apply_restored(gdml_region *r, int64_t now);
 void region_restored_fini(gdml_region *r);
+
+/* region_score.c: metrics only */
+/* Keeps the score a PUSH of worker i carries, if it is one the worker may send. */
+void region_take_score(gdml_region *r, int64_t now, int i, const gdml_rx *rx);
+/* The sum of the live workers' latest scores of the newest version any of them scored. */
+void region_score(const gdml_region *r, gdml_score *out, uint64_t *version);
 
 /* region_wan.c */
 void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx);

@@ -461,6 +461,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         r->loss_sum += h->metric * batch;
         r->loss_weight += batch;
     }
+    region_take_score(r, now, i, rx);
     r->stats.pushes++;
     region_check_step(r, now);
 }

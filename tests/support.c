@@ -218,3 +218,13 @@ int gdml_test_count_lines(const char *text, const char *prefix)
             n++;
     return n;
 }
+
+const gdml_region_part *gdml_test_region_part(const gdml_version_meta *m, const char *name)
+{
+    for (uint32_t i = 0; i < m->n_regions; i++)
+        if (strcmp(m->regions[i].name, name) == 0)
+            return &m->regions[i];
+    cr_assert_fail("version %llu does not record region '%s'", (unsigned long long)m->version,
+                   name);
+    return NULL;
+}

@@ -7,6 +7,8 @@
 #ifndef GDML_TEST_SUPPORT_H
 #define GDML_TEST_SUPPORT_H
 
+#include "store.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -54,6 +56,9 @@ bool gdml_test_wait_for_text(const char *path, const char *needle, int timeout_s
 
 /* The number after "key": in a JSON text (summary.json); asserts the key is there. */
 double gdml_test_json_number(const char *json, const char *key);
+
+/* Region `name`'s part of version m's metadata; fails the test if m lacks it. */
+const gdml_region_part *gdml_test_region_part(const gdml_version_meta *m, const char *name);
 
 /* How many lines of text start with prefix. */
 int gdml_test_count_lines(const char *text, const char *prefix);

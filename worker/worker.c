@@ -15,6 +15,12 @@
  * keys alone, and the PUSH carries the gradient at those keys alone. The
  * worker holds its data as sparse rows then, and never the whole model.
  *
+ * Held-out rows (worker.holdout, holdout.h) are set aside once the layout is
+ * known and never trained on; each model version that arrives is scored on
+ * them once, and the score rides on every PUSH of that version (metrics
+ * only). A sparse model's worker holds no whole model to score, so it holds
+ * nothing out.
+ *
  * Nothing the server sends ends the worker but STOP: an ERROR is advisory (a
  * server that does not know it is joined again), a server that goes silent
  * is joined again, and only worker.timeout_ms without a model ends the run.
@@ -22,6 +28,7 @@
 #include "chunk.h"
 #include "codec.h"
 #include "dataset.h"
+#include "holdout.h"
 #include "keys.h"
 #include "log.h"
 #include "model.h"
@@ -41,6 +48,10 @@ typedef struct worker {
     const gdml_config *cfg;
     const char *name;
     gdml_dataset data;
+    gdml_dataset holdout; /* never trained on; scored once per model version */
+    gdml_score score;     /* the holdout's score of score_version (rows 0: none) */
+    uint64_t score_version;
+    bool scored; /* score_version was scored (if its score could not be sent, too) */
     gdml_transport *transport;
     gdml_link *link;
     gdml_link_security sec;
@@ -184,6 +195,10 @@ static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
     h.version = w->version;
     h.step = w->step;
     h.count = w->batch;
+    if (w->score_version == w->version) {
+        h.val = w->score;
+        h.val_version = w->score.rows ? w->score_version : 0;
+    }
     gdml_codec_params p = {.keys = w->keys, .n_keys = w->n_keys};
     gdml_err err = w->sparse ? send_tensor(w, w->by_keys, &p, &h, w->grad, now, e)
                              : send_tensor(w, w->dense, NULL, &h, w->grad, now, e);
@@ -216,6 +231,19 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
         gdml_errmsg_prefix(e, "'%s': ", file);
         return err;
     }
+    if (!w->sparse) {
+        const gdml_config *cfg = w->cfg;
+        if ((err = gdml_holdout_take(&w->data, cfg->worker.holdout,
+                                     (size_t)cfg->worker.holdout_rows, (uint64_t)cfg->worker.seed,
+                                     &w->holdout, e)))
+            return err;
+        if (w->holdout.n)
+            gdml_info("%zu of its samples held out for validation, %zu to train on",
+                      w->holdout.n, w->data.n);
+        for (size_t i = 0; i < w->data.n; i++) /* the rows left, in their new places */
+            w->order[i] = (uint32_t)i;
+        w->cursor = w->data.n;
+    }
     w->n_params = w->ops->param_count(&w->layout);
     w->params = malloc(w->n_params * sizeof(float));
     w->incoming = malloc(w->n_params * sizeof(float));
@@ -243,6 +271,33 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
                       (err = gdml_codec_new("keys+none", w->n_params, 0, &w->key_set, e))))
         return err;
     return gdml_codec_new("dense", w->n_params, 0, &w->dense, e);
+}
+
+/* Scores the model just taken on the holdout, once per version: what that
+ * costs is bounded by worker.holdout_rows. A score that cannot be sent (a
+ * diverged model's loss) is left out; training never depends on it. */
+static void score_version(worker *w)
+{
+    if (w->holdout.n == 0 || (w->scored && w->score_version == w->version))
+        return;
+    double acc = 0, loss = 0;
+    gdml_score s = {.rows = w->holdout.n};
+    w->score = (gdml_score){0};
+    w->score_version = w->version;
+    w->scored = true;
+    if (gdml_model_evaluate(&w->layout, w->params, w->holdout.x, w->holdout.y, w->holdout.n, &acc,
+                            &loss)) {
+        gdml_warn("cannot score version %llu on the holdout (out of memory?); its PUSHes go "
+                  "without a score",
+                  (unsigned long long)w->version);
+        return;
+    }
+    s.correct = (uint64_t)llround(acc * (double)s.rows);
+    s.loss = loss;
+    if (gdml_score_ok(&s, s.rows))
+        w->score = s;
+    gdml_debug("version %llu on %llu held-out rows: accuracy %.4f, loss %.4f",
+               (unsigned long long)w->version, (unsigned long long)s.rows, acc, loss);
 }
 
 /* A chunk of WELCOME or MODEL; when the model is whole, the next gradient goes out. */
@@ -288,6 +343,7 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     w->step = h->step;
     w->version = h->version;
     w->model_ms = now;
+    score_version(w);
     if (!w->first_model_ms) {
         w->first_model_ms = now;
         gdml_info("first model (version %llu, step %llu): pushing gradients",
@@ -465,6 +521,7 @@ out:
     gdml_transport_destroy(&w->transport);
     gdml_link_security_fini(&w->sec);
     gdml_dataset_fini(&w->data);
+    gdml_dataset_fini(&w->holdout);
     gdml_transfer_fini(&w->in);
     gdml_codec_destroy(&w->dense);
     gdml_codec_destroy(&w->by_keys);

@@ -115,7 +115,8 @@ static void describe_allowed(const key_def *k, allowed_style style, char *buf, s
         snprintf(buf, cap, "%s%" PRId64 "..%" PRId64, full ? "integer " : "", k->imin, k->imax);
         break;
     case KEY_REAL:
-        snprintf(buf, cap, "%s> %.15g and <= %.15g", full ? "number " : "", k->rmin, k->rmax);
+        snprintf(buf, cap, "%s%s %.15g and <= %.15g", full ? "number " : "",
+                 k->rmin_in ? ">=" : ">", k->rmin, k->rmax);
         break;
     case KEY_ENUM:
         snprintf(buf, cap, "%s", full ? "one of " : "");
@@ -201,7 +202,7 @@ static const char *parse_real(const key_def *k, const char *text, double *out)
         return "out of range";
     if (!isfinite(v))
         return "not a finite number";
-    if (!(v > k->rmin && v <= k->rmax))
+    if (!((v > k->rmin || (k->rmin_in && v == k->rmin)) && v <= k->rmax))
         return "out of range";
     *out = v;
     return NULL;

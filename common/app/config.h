@@ -109,6 +109,8 @@ typedef struct gdml_config {
         char images[GDML_PATH_MAX], labels[GDML_PATH_MAX];
         char data[GDML_PATH_MAX]; /* CSV or LIBSVM, instead of images and labels */
         int64_t batch_size, shard_index, shard_count, seed, timeout_ms, step_delay_ms;
+        double holdout; /* fraction of the shard held out for validation */
+        int64_t holdout_rows;
     } worker;
     struct {
         char regions[GDML_PATH_MAX];

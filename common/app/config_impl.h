@@ -23,7 +23,8 @@ typedef struct key_def {
     key_type type;
     const char *def;            /* default, as text, applied like any value */
     int64_t imin, imax;         /* KEY_INT: imin <= v <= imax */
-    double rmin, rmax;          /* KEY_REAL: rmin < v <= rmax */
+    double rmin, rmax;          /* KEY_REAL: rmin < v <= rmax (rmin <= v with rmin_in) */
+    bool rmin_in;               /* KEY_REAL: rmin itself is allowed (it turns something off) */
     const char *const *choices; /* KEY_ENUM: NULL-terminated */
     bool required;              /* KEY_STRING: "" means unset; check() refuses it */
     key_check_fn check;         /* KEY_STRING: format check for non-empty values */

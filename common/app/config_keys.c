@@ -83,6 +83,9 @@ static gdml_err check_roles(const char *value, gdml_errmsg *why)
                                       .imax = hi, .flag = f, .meta = "N", .help = h}
 #define REAL(sec, k, d, lo, hi, f, h) {AT(sec, k), .type = KEY_REAL, .def = d, .rmin = lo, \
                                        .rmax = hi, .flag = f, .meta = "X", .help = h}
+#define REAL_FROM(sec, k, d, lo, hi, f, h) {AT(sec, k), .type = KEY_REAL, .def = d, .rmin = lo, \
+                                            .rmin_in = true, .rmax = hi, .flag = f, .meta = "X", \
+                                            .help = h}
 #define ENUM(sec, k, d, ch, f, m, h) {AT(sec, k), .type = KEY_ENUM, .def = d, .choices = ch, \
                                       .flag = f, .meta = m, .help = h}
 #define STR(sec, k, d, f, m, h) {AT(sec, k), .type = KEY_STRING, .def = d, .flag = f, .meta = m, \
@@ -305,7 +308,12 @@ const key_def gdml_config_keys[] = {
     INT(worker, shard_index, "0", 0, 1023, "--shard-index",
         "which shard of the region's data this worker reads (< shard_count)"),
     INT(worker, shard_count, "1", 1, 1024, "--shard-count", "shards the region's data is cut into"),
-    INT(worker, seed, "1", 0, INT64_MAX, "--seed", "seed of the batch order"),
+    INT(worker, seed, "1", 0, INT64_MAX, "--seed", "seed of the batch order and of the holdout"),
+    REAL_FROM(worker, holdout, "0.1", 0, 0.5, "--holdout",
+              "fraction of this worker's shard held out for validation: never trained on, scored "
+              "once per model version and reported as metrics (0: none)"),
+    INT(worker, holdout_rows, "512", 1, 65536, "--holdout-rows",
+        "the most rows held out, which bounds what scoring a version costs"),
     INT(worker, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
         "how long to wait for the server, in ms"),
     INT(worker, step_delay_ms, "0", 0, 600000, "--step-delay-ms",

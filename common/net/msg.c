@@ -39,16 +39,21 @@ enum field {
     F_DRATE,
     F_DCAP,
     F_LRSTEPS,
+    F_VROWS,
+    F_VOK,
+    F_VLOSS,
+    F_VVER,
     F_TEXT,
     F_COUNT_OF_FIELDS,
 };
 
 static const char *const field_key[F_COUNT_OF_FIELDS] = {
-    [F_PROTO] = "proto",   [F_TYPE] = "type",   [F_FROM] = "from",     [F_SEQ] = "seq",
-    [F_VER] = "ver",       [F_STEP] = "step",   [F_COUNT] = "count",   [F_METRIC] = "metric",
-    [F_CODE] = "code",     [F_ACKED] = "acked", [F_ENC] = "enc",       [F_OFFSET] = "off",
-    [F_TOTAL] = "total",   [F_CHUNKS] = "chunks", [F_PLEN] = "plen",   [F_DRATE] = "drate",
-    [F_DCAP] = "dcap",     [F_LRSTEPS] = "lrh", [F_TEXT] = "text",
+    [F_PROTO] = "proto", [F_TYPE] = "type",     [F_FROM] = "from",   [F_SEQ] = "seq",
+    [F_VER] = "ver",     [F_STEP] = "step",     [F_COUNT] = "count", [F_METRIC] = "metric",
+    [F_CODE] = "code",   [F_ACKED] = "acked",   [F_ENC] = "enc",     [F_OFFSET] = "off",
+    [F_TOTAL] = "total", [F_CHUNKS] = "chunks", [F_PLEN] = "plen",   [F_DRATE] = "drate",
+    [F_DCAP] = "dcap",   [F_LRSTEPS] = "lrh",   [F_VROWS] = "vrows", [F_VOK] = "vok",
+    [F_VLOSS] = "vloss", [F_VVER] = "vver",     [F_TEXT] = "text",
 };
 
 /* Every other field is optional: absent means 0 (metric: NaN; text: empty). */
@@ -174,9 +179,9 @@ static gdml_err check_values(const gdml_msg_header *h, gdml_errmsg *e)
     const struct {
         enum field f;
         uint64_t v;
-    } u48[] = {{F_SEQ, h->seq},     {F_VER, h->version},  {F_STEP, h->step},
-               {F_COUNT, h->count}, {F_ACKED, h->acked},  {F_DRATE, h->down_rate},
-               {F_DCAP, h->down_cap}};
+    } u48[] = {{F_SEQ, h->seq},       {F_VER, h->version},    {F_STEP, h->step},
+               {F_COUNT, h->count},   {F_ACKED, h->acked},    {F_DRATE, h->down_rate},
+               {F_DCAP, h->down_cap}, {F_VROWS, h->val.rows}, {F_VVER, h->val_version}};
     for (size_t i = 0; i < sizeof u48 / sizeof u48[0]; i++)
         if (u48[i].v > GDML_MSG_MAX_U48)
             return too_big(u48[i].f, u48[i].v, GDML_MSG_MAX_U48, e);
@@ -186,6 +191,18 @@ static gdml_err check_values(const gdml_msg_header *h, gdml_errmsg *e)
         return gdml_errmsg_set(e, GDML_ERR_PROTO,
                                "header field 'lrh': %g is not a number in [0, %g]", h->lr_steps,
                                GDML_MSG_MAX_LR_STEPS);
+    if (!gdml_score_ok(&h->val, GDML_MSG_MAX_U48))
+        return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                               "header fields 'vrows' %llu, 'vok' %llu, 'vloss' %g: want vok <= "
+                               "vrows and vloss a number in [0, %g], or none of them",
+                               (unsigned long long)h->val.rows, (unsigned long long)h->val.correct,
+                               h->val.loss, GDML_SCORE_MAX_LOSS);
+    if (h->val_version > h->version || (h->val.rows == 0 && h->val_version))
+        return gdml_errmsg_set(e, GDML_ERR_PROTO,
+                               "header field 'vver': a score of version %llu, with %llu rows, in "
+                               "a message of version %llu",
+                               (unsigned long long)h->val_version, (unsigned long long)h->val.rows,
+                               (unsigned long long)h->version);
     if (h->plen > GDML_MSG_PAYLOAD_MAX)
         return too_big(F_PLEN, h->plen, GDML_MSG_PAYLOAD_MAX, e);
     if (h->encoding == GDML_ENC_NONE) {
@@ -267,11 +284,14 @@ gdml_err gdml_msg_encode(const gdml_msg_header *h, uint8_t *buf, size_t cap, siz
     const struct {
         enum field f;
         uint64_t v;
-    } opt[] = {{F_VER, h->version},      {F_STEP, h->step},       {F_COUNT, h->count},
-               {F_CODE, h->code},        {F_ACKED, h->acked},     {F_ENC, h->encoding},
-               {F_OFFSET, h->offset},    {F_TOTAL, h->total},     {F_CHUNKS, h->chunks},
-               {F_PLEN, h->plen},        {F_DRATE, h->down_rate}, {F_DCAP, h->down_cap}};
-    uint32_t entries = 3 + (sender_len > 0) + !isnan(h->metric) + (h->lr_steps > 0) + (text_len > 0);
+    } opt[] = {{F_VER, h->version},    {F_STEP, h->step},       {F_COUNT, h->count},
+               {F_CODE, h->code},      {F_ACKED, h->acked},     {F_ENC, h->encoding},
+               {F_OFFSET, h->offset},  {F_TOTAL, h->total},     {F_CHUNKS, h->chunks},
+               {F_PLEN, h->plen},      {F_DRATE, h->down_rate}, {F_DCAP, h->down_cap},
+               {F_VROWS, h->val.rows}, {F_VOK, h->val.correct}};
+    bool vloss = h->val.rows > 0;
+    uint32_t entries =
+        3 + (sender_len > 0) + !isnan(h->metric) + (h->lr_steps > 0) + 2 * vloss + (text_len > 0);
     for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
         entries += opt[i].v != 0;
 
@@ -298,6 +318,11 @@ gdml_err gdml_msg_encode(const gdml_msg_header *h, uint8_t *buf, size_t cap, siz
     if (h->lr_steps > 0) {
         pack_key(&pk, F_LRSTEPS);
         msgpack_pack_double(&pk, h->lr_steps);
+    }
+    if (vloss) {
+        pack_key(&pk, F_VLOSS);
+        msgpack_pack_double(&pk, h->val.loss);
+        pack_u64(&pk, F_VVER, h->val_version); /* sent with the score, 0 too */
     }
     if (text_len > 0) {
         pack_key(&pk, F_TEXT);
@@ -614,6 +639,14 @@ static gdml_err set_field(enum field f, const msgpack_object *o, gdml_msg_header
         return get_f64(f, o, &h->lr_steps, e);
     case F_METRIC:
         return get_f64(f, o, &h->metric, e);
+    case F_VROWS:
+        return get_u64(f, o, &h->val.rows, e);
+    case F_VOK:
+        return get_u64(f, o, &h->val.correct, e);
+    case F_VLOSS:
+        return get_f64(f, o, &h->val.loss, e);
+    case F_VVER:
+        return get_u64(f, o, &h->val_version, e);
     case F_FROM:
         if ((err = get_str(f, o, h->sender, sizeof h->sender, e)))
             return err;

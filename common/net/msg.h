@@ -22,6 +22,7 @@
 #include "blob.h"
 #include "err.h"
 #include "names.h"
+#include "score.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -109,11 +110,18 @@ typedef struct gdml_msg_header {
     /* Optional (0 = not sent): the learning rate times the local steps a
      * DELTA's round took; in GLOBAL, the sample-weighted mean over regions. */
     double lr_steps;
+    /* Optional (val.rows 0 = not sent): how the model of val_version (at
+     * most `version`) does on the sender's held-out rows. PUSH: the
+     * worker's holdout; DELTA: the sum over the region's workers. Metrics
+     * only. */
+    gdml_score val;
+    uint64_t val_version;
     char text[GDML_MSG_TEXT_MAX]; /* layout, error text; may be empty */
 } gdml_msg_header;
 
 /* Bounds the decoder enforces on every message, whatever its type. */
-#define GDML_MSG_MAX_U48 ((uint64_t)1 << 48) /* seq, version, step, count, acked, rates */
+#define GDML_MSG_MAX_U48 ((uint64_t)1 << 48) /* seq, version, step, count, acked, rates, val.rows  \
+                                              */
 #define GDML_MSG_MAX_ELEMS ((uint64_t)UINT32_MAX) /* offset + n and total of a tensor */
 #define GDML_MSG_MAX_LR_STEPS 1e12
 

@@ -20,6 +20,11 @@
  *   u32 n_tensors, each: u8 name length + name, u64 n, u32 crc32,
  *   u32 crc32 of every byte before it.
  *
+ * Format 3 is format 2 with, after each region's samples, its held-out
+ * score: u64 val_version, u64 rows, u64 correct, f64 loss. It is written
+ * only when some region has a score, so that a store trained without
+ * holdouts stays as it was; both formats are read.
+ *
  * A version is written in one write transaction, committed with LMDB's
  * default durability (fsync), so a kill -9 leaves every committed version
  * whole and no part of an uncommitted one.
@@ -327,9 +332,15 @@ static gdml_err check_commit(const gdml_store *s, const gdml_version_meta *meta,
         return gdml_errmsg_set(e, GDML_ERR_INVALID, "version %" PRIu64 " names %" PRIu32
                                " regions; at most %d", meta->version, meta->n_regions,
                                GDML_STORE_MAX_REGIONS);
-    for (uint32_t i = 0; i < meta->n_regions; i++)
+    for (uint32_t i = 0; i < meta->n_regions; i++) {
         if (strnlen(meta->regions[i].name, GDML_NAME_MAX) == GDML_NAME_MAX)
             return gdml_errmsg_set(e, GDML_ERR_INVALID, "region %" PRIu32 "'s name is too long", i);
+        if (!gdml_score_ok(&meta->regions[i].val, UINT64_MAX))
+            return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                                   "region %" PRIu32 "'s held-out score is malformed (more right "
+                                   "than rows, or a loss that is not a number in range)",
+                                   i);
+    }
     size_t layout_len = strnlen(layout, GDML_LAYOUT_MAX);
     if (layout_len == 0 || layout_len == GDML_LAYOUT_MAX)
         return gdml_errmsg_set(e, GDML_ERR_INVALID, "the layout must be 1 to %d characters",

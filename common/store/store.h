@@ -29,6 +29,7 @@
 
 #include "err.h"
 #include "names.h"
+#include "score.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,6 +56,11 @@ typedef struct gdml_region_part {
     char name[GDML_NAME_MAX];
     uint64_t seq;     /* highest sequence number of the region's merged so far */
     uint64_t samples; /* weight it was merged with in this version; 0 if it sent nothing */
+    /* Metrics only: its workers' score on their held-out rows of version
+     * val_version, as the delta merged into this version reported it
+     * (val.rows 0: none). */
+    gdml_score val;
+    uint64_t val_version;
 } gdml_region_part;
 
 /* A tensor of a version, as stored: its name, size and checksum. */
@@ -125,6 +131,13 @@ gdml_err gdml_store_head(gdml_store *s, uint64_t *version, gdml_errmsg *e);
 
 /* How many versions the store holds. */
 gdml_err gdml_store_count(gdml_store *s, uint64_t *count, gdml_errmsg *e);
+
+/*
+ * The score over every region of m that reports one, into *total (rows and
+ * right predictions added up, the loss weighted by rows); returns how many
+ * regions do.
+ */
+uint32_t gdml_store_meta_score(const gdml_version_meta *m, gdml_score *total);
 
 /* Reads one version's metadata (checksum checked). GDML_ERR_NOTFOUND if absent. */
 gdml_err gdml_store_meta(gdml_store *s, uint64_t version, gdml_version_meta *out, gdml_errmsg *e);

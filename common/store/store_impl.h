@@ -15,6 +15,10 @@
 #include <stdint.h>
 
 #define STORE_FORMAT 2u
+/* Meta records: format 2, and format 3 (2 plus each region's held-out
+ * score), written only when some region has one, so a store trained
+ * without holdouts reads as before. */
+#define META_FORMAT_SCORES 3u
 #define STORE_MAX_DBS 8
 #define STORE_CHUNK ((size_t)1 << 20) /* floats per tensor chunk: 4 MiB */
 #define DEFAULT_MAP ((uint64_t)256 << 20)

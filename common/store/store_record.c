@@ -163,10 +163,23 @@ static bool get_str(rbuf *r, char *out, size_t max)
     return true;
 }
 
+uint32_t gdml_store_meta_score(const gdml_version_meta *m, gdml_score *total)
+{
+    uint32_t regions = 0;
+    *total = (gdml_score){0};
+    for (uint32_t i = 0; i < m->n_regions && i < GDML_STORE_MAX_REGIONS; i++) {
+        regions += m->regions[i].val.rows > 0;
+        gdml_score_add(total, &m->regions[i].val);
+    }
+    return regions;
+}
+
 size_t store_meta_encode(const gdml_version_meta *m, unsigned char *buf, size_t cap)
 {
     wbuf w = {buf, 0, cap, false};
-    put_le(&w, STORE_FORMAT, 4);
+    gdml_score total;
+    bool scores = gdml_store_meta_score(m, &total) > 0;
+    put_le(&w, scores ? META_FORMAT_SCORES : STORE_FORMAT, 4);
     put_le(&w, m->version, 8);
     put_le(&w, m->parent, 8);
     put_le(&w, m->round, 8);
@@ -183,6 +196,12 @@ size_t store_meta_encode(const gdml_version_meta *m, unsigned char *buf, size_t 
         put_str(&w, m->regions[i].name, GDML_NAME_MAX);
         put_le(&w, m->regions[i].seq, 8);
         put_le(&w, m->regions[i].samples, 8);
+        if (scores) {
+            put_le(&w, m->regions[i].val_version, 8);
+            put_le(&w, m->regions[i].val.rows, 8);
+            put_le(&w, m->regions[i].val.correct, 8);
+            put_f64(&w, m->regions[i].val.loss);
+        }
     }
     put_le(&w, m->n_tensors, 4);
     for (uint32_t i = 0; i < m->n_tensors; i++) {
@@ -208,8 +227,9 @@ const char *store_meta_decode(uint64_t version, const MDB_val *val, gdml_version
     rbuf r = {p, body, 0, true};
     gdml_version_meta m;
     memset(&m, 0, sizeof m);
-    if (get_le(&r, 4) != STORE_FORMAT)
-        return "its record has another format";
+    uint64_t format = get_le(&r, 4);
+    if (format != STORE_FORMAT && format != META_FORMAT_SCORES)
+        return "its record has a format this build does not read (a newer gdml wrote it?)";
     m.version = get_le(&r, 8);
     m.parent = get_le(&r, 8);
     m.round = get_le(&r, 8);
@@ -230,6 +250,15 @@ const char *store_meta_decode(uint64_t version, const MDB_val *val, gdml_version
             return "a region name is malformed";
         m.regions[i].seq = get_le(&r, 8);
         m.regions[i].samples = get_le(&r, 8);
+        if (format == META_FORMAT_SCORES) {
+            gdml_region_part *part = &m.regions[i];
+            part->val_version = get_le(&r, 8);
+            part->val.rows = get_le(&r, 8);
+            part->val.correct = get_le(&r, 8);
+            part->val.loss = get_f64(&r);
+            if (r.ok && !gdml_score_ok(&part->val, UINT64_MAX))
+                return "a region's held-out score is malformed";
+        }
     }
     m.n_tensors = (uint32_t)get_le(&r, 4);
     if (m.n_tensors > GDML_STORE_MAX_TENSORS)

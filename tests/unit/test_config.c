@@ -86,6 +86,8 @@ Test(config, defaults_are_the_documented_ones)
     cr_assert_str_eq(c.worker.server, "tcp://127.0.0.1:7071");
     cr_assert_eq(c.worker.batch_size, 64);
     cr_assert_eq(c.worker.shard_count, 1);
+    cr_assert_float_eq(c.worker.holdout, 0.1, 1e-12);
+    cr_assert_eq(c.worker.holdout_rows, 512);
     cr_assert_str_eq(c.launch.regions, "us-east,eu-west,ap-south");
     cr_assert_str_eq(c.launch.split, "dirichlet");
     cr_assert_float_eq(c.launch.alpha, 0.5, 1e-12);
@@ -177,6 +179,22 @@ Test(config, refuses_reals_nan_inf_junk_and_out_of_bounds)
     expect_refused("[server]\nlearning_rate = 0\n", "test.ini:2:", "out of range",
                    "number > 0 and <= 100", NULL);
     expect_refused("[server]\nlearning_rate = 0.1.2\n", "test.ini:2:", "not a number", NULL);
+}
+
+Test(config, a_holdout_of_0_turns_it_off_and_above_half_is_refused)
+{
+    gdml_config cfg;
+    gdml_config_defaults(&cfg);
+    gdml_errmsg e = {{0}};
+    cr_assert_eq(gdml_config_load(&cfg, ini("[worker]\nholdout = 0\n"), &e), GDML_OK, "%s", e.text);
+    cr_assert_eq(cfg.worker.holdout, 0.0);
+    cr_assert_eq(gdml_config_load(&cfg, ini("[worker]\nholdout = 0.5\n"), &e), GDML_OK, "%s",
+                 e.text);
+    cr_assert_eq(cfg.worker.holdout, 0.5);
+    expect_refused("[worker]\nholdout = 0.6\n", "test.ini:2:", "[worker] holdout", "out of range",
+                   "number >= 0 and <= 0.5", NULL);
+    expect_refused("[worker]\nholdout = -0.1\n", "test.ini:2:", "out of range", NULL);
+    expect_refused("[worker]\nholdout_rows = 0\n", "test.ini:2:", "holdout_rows", NULL);
 }
 
 Test(config, refuses_enum_value_not_listed)

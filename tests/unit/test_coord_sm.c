@@ -14,6 +14,7 @@
 #include "coord_impl.h"
 #include "coord_sm.h"
 #include "sm_support.h"
+#include "support.h"
 
 #include "chunk.h"
 #include "log.h"
@@ -314,12 +315,7 @@ static const gdml_version_meta *pending(fx *f, const float **params, const float
 
 static const gdml_region_part *part(const gdml_version_meta *m, const char *name)
 {
-    for (uint32_t i = 0; i < m->n_regions; i++)
-        if (strcmp(m->regions[i].name, name) == 0)
-            return &m->regions[i];
-    cr_assert_fail("version %llu does not record region '%s'", (unsigned long long)m->version,
-                   name);
-    return NULL;
+    return gdml_test_region_part(m, name);
 }
 
 /* Decodes every SEND of type to route among f->acts into out[0..n) (one transfer); frames. */
@@ -2243,5 +2239,50 @@ Test(coord_sm, hello_refused_for_its_budget_takes_no_slot)
     cr_expect_eq(test_count_sends(&f.acts, GDML_MSG_WELCOME, "ra"), 1);
     cr_expect_eq(test_count_sends(&f.acts, GDML_MSG_WELCOME, "rb"), 1);
     cr_expect_eq(stats(&f).joins, 2);
+    fx_fini(&f);
+}
+
+/* ---- held-out scores: metrics only ---- */
+
+Test(coord_sm, a_version_records_the_scores_of_its_deltas_and_ignores_one_out_of_bounds)
+{
+    fx f;
+    fx_config(&f, 4, 3);
+    fx_start(&f);
+    join_both(&f);
+    forget(&f);
+    float *da = vec(f.n), *db = vec(f.n), *want = vec(f.n);
+    make_delta(da, f.n, 0.1f, 1);
+    make_delta(db, f.n, 0.1f, 2);
+    /* a's score is sane; b claims more held-out rows than its 300 samples. */
+    gdml_msg_header ha = delta_header("a", 5, 0, SAMPLES_A);
+    ha.val = (gdml_score){.rows = 40, .correct = 30, .loss = 0.75};
+    gdml_msg_header hb = delta_header("b", 1, 0, SAMPLES_B);
+    hb.val = (gdml_score){.rows = SAMPLES_B + 1, .correct = SAMPLES_B, .loss = 0.01};
+    send_delta_h(&f, ha, "ra", da);
+    send_delta_h(&f, hb, "rb", db);
+    cr_assert_eq(stats(&f).rejected[GDML_REASON_BOUNDS], 1);
+    cr_assert_eq(stats(&f).contributions_dropped, 0, "a bad metric dropped a delta");
+    cr_assert_null(test_find_send(&f.acts, GDML_MSG_ERROR, "rb"), "a bad metric is not argued");
+    cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1);
+    const float *params = NULL;
+    const gdml_version_meta *m = pending(&f, &params, NULL, NULL);
+    /* Both deltas are merged as without scores. */
+    const float *ds[2] = {da, db};
+    double ws[2] = {SAMPLES_A, SAMPLES_B};
+    fedavg_expect(f.initial, ds, ws, 2, f.n, 1.0, want);
+    expect_close(params, want, f.n, "both deltas");
+    const gdml_region_part *pa = part(m, "a"), *pb = part(m, "b");
+    cr_assert_eq(pa->val.rows, 40);
+    cr_assert_eq(pa->val.correct, 30);
+    cr_assert_eq(pa->val.loss, 0.75);
+    cr_assert_eq(pa->val_version, 0);
+    cr_assert_eq(pb->val.rows, 0, "b's score out of bounds landed in the metadata");
+    gdml_score total;
+    cr_assert_eq(gdml_store_meta_score(m, &total), 1);
+    committed(&f);
+    free(da);
+    free(db);
+    free(want);
     fx_fini(&f);
 }

@@ -382,6 +382,9 @@ static void full_header(gdml_msg_header *h, uint64_t plen)
     h->down_rate = 25000;
     h->down_cap = (uint64_t)1 << 40;
     h->lr_steps = GDML_MSG_MAX_LR_STEPS;
+    h->val = (gdml_score){
+        .rows = GDML_MSG_MAX_U48, .correct = GDML_MSG_MAX_U48, .loss = GDML_SCORE_MAX_LOSS};
+    h->val_version = h->version - 1;
     for (size_t i = 0; i < GDML_MSG_TEXT_MAX - 1; i++)
         h->text[i] = (char)(1 + i % 255); /* every byte but NUL */
     h->text[GDML_MSG_TEXT_MAX - 1] = '\0';
@@ -411,6 +414,10 @@ static void assert_headers_equal(const gdml_msg_header *a, const gdml_msg_header
     cr_assert_eq(a->down_rate, b->down_rate);
     cr_assert_eq(a->down_cap, b->down_cap);
     cr_assert(a->lr_steps == b->lr_steps, "lr_steps %g, want %g", b->lr_steps, a->lr_steps);
+    cr_assert_eq(a->val.rows, b->val.rows);
+    cr_assert_eq(a->val.correct, b->val.correct);
+    cr_assert(a->val.loss == b->val.loss, "val.loss %g, want %g", b->val.loss, a->val.loss);
+    cr_assert_eq(a->val_version, b->val_version);
     cr_assert_str_eq(a->text, b->text);
 }
 
@@ -452,9 +459,10 @@ Test(msg, every_field_is_written_under_its_key)
     cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
     rmap m;
     cr_assert_eq(read_map(buf, len, &m), len, "bytes after the header map");
-    static const char *const keys[] = {"proto",  "type",  "from",  "seq", "ver", "step",  "count",
-                                       "metric", "code",  "acked", "enc", "off", "total", "chunks",
-                                       "plen",   "drate", "dcap",  "lrh", "text"};
+    static const char *const keys[] = {"proto", "type",   "from",  "seq",   "ver",  "step",
+                                       "count", "metric", "code",  "acked", "enc",  "off",
+                                       "total", "chunks", "plen",  "drate", "dcap", "lrh",
+                                       "vrows", "vok",    "vloss", "vver",  "text"};
     cr_assert_eq(m.n, sizeof keys / sizeof keys[0]);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         cr_assert_not_null(rmap_get(&m, keys[i]), "key '%s' missing", keys[i]);
@@ -464,6 +472,9 @@ Test(msg, every_field_is_written_under_its_key)
     cr_assert_eq(rmap_get(&m, "off")->u, CHUNK);
     cr_assert_eq(rmap_get(&m, "metric")->kind, R_FLOAT);
     cr_assert_eq(rmap_get(&m, "lrh")->d, GDML_MSG_MAX_LR_STEPS);
+    cr_assert_eq(rmap_get(&m, "vrows")->u, GDML_MSG_MAX_U48);
+    cr_assert_eq(rmap_get(&m, "vloss")->kind, R_FLOAT);
+    cr_assert_eq(rmap_get(&m, "vver")->u, GDML_MSG_MAX_U48 - 2);
     cr_assert_eq(rmap_get(&m, "from")->n, GDML_NAME_MAX - 1);
     cr_assert_eq(rmap_get(&m, "text")->n, GDML_MSG_TEXT_MAX - 1);
 }
@@ -501,6 +512,146 @@ Test(msg, minimal_header_omits_every_optional_field)
     cr_assert_str_eq(out.sender, "");
     cr_assert_eq(out.encoding, GDML_ENC_NONE);
     cr_assert_eq(out.lr_steps, 0.0);
+    cr_assert_eq(out.val.rows, 0);
+}
+
+/* Encodes h and reads the map back into m, for a look at the keys written. */
+static void encode_into_map(const gdml_msg_header *h, rmap *m)
+{
+    uint8_t buf[GDML_MSG_HEADER_MAX];
+    size_t len = 0;
+    cr_assert_eq(gdml_msg_encode(h, buf, sizeof buf, &len), GDML_OK);
+    read_map(buf, len, m);
+}
+
+Test(msg, validation_fields_are_written_only_with_rows)
+{
+    /* Rows alone: vrows, vloss and vver (a loss of 0 is a loss, version 0 a version); vok
+     * only when some are right. */
+    gdml_msg_header h, out;
+    gdml_msg_header_init(&h, GDML_MSG_PUSH, NULL);
+    h.seq = 3;
+    h.val = (gdml_score){.rows = 512, .correct = 0, .loss = 0.0};
+    rmap m;
+    encode_into_map(&h, &m);
+    cr_assert_eq(m.n, 6, "%zu keys", m.n);
+    cr_assert_eq(rmap_get(&m, "vrows")->u, 512);
+    cr_assert_eq(rmap_get(&m, "vver")->u, 0);
+    cr_assert_eq(rmap_get(&m, "vloss")->d, 0.0);
+    cr_assert_null(rmap_get(&m, "vok"));
+    round_trip(&h, &out);
+    assert_headers_equal(&h, &out);
+
+    h.val = (gdml_score){.rows = 512, .correct = 400, .loss = 0.5625};
+    h.version = 9;
+    h.val_version = 8;
+    encode_into_map(&h, &m);
+    cr_assert_eq(m.n, 8, "%zu keys", m.n);
+    cr_assert_eq(rmap_get(&m, "vver")->u, 8);
+    cr_assert_eq(rmap_get(&m, "vok")->u, 400);
+    cr_assert_eq(rmap_get(&m, "vloss")->d, 0.5625);
+    round_trip(&h, &out);
+    assert_headers_equal(&h, &out);
+    cr_assert_float_eq(gdml_score_accuracy(&out.val), 400.0 / 512.0, 1e-12);
+}
+
+Test(msg, encode_refuses_bad_validation_fields)
+{
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, GDML_MSG_PUSH, "w0");
+    h.seq = 1;
+    uint8_t buf[GDML_MSG_HEADER_MAX];
+    size_t len = 0;
+    const gdml_score bad[] = {
+        {.rows = 10, .correct = 11, .loss = 0.5},                /* more right than rows */
+        {.rows = 10, .correct = 5, .loss = NAN},                 /* a loss that is not a number */
+        {.rows = 10, .correct = 5, .loss = INFINITY},            /* an infinite loss */
+        {.rows = 10, .correct = 5, .loss = -0.25},               /* a negative loss */
+        {.rows = 10, .correct = 5, .loss = 2e6},                 /* above GDML_SCORE_MAX_LOSS */
+        {.rows = 0, .correct = 1, .loss = 0},                    /* correct without rows */
+        {.rows = 0, .correct = 0, .loss = 0.5},                  /* a loss without rows */
+        {.rows = GDML_MSG_MAX_U48 + 1, .correct = 0, .loss = 0}, /* rows above 2^48 */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        h.val = bad[i];
+        cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_ERR_INVALID,
+                     "score %zu was encoded", i);
+    }
+    h.val = (gdml_score){.rows = 10, .correct = 10, .loss = GDML_SCORE_MAX_LOSS};
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
+    /* A score of a version the message is not yet at, or a version without a score. */
+    h.version = 4;
+    h.val_version = 5;
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_ERR_INVALID);
+    h.val_version = 4;
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_OK);
+    h.val = (gdml_score){0};
+    cr_assert_eq(gdml_msg_encode(&h, buf, sizeof buf, &len), GDML_ERR_INVALID);
+}
+
+Test(msg, decode_checks_the_validation_fields)
+{
+    w o;
+    gdml_msg_header h;
+    /* Hand-written frames: the required fields, then vrows, vok and vloss as given. */
+    struct {
+        wval rows, ok, loss;
+        const char *want; /* NULL: decodes */
+    } cases[] = {
+        {U(100), U(80), F(0.5), NULL},
+        {U(100), U(100), U(2), NULL}, /* another writer's whole-number loss */
+        {U(100), U(101), F(0.5), "want vok <= vrows"},
+        {U(100), U(80), F(NAN), "'vloss'"},
+        {U(100), U(80), F(INFINITY), "'vloss'"},
+        {U(100), U(80), F(-1.0), "'vloss'"},
+        {U(100), U(80), I(-1), "'vloss'"},
+        {U(100), U(80), F(1e7), "'vloss'"},
+        {U(0), U(1), F(0.0), "or none of them"},
+        {U(0), U(0), F(0.5), "or none of them"},
+        {U(GDML_MSG_MAX_U48 + 1), U(0), F(0.5), "header field 'vrows'"},
+        {I(-5), U(0), F(0.5), "header field 'vrows': expected an unsigned integer"},
+        {U(100), S("80"), F(0.5), "header field 'vok': expected an unsigned integer"},
+        {U(100), U(80), S("0.5"), "header field 'vloss': expected a number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        w_required(&o, 3);
+        w_str(&o, "vrows");
+        w_val(&o, cases[i].rows);
+        w_str(&o, "vok");
+        w_val(&o, cases[i].ok);
+        w_str(&o, "vloss");
+        w_val(&o, cases[i].loss);
+        if (cases[i].want) {
+            expect_fail_w(&o, GDML_ERR_PROTO, cases[i].want);
+            continue;
+        }
+        decode_ok(&o, &h);
+        cr_assert_eq(h.val.rows, 100, "case %zu", i);
+        cr_assert_eq(h.val.correct, cases[i].ok.u, "case %zu", i);
+    }
+    /* vok or vloss alone (a writer that left out vrows) is refused too. */
+    w_with(&o, "vok", U(3));
+    expect_fail_w(&o, GDML_ERR_PROTO, "or none of them");
+    w_with(&o, "vloss", F(0.25));
+    expect_fail_w(&o, GDML_ERR_PROTO, "or none of them");
+    /* vver: at most ver, and only with a score. */
+    w_required(&o, 4);
+    w_kv_uint(&o, "ver", 6);
+    w_kv_uint(&o, "vrows", 10);
+    w_str(&o, "vloss");
+    w_f64(&o, 0.5);
+    w_kv_uint(&o, "vver", 7);
+    expect_fail_w(&o, GDML_ERR_PROTO, "header field 'vver': a score of version 7");
+    o.b[o.n - 1] = 5; /* vver 5, written as uint64: its last byte */
+    decode_ok(&o, &h);
+    cr_assert_eq(h.val_version, 5);
+    w_with(&o, "vver", U(3));
+    expect_fail_w(&o, GDML_ERR_PROTO, "header field 'vver'");
+    /* Duplicated, they are refused like any field. */
+    w_required(&o, 2);
+    w_kv_uint(&o, "vrows", 4);
+    w_kv_uint(&o, "vrows", 4);
+    expect_fail_w(&o, GDML_ERR_PROTO, "'vrows' appears twice");
 }
 
 /* Sets the optional field written under key to a value it does not have by default. */

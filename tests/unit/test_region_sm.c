@@ -2187,3 +2187,104 @@ Test(region_sm, a_sparse_model_is_pulled_by_key_and_stepped_over_every_sample)
     free(g2);
     rig_fini(&g);
 }
+
+/* ---- held-out scores: metrics only ---- */
+
+/* A push of step from name whose header carries a held-out score of version. */
+static void push_scored(rig *g, const char *name, const char *route, uint64_t step,
+                        uint64_t version, gdml_score val, const float *grad)
+{
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, GDML_MSG_PUSH, name);
+    h.seq = g->seq++;
+    h.step = step;
+    h.count = 32;
+    h.version = version;
+    h.val = val;
+    h.val_version = val.rows ? version : 0;
+    size_t nf;
+    gdml_blob **f = test_tensor_frames(&h, grad, g->n, NULL, &nf);
+    for (size_t i = 0; i < nf; i++)
+        feed(g, GDML_LINK_DOWN, f[i], name, route);
+    test_frames_free(f, nf);
+}
+
+/* Three steps of both workers; w1 and w2 send the scores given (of version). */
+static void scored_round(rig *g, unsigned round, uint64_t version, const gdml_score *s1,
+                         const gdml_score *s2)
+{
+    for (unsigned k = 0; k < 3; k++) {
+        unsigned step = round * 3 + k;
+        float *g1 = gradient(g->n, 1, step), *g2 = gradient(g->n, 2, step);
+        g->now += 10;
+        push_scored(g, "w1", "r1", step, version, s1[k], g1);
+        push_scored(g, "w2", "r2", step, version, s2[k], g2);
+        free(g1);
+        free(g2);
+    }
+}
+
+Test(region_sm, the_delta_carries_the_sum_of_its_workers_newest_scores)
+{
+    rig g;
+    rig_config(&g);
+    rig_train(&g, SMALL); /* w1 declared 600 samples, w2 400 */
+    const gdml_score a = {100, 80, 0.5}, b = {50, 20, 2.0}, too_many = {401, 10, 1.0};
+    /* w2's second score claims more rows than its HELLO's samples: ignored, its gradient used. */
+    scored_round(&g, 0, 0, (gdml_score[]){a, a, a}, (gdml_score[]){b, too_many, b});
+    gdml_region_stats s = stats(&g);
+    cr_assert_eq(s.rejected[GDML_REASON_BOUNDS], 1);
+    cr_assert_eq(s.pushes, 6, "a push with a bad score was not used");
+    cr_assert_eq(s.steps, 3);
+    cr_assert_null(test_find_send(&g.acts, GDML_MSG_ERROR, "r2"), "a bad metric is not argued");
+    float *delta = calloc(g.n, sizeof(float));
+    gdml_msg_header dh;
+    cr_assert_eq(sent_tensor(&g, GDML_MSG_DELTA, "", delta, &dh), 1);
+    cr_assert_eq(dh.val.rows, 150);
+    cr_assert_eq(dh.val.correct, 100);
+    cr_assert_float_eq(dh.val.loss, (0.5 * 100 + 2.0 * 50) / 150, 1e-12);
+    cr_assert_eq(dh.val_version, 0);
+    clear(&g);
+
+    /* Version 1: only w1 scores it; w2's score of version 0 is older and not summed. */
+    float *change = gradient(g.n, 9, 0);
+    coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 1, change);
+    clear(&g);
+    const gdml_score c = {100, 90, 0.25}, none = {0};
+    scored_round(&g, 1, 1, (gdml_score[]){c, c, c}, (gdml_score[]){none, none, none});
+    cr_assert_eq(sent_tensor(&g, GDML_MSG_DELTA, "", delta, &dh), 1);
+    cr_assert_eq(dh.version, 1);
+    cr_assert_eq(dh.val.rows, 100);
+    cr_assert_eq(dh.val.correct, 90);
+    cr_assert_float_eq(dh.val.loss, 0.25, 1e-12);
+    cr_assert_eq(dh.val_version, 1);
+    clear(&g);
+
+    /* Version 2: nobody scored it yet (a delta that goes the moment its version
+     * comes): the DELTA carries the newest scores there are, of version 1.
+     * w2 claims a score of version 5, which it was never sent: ignored. */
+    coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, 2, change);
+    clear(&g);
+    float *g2 = gradient(g.n, 2, 6);
+    push_scored(&g, "w2", "r2", 6, 5, b, g2);
+    free(g2);
+    cr_assert_eq(stats(&g).rejected[GDML_REASON_BOUNDS], 2);
+    cr_assert_eq(stats(&g).pushes, 13, "a push with a score of a future version was not used");
+    float *g1 = gradient(g.n, 1, 6);
+    push_scored(&g, "w1", "r1", 6, 2, none, g1);
+    free(g1);
+    for (unsigned k = 1; k < 3; k++) {
+        float *a1 = gradient(g.n, 1, 6 + k), *a2 = gradient(g.n, 2, 6 + k);
+        push_scored(&g, "w1", "r1", 6 + k, 2, none, a1);
+        push_scored(&g, "w2", "r2", 6 + k, 2, none, a2);
+        free(a1);
+        free(a2);
+    }
+    cr_assert_eq(sent_tensor(&g, GDML_MSG_DELTA, "", delta, &dh), 1);
+    cr_assert_eq(dh.version, 2);
+    cr_assert_eq(dh.val.rows, 100);
+    cr_assert_eq(dh.val_version, 1);
+    free(change);
+    free(delta);
+    rig_fini(&g);
+}

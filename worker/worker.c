@@ -15,11 +15,11 @@
  * keys alone, and the PUSH carries the gradient at those keys alone. The
  * worker holds its data as sparse rows then, and never the whole model.
  *
- * Held-out rows (worker.holdout, holdout.h) are set aside once the layout is
- * known and never trained on; each model version that arrives is scored on
- * them once, and the score rides on every PUSH of that version (metrics
- * only). A sparse model's worker holds no whole model to score, so it holds
- * nothing out.
+ * Held-out rows (worker.holdout, holdout.h) are set aside at load and never
+ * trained on; each model version that arrives is scored on them once, and
+ * the score rides on every PUSH of that version (metrics only). A sparse
+ * model's worker holds only its batch's keys, never a whole model to score:
+ * its PUSHes go without a score.
  *
  * Nothing the server sends ends the worker but STOP: an ERROR is advisory (a
  * server that does not know it is joined again), a server that goes silent
@@ -231,19 +231,9 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
         gdml_errmsg_prefix(e, "'%s': ", file);
         return err;
     }
-    if (!w->sparse) {
-        const gdml_config *cfg = w->cfg;
-        if ((err = gdml_holdout_take(&w->data, cfg->worker.holdout,
-                                     (size_t)cfg->worker.holdout_rows, (uint64_t)cfg->worker.seed,
-                                     &w->holdout, e)))
-            return err;
-        if (w->holdout.n)
-            gdml_info("%zu of its samples held out for validation, %zu to train on",
-                      w->holdout.n, w->data.n);
-        for (size_t i = 0; i < w->data.n; i++) /* the rows left, in their new places */
-            w->order[i] = (uint32_t)i;
-        w->cursor = w->data.n;
-    }
+    if (w->holdout.n && (err = w->sparse ? gdml_dataset_sparsify(&w->holdout, e)
+                                          : gdml_dataset_densify(&w->holdout, e)))
+        return err;
     w->n_params = w->ops->param_count(&w->layout);
     w->params = malloc(w->n_params * sizeof(float));
     w->incoming = malloc(w->n_params * sizeof(float));
@@ -278,7 +268,7 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
  * diverged model's loss) is left out; training never depends on it. */
 static void score_version(worker *w)
 {
-    if (w->holdout.n == 0 || (w->scored && w->score_version == w->version))
+    if (w->holdout.n == 0 || w->sparse || (w->scored && w->score_version == w->version))
         return;
     double acc = 0, loss = 0;
     gdml_score s = {.rows = w->holdout.n};
@@ -482,6 +472,9 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     gdml_err err = gdml_config_load_data(cfg, cfg->worker.data, cfg->worker.images,
                                          cfg->worker.labels, (size_t)cfg->worker.shard_index,
                                          (size_t)cfg->worker.shard_count, sparse, &w->data, e);
+    if (!err)
+        err = gdml_holdout_take(&w->data, cfg->worker.holdout, (size_t)cfg->worker.holdout_rows,
+                                (uint64_t)cfg->worker.seed, &w->holdout, e);
     if (err)
         goto out;
     w->order = malloc(w->data.n * sizeof *w->order);
@@ -493,9 +486,9 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     for (size_t i = 0; i < w->data.n; i++)
         w->order[i] = (uint32_t)i;
     w->cursor = w->data.n; /* shuffle before the first batch */
-    gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'", w->data.n,
-              (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
-              gdml_config_data_name(cfg->worker.data, cfg->worker.images));
+    gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'; %zu more held out for validation",
+              w->data.n, (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
+              gdml_config_data_name(cfg->worker.data, cfg->worker.images), w->holdout.n);
 
     w->curve = gdml_keys_curve_on(cfg, true);
     gdml_link_options opts;

@@ -25,7 +25,8 @@ size_t gdml_holdout_count(size_t n, double fraction, size_t max_rows);
 /*
  * Moves gdml_holdout_count(ds->n, fraction, max_rows) rows of ds, drawn
  * uniformly from seed, into *out (arrays of its own, which the caller
- * frees with gdml_dataset_fini; a zeroed dataset if none are held out), and
+ * frees with gdml_dataset_fini; a zeroed dataset if none are held out; rows
+ * held as ds holds them, dense or sparse), and
  * compacts ds in place to the rest. Both keep the rows' order. The same ds,
  * fraction, max_rows and seed give the same split. Returns GDML_ERR_INVALID
  * for a fraction outside [0, 0.5], GDML_ERR_NOMEM; on error ds is unchanged

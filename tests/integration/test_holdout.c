@@ -77,7 +77,7 @@ Test(holdout, a_real_job_stores_every_regions_validation_and_logs_it, .timeout =
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(gdml_test_wait(server[i].pid, 30), 0, "server failed; see %s", server[i].log);
         cr_assert_eq(gdml_test_wait(worker[i].pid, 30), 0, "worker failed; see %s", worker[i].log);
-        cr_assert_eq(tp_count_lines(worker[i].log, "300 of its samples held out for validation", NULL), 1,
+        cr_assert_eq(tp_count_lines(worker[i].log, "300 more held out for validation", NULL), 1,
                      "see %s", worker[i].log);
         free(ep[i]);
     }

@@ -38,13 +38,25 @@ static void indices(const gdml_dataset *ds, size_t *out)
     }
 }
 
-/* Splits n rows and returns the held-out rows' original indices (malloc'd; *k of them). */
-static size_t *split(size_t n, double fraction, size_t max_rows, uint64_t seed, size_t *k)
+/*
+ * Splits n rows, held as sparse rows if sparse, and returns the held-out
+ * rows' original indices (malloc'd; *k of them).
+ */
+static size_t *split_as(size_t n, double fraction, size_t max_rows, uint64_t seed, bool sparse,
+                        size_t *k)
 {
     gdml_dataset ds = make_rows(n), held;
     gdml_errmsg e = {{0}};
+    if (sparse)
+        cr_assert_eq(gdml_dataset_sparsify(&ds, &e), GDML_OK, "%s", e.text);
     cr_assert_eq(gdml_holdout_take(&ds, fraction, max_rows, seed, &held, &e), GDML_OK, "%s",
                  e.text);
+    if (sparse) {
+        cr_assert(gdml_dataset_sparse(&ds) && (held.n == 0 || gdml_dataset_sparse(&held)));
+        cr_assert_eq(gdml_dataset_densify(&ds, &e), GDML_OK, "%s", e.text);
+        if (held.n)
+            cr_assert_eq(gdml_dataset_densify(&held, &e), GDML_OK, "%s", e.text);
+    }
     cr_assert_eq(ds.n + held.n, n);
     cr_assert_eq(held.dim, DIM);
     cr_assert_eq(held.classes, 10);
@@ -70,6 +82,11 @@ static size_t *split(size_t n, double fraction, size_t max_rows, uint64_t seed, 
     gdml_dataset_fini(&ds);
     gdml_dataset_fini(&held);
     return hold;
+}
+
+static size_t *split(size_t n, double fraction, size_t max_rows, uint64_t seed, size_t *k)
+{
+    return split_as(n, fraction, max_rows, seed, false, k);
 }
 
 Test(holdout, count_is_the_fraction_bounded_by_max_rows)
@@ -139,4 +156,16 @@ Test(holdout, a_fraction_out_of_range_is_refused_and_changes_nothing)
         cr_assert_eq(held.n, (size_t)0x5a5a5a5a5a5a5a5a, "out written on failure");
     }
     gdml_dataset_fini(&ds);
+}
+
+Test(holdout, sparse_rows_are_held_out_as_dense_ones_are)
+{
+    size_t kd, ks;
+    size_t *d = split_as(3000, 0.2, 400, 11, false, &kd);
+    size_t *sp = split_as(3000, 0.2, 400, 11, true, &ks);
+    cr_assert_eq(kd, 400);
+    cr_assert_eq(ks, kd);
+    cr_assert_arr_eq(sp, d, kd * sizeof *d, "the same seed chose other rows for sparse rows");
+    free(d);
+    free(sp);
 }

@@ -120,6 +120,17 @@ static void seeds_msg(void)
     const void *v = gdml_blob_view(f, &len);
     save("msg", "delta", v, len);
     gdml_blob_unref(&f);
+    /* A held-out score: vrows, vok, vloss, vver. */
+    gdml_msg_header h;
+    gdml_msg_header_init(&h, GDML_MSG_HEARTBEAT, "a");
+    h.seq = 10;
+    h.version = 4;
+    h.val = (gdml_score){.rows = 512, .correct = 400, .loss = 0.625};
+    h.val_version = 3;
+    gdml_frame_header_only(&h, &f);
+    v = gdml_blob_view(f, &len);
+    save("msg", "scored", v, len);
+    gdml_blob_unref(&f);
     uint8_t buf[512];
     gdml_msg_encode_v1_refusal("upgrade", buf, sizeof buf, &len);
     save("msg", "v1", buf, len);

@@ -2,7 +2,8 @@
  * region_impl.h - private to the regional server's state machine: its
  * state, and what its files share. region_sm.c takes the events and keeps
  * time, region_lan.c serves the workers (pushes, steps, models),
- * region_wan.c talks to the coordinator (joining, deltas, GLOBAL).
+ * region_wan.c talks to the coordinator (joining, deltas, GLOBAL),
+ * region_score.c keeps the workers' held-out scores (metrics only).
  */
 #ifndef GDML_REGION_IMPL_H
 #define GDML_REGION_IMPL_H

@@ -312,7 +312,7 @@ const key_def gdml_config_keys[] = {
     REAL_FROM(worker, holdout, "0.1", 0, 0.5, "--holdout",
               "fraction of this worker's shard held out for validation: never trained on, scored "
               "once per model version and reported as metrics (0: none)"),
-    INT(worker, holdout_rows, "512", 1, 65536, "--holdout-rows",
+    INT(worker, holdout_rows, "256", 1, 65536, "--holdout-rows",
         "the most rows held out, which bounds what scoring a version costs"),
     INT(worker, timeout_ms, "60000", 100, 86400000, "--timeout-ms",
         "how long to wait for the server, in ms"),

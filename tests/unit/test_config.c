@@ -87,7 +87,7 @@ Test(config, defaults_are_the_documented_ones)
     cr_assert_eq(c.worker.batch_size, 64);
     cr_assert_eq(c.worker.shard_count, 1);
     cr_assert_float_eq(c.worker.holdout, 0.1, 1e-12);
-    cr_assert_eq(c.worker.holdout_rows, 512);
+    cr_assert_eq(c.worker.holdout_rows, 256);
     cr_assert_str_eq(c.launch.regions, "us-east,eu-west,ap-south");
     cr_assert_str_eq(c.launch.split, "dirichlet");
     cr_assert_float_eq(c.launch.alpha, 0.5, 1e-12);

@@ -758,6 +758,7 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    gdml_keep_freed_memory(); /* as every gdml program does; the forked workers inherit it */
     for (int c = 0; c < o.n_curve; c++)
         for (size_t f = 0; f < o.n_floats; f++)
             for (size_t w = 0; w < o.n_workers; w++)

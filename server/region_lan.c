@@ -557,12 +557,13 @@ static void finish_step(gdml_region *r, int64_t now)
         if (r->chunk_batch[c] > 0) {
             gdml_sscal(len, 1.0f / (float)weight, r->grad_sum + lo);
             optim_step(r, lo, len, r->grad_sum + lo, lr);
+            /* Cleared while it is in cache; a chunk no gradient reached is still zero. */
+            gdml_szero(len, r->grad_sum + lo);
         }
         r->chunk_batch[c] = 0;
     }
     if (r->c_local)
         scaffold_step(r, lr);
-    gdml_szero(r->n, r->grad_sum);
     r->step_batch = 0;
     for (size_t i = 0; i < r->workers.used; i++) {
         r->wslots[i].pushed = r->wslots[i].excused = false;

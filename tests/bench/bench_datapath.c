@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -482,6 +483,7 @@ static pid_t start_server(setup *s, const char *program)
     snprintf(log, sizeof log, "%s/server.log", s->dir);
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a bench that fails takes its server along */
         FILE *f = freopen(log, "w", stderr);
         (void)f;
         dup2(STDERR_FILENO, STDOUT_FILENO);
@@ -638,6 +640,7 @@ static void run_config(const options *o, bool curve, size_t workers, size_t n)
     if (pipe(ep_pipe))
         die("pipe", strerror(errno));
     if ((ch.raw = fork()) == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(ep_pipe[0]);
         raw_server_main(&s, ep_pipe[1]);
     }
@@ -650,6 +653,7 @@ static void run_config(const options *o, bool curve, size_t workers, size_t n)
         if (pipe(cmd) || pipe(out))
             die("pipe", strerror(errno));
         if ((ch.workers[i] = fork()) == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
             close(cmd[1]);
             close(out[0]);
             worker_main(&s, i, cmd[0], out[1]);

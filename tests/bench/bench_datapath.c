@@ -87,7 +87,7 @@ typedef struct setup {
     bool curve;
     char dir[4096];
     char gdml_ep[256], raw_ep[256];
-    char raw_public[41], raw_secret[41];     /* the raw ROUTER's CURVE pair, Z85 */
+    char raw_public[41], raw_secret[41];       /* the raw ROUTER's CURVE pair, Z85 */
     char client_public[41], client_secret[41]; /* one pair for every raw DEALER */
 } setup;
 
@@ -181,10 +181,9 @@ static void receive_model(worker *w)
             const gdml_msg_header *h = &rx.header;
             bool complete = false;
             if (h->type == GDML_MSG_MODEL || h->type == GDML_MSG_WELCOME) {
-                gdml_reason r = gdml_tensor_receive(&w->in, h, rx.payload, w->model, w->s->n,
-                                                    false, "the server", &complete, &e);
-                if (r != GDML_REASON_NONE && r != GDML_REASON_DUPLICATE &&
-                    r != GDML_REASON_STALE)
+                gdml_reason r = gdml_tensor_receive(&w->in, h, rx.payload, w->model, w->s->n, false,
+                                                    "the server", &complete, &e);
+                if (r != GDML_REASON_NONE && r != GDML_REASON_DUPLICATE && r != GDML_REASON_STALE)
                     die("model chunk", e.text);
                 if (complete) {
                     w->step = h->step;
@@ -389,8 +388,8 @@ static void raw_server_main(const setup *s, int ep_fd)
             if (w == known) {
                 if (known == MAX_WORKERS)
                     die("raw server", "too many peers");
-                id_len[w] = zmq_msg_size(&id) < GDML_PEER_ID_MAX ? zmq_msg_size(&id)
-                                                                 : GDML_PEER_ID_MAX;
+                id_len[w] =
+                    zmq_msg_size(&id) < GDML_PEER_ID_MAX ? zmq_msg_size(&id) : GDML_PEER_ID_MAX;
                 memcpy(ids[w], zmq_msg_data(&id), id_len[w]);
                 known++;
             }

@@ -569,6 +569,15 @@ static size_t varint_len(uint32_t v)
 static size_t all_sparse_k(const gdml_codec *c, const float *x, size_t lo, size_t hi)
 {
     size_t m = hi - lo, dense = c->q->bytes(m), k = 0, index_bytes = 0, last = 0;
+    /* Each entry of the sparse form takes a byte of index at least: with this
+     * many entries the dense form wins. A dense chunk (every gradient and
+     * model on the LAN) is told so by one count that vectorizes, not by a
+     * call to bytes() for most of its entries. */
+    size_t nonzero = 0;
+    for (size_t i = lo; i < hi; i++)
+        nonzero += x[i] != 0.0f;
+    if (nonzero + c->q->bytes(nonzero) >= dense)
+        return m;
     for (size_t i = lo; i < hi; i++) {
         if (x[i] == 0.0f)
             continue;

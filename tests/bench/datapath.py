@@ -16,7 +16,7 @@ ZeroMQ's (the median of each rep's ratio: the two ran side by side).
 Target: at least 0.70 of raw ZeroMQ at 1e7 floats, with CURVE off and on.
 
 --quick: 1e3, 1e5 and 1e7 floats, 1 and 4 workers, 3 reps (about a minute).
-The default run takes about ten minutes on a 2-core machine.
+The default run takes 7-10 minutes on a 2-core machine.
 """
 import argparse
 import json

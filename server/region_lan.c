@@ -370,14 +370,6 @@ static void excuse(gdml_region *r, int64_t now, int i)
     region_check_step(r, now);
 }
 
-static double chunk_norm(const float *x, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return sqrt(s);
-}
-
 static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
 {
     const gdml_msg_header *h = &rx->header;
@@ -422,7 +414,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         return;
     }
     size_t lo = (size_t)h->offset, len = (size_t)gdml_chunk_len(h->total, h->offset);
-    double norm = chunk_norm(r->scratch + lo, len);
+    double norm = gdml_snrm2(len, r->scratch + lo);
     if (!(norm <= r->cfg->max_grad_norm)) {
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NORM, true,
                       "gradient chunk at %zu has norm %.4g, above server.max_grad_norm = %.4g", lo,
@@ -565,12 +557,13 @@ static void finish_step(gdml_region *r, int64_t now)
         if (r->chunk_batch[c] > 0) {
             gdml_sscal(len, 1.0f / (float)weight, r->grad_sum + lo);
             optim_step(r, lo, len, r->grad_sum + lo, lr);
+            /* Cleared while it is in cache; a chunk no gradient reached is still zero. */
+            gdml_szero(len, r->grad_sum + lo);
         }
         r->chunk_batch[c] = 0;
     }
     if (r->c_local)
         scaffold_step(r, lr);
-    gdml_szero(r->n, r->grad_sum);
     r->step_batch = 0;
     for (size_t i = 0; i < r->workers.used; i++) {
         r->wslots[i].pushed = r->wslots[i].excused = false;

@@ -110,6 +110,7 @@ int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run)
     gdml_signals_install();
     /* Several gdml processes share a machine's cores; each computes on one. */
     gdml_tensor_set_threads(1);
+    gdml_keep_freed_memory();
 
     signal(SIGBUS, on_sigbus);
 

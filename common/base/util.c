@@ -2,6 +2,9 @@
 #include "util.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,4 +137,12 @@ bool gdml_parse_u64(const char *s, uint64_t *out)
         return false;
     *out = v;
     return true;
+}
+
+void gdml_keep_freed_memory(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }

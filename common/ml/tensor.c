@@ -94,11 +94,17 @@ double gdml_sdot(size_t n, const float *x, const float *y)
 
 double gdml_snrm2(size_t n, const float *x)
 {
-    /* A float squared is below 1.2e77, so the double sum cannot overflow. */
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += (double)x[i] * (double)x[i];
-    return sqrt(sum);
+    /* A float squared is below 1.2e77, so the double sum cannot overflow.
+     * Four sums, not one: one chain of dependent additions took a cycle or
+     * more a value, and the server takes the norm of every gradient chunk. */
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (size_t j = 0; j < 4; j++)
+            s[j] += (double)x[i + j] * (double)x[i + j];
+    for (; i < n; i++)
+        s[0] += (double)x[i] * (double)x[i];
+    return sqrt((s[0] + s[1]) + (s[2] + s[3]));
 }
 
 void gdml_ssub(size_t n, const float *a, const float *b, float *out)

@@ -91,6 +91,11 @@ struct gdml_region {
     gdml_codec *dense;         /* all+f32, for models to the workers */
     gdml_codec *pulled;        /* sparse kinds: keys+f32, the model at a worker's keys */
     double step_batch;         /* sparse kinds: samples of this step's pushes */
+    uint32_t *ent_idx;         /* sparse kinds: the entries of one received chunk */
+    float *ent_val;
+    uint32_t *touched;         /* sparse kinds, BSP: the keys this step's pushes touched */
+    size_t n_touched;
+    uint64_t *touched_marks;   /* a bit per key: in touched */
     gdml_wan *up;              /* the uplink */
     gdml_transfer from_coord;
     uint64_t version, step, steps_since_sync, syncs;

@@ -51,28 +51,47 @@ static void scaffold_step(gdml_region *r, float lr)
 }
 
 /*
- * Moves params[lo, lo + len) along the gradient g (which starts at lo) by the
- * optimizer. A sparse model's step is lazy, as LazyAdam's is: only the
- * entries a batch touched move, and only their optimizer state, so that a
- * region's delta changes no more keys than its data has.
+ * A sparse model steps lazily, as LazyAdam does: only the keys a batch
+ * touched move, with only their optimizer state, and the work is the keys',
+ * not the model's. So a region's delta changes no more keys than its data
+ * has, and a step of a million-feature model costs what its batches hold.
  */
-static void optim_step(gdml_region *r, size_t lo, size_t len, const float *g, float lr)
+
+/* SSP and ASP: the k entries just received, a mean over their batch, applied at once. */
+static void step_entries(gdml_region *r, size_t k, float lr)
 {
-    if (!r->pulled) {
-        gdml_optim_step(r->opt, lo, len, g, lr, r->step + 1, r->params + lo);
-        return;
+    for (size_t j = 0; j < k; j++) {
+        uint32_t key = r->ent_idx[j];
+        gdml_optim_step(r->opt, key, 1, &r->ent_val[j], lr, r->step + 1, r->params + key);
     }
-    for (size_t i = 0; i < len;) {
-        if (g[i] == 0.0f) {
-            i++;
-            continue;
+}
+
+/* BSP: adds batch x the k entries just received to the step's sum, noting their keys. */
+static void add_entries(gdml_region *r, size_t k, float batch)
+{
+    for (size_t j = 0; j < k; j++) {
+        uint32_t key = r->ent_idx[j];
+        uint64_t bit = 1ull << (key % 64);
+        if (!(r->touched_marks[key / 64] & bit)) {
+            r->touched_marks[key / 64] |= bit;
+            r->touched[r->n_touched++] = key;
         }
-        size_t run = i;
-        while (run < len && g[run] != 0.0f)
-            run++;
-        gdml_optim_step(r->opt, lo + i, run - i, g + i, lr, r->step + 1, r->params + lo + i);
-        i = run;
+        r->grad_sum[key] += batch * r->ent_val[j];
     }
+}
+
+/* BSP: steps each key the step's pushes touched by their mean over all its samples. */
+static void finish_entries(gdml_region *r, float lr)
+{
+    float scale = 1.0f / (float)r->step_batch;
+    for (size_t j = 0; j < r->n_touched; j++) {
+        uint32_t key = r->touched[j];
+        float g = r->grad_sum[key] * scale;
+        gdml_optim_step(r->opt, key, 1, &g, lr, r->step + 1, r->params + key);
+        r->grad_sum[key] = 0.0f;
+        r->touched_marks[key / 64] &= ~(1ull << (key % 64));
+    }
+    r->n_touched = 0;
 }
 
 /* SSP or ASP, not BSP. */
@@ -402,8 +421,12 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     }
     gdml_errmsg why;
     bool complete = false;
-    gdml_reason reason = gdml_tensor_receive(&w->in, h, rx->payload, r->scratch, r->n, false,
-                                             m->name, &complete, &why);
+    size_t k = 0; /* a sparse model's: the chunk's entries, in r->ent_idx and r->ent_val */
+    gdml_reason reason =
+        r->pulled ? gdml_tensor_receive_entries(&w->in, h, rx->payload, r->n, m->name, r->ent_idx,
+                                                r->ent_val, GDML_CHUNK_ELEMS, &k, &complete, &why)
+                  : gdml_tensor_receive(&w->in, h, rx->payload, r->scratch, r->n, false, m->name,
+                                        &complete, &why);
     if (reason == GDML_REASON_DUPLICATE || reason == GDML_REASON_STALE) {
         r->stats.rejected[reason]++;
         return;
@@ -414,7 +437,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         return;
     }
     size_t lo = (size_t)h->offset, len = (size_t)gdml_chunk_len(h->total, h->offset);
-    double norm = gdml_snrm2(len, r->scratch + lo);
+    double norm = r->pulled ? gdml_snrm2(k, r->ent_val) : gdml_snrm2(len, r->scratch + lo);
     if (!(norm <= r->cfg->max_grad_norm)) {
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_NORM, true,
                       "gradient chunk at %zu has norm %.4g, above server.max_grad_norm = %.4g", lo,
@@ -432,8 +455,14 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
             w->weighed = true;
             r->step_batch += batch;
         }
-        if (ssp(r)) { /* applied as it comes: the chunk is a mean over its batch */
-            optim_step(r, lo, len, r->scratch + lo, (float)region_lr(r));
+        if (ssp(r) && r->pulled) { /* applied as it comes: the chunk is a mean over its batch */
+            step_entries(r, k, (float)region_lr(r));
+        } else if (ssp(r)) {
+            gdml_optim_step(r->opt, lo, len, r->scratch + lo, (float)region_lr(r), r->step + 1,
+                            r->params + lo);
+        } else if (r->pulled) {
+            add_entries(r, k, (float)batch);
+            r->chunk_batch[c] += batch;
         } else {
             gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
             r->chunk_batch[c] += batch;
@@ -458,24 +487,20 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     region_check_step(r, now);
 }
 
-/* Adds the keys of one chunk of worker i's pull; false if they do not fit in memory. */
-static bool take_keys(worker_slot *w, const gdml_msg_header *h, const uint8_t *payload)
+/* Adds the k keys of one chunk of worker i's pull; false if they do not fit in memory. */
+static bool take_keys(worker_slot *w, const uint32_t *keys, size_t k)
 {
-    size_t k = gdml_codec_payload_k(payload, (size_t)h->plen);
     if (w->n_keys + k > w->cap_keys) {
         size_t cap = w->cap_keys ? w->cap_keys : 4096;
         while (cap < w->n_keys + k)
             cap *= 2;
-        uint32_t *keys = realloc(w->keys, cap * sizeof *keys);
-        if (!keys)
+        uint32_t *grown = realloc(w->keys, cap * sizeof *grown);
+        if (!grown)
             return false;
-        w->keys = keys;
+        w->keys = grown;
         w->cap_keys = cap;
     }
-    uint32_t *at = w->keys + w->n_keys;
-    gdml_codec_payload_indices(payload, (size_t)h->plen, at);
-    for (size_t j = 0; j < k; j++)
-        at[j] += (uint32_t)h->offset;
+    memcpy(w->keys + w->n_keys, keys, k * sizeof *keys);
     w->n_keys += k;
     return true;
 }
@@ -504,8 +529,10 @@ static void on_pull(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     }
     gdml_errmsg why;
     bool complete = false;
-    gdml_reason reason = gdml_tensor_receive(&w->pull_in, h, rx->payload, r->scratch, r->n, false,
-                                             m->name, &complete, &why);
+    size_t k = 0;
+    gdml_reason reason =
+        gdml_tensor_receive_entries(&w->pull_in, h, rx->payload, r->n, m->name, r->ent_idx,
+                                    r->ent_val, GDML_CHUNK_ELEMS, &k, &complete, &why);
     if (reason == GDML_REASON_DUPLICATE || reason == GDML_REASON_STALE) {
         r->stats.rejected[reason]++;
         return;
@@ -519,7 +546,7 @@ static void on_pull(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         w->n_keys = 0;
         w->keys_ready = false;
     }
-    if (!take_keys(w, h, rx->payload)) {
+    if (!take_keys(w, r->ent_idx, k)) {
         gdml_transfer_reset(&w->pull_in);
         w->n_keys = 0;
         gdml_ratelog_note(r->log, now, GDML_LOG_WARN, m->name, "refused",
@@ -548,15 +575,15 @@ static void on_pull(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
 static void finish_step(gdml_region *r, int64_t now)
 {
     float lr = (float)region_lr(r);
+    /* A sparse model's mean is over every sample of the step: its pushes
+     * leave out the keys (and chunks) their batch does not touch. */
+    if (r->pulled)
+        finish_entries(r, lr);
     for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++) {
         size_t lo = (size_t)(c * GDML_CHUNK_ELEMS), len = (size_t)gdml_chunk_len(r->n, lo);
-        /* The mean over what reached the chunk; for a sparse model, whose
-         * pushes leave out the chunks their batch does not touch, over every
-         * sample of the step. */
-        double weight = r->pulled ? r->step_batch : r->chunk_batch[c];
-        if (r->chunk_batch[c] > 0) {
-            gdml_sscal(len, 1.0f / (float)weight, r->grad_sum + lo);
-            optim_step(r, lo, len, r->grad_sum + lo, lr);
+        if (r->chunk_batch[c] > 0 && !r->pulled) { /* the mean over what reached the chunk */
+            gdml_sscal(len, 1.0f / (float)r->chunk_batch[c], r->grad_sum + lo);
+            gdml_optim_step(r->opt, lo, len, r->grad_sum + lo, lr, r->step + 1, r->params + lo);
             /* Cleared while it is in cache; a chunk no gradient reached is still zero. */
             gdml_szero(len, r->grad_sum + lo);
         }

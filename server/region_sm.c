@@ -69,6 +69,10 @@ void gdml_region_destroy(gdml_region **rp)
     gdml_wan_destroy(&r->up);
     gdml_codec_destroy(&r->dense);
     gdml_codec_destroy(&r->pulled);
+    free(r->ent_idx);
+    free(r->ent_val);
+    free(r->touched);
+    free(r->touched_marks);
     gdml_actions_fini(&r->actions);
     free(r->params);
     free(r->anchor);

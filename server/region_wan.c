@@ -115,8 +115,15 @@ static gdml_err make_model(gdml_region *r, const char *text, uint64_t total, gdm
     if (err)
         return err;
     err = gdml_codec_new("dense", n, 0, &r->dense, e);
-    if (!err && r->ops->sparse)
+    if (!err && r->ops->sparse) {
         err = gdml_codec_new("keys+f32", n, 0, &r->pulled, e);
+        r->ent_idx = malloc(GDML_CHUNK_ELEMS * sizeof *r->ent_idx);
+        r->ent_val = malloc(GDML_CHUNK_ELEMS * sizeof *r->ent_val);
+        r->touched = malloc(n * sizeof *r->touched);
+        r->touched_marks = calloc(n / 64 + 1, sizeof *r->touched_marks);
+        if (!err && (!r->ent_idx || !r->ent_val || !r->touched || !r->touched_marks))
+            err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
+    }
     if (err)
         return err;
     /* randk's choices, repeatable per region: a hash of its name (FNV-1a). */

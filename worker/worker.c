@@ -66,8 +66,8 @@ typedef struct worker {
     /* Sparse kinds: the batch as sparse rows, its keys, the pull that named them. */
     bool sparse;
     size_t *bptr;
-    uint32_t *bidx, *keys;
-    float *bval;
+    uint32_t *bidx, *keys, *ent_idx; /* ent: the entries of one chunk received */
+    float *bval, *ent_val;
     size_t row_max, n_keys;
     uint64_t *marks;
     gdml_codec *by_keys; /* keys+f32: the gradient at the keys */
@@ -250,7 +250,9 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
              (w->bidx = malloc(entries * sizeof *w->bidx)) &&
              (w->bval = malloc(entries * sizeof *w->bval)) &&
              (w->keys = malloc(entries * sizeof *w->keys)) &&
-             (w->marks = calloc(w->n_params / 64 + 1, sizeof *w->marks));
+             (w->marks = calloc(w->n_params / 64 + 1, sizeof *w->marks)) &&
+             (w->ent_idx = malloc(GDML_CHUNK_ELEMS * sizeof *w->ent_idx)) &&
+             (w->ent_val = malloc(GDML_CHUNK_ELEMS * sizeof *w->ent_val));
     } else if (ok) {
         ok = (w->xb = malloc(w->batch * w->data.dim * sizeof(float))) != NULL;
     }
@@ -317,8 +319,18 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
         return GDML_OK; /* the answer to an earlier pull, for another batch */
     gdml_errmsg why;
     bool complete = false;
-    gdml_reason r = gdml_tensor_receive(&w->in, h, rx->payload, w->incoming, w->n_params, false,
-                                        "the server", &complete, &why);
+    gdml_reason r;
+    if (w->sparse) { /* the entries at its keys, not whole chunks */
+        size_t k;
+        r = gdml_tensor_receive_entries(&w->in, h, rx->payload, w->n_params, "the server",
+                                        w->ent_idx, w->ent_val, GDML_CHUNK_ELEMS, &k, &complete,
+                                        &why);
+        for (size_t j = 0; r == GDML_REASON_NONE && j < k; j++)
+            w->incoming[w->ent_idx[j]] = w->ent_val[j];
+    } else {
+        r = gdml_tensor_receive(&w->in, h, rx->payload, w->incoming, w->n_params, false,
+                                "the server", &complete, &why);
+    }
     if (r != GDML_REASON_NONE) {
         if (r != GDML_REASON_DUPLICATE && r != GDML_REASON_STALE)
             gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", gdml_reason_name(r), "%s",
@@ -525,6 +537,8 @@ out:
     free(w->bval);
     free(w->keys);
     free(w->marks);
+    free(w->ent_idx);
+    free(w->ent_val);
     free(w->order);
     free(w->xb);
     free(w->yb);

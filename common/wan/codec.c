@@ -786,7 +786,13 @@ size_t gdml_codec_payload_k(const uint8_t *payload, size_t len)
     return len < GDML_CODEC_HEADER ? 0 : gdml_codec_get_u32(payload + 8);
 }
 
-gdml_err gdml_codec_decode(const uint8_t *in, size_t len, float *out, size_t n, gdml_errmsg *e)
+/*
+ * Checks everything of payload in[0..len) for a slice of n entries but its
+ * values: header, ids, flags, k, indices, length, the quantizer's own check.
+ * Stores the quantizer, k and where the values start.
+ */
+static gdml_err check_payload(const uint8_t *in, size_t len, size_t n, const gdml_quant_ops **qp,
+                              size_t *kp, size_t *posp, gdml_errmsg *e)
 {
     assert(in || len == 0);
     if (len < GDML_CODEC_HEADER)
@@ -837,17 +843,52 @@ gdml_err gdml_codec_decode(const uint8_t *in, size_t len, float *out, size_t n, 
         if (err)
             return err;
     }
-    float *values = out + (n - k);
-    q->decode(in + pos, k, values);
-    if (!all_finite(values, k)) {
-        size_t j = 0;
-        while (isfinite(values[j]))
-            j++;
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "codec payload: value %zu (of %lu) is not a finite number", j,
-                               (unsigned long)k);
-    }
-    if (sparse)
+    *qp = q;
+    *kp = k;
+    *posp = pos;
+    return GDML_OK;
+}
+
+/* Decodes the k values at in + pos into values and checks that each is finite. */
+static gdml_err decode_values(const gdml_quant_ops *q, const uint8_t *in, size_t k, float *values,
+                              gdml_errmsg *e)
+{
+    q->decode(in, k, values);
+    if (all_finite(values, k))
+        return GDML_OK;
+    size_t j = 0;
+    while (isfinite(values[j]))
+        j++;
+    return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                           "codec payload: value %zu (of %zu) is not a finite number", j, k);
+}
+
+gdml_err gdml_codec_decode(const uint8_t *in, size_t len, float *out, size_t n, gdml_errmsg *e)
+{
+    const gdml_quant_ops *q;
+    size_t k, pos;
+    gdml_err err = check_payload(in, len, n, &q, &k, &pos, e);
+    if (!err)
+        err = decode_values(q, in + pos, k, out + (n - k), e);
+    if (!err && in[3] == FLAG_SPARSE)
         scatter(in, len, k, out, n);
+    return err;
+}
+
+gdml_err gdml_codec_decode_entries(const uint8_t *in, size_t len, size_t n, uint32_t *idx,
+                                   float *val, size_t cap, size_t *count, gdml_errmsg *e)
+{
+    const gdml_quant_ops *q;
+    size_t k, pos;
+    gdml_err err = check_payload(in, len, n, &q, &k, &pos, e);
+    if (err)
+        return err;
+    if (k > cap)
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: %zu entries, more than the %zu expected", k, cap);
+    if ((err = decode_values(q, in + pos, k, val, e)))
+        return err;
+    gdml_codec_payload_indices(in, len, idx);
+    *count = k;
     return GDML_OK;
 }

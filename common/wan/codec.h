@@ -161,6 +161,16 @@ gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
 size_t gdml_codec_payload_k(const uint8_t *payload, size_t len);
 
 /*
+ * Decodes a payload of a slice of n entries as its entries alone: their
+ * indices (increasing, within the slice) into idx and values into val, at
+ * most cap of them, and their count into *count. Checks all that
+ * gdml_codec_decode checks, without writing n floats: what a sparse model's
+ * receivers use. GDML_ERR_FORMAT with e, also for more than cap entries.
+ */
+gdml_err gdml_codec_decode_entries(const uint8_t *in, size_t len, size_t n, uint32_t *idx,
+                                   float *val, size_t cap, size_t *count, gdml_errmsg *e);
+
+/*
  * The indices of the entries a payload holds, which gdml_codec_decode has
  * accepted, into out[0..k) (k = gdml_codec_payload_k); returns k. For the
  * keys of a sparse model's pull.

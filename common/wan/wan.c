@@ -430,22 +430,38 @@ gdml_err gdml_wan_decode_chunk(const gdml_msg_header *h, const uint8_t *payload,
     return GDML_OK;
 }
 
+/* The transfer's verdict on a chunk, as a reason; *starts if it opens a new transfer. */
+static gdml_reason offer_starts(gdml_transfer *t, const gdml_msg_header *h, size_t n, bool *starts,
+                                gdml_errmsg *e)
+{
+    switch (gdml_transfer_offer(t, h, n, starts, e)) {
+    case GDML_CHUNK_NEW:
+        return GDML_REASON_NONE;
+    case GDML_CHUNK_DUPLICATE:
+        return GDML_REASON_DUPLICATE;
+    case GDML_CHUNK_STALE:
+        return GDML_REASON_STALE;
+    case GDML_CHUNK_BAD:
+        break;
+    }
+    return GDML_REASON_TENSOR;
+}
+
+static gdml_reason offer(gdml_transfer *t, const gdml_msg_header *h, size_t n, gdml_errmsg *e)
+{
+    bool starts;
+    return offer_starts(t, h, n, &starts, e);
+}
+
 gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, const uint8_t *payload,
                                 float *dst, size_t n, bool clear, const char *from, bool *complete,
                                 gdml_errmsg *e)
 {
     *complete = false;
     bool starts = false;
-    switch (gdml_transfer_offer(t, h, n, &starts, e)) {
-    case GDML_CHUNK_NEW:
-        break;
-    case GDML_CHUNK_DUPLICATE:
-        return GDML_REASON_DUPLICATE;
-    case GDML_CHUNK_STALE:
-        return GDML_REASON_STALE;
-    case GDML_CHUNK_BAD:
-        return GDML_REASON_TENSOR;
-    }
+    gdml_reason r = offer_starts(t, h, n, &starts, e);
+    if (r != GDML_REASON_NONE)
+        return r;
     if (starts && clear)
         memset(dst, 0, n * sizeof *dst);
     if (gdml_wan_decode_chunk(h, payload, dst, from, e)) {
@@ -453,6 +469,35 @@ gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, cons
         gdml_transfer_reset(t);
         return GDML_REASON_TENSOR;
     }
+    *complete = gdml_transfer_complete(t);
+    return GDML_REASON_NONE;
+}
+
+gdml_reason gdml_tensor_receive_entries(gdml_transfer *t, const gdml_msg_header *h,
+                                        const uint8_t *payload, size_t n, const char *from,
+                                        uint32_t *idx, float *val, size_t cap, size_t *count,
+                                        bool *complete, gdml_errmsg *e)
+{
+    *complete = false;
+    *count = 0;
+    gdml_reason r = offer(t, h, n, e);
+    if (r != GDML_REASON_NONE)
+        return r;
+    gdml_errmsg why;
+    size_t m = (size_t)gdml_chunk_len(h->total, h->offset);
+    if (h->encoding != GDML_ENC_CODEC ||
+        gdml_codec_decode_entries(payload, (size_t)h->plen, m, idx, val, cap, count, &why)) {
+        if (h->encoding != GDML_ENC_CODEC)
+            snprintf(why.text, sizeof why.text, "no tensor chunk");
+        gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s', chunk at %llu: %s",
+                        gdml_msg_type_name(h->type), from, (unsigned long long)h->offset, why.text);
+        t->received = 0; /* counted as abandoned, even if it was the last chunk */
+        gdml_transfer_reset(t);
+        *count = 0;
+        return GDML_REASON_TENSOR;
+    }
+    for (size_t j = 0; j < *count; j++)
+        idx[j] += (uint32_t)h->offset;
     *complete = gdml_transfer_complete(t);
     return GDML_REASON_NONE;
 }

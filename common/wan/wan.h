@@ -189,4 +189,15 @@ gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, cons
                                 float *dst, size_t n, bool clear, const char *from,
                                 bool *complete, gdml_errmsg *e);
 
+/*
+ * As gdml_tensor_receive, but the chunk's entries are decoded as entries
+ * (gdml_codec_decode_entries): their indices, made absolute (offset added),
+ * into idx, their values into val, at most cap, and their count into
+ * *count. For sparse models, whose chunks hold few entries of many.
+ */
+gdml_reason gdml_tensor_receive_entries(gdml_transfer *t, const gdml_msg_header *h,
+                                        const uint8_t *payload, size_t n, const char *from,
+                                        uint32_t *idx, float *val, size_t cap, size_t *count,
+                                        bool *complete, gdml_errmsg *e);
+
 #endif

@@ -1477,3 +1477,40 @@ Test(codec, all_writes_a_mostly_zero_slice_sparse_and_decodes_it_exactly)
     free(dec);
     free(out);
 }
+
+Test(codec, entries_decode_as_entries_and_are_checked_as_a_whole_decode_is)
+{
+    float x[5000] = {0};
+    x[3] = 1.5f, x[4000] = -2.0f, x[4999] = 0.25f;
+    const uint32_t keys[] = {3, 4000, 4999};
+    gdml_codec_params p = {.keys = keys, .n_keys = 3};
+    gdml_codec *c = make("keys+f32", 5000, 0);
+    uint8_t out[128];
+    size_t len, k;
+    cr_assert_eq(gdml_codec_encode(c, x, &p, out, sizeof out, &len, NULL), GDML_OK);
+    uint32_t idx[4];
+    float val[4];
+    gdml_errmsg e;
+    cr_assert_eq(gdml_codec_decode_entries(out, len, 5000, idx, val, 4, &k, &e), GDML_OK, "%s",
+                 e.text);
+    cr_assert_eq(k, 3);
+    cr_assert_arr_eq(idx, keys, sizeof keys);
+    cr_assert(val[0] == 1.5f && val[1] == -2.0f && val[2] == 0.25f);
+    /* More entries than there is room for, a wrong slice size, a value that is not finite. */
+    cr_assert_eq(gdml_codec_decode_entries(out, len, 5000, idx, val, 2, &k, &e), GDML_ERR_FORMAT);
+    cr_assert(strstr(e.text, "more than the 2"), "%s", e.text);
+    cr_assert_eq(gdml_codec_decode_entries(out, len, 4999, idx, val, 4, &k, &e), GDML_ERR_FORMAT);
+    uint32_t nan_bits = 0x7fc00000u;
+    memcpy(out + len - 4, &nan_bits, 4);
+    cr_assert_eq(gdml_codec_decode_entries(out, len, 5000, idx, val, 4, &k, &e), GDML_ERR_FORMAT);
+    cr_assert(strstr(e.text, "not a finite number"), "%s", e.text);
+    /* A dense payload decodes to every entry in order. */
+    gdml_codec *d = make("dense", 4, 0);
+    float four[4] = {1, 2, 3, 4};
+    cr_assert_eq(gdml_codec_encode(d, four, NULL, out, sizeof out, &len, NULL), GDML_OK);
+    cr_assert_eq(gdml_codec_decode_entries(out, len, 4, idx, val, 4, &k, &e), GDML_OK, "%s",
+                 e.text);
+    cr_assert(k == 4 && idx[3] == 3 && val[3] == 4.0f);
+    gdml_codec_destroy(&c);
+    gdml_codec_destroy(&d);
+}

@@ -4,7 +4,7 @@ features on synthetic LIBSVM data, with what each link moves against what a
 dense model of the same size would move.
 
     python3 tests/bench/sparse_scale.py [--features 1000000] [--samples 1000000]
-                                        [--nnz 20] [--rounds 20] [--runs 3]
+                                        [--nnz 20] [--rounds 40] [--runs 3]
 
 - Data: gdml-synth writes samples + 50,000 rows from one seed (a known true
   model); the last 50,000 are the test set.
@@ -144,7 +144,7 @@ def main():
     ap.add_argument("--features", type=int, default=1000000)
     ap.add_argument("--samples", type=int, default=1000000, help="training rows")
     ap.add_argument("--nnz", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--optimizer", default="adam")
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--runs", type=int, default=3)

@@ -451,7 +451,7 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     double batch = (double)h->count;
     if (!(w->counted[c / 64] & bit)) {
         w->counted[c / 64] |= bit;
-        if (!w->weighed) { /* a sparse step's mean is over every sample pushed */
+        if (!ssp(r) && !w->weighed) { /* a BSP sparse step's mean is over every sample pushed */
             w->weighed = true;
             r->step_batch += batch;
         }

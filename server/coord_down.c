@@ -89,8 +89,10 @@ gdml_err coord_down_budget(gdml_coord *c, coord_slot *s, const gdml_msg_header *
 
 void coord_welcome(gdml_coord *c, coord_slot *s, int64_t now)
 {
-    /* It starts from the initial model; WELCOME brings it the rest. */
-    memcpy(s->view, c->initial, c->n * sizeof(float));
+    /* It starts from the initial model; WELCOME brings it the rest. The
+     * initial model is made again rather than kept: one copy of the model
+     * less, for the time of drawing it once per join. */
+    c->ops->init(&c->cfg->layout, s->view, c->cfg->model_seed);
     s->view_version = 0;
     s->pending = GDML_MSG_WELCOME;
     s->retry_ms = now;

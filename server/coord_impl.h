@@ -66,7 +66,6 @@ struct gdml_coord {
     coord_slot *slots;
     gdml_merge *merge;
     float *global;       /* the newest committed version */
-    float *initial;      /* what every region starts from ([model] seed) */
     float *next;         /* the merged version being committed */
     float *scratch;      /* the update being sent down */
     float *state_backup; /* the merge state before a merge, to undo it */

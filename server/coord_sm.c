@@ -81,9 +81,8 @@ gdml_err gdml_coord_new(const gdml_coord_config *cfg, gdml_coord **out, gdml_err
     c->slots = calloc(slots, sizeof *c->slots);
     c->global = malloc(c->n * sizeof(float));
     c->next = malloc(c->n * sizeof(float));
-    c->scratch = malloc(c->n * sizeof(float));
     c->state_backup = n_state ? malloc(n_state * sizeof(float)) : NULL;
-    if (!c->slots || !c->global || !c->next || !c->scratch || (n_state && !c->state_backup)) {
+    if (!c->slots || !c->global || !c->next || (n_state && !c->state_backup)) {
         gdml_coord_destroy(&c);
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", c->n);
     }
@@ -110,7 +109,6 @@ void gdml_coord_destroy(gdml_coord **cp)
     gdml_actions_fini(&c->actions);
     free(c->global);
     free(c->next);
-    free(c->scratch);
     free(c->state_backup);
     free(c);
 }

@@ -26,10 +26,11 @@
  * holdouts stays as it was; both formats are read.
  *
  * A version's tensor chunks are written in transactions of at most
- * TXN_CHUNKS chunks, and its meta record last, in a transaction of its own
- * with the layout and retention: LMDB holds a write transaction's dirty
- * pages in memory until it commits, so one transaction per version would
- * hold a copy of the whole model. Every read starts from the meta record, so
+ * TXN_CHUNKS chunks, and its meta record last, with the layout and
+ * retention in the transaction of the last chunks (a small version is one
+ * transaction): LMDB holds a write transaction's dirty pages in memory until
+ * it commits, so one transaction per version would hold a copy of the whole
+ * model. Every read starts from the meta record, so
  * a version exists exactly when its meta record is committed (LMDB's default
  * durability, fsync): a kill -9 leaves every committed version whole, and
  * the chunks of one it interrupted are invisible and deleted by the next
@@ -556,10 +557,8 @@ static int write_version(gdml_store *s, const gdml_version_meta *meta, const cha
     size_t in_txn = 0;
     for (size_t i = 0; i < n_tensors && !rc; i++)
         rc = put_tensor(s, &txn, &in_txn, m.version, (uint8_t)i, &tensors[i], &m.tensors[i]);
-    /* The meta record makes the version exist: in a transaction of its own,
-     * after every chunk is committed. */
-    if (!rc && in_txn)
-        rc = next_txn(s, &txn);
+    /* The meta record makes the version exist: it goes with the last chunks,
+     * after every earlier transaction of them is committed. */
     unsigned char record[META_MAX], kb[8];
     size_t len = rc ? 0 : store_meta_encode(&m, record, sizeof record);
     store_put_be(kb, m.version, 8);

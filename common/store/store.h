@@ -114,8 +114,8 @@ void gdml_store_close(gdml_store **s);
 /*
  * Commits one version: the tensors (which must include "params") in
  * transactions of at most 64 MiB, then meta (meta->version must be greater
- * than every version stored) and the layout text in one more, which applies
- * retention and clears a rollback. Grows the map before writing what might
+ * than every version stored) and the layout text in the last of them, which
+ * applies retention and clears a rollback. Grows the map before writing what might
  * not fit. A commit that fails leaves no part of the version readable. Returns
  * GDML_ERR_EXISTS if meta->version is not newer, GDML_ERR_INVALID for a bad
  * record, GDML_ERR_NOSPACE if the disk is full, GDML_ERR_STORE otherwise.

@@ -89,8 +89,10 @@ gdml_err coord_down_budget(gdml_coord *c, coord_slot *s, const gdml_msg_header *
 
 void coord_welcome(gdml_coord *c, coord_slot *s, int64_t now)
 {
-    /* It starts from the initial model; WELCOME brings it the rest. */
-    memcpy(s->view, c->initial, c->n * sizeof(float));
+    /* It starts from the initial model; WELCOME brings it the rest. The
+     * initial model is made again rather than kept: one copy of the model
+     * less, for the time of drawing it once per join. */
+    c->ops->init(&c->cfg->layout, s->view, c->cfg->model_seed);
     s->view_version = 0;
     s->pending = GDML_MSG_WELCOME;
     s->retry_ms = now;
@@ -143,6 +145,10 @@ static void stop_region(gdml_coord *c, int i, const char *why, int64_t now)
 
 void coord_flush_down(gdml_coord *c, int64_t now)
 {
+    /* c->next holds the version being committed; what is due goes once it is
+     * committed (gdml_coord_on_committed flushes), and is then newer. */
+    if (c->phase == COORD_COMMITTING)
+        return;
     for (size_t i = 0; i < c->members.used; i++) {
         coord_slot *s = &c->slots[i];
         gdml_member *m = &c->members.slots[i];
@@ -152,13 +158,13 @@ void coord_flush_down(gdml_coord *c, int64_t now)
             continue;
         if (now < s->retry_ms)
             continue;
-        gdml_ssub(c->n, c->global, s->view, c->scratch);
+        gdml_ssub(c->n, c->global, s->view, c->next);
         gdml_msg_header h;
         down_header(c, (int)i, s->pending, &h);
         gdml_wan_update u;
         gdml_errmsg e;
         gdml_err err =
-            gdml_wan_encode_update(s->down, &h, c->scratch, c->global, s->view, now, &u, &e);
+            gdml_wan_encode_update(s->down, &h, c->next, c->global, s->view, now, &u, &e);
         if (err == GDML_ERR_AGAIN) {
             int64_t wait = gdml_wan_wait_ms(s->down, &h, now, &e);
             if (wait < 0)

@@ -66,9 +66,8 @@ struct gdml_coord {
     coord_slot *slots;
     gdml_merge *merge;
     float *global;       /* the newest committed version */
-    float *initial;      /* what every region starts from ([model] seed) */
-    float *next;         /* the merged version being committed */
-    float *scratch;      /* the update being sent down */
+    float *next;         /* the merged version being committed; between commits,
+                            the update being sent down (one copy of the model less) */
     float *state_backup; /* the merge state before a merge, to undo it */
     uint64_t version;      /* the version regions train against; 0 = the initial model */
     uint64_t next_version; /* the number the next commit gets (versions only grow) */

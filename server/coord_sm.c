@@ -80,17 +80,13 @@ gdml_err gdml_coord_new(const gdml_coord_config *cfg, gdml_coord **out, gdml_err
     gdml_merge_state(c->merge, &n_state);
     c->slots = calloc(slots, sizeof *c->slots);
     c->global = malloc(c->n * sizeof(float));
-    c->initial = malloc(c->n * sizeof(float));
     c->next = malloc(c->n * sizeof(float));
-    c->scratch = malloc(c->n * sizeof(float));
     c->state_backup = n_state ? malloc(n_state * sizeof(float)) : NULL;
-    if (!c->slots || !c->global || !c->initial || !c->next || !c->scratch ||
-        (n_state && !c->state_backup)) {
+    if (!c->slots || !c->global || !c->next || (n_state && !c->state_backup)) {
         gdml_coord_destroy(&c);
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n_state);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", c->n);
     }
-    ops->init(&cfg->layout, c->initial, cfg->model_seed);
-    memcpy(c->global, c->initial, c->n * sizeof(float));
+    ops->init(&cfg->layout, c->global, cfg->model_seed);
     c->phase = COORD_WAITING;
     c->next_version = 1;
     c->seq = cfg->seq_base;
@@ -112,9 +108,7 @@ void gdml_coord_destroy(gdml_coord **cp)
     gdml_merge_destroy(&c->merge);
     gdml_actions_fini(&c->actions);
     free(c->global);
-    free(c->initial);
     free(c->next);
-    free(c->scratch);
     free(c->state_backup);
     free(c);
 }

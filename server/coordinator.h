@@ -1,8 +1,8 @@
 /*
  * coordinator.h - the global coordinator: merges the regions' model deltas
  * each round (FedAvg, weighted by samples), commits every global version to
- * the LMDB store in one write transaction, and sends the new version back to
- * every region.
+ * the LMDB store (its meta record last, so it exists whole or not at all),
+ * and sends the new version back to every region.
  */
 #ifndef GDML_COORDINATOR_H
 #define GDML_COORDINATOR_H

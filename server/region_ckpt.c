@@ -7,7 +7,8 @@
  * GLOBAL it folds in, so a crash loses at most the steps since the newer of
  * the two. It holds the live model, the anchor (the global model the round
  * started from), the live model when the delta in flight was made (if one
- * is), the uplink's error-feedback residual, the SCAFFOLD control variates,
+ * is), the uplink's error-feedback residual (unless it is all zero, as a
+ * dense uplink's always is: absent, it is zero), the SCAFFOLD control variates,
  * the clocks and the uplink budget's window. It is written as one store
  * version, its record used so:
  *
@@ -17,7 +18,7 @@
  *   lr_steps          steps trained      regions[0] name, anchor's global version (seq),
  *   bytes_sent        budget spent                  steps since the last sync (samples)
  *   bytes_received    budget spent in its window
- *   tensors           params, anchor, residual; sent (a delta in flight);
+ *   tensors           params, anchor; residual (if not zero); sent (a delta in flight);
  *                     c_local, c_global (SCAFFOLD); opt_0, opt_1 (the
  *                     optimizer's state: momentum's velocity, adam's moments)
  *
@@ -78,7 +79,8 @@ gdml_version_meta *gdml_region_checkpoint(gdml_region *r, int64_t now, const cha
     r->n_ckpt_tensors = 0;
     add_tensor(r, "params", r->params);
     add_tensor(r, "anchor", r->anchor);
-    add_tensor(r, "residual", gdml_wan_residual(r->up));
+    if (!gdml_wan_residual_zero(r->up))
+        add_tensor(r, "residual", gdml_wan_residual(r->up));
     if (r->in_flight)
         add_tensor(r, "sent", r->sent);
     if (r->c_local) {
@@ -157,7 +159,7 @@ gdml_err gdml_region_resume(gdml_region *r, const gdml_version_meta *meta, const
             }
             memcpy(*slots[k], tensors[t].data, n * sizeof(float));
         }
-    if (!x->params || !x->anchor || !x->residual || (!x->c_local != !x->c_global)) {
+    if (!x->params || !x->anchor || (!x->c_local != !x->c_global)) {
         free_restored(r);
         return gdml_errmsg_set(e, GDML_ERR_INVALID, "checkpoint %llu lacks a tensor",
                                (unsigned long long)meta->version);
@@ -196,7 +198,8 @@ void region_apply_restored(gdml_region *r, int64_t now)
     const float *base = x->sent ? x->sent : x->anchor;
     gdml_saxpy(r->n, 1.0f, x->params, r->params);
     gdml_saxpy(r->n, -1.0f, base, r->params);
-    memcpy(gdml_wan_residual(r->up), x->residual, r->n * sizeof(float));
+    if (x->residual) /* absent: zero, as the link starts */
+        memcpy(gdml_wan_residual(r->up), x->residual, r->n * sizeof(float));
     if (r->c_local) {
         memcpy(r->c_local, x->c_local, r->n * sizeof(float));
         memcpy(r->c_global, x->c_global, r->n * sizeof(float));

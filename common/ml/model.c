@@ -30,8 +30,12 @@ static const gdml_model_ops *const kinds[] = {
 #define LAYOUT_MAX_WIDTH 65536u
 #define LAYOUT_SYNTAX "expected '<kind> <inputs> <classes>', or '<kind> <inputs> <w1,w2,...> <classes>'"
 
-/* Rows per loss_grad/predict call in gdml_model_evaluate. */
+/* Rows per loss_grad/predict call in gdml_model_evaluate, and the scratch
+ * they may take: a wide model gets fewer rows, so that evaluating never holds
+ * more than this beside the model (1024 rows of a 131072-wide MLP would
+ * take 1 GiB). */
 #define EVAL_CHUNK_ROWS 1024
+#define EVAL_SCRATCH_MAX_BYTES ((size_t)64 << 20)
 
 const gdml_model_ops *gdml_model_find(const char *kind)
 {
@@ -223,6 +227,9 @@ gdml_err gdml_model_evaluate(const gdml_layout *l, const float *params, const fl
 
     /* One block: scratch floats for a chunk, then the chunk's predictions. */
     size_t chunk = n < EVAL_CHUNK_ROWS ? n : EVAL_CHUNK_ROWS;
+    size_t per_row = ops->scratch_count(l, 1) * sizeof(float) + 1;
+    if (chunk > 1 && chunk * per_row > EVAL_SCRATCH_MAX_BYTES)
+        chunk = EVAL_SCRATCH_MAX_BYTES / per_row ? EVAL_SCRATCH_MAX_BYTES / per_row : 1;
     size_t nscratch = ops->scratch_count(l, chunk);
     if (nscratch > (SIZE_MAX - chunk) / sizeof(float))
         return GDML_ERR_NOMEM;

@@ -25,9 +25,16 @@
  * only when some region has a score, so that a store trained without
  * holdouts stays as it was; both formats are read.
  *
- * A version is written in one write transaction, committed with LMDB's
- * default durability (fsync), so a kill -9 leaves every committed version
- * whole and no part of an uncommitted one.
+ * A version's tensor chunks are written in transactions of at most
+ * TXN_CHUNKS chunks, and its meta record last, with the layout and
+ * retention in the transaction of the last chunks (a small version is one
+ * transaction): LMDB holds a write transaction's dirty pages in memory until
+ * it commits, so one transaction per version would hold a copy of the whole
+ * model. Every read starts from the meta record, so
+ * a version exists exactly when its meta record is committed (LMDB's default
+ * durability, fsync): a kill -9 leaves every committed version whole, and
+ * the chunks of one it interrupted are invisible and deleted by the next
+ * commit.
  */
 #include "store_impl.h"
 
@@ -271,7 +278,7 @@ gdml_err gdml_store_open(const char *dir, const gdml_store_options *opts, gdml_s
     rc = mdb_env_open(s->env, dir, ro ? MDB_RDONLY : 0, 0644);
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH) {
         err = gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                              "'%s' is not an LMDB model store, or its header is store_damaged (%s). "
+                              "'%s' is not an LMDB model store, or its header is damaged (%s). "
                               "Restore it from a backup, or remove the directory '%s' to start "
                               "a new store",
                               s->data_path, mdb_strerror(rc), dir);
@@ -429,8 +436,23 @@ static int retain(gdml_store *s, MDB_txn *txn, uint64_t newest)
     return !rc && n_doomed == 256 ? RETAIN_MORE : rc;
 }
 
-/* Writes one tensor's chunks; fills its info. */
-static int put_tensor(gdml_store *s, MDB_txn *txn, uint64_t v, uint8_t index,
+/* Tensor chunks per write transaction: 64 MiB of dirty pages at most. */
+#define TXN_CHUNKS 16
+
+/* Commits *txn and begins the next write transaction in it. */
+static int next_txn(gdml_store *s, MDB_txn **txn)
+{
+    int rc = mdb_txn_commit(*txn);
+    *txn = NULL;
+    return rc ? rc : store_txn_begin(s, true, txn);
+}
+
+/*
+ * Writes one tensor's chunks, committing *txn and beginning another after
+ * every TXN_CHUNKS chunks (*in_txn counts those of the current one); fills
+ * its info.
+ */
+static int put_tensor(gdml_store *s, MDB_txn **txn, size_t *in_txn, uint64_t v, uint8_t index,
                       const gdml_store_tensor *t, gdml_tensor_info *info)
 {
     snprintf(info->name, sizeof info->name, "%s", t->name);
@@ -440,12 +462,15 @@ static int put_tensor(gdml_store *s, MDB_txn *txn, uint64_t v, uint8_t index,
     store_put_be(k, v, 8);
     k[8] = index;
     for (size_t c = 0; c * STORE_CHUNK < t->n; c++) {
+        int rc = 0;
+        if (*in_txn == TXN_CHUNKS && (rc = next_txn(s, txn)))
+            return rc;
+        *in_txn = *in_txn == TXN_CHUNKS ? 1 : *in_txn + 1;
         size_t lo = c * STORE_CHUNK, len = t->n - lo < STORE_CHUNK ? t->n - lo : STORE_CHUNK;
         store_put_be(k + 9, c, 4);
         MDB_val key = {13, k}, val = {4 + len * sizeof(float), NULL};
         /* MDB_RESERVE: LMDB gives the space, the bytes are written into it once. */
-        int rc = mdb_put(txn, s->tensor, &key, &val, MDB_RESERVE);
-        if (rc)
+        if ((rc = mdb_put(*txn, s->tensor, &key, &val, MDB_RESERVE)))
             return rc;
         const float *src = t->data + lo;
         uint32_t crc = gdml_crc32(0, src, len * sizeof(float));
@@ -459,29 +484,81 @@ static int put_tensor(gdml_store *s, MDB_txn *txn, uint64_t v, uint8_t index,
     return 0;
 }
 
-static int write_version(gdml_store *s, const gdml_version_meta *meta, const char *layout,
-                         const gdml_store_tensor *tensors, size_t n_tensors, gdml_errmsg *e,
-                         gdml_err *err)
+/*
+ * Deletes the tensor chunks of versions after `newest`: what a commit that
+ * was interrupted (a crash, a full map or disk) wrote before its meta record.
+ */
+static int drop_unfinished(gdml_store *s, MDB_txn *txn, uint64_t newest)
+{
+    unsigned char k[8];
+    store_put_be(k, newest + 1, 8);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->tensor, &cur);
+    if (rc)
+        return rc;
+    MDB_val key = {8, k}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+        if ((rc = mdb_cursor_del(cur, 0)))
+            break;
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * In a transaction of its own, drops what an interrupted commit left;
+ * *newest gets the newest version.
+ */
+static int clean_unfinished(gdml_store *s, uint64_t *newest)
 {
     MDB_txn *txn;
     int rc = store_txn_begin(s, true, &txn);
     if (rc)
         return rc;
+    /* The newest meta record; with none, every chunk is unfinished. */
+    MDB_cursor *cur;
+    MDB_val key, val;
+    *newest = 0;
+    if (!(rc = mdb_cursor_open(txn, s->meta, &cur))) {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+        mdb_cursor_close(cur);
+    }
+    if (!rc && key.mv_size != 8)
+        rc = MDB_CORRUPTED;
+    if (!rc)
+        *newest = store_get_be(key.mv_data, 8);
+    if ((rc && rc != MDB_NOTFOUND) || (rc = drop_unfinished(s, txn, *newest))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+static int write_version(gdml_store *s, const gdml_version_meta *meta, const char *layout,
+                         const gdml_store_tensor *tensors, size_t n_tensors, gdml_errmsg *e,
+                         gdml_err *err)
+{
     uint64_t newest = 0;
-    gdml_errmsg ignored;
-    gdml_err found = store_newest_in(s, txn, &newest, &ignored);
-    if (found == GDML_OK && meta->version <= newest) {
+    int rc = clean_unfinished(s, &newest);
+    if (rc)
+        return rc;
+    if (meta->version <= newest) {
         *err = gdml_errmsg_set(e, GDML_ERR_EXISTS,
                                "cannot commit version %" PRIu64 " to the model store '%s': its "
                                "newest is %" PRIu64 " and versions only grow",
                                meta->version, s->dir, newest);
-        mdb_txn_abort(txn);
         return 0;
     }
+    MDB_txn *txn = NULL;
+    if ((rc = store_txn_begin(s, true, &txn)))
+        return rc;
     gdml_version_meta m = *meta;
     m.n_tensors = (uint32_t)n_tensors;
+    size_t in_txn = 0;
     for (size_t i = 0; i < n_tensors && !rc; i++)
-        rc = put_tensor(s, txn, m.version, (uint8_t)i, &tensors[i], &m.tensors[i]);
+        rc = put_tensor(s, &txn, &in_txn, m.version, (uint8_t)i, &tensors[i], &m.tensors[i]);
+    /* The meta record makes the version exist: it goes with the last chunks,
+     * after every earlier transaction of them is committed. */
     unsigned char record[META_MAX], kb[8];
     size_t len = rc ? 0 : store_meta_encode(&m, record, sizeof record);
     store_put_be(kb, m.version, 8);
@@ -489,8 +566,7 @@ static int write_version(gdml_store *s, const gdml_version_meta *meta, const cha
     if (!rc && len == 0) {
         *err = gdml_errmsg_set(e, GDML_ERR_INVALID, "version %" PRIu64 "'s record is too large",
                                m.version);
-        mdb_txn_abort(txn);
-        return 0;
+        rc = -1;
     }
     /* Keys arrive in increasing order, so appending fills pages completely. */
     if (!rc)
@@ -507,11 +583,70 @@ static int write_version(gdml_store *s, const gdml_version_meta *meta, const cha
     for (int pass = 0; !rc && pass < 1 << 16 && (rc = retain(s, txn, m.version)) == RETAIN_MORE;
          pass++)
         rc = 0;
-    if (rc) {
-        mdb_txn_abort(txn);
-        return rc;
+    if (!rc) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
     }
-    return mdb_txn_commit(txn);
+    if (rc) {
+        if (txn)
+            mdb_txn_abort(txn);
+        /* The chunks already committed go now, so that their space is free
+         * for the retry; if that fails too, the next commit drops them. */
+        uint64_t ignored;
+        clean_unfinished(s, &ignored);
+    }
+    return rc == -1 ? 0 : rc;
+}
+
+/* Bytes a commit of these tensors writes, with room for LMDB's own pages. */
+static uint64_t commit_bytes(const gdml_store_tensor *tensors, size_t n_tensors)
+{
+    uint64_t bytes = (uint64_t)1 << 20; /* meta, layout, branch pages */
+    for (size_t i = 0; i < n_tensors; i++) {
+        uint64_t chunks = (tensors[i].n + STORE_CHUNK - 1) / STORE_CHUNK;
+        /* each chunk is an overflow run: its CRC and floats, rounded up to whole pages */
+        bytes += (uint64_t)tensors[i].n * sizeof(float) + chunks * (4 + 2 * 4096);
+    }
+    return bytes;
+}
+
+/*
+ * Grows the map (no transaction may be open) to min(max_map_bytes, the
+ * larger of twice its size and what the file's pages and `need` more take);
+ * *grew is false if it is at that limit already.
+ */
+static gdml_err grow_map(gdml_store *s, uint64_t need, gdml_errmsg *e, bool *grew)
+{
+    *grew = false;
+    MDB_envinfo info;
+    MDB_stat st;
+    uint64_t used = 0;
+    if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &st) == 0)
+        used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    uint64_t want = used + need > s->map * 2 ? used + need : s->map * 2;
+    want = (want + ((uint64_t)1 << 20) - 1) & ~(((uint64_t)1 << 20) - 1);
+    if (want > s->opts.max_map_bytes)
+        want = s->opts.max_map_bytes;
+    if (want <= s->map)
+        return GDML_OK;
+    int rc = mdb_env_set_mapsize(s->env, (size_t)want);
+    if (rc)
+        return store_fail(s, e, rc, "cannot grow the map");
+    gdml_info("model store '%s': grew its map from %" PRIu64 " to %" PRIu64 " MiB", s->dir,
+              s->map >> 20, want >> 20);
+    s->map = want;
+    *grew = true;
+    return GDML_OK;
+}
+
+/* True if the file's pages and need more bytes may not fit the map. */
+static bool map_short(const gdml_store *s, uint64_t need)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st))
+        return false;
+    return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize + need > s->map;
 }
 
 gdml_err gdml_store_commit(gdml_store *s, const gdml_version_meta *meta, const char *layout,
@@ -521,6 +656,12 @@ gdml_err gdml_store_commit(gdml_store *s, const gdml_version_meta *meta, const c
     gdml_err err = check_commit(s, meta, layout, tensors, n_tensors, e);
     if (err)
         return err;
+    /* Grown before writing, the map does not fill halfway through a version
+     * (pages freed by retention are reused, so this may grow it early). */
+    uint64_t need = commit_bytes(tensors, n_tensors);
+    bool grew;
+    if (map_short(s, need) && (err = grow_map(s, need, e, &grew)))
+        return err;
     for (;;) {
         gdml_err refused = GDML_OK;
         int rc = write_version(s, meta, layout, tensors, n_tensors, e, &refused);
@@ -528,20 +669,14 @@ gdml_err gdml_store_commit(gdml_store *s, const gdml_version_meta *meta, const c
             return refused;
         if (rc != MDB_MAP_FULL)
             return rc ? store_fail(s, e, rc, "cannot commit a version") : GDML_OK;
-        /* The map is full: double it (no transaction is open now) and write again. */
-        if (s->map >= s->opts.max_map_bytes)
+        /* The map is full: grow it (no transaction is open now) and write again. */
+        if ((err = grow_map(s, need, e, &grew)))
+            return err;
+        if (!grew)
             return gdml_errmsg_set(e, GDML_ERR_NOSPACE,
                                    "the model store '%s' filled its map of %" PRIu64 " bytes, "
                                    "store.max_map_gb; raise it, or keep fewer versions "
                                    "(store.keep_last)",
                                    s->dir, s->map);
-        uint64_t grown = s->map * 2 < s->opts.max_map_bytes ? s->map * 2 : s->opts.max_map_bytes;
-        if ((rc = mdb_env_set_mapsize(s->env, (size_t)grown)))
-            return store_fail(s, e, rc, "cannot grow the map");
-        gdml_info("model store '%s': its map was full; grew it from %" PRIu64 " to %" PRIu64
-                  " MiB",
-                  s->dir, s->map >> 20, grown >> 20);
-        s->map = grown;
     }
 }
-

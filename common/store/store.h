@@ -4,9 +4,11 @@
  * One LMDB environment (a directory) holds, per version, a metadata record,
  * the layout text, and named float32 tensors: "params" (the model) and the
  * state that resuming needs to continue exactly (a merge rule's momentum or
- * moments, a region's anchor and residuals). A version is written in one
- * write transaction, so a reader sees it whole or not at all and a crash
- * never leaves half a version. This is the only module that touches LMDB;
+ * moments, a region's anchor and residuals). A version's tensors are written
+ * in transactions of bounded size (so a commit holds at most 64 MiB of
+ * dirty pages, whatever the model's size) and its metadata record last:
+ * a reader sees a version whole or not at all, and a crash never leaves
+ * half a version that anything reads. This is the only module that touches LMDB;
  * its error codes become gdml_err codes with readable text here.
  *
  * Damage is detected, not trusted: every tensor chunk and every metadata
@@ -110,10 +112,11 @@ gdml_err gdml_store_open(const char *dir, const gdml_store_options *opts, gdml_s
 void gdml_store_close(gdml_store **s);
 
 /*
- * Commits one version in one write transaction: meta (meta->version must be
- * greater than every version stored), the layout text and the tensors
- * (which must include "params"). Applies retention and clears a rollback in
- * the same transaction. Grows the map when it is full. Returns
+ * Commits one version: the tensors (which must include "params") in
+ * transactions of at most 64 MiB, then meta (meta->version must be greater
+ * than every version stored) and the layout text in the last of them, which
+ * applies retention and clears a rollback. Grows the map before writing what might
+ * not fit. A commit that fails leaves no part of the version readable. Returns
  * GDML_ERR_EXISTS if meta->version is not newer, GDML_ERR_INVALID for a bad
  * record, GDML_ERR_NOSPACE if the disk is full, GDML_ERR_STORE otherwise.
  */

@@ -47,7 +47,7 @@ gdml_err store_fail(const gdml_store *s, gdml_errmsg *e, int rc, const char *wha
         return store_disk_full(s, e);
     if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID)
         return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "the model store '%s' is store_damaged (%s: %s); run gdml-models verify "
+                               "the model store '%s' is damaged (%s: %s); run gdml-models verify "
                                "--store %s, and restore it from a backup or start a new one",
                                s->data_path, what, mdb_strerror(rc), s->dir);
     return gdml_errmsg_set(e, GDML_ERR_STORE, "model store '%s': %s: %s", s->dir, what,

@@ -48,7 +48,7 @@ struct gdml_codec {
     float *aux;     /* significance: the candidates' ratios, in index order */
     uint32_t *idx;  /* sparse: indices to send; randk keeps a permutation of 0..n-1 here */
     uint64_t *bits; /* randk: which indices were drawn */
-    float *ef;      /* encode_ef: u + residual, then what the receiver decodes */
+    float *ef;      /* encode_ef: u + residual, then what is decoded (made on first use) */
     size_t k;       /* entries of the last selection */
     bool selected;  /* a selection has been made */
     float *gather;  /* "all" in its sparse form: the non-zero values of a slice */
@@ -212,8 +212,8 @@ gdml_err gdml_codec_new(const char *spec, size_t n, uint64_t seed, gdml_codec **
     c->n = n;
     snprintf(c->name, sizeof c->name, "%s+%s", sel->name, q->name);
     gdml_rng_seed(&c->rng, seed);
-    bool ok = (c->ef = malloc(n * sizeof *c->ef)) != NULL;
-    if (ok && sel->select) {
+    bool ok = true;
+    if (sel->select) {
         ok = (c->mag = malloc(n * sizeof *c->mag)) && (c->idx = malloc(n * sizeof *c->idx));
         if (ok && sel->needs_aux)
             ok = (c->aux = malloc(n * sizeof *c->aux)) != NULL;
@@ -675,6 +675,10 @@ gdml_err gdml_codec_encode(gdml_codec *c, const float *x, const gdml_codec_param
 gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
                               const gdml_codec_params *p, uint8_t *out, size_t cap, size_t *len)
 {
+    /* Made here, not with the codec: the links keep their own buffers, and a
+     * model-sized array per codec that is never used is memory wasted. */
+    if (!c->ef && !(c->ef = malloc(c->n * sizeof *c->ef)))
+        return GDML_ERR_NOMEM;
     for (size_t i = 0; i < c->n; i++)
         c->ef[i] = u[i] + residual[i];
     gdml_err err = gdml_codec_encode(c, c->ef, p, out, cap, len, c->ef);

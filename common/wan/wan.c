@@ -25,7 +25,11 @@ struct gdml_wan {
     double threshold;
     uint64_t min_message;
     bool curve;
-    float *residual, *work; /* n floats each; work: u + residual, then what was decoded */
+    /* n floats each; work: u + residual, then what was decoded (made on first
+     * use: an exact encoder needs it only to fold in a residual it was given) */
+    float *residual, *work;
+    bool exact;         /* all+f32: decodes to exactly what it was given */
+    bool residual_zero; /* known to be all zero (the caller has not been handed it) */
     char peer[GDML_NAME_MAX];
     char send_dir[8], recv_dir[8];
     FILE *log;
@@ -86,9 +90,13 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
     if (err)
         return err;
     w->n = n;
+    w->exact = !gdml_codec_sparse(w->codec) && !gdml_codec_lossy(w->codec);
+    /* calloc: pages never written take no memory, and an exact encoder's
+     * residual stays zero */
     w->residual = calloc(n, sizeof(float));
-    w->work = malloc(n * sizeof(float));
-    if (!w->residual || !w->work) {
+    w->residual_zero = true;
+    w->work = w->exact ? NULL : malloc(n * sizeof(float));
+    if (!w->residual || (!w->exact && !w->work)) {
         /* leave the link unstarted, so that a retry starts afresh */
         gdml_codec_destroy(&w->codec);
         free(w->residual);
@@ -152,7 +160,18 @@ void gdml_wan_budget_restore(gdml_wan *w, uint64_t spent, uint64_t in_window, in
 
 float *gdml_wan_residual(gdml_wan *w)
 {
+    w->residual_zero = false; /* the caller may write it */
     return w->residual;
+}
+
+bool gdml_wan_residual_zero(gdml_wan *w)
+{
+    /* checked again only after the caller was handed it */
+    for (size_t i = 0; !w->residual_zero && i < w->n; i++)
+        if (w->residual[i] != 0.0f)
+            return false;
+    w->residual_zero = true;
+    return true;
 }
 
 size_t gdml_wan_size(const gdml_wan *w)
@@ -335,25 +354,31 @@ gdml_err gdml_wan_encode_update(gdml_wan *w, gdml_msg_header *h, const float *u,
     if (k == 0)
         return GDML_ERR_AGAIN;
 
+    /* An exact encoder with no residual to fold in sends u itself, and the
+     * receiver decodes exactly u: no copy of the model is made. */
+    bool direct = w->exact && (applied || gdml_wan_residual_zero(w));
+    if (!direct && !w->work && !(w->work = malloc(w->n * sizeof(float))))
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter update", w->n);
     /* Error feedback on the uplink; the downlink's caller tracks the receiver itself. */
-    for (size_t i = 0; i < w->n; i++)
+    for (size_t i = 0; !direct && i < w->n; i++)
         w->work[i] = applied ? u[i] : u[i] + w->residual[i];
+    const float *x = direct ? u : w->work;
     gdml_codec_params p = {.k = k, .threshold = w->threshold, .ref = ref};
     size_t chosen = 0;
-    gdml_err err = gdml_codec_select(w->codec, w->work, &p, &chosen);
+    gdml_err err = gdml_codec_select(w->codec, x, &p, &chosen);
     if (err)
         return gdml_errmsg_set(e, GDML_ERR_INVALID,
                                "cannot encode an update for '%s': it holds a value that is not "
                                "finite",
                                w->peer);
 
-    if ((err = gdml_codec_frames(w->codec, h, w->work, w->work, w->curve, out, e)))
+    if ((err = gdml_codec_frames(w->codec, h, x, direct ? NULL : w->work, w->curve, out, e)))
         return err;
     /* The controller sized k so that the frames fit: wire <= avail by construction. */
     assert(out->wire <= avail);
     if (applied) /* the receiver now holds this much more */
-        gdml_saxpy(w->n, 1.0f, w->work, applied);
-    else /* what was meant minus what will be decoded; u + residual recomputes to the same bits */
+        gdml_saxpy(w->n, 1.0f, x, applied);
+    else if (!direct) /* meant minus decoded; u + residual recomputes to the same bits */
         for (size_t i = 0; i < w->n; i++)
             w->residual[i] = (u[i] + w->residual[i]) - w->work[i];
     gdml_err spent = gdml_budget_spend(w->budget, out->wire, now_ms);

@@ -109,6 +109,9 @@ void gdml_wan_budget_restore(gdml_wan *w, uint64_t spent, uint64_t in_window, in
 /* The error-feedback residual, n floats, for the caller to seed or reset. */
 float *gdml_wan_residual(gdml_wan *w);
 
+/* True if the residual is all zero, as an exact encoder's (dense f32) always is. */
+bool gdml_wan_residual_zero(gdml_wan *w);
+
 /* The model size the link was started with (0 before gdml_wan_start). */
 size_t gdml_wan_size(const gdml_wan *w);
 

@@ -188,7 +188,7 @@ Test(store, a_map_that_is_too_small_grows_and_the_job_finishes, .timeout = 120)
     cr_assert_eq(rc, 0, "the job failed:\n%s", out);
     char log[4300];
     snprintf(log, sizeof log, "%s/logs/coordinator.log", run);
-    cr_assert(tp_count_lines(log, "map was full", "grew"), "the map never grew; see %s", log);
+    cr_assert(tp_count_lines(log, "model store", "grew its map"), "the map never grew; see %s", log);
     char summary[4300];
     snprintf(summary, sizeof summary, "%s/summary.json", run);
     char *json = gdml_test_read_file(summary);

@@ -1133,6 +1133,38 @@ Test(store, map_limit_is_nospace, .timeout = 30)
     gdml_test_rmtree(dir);
 }
 
+/*
+ * A version larger than one write transaction's worth (16 chunks) goes in
+ * several: one that fills the map halfway leaves no trace, and the space its
+ * committed chunks took is free again for the next commit.
+ */
+Test(store, a_version_cut_short_leaves_nothing_and_its_space_is_reused, .timeout = 60)
+{
+    char *dir = gdml_test_tmpdir();
+    gdml_store_options o = {.map_bytes = MIB, .max_map_bytes = 72 * MIB};
+    gdml_store *s = open_with(dir, &o);
+    commit_ok(s, 1, 1000, 0);
+    gdml_errmsg e = {{0}};
+    cr_assert_eq(commit_version(s, 2, 20 * BIG_N, 0, &e), GDML_ERR_NOSPACE, "%s", e.text);
+    uint64_t count = 0, newest = 0;
+    cr_assert_eq(gdml_store_count(s, &count, NULL), GDML_OK);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(gdml_store_newest(s, &newest, NULL), GDML_OK);
+    cr_assert_eq(newest, 1);
+    /* LMDB reuses what a transaction freed two transactions later; then 16
+     * chunks fit only if the 16 the failed commit wrote were freed. */
+    commit_ok(s, 2, 1000, 0);
+    commit_ok(s, 3, 16 * BIG_N, 0);
+    cr_assert(version_whole(s, 3, 16 * BIG_N, 0));
+    cr_assert(version_whole(s, 2, 1000, 0));
+    cr_assert(version_whole(s, 1, 1000, 0));
+    uint64_t bad = 1;
+    cr_assert_eq(gdml_store_verify(s, NULL, &bad, NULL), GDML_OK);
+    cr_assert_eq(bad, 0);
+    gdml_store_close(&s);
+    gdml_test_rmtree(dir);
+}
+
 /* Exit codes: 77 cannot set up the tmpfs; others name the step that failed. */
 static int full_disk_child(const char *dir, int msg_fd)
 {

@@ -213,6 +213,35 @@ Test(wan, a_dense_update_under_one_chunk_is_one_exact_frame)
     free(out);
 }
 
+/* A dense link sends u itself, without a copy; a residual the caller wrote
+ * (a restored checkpoint) is still folded into the next update, once. */
+Test(wan, a_dense_link_folds_in_a_residual_it_was_given)
+{
+    enum { N = 1000 };
+    float *u = floats(N), *out = floats(N), *want = floats(N);
+    gdml_rng r;
+    gdml_rng_seed(&r, 2);
+    gdml_wan *w = make_wan("dense", 0, 0, 0, 0, N);
+    float *res = gdml_wan_residual(w);
+    for (size_t i = 0; i < N; i++)
+        res[i] = (float)i * 0.5f;
+    for (uint64_t seq = 1; seq <= 2; seq++) {
+        fill_normal(&r, u, N, 1.0);
+        for (size_t i = 0; i < N; i++)
+            want[i] = seq == 1 ? u[i] + (float)i * 0.5f : u[i];
+        gdml_wan_update up;
+        encode_ok(w, seq, u, NULL, 0, &up);
+        decode_update(&up, out, N, seq, NULL);
+        cr_assert_arr_eq(out, want, N * sizeof *u, "update %" PRIu64 " decodes wrong", seq);
+        cr_assert(nonzeros(gdml_wan_residual(w), N) == 0, "a lossless encoder left a residual");
+        gdml_wan_update_fini(&up);
+    }
+    gdml_wan_destroy(&w);
+    free(u);
+    free(out);
+    free(want);
+}
+
 Test(wan, a_dense_update_of_two_and_a_half_chunks_is_three_frames)
 {
     size_t n = 2 * C + C / 2;

@@ -116,7 +116,7 @@ def state(container):
     return s, int(code), int(restarts), int(pid)
 
 
-def store_versions(volume, what):
+def store_versions(volume):
     """The versions gdml-models lists in the LMDB store on a volume, and its verify's output."""
     listing = podman("run", "--rm", "--network", "none", "-v", f"{volume}:/store", IMAGE,
                      "gdml-models", "list", "--store", "/store").stdout
@@ -155,3 +155,37 @@ def remove_all(prefix):
               "volume": ["volume", "rm", "-f"], "network": ["network", "rm", "-f"],
               "secret": ["secret", "rm"]}[kind]
         podman(*rm, *names, check=False, timeout=120)
+
+
+def check_store(volume, reported, last):
+    """Fails unless the store on volume holds versions 1..last, every one
+    reported among them, and gdml-models verify finds none missing and none
+    merged twice; returns verify's summary line."""
+    stored, verify = store_versions(volume)
+    if stored != list(range(1, last + 1)) or not set(reported) <= set(stored):
+        raise RuntimeError(f"store holds {stored}; reported {reported}")
+    if "0 merged twice" not in verify or "0 missing" not in verify:
+        raise RuntimeError(f"gdml-models verify: {verify}")
+    return verify.strip().splitlines()[-1]
+
+
+def run_test(what, prefix, tmp, coordinator, body, down):
+    """Runs body(); says why it failed, with the coordinator's last log lines.
+    Whatever happens, runs down(), removes everything named with prefix and the
+    directory tmp, and fails if anything is left. Returns the exit status."""
+    status = 1
+    try:
+        body()
+        status = 0
+    except Exception as e:
+        print(f"{what}: FAILED: {e}", file=sys.stderr)
+        print(logs(coordinator)[-2000:], file=sys.stderr)
+    finally:
+        down()
+        remove_all(prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
+        left = leftovers(prefix)
+        if left:
+            print(f"{what}: FAILED: left behind: {left}", file=sys.stderr)
+            status = 1
+    return status

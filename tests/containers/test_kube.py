@@ -135,7 +135,8 @@ def main():
     network = f"{prefix}-net"
     coordinator = f"{prefix}-coordinator-coordinator"
     t0 = time.monotonic()
-    try:
+
+    def body():
         ps.make_keys(os.path.join(tmp, "keys"), REGIONS)
         with open(play, "w") as f:
             yaml.safe_dump_all(play_documents(prefix, os.path.join(tmp, "keys"), network), f)
@@ -156,27 +157,14 @@ def main():
             raise RuntimeError(f"final test accuracy {accuracy:.4f} below {THRESHOLD}")
         # The job is over: stop the pods so that no restart touches the store.
         ps.podman("kube", "down", play, check=False, timeout=300)
-        stored, verify = ps.store_versions(f"{prefix}-store", WHAT)
-        if stored != versions:
-            raise RuntimeError(f"store holds {stored}; reported {versions}")
-        if "0 merged twice" not in verify or "0 missing" not in verify:
-            raise RuntimeError(f"gdml-models verify: {verify}")
+        verify = ps.check_store(f"{prefix}-store", versions, ROUNDS)
         ps.log(WHAT, f"ok: {len(versions)} versions reported and stored, final accuracy {accuracy:.4f} "
-               f"(>= {THRESHOLD}); {verify.strip().splitlines()[-1]}; {time.monotonic() - t0:.0f} s")
-        return 0
-    except Exception as e:
-        print(f"{WHAT}: FAILED: {e}", file=sys.stderr)
-        print(ps.logs(coordinator)[-2000:], file=sys.stderr)
-        return 1
-    finally:
+               f"(>= {THRESHOLD}); {verify}; {time.monotonic() - t0:.0f} s")
+
+    def down():
         if os.path.exists(play):
             ps.podman("kube", "down", play, check=False, timeout=300)
-        ps.remove_all(prefix)
-        shutil.rmtree(tmp, ignore_errors=True)
-        left = ps.leftovers(prefix)
-        if left:
-            print(f"{WHAT}: FAILED: left behind: {left}", file=sys.stderr)
-            sys.exit(1)
+    return ps.run_test(WHAT, prefix, tmp, coordinator, body, down)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@
 #   bash docker/install-deps.sh --runtime     only the shared libraries the programs
 #                                             load (the image's final stage)
 #   bash docker/install-deps.sh --containers  the container tools: podman, runc,
-#                                             netavark, aardvark-dns, iptables, podman-compose,
-#                                             mmdebstrap (docker/build-image.sh, the
-#                                             compose and Kubernetes tests)
+#                                             netavark, aardvark-dns, iptables,
+#                                             catatonit, podman-compose, mmdebstrap
+#                                             (docker/build-image.sh, the compose
+#                                             and Kubernetes tests)
 #
 # Idempotent: packages already installed are left as they are.
 set -euo pipefail
@@ -19,7 +20,7 @@ set -euo pipefail
 build=(build-essential pkg-config meson ninja-build
        libzmq3-dev libmsgpack-dev libopenblas-dev liblmdb-dev libinih-dev zlib1g-dev)
 runtime=(libzmq5 libmsgpackc2 libopenblas0-pthread liblmdb0 libinih1 zlib1g)
-containers=(podman runc netavark aardvark-dns iptables podman-compose mmdebstrap uidmap python3 python3-yaml)
+containers=(podman runc netavark aardvark-dns iptables catatonit podman-compose mmdebstrap uidmap python3 python3-yaml)
 
 mode=${1:---all}
 case "$mode" in

@@ -96,8 +96,8 @@ def main():
         verify = ps.check_store(f"{project}_store", versions, ROUNDS)
         ps.log(WHAT, f"ok: {len(versions)} versions reported, {ROUNDS} stored, final accuracy "
                f"{accuracy:.4f} (>= {THRESHOLD}); coordinator killed after version {killed_at}, "
-               f"restarted by its policy (restart count {restarts_before} -> {restarts}; the ones before the kill "
-               f"came while the split was still writing the eval set), "
+               f"restarted by its policy (restart count {restarts_before} -> {restarts}"
+               f"{'; the earlier ones came while the split was writing the eval set' if restarts_before else ''}), "
                f"resumed at version {resumed}; "
                f"{verify}; {time.monotonic() - t0:.0f} s")
 

@@ -4,7 +4,8 @@
 # this checkout (docker/build-image.sh), runs the compose cluster with a
 # coordinator killed mid-job (test_compose.py) and plays the Kubernetes
 # manifests (test_kube.py). .ci/run calls it after tests/run.sh; it takes
-# about 7 minutes on a 2-core machine. Needs root.
+# about 4 minutes on a 2-core machine (2 more to bootstrap the base image
+# the first time). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -13,8 +13,9 @@ What kube play cannot express is adapted here, and only here:
 - the Service is left out (on this one network the coordinator Pod's name is
   its address);
 - every name gets the test's unique prefix, so that runs never meet;
-- init containers are kept after they ran (a podman annotation), since
-  podman 4.3 fails removing them;
+- the pods restart containers on failure only (Kubernetes requires Always
+  of a Deployment's), since podman 4.3 restarts init containers that ended
+  well under Always;
 - podman before 4.4 writes a Secret's files base64-encoded, so there each
   Secret is a directory of the same files instead (hostPath), which the
   init container copies all the same.
@@ -114,10 +115,9 @@ def play_documents(prefix, keys, network_name):
                 v["secret"]["secretName"] = rename[v["secret"]["secretName"]]
             if "hostPath" in v and v["hostPath"]["path"].endswith("fashion-mnist"):
                 v["hostPath"]["path"] = os.environ.get("GDML_DATASET", v["hostPath"]["path"])
-        # podman 4.3 removes a finished ("once") init container while it may
-        # still be running, failing the play; keeping them ("always") does not.
-        for meta in (d["metadata"], d["spec"].get("template", {}).get("metadata", {})):
-            meta.setdefault("annotations", {})["io.podman.annotations.init.container.type"] = "always"
+        # podman 4.3 applies the pod's restart policy to its init containers
+        # too: under Always, one that ended is started again, and again.
+        spec["restartPolicy"] = "OnFailure"
         for c in spec.get("initContainers", []) + spec["containers"]:
             c["image"] = ps.IMAGE
             c["args"] = [a.replace("tcp://gdml-coordinator:", f"tcp://{rename['gdml-coordinator']}:")

@@ -1,0 +1,191 @@
+"""What the container tests share: podman under the project's containers.conf,
+the image, unique names, progress lines, and a teardown that leaves nothing.
+
+Every name a test creates starts with its own unique prefix, so two runs on
+one machine never meet, and teardown removes by that prefix and by label.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGE = os.environ.get("GDML_IMAGE", "gdml:latest")
+SKIP = 77  # meson's exit status for a skipped test
+
+PROGRESS = re.compile(r"^round=(\d+) version=(\d+) accuracy=(\S+)")
+
+
+def log(what, *args):
+    print(f"{what}: " + " ".join(str(a) for a in args), flush=True)
+
+
+def env():
+    e = os.environ.copy()
+    e.setdefault("CONTAINERS_CONF", os.path.join(ROOT, "docker", "containers.conf"))
+    e.setdefault("GDML_IMAGE", IMAGE)
+    return e
+
+
+def run(args, check=True, timeout=600, **kw):
+    """Runs a command, returns its CompletedProcess with text output."""
+    p = subprocess.run(args, env=kw.pop("env", env()), capture_output=True, text=True,
+                       timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def podman(*args, check=True, timeout=600):
+    return run(["podman", *args], check=check, timeout=timeout)
+
+
+def need(tools, what):
+    """Exits with SKIP naming what is missing, unless GDML_CONTAINER_TESTS=required."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        msg = f"{what}: skipped: {', '.join(missing)} missing (bash docker/install-deps.sh --containers)"
+        if os.environ.get("GDML_CONTAINER_TESTS") == "required":
+            sys.exit(msg.replace("skipped", "failed"))
+        print(msg)
+        sys.exit(SKIP)
+
+
+def ensure_image(what):
+    """Builds the image with docker/build-image.sh unless it is there."""
+    if podman("image", "exists", IMAGE, check=False).returncode == 0:
+        return
+    log(what, f"no image {IMAGE}: building it (bash docker/build-image.sh)")
+    t = time.monotonic()
+    e = env()
+    e["GDML_ENGINE"] = "podman"
+    p = run(["bash", os.path.join(ROOT, "docker", "build-image.sh")], env=e, timeout=1800)
+    log(what, p.stdout.strip().splitlines()[-1], f"({time.monotonic() - t:.0f} s)")
+
+
+def unique(prefix):
+    return f"{prefix}{os.getpid()}{uuid.uuid4().hex[:6]}"
+
+
+def tempdir(prefix):
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def make_keys(keys, regions):
+    run(["bash", os.path.join(ROOT, "docker", "make-keys.sh"), keys, *regions])
+
+
+def progress(text):
+    """[(version, accuracy)] of a coordinator's progress lines, in order."""
+    out = []
+    for line in text.splitlines():
+        m = PROGRESS.match(line.strip())
+        if m:
+            out.append((int(m.group(2)), float(m.group(3))))
+    return out
+
+
+def logs(container):
+    p = podman("logs", container, check=False)
+    return p.stdout + p.stderr
+
+
+def wait_for(what, cond, timeout, every=0.5):
+    """Polls cond() until it returns a true value, which it returns; fails after timeout s."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def state(container):
+    """(status, exit code, restart count, pid) of a container, or None if it is gone."""
+    p = podman("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.State.Pid}}",
+               container, check=False)
+    if p.returncode != 0:
+        return None
+    s, code, restarts, pid = p.stdout.split()
+    return s, int(code), int(restarts), int(pid)
+
+
+def store_versions(volume):
+    """The versions gdml-models lists in the LMDB store on a volume, and its verify's output."""
+    listing = podman("run", "--rm", "--network", "none", "-v", f"{volume}:/store", IMAGE,
+                     "gdml-models", "list", "--store", "/store").stdout
+    verify = podman("run", "--rm", "--network", "none", "-v", f"{volume}:/store", IMAGE,
+                    "gdml-models", "verify", "--store", "/store").stdout
+    versions = []
+    for line in listing.splitlines():
+        f = line.split()
+        if f and f[0].isdigit():
+            versions.append(int(f[0]))
+    return versions, verify
+
+
+def leftovers(prefix, label=None):
+    """Names of containers, pods, volumes, networks and secrets left that carry the prefix."""
+    left = []
+    for kind, fmt in (("ps", "{{.Names}}"), ("pod", "{{.Name}}"), ("volume", "{{.Name}}"),
+                      ("network", "{{.Name}}"), ("secret", "{{.Name}}")):
+        args = [kind, "ls"] if kind not in ("ps",) else ["ps"]
+        args += ["-a"] if kind in ("ps",) else []
+        p = podman(*args, "--format", fmt, check=False)
+        left += [f"{kind} {n}" for n in p.stdout.split() if n.startswith(prefix)]
+    return left
+
+
+def remove_all(prefix):
+    """Removes every container, pod, volume, network and secret whose name starts with prefix."""
+    for kind, fmt in (("pod", "{{.Name}}"), ("ps", "{{.Names}}"), ("volume", "{{.Name}}"),
+                      ("network", "{{.Name}}"), ("secret", "{{.Name}}")):
+        args = ["ps", "-a"] if kind == "ps" else [kind, "ls"]
+        names = [n for n in podman(*args, "--format", fmt, check=False).stdout.split()
+                 if n.startswith(prefix)]
+        if not names:
+            continue
+        rm = {"ps": ["rm", "-f", "-t", "2"], "pod": ["pod", "rm", "-f", "-t", "2"],
+              "volume": ["volume", "rm", "-f"], "network": ["network", "rm", "-f"],
+              "secret": ["secret", "rm"]}[kind]
+        podman(*rm, *names, check=False, timeout=120)
+
+
+def check_store(volume, reported, last):
+    """Fails unless the store on volume holds versions 1..last, every one
+    reported among them, and gdml-models verify finds none missing and none
+    merged twice; returns verify's summary line."""
+    stored, verify = store_versions(volume)
+    if stored != list(range(1, last + 1)) or not set(reported) <= set(stored):
+        raise RuntimeError(f"store holds {stored}; reported {reported}")
+    if "0 merged twice" not in verify or "0 missing" not in verify:
+        raise RuntimeError(f"gdml-models verify: {verify}")
+    return verify.strip().splitlines()[-1]
+
+
+def run_test(what, prefix, tmp, coordinator, body, down):
+    """Runs body(); says why it failed, with the coordinator's last log lines.
+    Whatever happens, runs down(), removes everything named with prefix and the
+    directory tmp, and fails if anything is left. Returns the exit status."""
+    status = 1
+    try:
+        body()
+        status = 0
+    except Exception as e:
+        print(f"{what}: FAILED: {e}", file=sys.stderr)
+        print(logs(coordinator)[-2000:], file=sys.stderr)
+    finally:
+        down()
+        remove_all(prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
+        left = leftovers(prefix)
+        if left:
+            print(f"{what}: FAILED: left behind: {left}", file=sys.stderr)
+            status = 1
+    return status

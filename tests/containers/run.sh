@@ -3,7 +3,7 @@
 # container tools (docker/install-deps.sh --containers), builds the image from
 # this checkout (docker/build-image.sh), runs the compose cluster with a
 # coordinator killed mid-job (test_compose.py) and plays the Kubernetes
-# manifests (test_kube.py). .ci/run calls it after tests/run.sh; it takes
+# manifests (test_kube.py). tests/run.sh calls it after the suite; it takes
 # about 4 minutes on a 2-core machine (2 more to bootstrap the base image
 # the first time). Needs root.
 set -euo pipefail

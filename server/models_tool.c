@@ -4,7 +4,7 @@
  *   gdml-models list   --store DIR            one line per stored version, with the
  *                                             regions' held-out accuracy
  *   gdml-models show   --store DIR VERSION    one version's metadata as JSON
- *   gdml-models export --store DIR VERSION FILE.npy
+ *   gdml-models export --store DIR VERSION FILE.npy (a sparse model: or FILE as text)
  *   gdml-models eval   --store DIR VERSION [--eval-images F --eval-labels F | --eval-data F]
  *   gdml-models verify --store DIR            checks every checksum of every version, and
  *                                             the history: no version missing, no delta
@@ -17,6 +17,9 @@
  * float32: for softmax, shape (inputs + 1, classes), the last row being the
  * bias, so that `x @ W[:-1] + W[-1]` gives the logits; for an mlp, one flat
  * vector, layer after layer: W (fan_in x fan_out, row-major), then its bias.
+ * A sparse model (sparselr) goes to a FILE not named .npy as text, its
+ * non-zero weights alone (write_sparse); to FILE.npy as the dense vector of
+ * its weights, then the bias.
  */
 #include "config.h"
 #include "dataset.h"
@@ -39,7 +42,7 @@ static const gdml_program program = {
     .name = "gdml-models",
     .summary = "Lists, shows, exports (.npy), evaluates, verifies and rolls back the model "
                "versions in a store.",
-    .usage = "list | show VERSION | export VERSION FILE.npy | eval VERSION | verify | "
+    .usage = "list | show VERSION | export VERSION FILE[.npy] | eval VERSION | verify | "
              "rollback VERSION  --store DIR",
     .sections = sections,
 };
@@ -175,6 +178,36 @@ static gdml_err write_npy(const char *path, const float *data, size_t rows, size
               : gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
 }
 
+/*
+ * A sparse model as text: "# gdml sparselr INPUTS 2", "bias B", then one
+ * "INDEX WEIGHT" line per non-zero weight, indices from 1 as in LIBSVM, so
+ * that P(y = 1 | x) = sigmoid(B + sum of WEIGHT x[INDEX]).
+ */
+static gdml_err write_sparse(const char *path, const gdml_layout *l, const float *params,
+                             size_t *written, gdml_errmsg *e)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    bool ok = fprintf(f, "# gdml %s %u %u\nbias %.9g\n", l->kind, l->inputs, l->classes,
+                      (double)params[l->inputs]) > 0;
+    *written = 0;
+    for (uint32_t j = 0; ok && j < l->inputs; j++)
+        if (params[j] != 0.0f) {
+            ok = fprintf(f, "%u %.9g\n", j + 1, (double)params[j]) > 0;
+            ++*written;
+        }
+    ok = (fclose(f) == 0) && ok;
+    return ok ? GDML_OK
+              : gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+}
+
+static bool ends_with_npy(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 4 && strcmp(path + n - 4, ".npy") == 0;
+}
+
 static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *pos, int n_pos,
                     gdml_errmsg *e)
 {
@@ -239,6 +272,14 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
             (err = gdml_store_tensor_read(s, v, "params", &params, &n, e)) ||
             (err = gdml_layout_parse(layout_text, &layout, e)))
             goto out;
+        if (strcmp(cmd, "export") == 0 && gdml_model_find(layout.kind)->sparse &&
+            !ends_with_npy(argv[pos[2]])) {
+            size_t nonzero = 0;
+            if (!(err = write_sparse(argv[pos[2]], &layout, params, &nonzero, e)))
+                printf("version %llu (%s) written to %s: the bias and %zu non-zero weights\n",
+                       (unsigned long long)v, layout_text, argv[pos[2]], nonzero);
+            goto out;
+        }
         if (strcmp(cmd, "export") == 0) {
             bool matrix = strcmp(layout.kind, "softmax") == 0;
             err = write_npy(argv[pos[2]], params, matrix ? layout.inputs + 1u : n,

@@ -413,6 +413,27 @@ Test(job, a_sparse_job_pulls_and_pushes_only_the_keys_its_batches_touch, .timeou
     rc = gdml_test_run((char *[]){models, "show", "latest", "--store", store, NULL}, 60, &out);
     cr_assert(rc == 0 && strstr(out, "sparselr 20000 2"), "%s", out);
     free(out);
+    /* Exported as text: the bias, then INDEX WEIGHT of each non-zero weight. */
+    char weights[4300];
+    snprintf(weights, sizeof weights, "%s/weights.txt", dir);
+    rc = gdml_test_run((char *[]){models, "export", "latest", weights, "--store", store, NULL}, 60,
+                       &out);
+    cr_assert(rc == 0 && strstr(out, "non-zero weights"), "%s", out);
+    free(out);
+    char *text = gdml_test_read_file(weights);
+    const char *head = "# gdml sparselr 20000 2\nbias ";
+    cr_assert(text && strncmp(text, head, strlen(head)) == 0, "%.200s", text ? text : "(none)");
+    const char *line = strchr(strchr(text, '\n') + 1, '\n') + 1;
+    unsigned index;
+    double weight;
+    cr_assert(sscanf(line, "%u %lf", &index, &weight) == 2 && index >= 1 && index <= 20000 &&
+                  weight != 0,
+              "first weight line: %.60s", line);
+    size_t lines = 0;
+    for (const char *c = text; *c; c++)
+        lines += *c == '\n';
+    cr_assert_gt(lines, 1000, "a trained model has many non-zero weights: %zu lines", lines);
+    free(text);
     free(models);
     eval_agrees(store, test, 6, acc, 10000);
     gdml_test_rmtree(dir);

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define N_KEYS gdml_config_n_keys
 #define keys gdml_config_keys
@@ -380,6 +381,16 @@ gdml_err gdml_config_load(gdml_config *cfg, const char *path, gdml_errmsg *e)
                                "cannot read config file '%s': %s; pass an existing file with "
                                "--config",
                                path, strerror(errno));
+    /* An empty file is a mistake, not a request for every default: a volume
+     * mounted before it was filled, a file truncated by an editor. */
+    struct stat st;
+    if (fstat(fileno(c.file), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
+        err = gdml_errmsg_set(e, GDML_ERR_CONFIG,
+                              "config file '%s' is empty; give a file with the keys to use "
+                              "(docs/config.md), or leave out --config for every default",
+                              path);
+        goto out;
+    }
     c.cfg = malloc(sizeof *c.cfg);
     if (!c.cfg) {
         err = gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory reading config file '%s'", path);

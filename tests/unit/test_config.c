@@ -283,6 +283,20 @@ Test(config, missing_file_is_an_io_error)
     cr_assert(strstr(e.text, "cannot read config file"), "%s", e.text);
 }
 
+Test(config, an_empty_file_is_refused_not_taken_for_every_default)
+{
+    gdml_config c;
+    gdml_config_defaults(&c);
+    gdml_errmsg e = {{0}};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/empty.ini", tmp);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    cr_assert_eq(gdml_config_load(&c, path, &e), GDML_ERR_CONFIG);
+    cr_assert(strstr(e.text, "empty.ini' is empty"), "%s", e.text);
+}
+
 Test(config, write_reads_back_the_same_values)
 {
     gdml_config c, back;

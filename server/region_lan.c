@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "tensor.h"
+#include "util.h"
 
 #include <assert.h>
 #include <math.h>
@@ -505,12 +506,6 @@ static bool take_keys(worker_slot *w, const uint32_t *keys, size_t k)
     return true;
 }
 
-static int cmp_key(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /*
  * Sparse kinds: a chunk of worker i's PULL, the keys its next batch touches.
  * Once the pull is whole, the model at those keys goes to it if it waits for
@@ -557,7 +552,7 @@ static void on_pull(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         return;
     for (size_t j = 1; j < w->n_keys; j++)
         if (w->keys[j] < w->keys[j - 1]) { /* chunks came out of order */
-            qsort(w->keys, w->n_keys, sizeof *w->keys, cmp_key);
+            gdml_sort_u32(w->keys, w->n_keys);
             break;
         }
     w->keys_ready = true;

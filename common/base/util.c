@@ -146,3 +146,14 @@ void gdml_keep_freed_memory(void)
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
 }
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void gdml_sort_u32(uint32_t *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_u32);
+}

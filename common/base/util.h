@@ -64,4 +64,7 @@ bool gdml_reload_requested(void);
 /* Parses a whole unsigned decimal number; false on anything else or overflow. */
 bool gdml_parse_u64(const char *s, uint64_t *out);
 
+/* Sorts n unsigned 32-bit numbers ascending (feature indices, keys). */
+void gdml_sort_u32(uint32_t *v, size_t n);
+
 #endif

@@ -5,6 +5,7 @@
 #include "synth.h"
 
 #include "rng.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -29,12 +30,6 @@ gdml_err gdml_synth_weights(const gdml_synth_options *opt, float *w)
     return GDML_OK;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* nnz distinct feature numbers from 0, sorted. */
 static void draw_features(gdml_rng *r, const gdml_synth_options *opt, uint32_t *idx)
 {
@@ -46,7 +41,7 @@ static void draw_features(gdml_rng *r, const gdml_synth_options *opt, uint32_t *
         if (!seen)
             idx[k++] = j;
     }
-    qsort(idx, opt->nnz, sizeof *idx, cmp_u32);
+    gdml_sort_u32(idx, opt->nnz);
 }
 
 static gdml_err write_error(const char *path, gzFile f, gdml_errmsg *e)

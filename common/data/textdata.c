@@ -395,23 +395,6 @@ static gdml_err load_rows(walk *w, size_t shard_index, size_t shard_count, rows_
     return err;
 }
 
-/* LIBSVM's pairs into dense rows of width opt->dim, or the largest index. */
-static gdml_err densify(const walk *w, const sparse *s, rows_out *o, gdml_errmsg *e)
-{
-    o->dim = w->opt->dim ? w->opt->dim : s->max_index;
-    if (o->dim == 0)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "'%s': no row has a feature", w->path);
-    if (o->n > SIZE_MAX / sizeof(float) / o->dim || !(o->x = calloc(o->n * o->dim, sizeof *o->x)))
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM,
-                               "'%s': cannot hold %zu rows of %zu features densely", w->path,
-                               o->n, o->dim);
-    size_t k = 0;
-    for (size_t r = 0; r < o->n; r++)
-        for (; k < s->row_end[r]; k++)
-            o->x[r * o->dim + s->index[k]] = s->value[k];
-    return GDML_OK;
-}
-
 /* LIBSVM's pairs as the sparse rows of out, which takes s's arrays. */
 static gdml_err keep_sparse(const walk *w, sparse *s, rows_out *o, gdml_dataset *out,
                             gdml_errmsg *e)
@@ -454,7 +437,7 @@ gdml_err gdml_dataset_load_text(const char *path, const gdml_text_options *opt,
     if (!err && w.format == GDML_DATA_LIBSVM) {
         free(o.x);
         o.x = NULL;
-        err = opt->sparse ? keep_sparse(&w, &s, &o, out, e) : densify(&w, &s, &o, e);
+        err = keep_sparse(&w, &s, &o, out, e);
     }
     if (!err) {
         out->n = o.n;
@@ -464,6 +447,12 @@ gdml_err gdml_dataset_load_text(const char *path, const gdml_text_options *opt,
         out->y = o.y;
         o.x = NULL;
         o.y = NULL;
+    }
+    /* A dense model reads LIBSVM as the rows it spells out. */
+    if (!err && w.format == GDML_DATA_LIBSVM && !opt->sparse &&
+        (err = gdml_dataset_densify(out, e))) {
+        gdml_errmsg_prefix(e, "'%s': ", path);
+        gdml_dataset_fini(out);
     }
     free(o.x);
     free(o.y);

@@ -7,6 +7,7 @@
  */
 #include "model.h"
 #include "model_impl.h"
+#include "util.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -283,12 +284,6 @@ gdml_err gdml_model_evaluate_set(const gdml_layout *l, const float *params,
     return GDML_OK;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 void gdml_model_keys(const gdml_layout *l, gdml_csr rows, size_t n, uint64_t *marks,
                      uint32_t *keys, size_t *count)
 {
@@ -301,7 +296,7 @@ void gdml_model_keys(const gdml_layout *l, gdml_csr rows, size_t n, uint64_t *ma
             keys[m++] = j;
         }
     }
-    qsort(keys, m, sizeof *keys, cmp_u32);
+    gdml_sort_u32(keys, m);
     for (size_t i = 0; i < m; i++)
         marks[keys[i] / 64] &= ~(1ull << (keys[i] % 64));
     keys[m++] = l->inputs; /* the bias: every row touches it */

@@ -101,3 +101,14 @@ Test(util, clocks_move_forward)
     cr_assert(w > 1700000000000LL, "wall clock is epoch milliseconds");
     cr_assert(gdml_now_ms() >= a);
 }
+
+Test(util, sort_u32_orders_the_whole_range)
+{
+    /* Values on both sides of 2^31: a comparator that subtracts would misorder them. */
+    uint32_t v[] = {7, UINT32_MAX, 0, 0x80000000u, 3, 7, 0x7fffffffu};
+    const uint32_t want[] = {0, 3, 7, 7, 0x7fffffffu, 0x80000000u, UINT32_MAX};
+    gdml_sort_u32(v, sizeof v / sizeof *v);
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        cr_assert_eq(v[i], want[i], "v[%zu] = %u, want %u", i, v[i], want[i]);
+    gdml_sort_u32(v, 0); /* nothing to sort is fine */
+}

@@ -440,18 +440,40 @@ void gdml_wan_note_received(gdml_wan *w, gdml_msg_type type, uint64_t wire_bytes
     log_line(w, w->recv_dir, type, wire_bytes, now_ms);
 }
 
+/* A chunk that is not a codec payload, or whose payload does not decode. */
+static gdml_err need_codec(const gdml_msg_header *h, const char *from, gdml_errmsg *e)
+{
+    if (h->encoding == GDML_ENC_CODEC)
+        return GDML_OK;
+    return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s' carries no tensor chunk",
+                           gdml_msg_type_name(h->type), from);
+}
+
+static gdml_err bad_chunk(const gdml_msg_header *h, const char *from, const gdml_errmsg *why,
+                          gdml_errmsg *e)
+{
+    return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s', chunk at %llu: %s",
+                           gdml_msg_type_name(h->type), from, (unsigned long long)h->offset,
+                           why->text);
+}
+
+/* A transfer whose chunk failed starts again; it counts as abandoned, even at its last chunk. */
+static void abandon(gdml_transfer *t)
+{
+    t->received = 0;
+    gdml_transfer_reset(t);
+}
+
 gdml_err gdml_wan_decode_chunk(const gdml_msg_header *h, const uint8_t *payload, float *out,
                                const char *from, gdml_errmsg *e)
 {
-    const char *type = gdml_msg_type_name(h->type);
-    if (h->encoding != GDML_ENC_CODEC)
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s' carries no tensor chunk", type,
-                               from);
+    gdml_err err = need_codec(h, from, e);
+    if (err)
+        return err;
     gdml_errmsg why;
     size_t m = (size_t)gdml_chunk_len(h->total, h->offset);
     if (gdml_codec_decode(payload, (size_t)h->plen, out + h->offset, m, &why))
-        return gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s', chunk at %llu: %s", type, from,
-                               (unsigned long long)h->offset, why.text);
+        return bad_chunk(h, from, &why, e);
     return GDML_OK;
 }
 
@@ -490,8 +512,7 @@ gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, cons
     if (starts && clear)
         memset(dst, 0, n * sizeof *dst);
     if (gdml_wan_decode_chunk(h, payload, dst, from, e)) {
-        t->received = 0; /* counted as abandoned, even if it was the last chunk */
-        gdml_transfer_reset(t);
+        abandon(t);
         return GDML_REASON_TENSOR;
     }
     *complete = gdml_transfer_complete(t);
@@ -510,14 +531,10 @@ gdml_reason gdml_tensor_receive_entries(gdml_transfer *t, const gdml_msg_header 
         return r;
     gdml_errmsg why;
     size_t m = (size_t)gdml_chunk_len(h->total, h->offset);
-    if (h->encoding != GDML_ENC_CODEC ||
-        gdml_codec_decode_entries(payload, (size_t)h->plen, m, idx, val, cap, count, &why)) {
-        if (h->encoding != GDML_ENC_CODEC)
-            snprintf(why.text, sizeof why.text, "no tensor chunk");
-        gdml_errmsg_set(e, GDML_ERR_PROTO, "%s from '%s', chunk at %llu: %s",
-                        gdml_msg_type_name(h->type), from, (unsigned long long)h->offset, why.text);
-        t->received = 0; /* counted as abandoned, even if it was the last chunk */
-        gdml_transfer_reset(t);
+    if (need_codec(h, from, e) ||
+        (gdml_codec_decode_entries(payload, (size_t)h->plen, m, idx, val, cap, count, &why) &&
+         bad_chunk(h, from, &why, e))) {
+        abandon(t);
         *count = 0;
         return GDML_REASON_TENSOR;
     }

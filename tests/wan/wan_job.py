@@ -444,6 +444,8 @@ def run(a):
         hit = next((t for t, _v, acc in job.versions if acc >= a.target), None)
         summary["target"] = a.target
         summary["time_to_target_s"] = None if hit is None else round(hit, 3)
+        summary["version_at_target"] = next(
+            (v for _t, v, acc in job.versions if acc >= a.target), None)
         first = job.first_version_t or 0
         summary["training_to_target_s"] = None if hit is None else round(hit - first, 3)
     summary.update(job.audit())

@@ -234,6 +234,7 @@ int gdml_progress_on_line(gdml_progress *pg, const char *line, int64_t now_ms)
         pg->wan_down = down;
         parse_links(pg, line, now_ms);
         pg->dirty = true;
+        pg->done = true;
         return GDML_PROGRESS_DONE;
     }
     return GDML_PROGRESS_OTHER;
@@ -263,6 +264,10 @@ static gdml_region_state state_of(const gdml_progress *pg, const gdml_progress_r
 
 static void update_states(gdml_progress *pg, const gdml_proc *procs, size_t n_procs)
 {
+    /* Once the last version is in, the processes exit as they should: the
+     * display keeps what they were while training. */
+    if (pg->done || (pg->rounds && pg->round >= pg->rounds))
+        return;
     for (int r = 0; r < pg->n_regions; r++) {
         gdml_progress_region *g = &pg->regions[r];
         bool server_restarting = false;
@@ -339,14 +344,15 @@ static void draw(gdml_progress *pg, int64_t now_ms, bool final)
     int width = columns(out);
     double secs = (double)(now_ms - pg->start_ms) / 1000.0;
     char bar[32];
-    int filled = pg->rounds ? (int)(20 * pg->version / pg->rounds) : 0;
+    /* By round: a resumed run's versions go on from its store's. */
+    int filled = pg->rounds ? (int)(20 * pg->round / pg->rounds) : 0;
     filled = filled > 20 ? 20 : filled;
     for (int i = 0; i < 20; i++)
         bar[i] = i < filled ? '#' : '.';
     bar[20] = '\0';
-    emit(pg, width, ESC_BOLD, "gdml-launch  %s %.1f s  version %llu of %llu  [%s]",
+    emit(pg, width, ESC_BOLD, "gdml-launch  %s %.1f s  version %llu, round %llu of %llu  [%s]",
          final ? "finished in" : "running", secs, (unsigned long long)pg->version,
-         (unsigned long long)pg->rounds, bar);
+         (unsigned long long)pg->round, (unsigned long long)pg->rounds, bar);
     char val[48] = "";
     if (pg->val_regions > 0)
         snprintf(val, sizeof val, "  validation %.4f (%u region%s)", pg->val_acc, pg->val_regions,

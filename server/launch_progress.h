@@ -67,6 +67,7 @@ typedef struct gdml_progress {
     char budget[256];        /* the budget in use, in words */
     uint64_t budget_up_rate; /* budget.up_bytes_per_s; 0: unlimited */
 
+    bool done; /* the coordinator's last line is in */
     uint64_t round, version, wan_up, wan_down, versions_reported;
     double accuracy, loss, train_loss, best_accuracy;
     double val_acc;

@@ -115,7 +115,7 @@ Test(progress, live_display_under_a_terminal, .timeout = 300)
     cr_assert(strstr(out, "A\r\033[J") || strstr(out, "A\033[J"), "never redrawn in place:\n%s",
               out);
     cr_assert(strstr(out, "\033[32m"), "no colour:\n%s", out);
-    cr_assert(strstr(out, "version " ROUNDS " of " ROUNDS), "%s", out);
+    cr_assert(strstr(out, "version " ROUNDS ", round " ROUNDS " of " ROUNDS), "%s", out);
     cr_assert(strstr(out, "finished in"), "%s", out);
     cr_assert(strstr(out, "  test accuracy 0."), "%s", out);
     cr_assert(strstr(out, "validation 0."), "%s", out);

@@ -127,7 +127,7 @@ Test(progress, live_draws_fields_and_states_in_place)
     fflush(s.f);
     cr_assert_null(strstr(s.buf, "version    1"), "no plain lines in live: %s", s.buf);
     cr_assert(strstr(s.buf, "\033[J"), "clears below: %s", s.buf);
-    cr_assert(strstr(s.buf, "version 4 of 10"), "%s", s.buf);
+    cr_assert(strstr(s.buf, "version 4, round 4 of 10"), "%s", s.buf);
     cr_assert(strstr(s.buf, "test accuracy 0.8000"), "%s", s.buf);
     cr_assert(strstr(s.buf, "raw data 25.20 MB"), "%s", s.buf);
     cr_assert(strstr(s.buf, "budget: up dense"), "%s", s.buf);

@@ -12,7 +12,9 @@
  * Everything a run makes lives in its run directory: job.ini (the exact
  * configuration every process ran with), data/<region>/, logs/ (each
  * process's log, and bytes-*.csv: every WAN message), store/ (the LMDB model
- * versions), rounds.csv (one line per version) and summary.json.
+ * versions), rounds.csv (one line per version), summary.json and plots/
+ * (gdml-report's, run at the end). What it prints while the job runs is
+ * launch_progress.c's.
  */
 #include "launch.h"
 #include "launch_progress.h"

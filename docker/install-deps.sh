@@ -14,7 +14,9 @@
 #                                             (docker/build-image.sh, the compose
 #                                             and Kubernetes tests)
 #
-# Idempotent: packages already installed are left as they are.
+# Idempotent: packages already installed are left as they are. It prints one
+# line per step; apt's output goes to a log file (GDML_DEPS_LOG, by default
+# $TMPDIR/gdml-install-deps.log), whose end is printed when a step fails.
 set -euo pipefail
 
 build=(build-essential pkg-config meson ninja-build
@@ -50,7 +52,36 @@ if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
   sudo=sudo
 fi
-echo "install-deps: installing ${missing[*]}"
+
+# apt's own output (hundreds of lines on a fresh machine) goes to a log, so
+# that the quick start shows the job; each step is one line here, and a
+# failed step prints the log's end. GDML_DEPS_LOG names another log file.
+log=${GDML_DEPS_LOG:-${TMPDIR:-/tmp}/gdml-install-deps.log}
+: >"$log" || { echo "install-deps: cannot write the log file '$log'; set GDML_DEPS_LOG to a writable path" >&2; exit 1; }
+
+# step WHAT COMMAND...: runs COMMAND with its output in the log.
+step() {
+  local what=$1
+  shift
+  printf 'install-deps: %s ... ' "$what"
+  echo "+ $*" >>"$log"
+  local rc=0
+  "$@" >>"$log" 2>&1 </dev/null || rc=$?
+  if [ $rc -eq 0 ]; then
+    echo ok
+    return 0
+  fi
+  echo "failed (exit status $rc)"
+  {
+    echo "install-deps: the last 20 lines of $log:"
+    tail -n 20 "$log" | sed 's/^/  /'
+    echo "install-deps: the whole output is in $log"
+  } >&2
+  exit $rc
+}
+
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+step "apt-get update" $sudo apt-get update -q
+step "installing ${#missing[@]} packages (${missing[*]})" \
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: done; apt's output is in $log"

@@ -207,8 +207,13 @@ static void commit(coordinator *c, int64_t now)
     print_links(c);
     gdml_score val;
     uint32_t scored = gdml_store_meta_score(meta, &val);
-    printf(" val_acc=%.6f val_loss=%.6f val_regions=%u\n", gdml_score_accuracy(&val),
+    printf(" val_acc=%.6f val_loss=%.6f val_regions=%u merged=", gdml_score_accuracy(&val),
            scored ? val.loss : NAN, scored);
+    /* The regions whose deltas this version took, for gdml-launch's display. */
+    for (uint32_t i = 0, n = 0; i < meta->n_regions; i++)
+        if (meta->regions[i].samples > 0)
+            printf("%s%s", n++ ? "," : "", meta->regions[i].name);
+    printf("\n");
     fflush(stdout);
 }
 

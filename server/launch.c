@@ -12,9 +12,12 @@
  * Everything a run makes lives in its run directory: job.ini (the exact
  * configuration every process ran with), data/<region>/, logs/ (each
  * process's log, and bytes-*.csv: every WAN message), store/ (the LMDB model
- * versions), rounds.csv (one line per version) and summary.json.
+ * versions), rounds.csv (one line per version), summary.json and plots/
+ * (gdml-report's, run at the end). What it prints while the job runs is
+ * launch_progress.c's.
  */
 #include "launch.h"
+#include "launch_progress.h"
 
 #include "config.h"
 #include "keys.h"
@@ -31,29 +34,20 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define MAX_REGIONS 64
 #define MAX_PROCS (1 + MAX_REGIONS + MAX_REGIONS * 64)
 #define STARTUP_TIMEOUT_MS 20000
 #define SHUTDOWN_TIMEOUT_MS 15000
-
-typedef struct link_bytes {
-    char name[GDML_NAME_MAX];
-    uint64_t up, down;
-} link_bytes;
-
-typedef struct progress {
-    uint64_t version, wan_up, wan_down;
-    double accuracy, loss;
-    uint64_t versions_reported;
-    link_bytes links[MAX_REGIONS]; /* per region, from the coordinator's counts */
-    int n_links;
-} progress;
 
 typedef struct launch {
     const gdml_config *cfg;
@@ -71,7 +65,7 @@ typedef struct launch {
     size_t n_procs;
     char line[8192]; /* coordinator stdout not yet split into lines */
     size_t line_len;
-    progress prog;
+    gdml_progress prog; /* what the coordinator reported, and how it is shown */
     FILE *rounds; /* rounds.csv */
     bool wan_curve, lan_curve;
     char coord_key[PATH_MAX], coord_pub[PATH_MAX], coord_allow[PATH_MAX];
@@ -509,69 +503,16 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     return GDML_OK;
 }
 
-/* Parses "links=name:up:down,name:up:down ..." into the per-link counts. */
-static void parse_links(progress *pg, const char *line)
-{
-    const char *p = strstr(line, "links=");
-    if (!p)
-        return;
-    p += 6;
-    pg->n_links = 0;
-    while (*p && *p != ' ' && pg->n_links < MAX_REGIONS) {
-        link_bytes *lb = &pg->links[pg->n_links];
-        unsigned long long up, down;
-        int used = 0;
-        if (sscanf(p, "%63[^:]:%llu:%llu%n", lb->name, &up, &down, &used) != 3)
-            return;
-        lb->up = up;
-        lb->down = down;
-        pg->n_links++;
-        p += used;
-        if (*p == ',')
-            p++;
-    }
-}
-
 /* One coordinator line: "round=.. version=.. accuracy=.. ..." or "done ...". */
 static void on_progress_line(launch *L, const char *line)
 {
-    progress *pg = &L->prog;
-    unsigned long long round, version, up, down;
-    double acc, loss, train_loss;
-    if (sscanf(line,
-               "round=%llu version=%llu accuracy=%lf loss=%lf train_loss=%lf wan_up=%llu "
-               "wan_down=%llu",
-               &round, &version, &acc, &loss, &train_loss, &up, &down) == 7) {
-        pg->version = version;
-        pg->accuracy = acc;
-        pg->loss = loss;
-        pg->wan_up = up;
-        pg->wan_down = down;
-        pg->versions_reported++;
-        parse_links(pg, line);
-        if (L->rounds) {
-            fprintf(L->rounds, "%llu,%lld,%.6f,%.6f,%llu,%llu\n", version,
-                    (long long)(gdml_now_ms() - L->start_ms), acc, loss, up, down);
-            fflush(L->rounds);
-        }
-        char held[48] = "";
-        const char *v = strstr(line, " val_acc=");
-        double val_acc;
-        unsigned val_regions;
-        if (v &&
-            sscanf(v, " val_acc=%lf val_loss=%*f val_regions=%u", &val_acc, &val_regions) == 2 &&
-            val_regions > 0)
-            snprintf(held, sizeof held, "  val %.3f (%u region%s)", val_acc, val_regions,
-                     val_regions == 1 ? "" : "s");
-        printf("version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
-               "raw data %.2f MB (gzip %.2f MB)%s\n",
-               version, acc, mb(up + down), mb(up), mb(down), mb(L->raw_bytes),
-               mb(L->raw_gzip_bytes), held);
-        fflush(stdout);
-    } else if (sscanf(line, "done versions=%*u wan_up=%llu wan_down=%llu", &up, &down) == 2) {
-        pg->wan_up = up;
-        pg->wan_down = down;
-        parse_links(pg, line);
+    const gdml_progress *pg = &L->prog;
+    if (gdml_progress_on_line(&L->prog, line, gdml_now_ms()) == GDML_PROGRESS_VERSION &&
+        L->rounds) {
+        fprintf(L->rounds, "%llu,%lld,%.6f,%.6f,%llu,%llu\n", (unsigned long long)pg->version,
+                (long long)(gdml_now_ms() - L->start_ms), pg->accuracy, pg->loss,
+                (unsigned long long)pg->wan_up, (unsigned long long)pg->wan_down);
+        fflush(L->rounds);
     }
 }
 
@@ -638,6 +579,7 @@ static gdml_err supervise(launch *L, gdml_errmsg *e)
         gdml_err err = gdml_supervisor_tick(&L->sup, gdml_now_ms(), e);
         if (err)
             return err;
+        gdml_progress_tick(&L->prog, L->procs, L->n_procs, gdml_now_ms());
     }
 }
 
@@ -677,11 +619,12 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
     fprintf(f, "  \"regions\": %d,\n  \"workers\": %lld,\n", L->n_regions,
             (long long)(L->n_regions * cfg->launch.workers));
     fprintf(f, "  \"links\": [");
-    for (int i = 0; i < L->prog.n_links; i++) {
+    for (int i = 0; i < L->prog.n_regions; i++) {
         fprintf(f, "%s\n    {\"region\": ", i ? "," : "");
-        json_string(f, L->prog.links[i].name);
+        json_string(f, L->prog.regions[i].name);
         fprintf(f, ", \"bytes_up\": %llu, \"bytes_down\": %llu}",
-                (unsigned long long)L->prog.links[i].up, (unsigned long long)L->prog.links[i].down);
+                (unsigned long long)L->prog.regions[i].up,
+                (unsigned long long)L->prog.regions[i].down);
     }
     fprintf(f, "\n  ],\n");
     fprintf(f, "  \"split\": ");
@@ -712,6 +655,32 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
     return GDML_OK;
 }
 
+/*
+ * Runs gdml-report on the run, which prints the plots it wrote. A report
+ * that fails (gnuplot not installed, say) is a warning: the run is complete.
+ */
+static void report(const launch *L)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/gdml-report", L->bin_dir);
+    char *argv[] = {path, (char *)L->run_dir, NULL};
+    fflush(stdout);
+    pid_t pid;
+    int status = 0;
+    if (posix_spawn(&pid, path, NULL, NULL, argv, environ) != 0) {
+        status = -1;
+    } else {
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    if (status != 0)
+        fprintf(stderr,
+                "gdml-launch: warning: no plots (%s %s failed; it says why above); "
+                "the run itself is complete\n",
+                path, L->run_dir);
+}
+
 static gdml_err summarize(launch *L, gdml_errmsg *e)
 {
     double wall = (double)(gdml_now_ms() - L->start_ms) / 1000.0;
@@ -736,11 +705,12 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
            mb(wan), mb(L->prog.wan_up), mb(L->prog.wan_down), mb(L->raw_bytes),
            mb(L->raw_gzip_bytes), wan ? (double)L->raw_bytes / (double)wan : 0.0,
            wan ? (double)L->raw_gzip_bytes / (double)wan : 0.0);
-    for (int i = 0; i < L->prog.n_links; i++)
-        printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.links[i].name, mb(L->prog.links[i].up),
-               mb(L->prog.links[i].down));
+    for (int i = 0; i < L->prog.n_regions; i++)
+        printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.regions[i].name,
+               mb(L->prog.regions[i].up), mb(L->prog.regions[i].down));
     printf("model versions: %llu in %s (list them: %s/gdml-models list --store %s)\n",
            (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
+    report(L);
     printf("summary: %s\n", path);
     return GDML_OK;
 }
@@ -753,7 +723,6 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
     L->cfg = cfg;
     L->start_ms = gdml_now_ms();
     L->start_wall_ms = gdml_wall_ms();
-    L->prog.accuracy = L->prog.loss = NAN;
     L->resume = strcmp(cfg->launch.resume, "on") == 0;
     gdml_err err =
         gdml_config_split_names(cfg->launch.regions, L->names, MAX_REGIONS, &L->n_regions, e);
@@ -763,10 +732,15 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
         err = make_run_dir(L, e);
     if (err)
         goto out;
+    gdml_progress_init(
+        &L->prog, cfg, L->names, L->n_regions,
+        gdml_progress_style_for(cfg->launch.progress, isatty(STDOUT_FILENO), getenv("TERM")),
+        stdout, L->start_ms);
     printf("gdml-launch: run directory %s\n", L->run_dir);
     if ((err = gdml_config_write(cfg, L->job_ini, e)) || (err = split_data(L, e)) ||
         (err = make_keys(L, e)))
         goto out;
+    gdml_progress_set_raw(&L->prog, L->raw_bytes, L->raw_gzip_bytes);
     char rounds[PATH_MAX];
     if ((err = path_join(rounds, L->run_dir, "rounds.csv", e)))
         goto out;
@@ -788,8 +762,10 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
         };
         gdml_roles_parse(cfg->launch.chaos_roles, &sc.chaos_roles); /* checked when loaded */
         /* Its times count from the launcher's start, as rounds.csv's do. */
-        gdml_supervisor_init(&L->sup, &sc, L->procs, L->n_procs, stdout, L->start_ms);
+        gdml_supervisor_init(&L->sup, &sc, L->procs, L->n_procs, gdml_progress_log_stream(&L->prog),
+                             L->start_ms);
         err = supervise(L, e);
+        gdml_progress_finish(&L->prog, !err, gdml_now_ms());
     }
     if (!err) {
         if (!gdml_procs_wait_all(L->procs, L->n_procs, SHUTDOWN_TIMEOUT_MS)) {
@@ -813,6 +789,7 @@ out:
         gdml_proc_fini(&L->procs[i]);
     if (L->rounds)
         fclose(L->rounds);
+    gdml_progress_fini(&L->prog);
     free(L);
     return err;
 }

@@ -125,6 +125,7 @@ typedef struct gdml_config {
         int64_t restart_limit, restart_backoff_ms;
         int64_t chaos_every_ms, chaos_kills, chaos_seed;
         char chaos_roles[64];
+        char progress[8]; /* "auto", "live" or "plain" */
     } launch;
 } gdml_config;
 

@@ -116,6 +116,7 @@ static const char *const lan_consistencies[] = {"bsp", "ssp", "asp", NULL};
 static const char *const data_formats[] = {"auto", "csv", "libsvm", NULL};
 static const char *const csv_headers[] = {"auto", "yes", "no", NULL};
 static const char *const optimizers[] = {"sgd", "momentum", "adam", NULL};
+static const char *const progress_modes[] = {"auto", "live", "plain", NULL};
 static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov", "adam", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -361,6 +362,9 @@ const key_def gdml_config_keys[] = {
      .brief = "coordinator,server,worker", .flag = "--chaos-roles", .meta = "LIST",
      .help = "which kinds of process chaos kills"},
     INT(launch, chaos_seed, "1", 0, INT64_MAX, "--chaos-seed", "seed of chaos's choices"),
+    ENUM(launch, progress, "auto", progress_modes, "--progress", "auto|live|plain",
+         "live: a display redrawn in place on the terminal; plain: one line per version; auto: "
+         "live when stdout is a terminal and TERM is not dumb"),
 };
 
 const size_t gdml_config_n_keys = sizeof gdml_config_keys / sizeof gdml_config_keys[0];

@@ -122,7 +122,8 @@ gdml_err gdml_metrics_new(const gdml_metric_def *defs, size_t n_defs, unsigned r
     }
     if (!m || !m->families || !m->series) {
         gdml_metrics_destroy(&m);
-        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu metric series", max_series);
+        return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu metric series",
+                               max_series);
     }
     m->max_series = max_series;
     gdml_err err = GDML_OK;

@@ -47,9 +47,9 @@ enum {
 typedef struct gdml_metric_def {
     const char *name; /* [a-zA-Z_:][a-zA-Z0-9_:]*; a counter's ends in _total */
     gdml_metric_type type;
-    unsigned roles;                              /* GDML_ROLE_* bits */
+    unsigned roles;                             /* GDML_ROLE_* bits */
     const char *labels[GDML_METRIC_MAX_LABELS]; /* label names; the first NULL ends them */
-    const char *help;                            /* one line: what, in which unit */
+    const char *help;                           /* one line: what, in which unit */
 } gdml_metric_def;
 
 typedef struct gdml_metrics gdml_metrics;

@@ -9,8 +9,15 @@
 #include <string.h>
 
 static const gdml_metric_def defs[] = {
-    {"t_bytes_total", GDML_METRIC_COUNTER, GDML_ROLE_SERVER, {"link", "direction"}, "bytes, by link"},
-    {"t_version", GDML_METRIC_GAUGE, GDML_ROLE_SERVER | GDML_ROLE_WORKER, {NULL},
+    {"t_bytes_total",
+     GDML_METRIC_COUNTER,
+     GDML_ROLE_SERVER,
+     {"link", "direction"},
+     "bytes, by link"},
+    {"t_version",
+     GDML_METRIC_GAUGE,
+     GDML_ROLE_SERVER | GDML_ROLE_WORKER,
+     {NULL},
      "a help with a \\ and\na newline"},
     {"t_worker_only", GDML_METRIC_GAUGE, GDML_ROLE_WORKER, {NULL}, "not the server's"},
 };
@@ -43,13 +50,14 @@ Test(metrics, exact_exposition_text)
     gdml_metric_count(gdml_metrics_series(m, "t_bytes_total", v2), 0.5);
     gdml_metric_set(gdml_metrics_plain(m, "t_version"), 7);
     char *text = render(m);
-    cr_assert_str_eq(text, "# HELP t_bytes_total bytes, by link\n"
-                           "# TYPE t_bytes_total counter\n"
-                           "t_bytes_total{role=\"server\",link=\"us-east\",direction=\"up\"} 1234\n"
-                           "t_bytes_total{role=\"server\",link=\"us-east\",direction=\"down\"} 0.5\n"
-                           "# HELP t_version a help with a \\\\ and\\na newline\n"
-                           "# TYPE t_version gauge\n"
-                           "t_version{role=\"server\"} 7\n");
+    cr_assert_str_eq(text,
+                     "# HELP t_bytes_total bytes, by link\n"
+                     "# TYPE t_bytes_total counter\n"
+                     "t_bytes_total{role=\"server\",link=\"us-east\",direction=\"up\"} 1234\n"
+                     "t_bytes_total{role=\"server\",link=\"us-east\",direction=\"down\"} 0.5\n"
+                     "# HELP t_version a help with a \\\\ and\\na newline\n"
+                     "# TYPE t_version gauge\n"
+                     "t_version{role=\"server\"} 7\n");
     free(text);
     gdml_metrics_destroy(&m);
     cr_assert_null(m);
@@ -198,14 +206,15 @@ Test(metrics, rejected_messages_by_reason)
 {
     gdml_metrics *m = NULL;
     gdml_errmsg e;
-    cr_assert_eq(gdml_metrics_new(gdml_metric_catalog, gdml_metric_catalog_n, GDML_ROLE_WORKER,
-                                  64, NULL, &m, &e),
+    cr_assert_eq(gdml_metrics_new(gdml_metric_catalog, gdml_metric_catalog_n, GDML_ROLE_WORKER, 64,
+                                  NULL, &m, &e),
                  GDML_OK);
     uint64_t counts[GDML_REASON_COUNT] = {0};
     counts[GDML_REASON_NOT_MEMBER] = 3;
     gdml_metrics_count_reasons(m, counts);
     char *text = render(m);
-    cr_assert(strstr(text, "gdml_rejected_messages_total{reason=\"not_a_member\"} 3\n"), "%s", text);
+    cr_assert(strstr(text, "gdml_rejected_messages_total{reason=\"not_a_member\"} 3\n"), "%s",
+              text);
     cr_assert_null(strstr(text, "reason=\"stale\""), "no series for a reason that did not happen");
     free(text);
     gdml_metrics_destroy(&m);

@@ -20,8 +20,9 @@
 set -euo pipefail
 
 build=(build-essential pkg-config meson ninja-build
-       libzmq3-dev libmsgpack-dev libopenblas-dev liblmdb-dev libinih-dev zlib1g-dev)
-runtime=(libzmq5 libmsgpackc2 libopenblas0-pthread liblmdb0 libinih1 zlib1g)
+       libzmq3-dev libmsgpack-dev libopenblas-dev liblmdb-dev libinih-dev zlib1g-dev
+       libmicrohttpd-dev)
+runtime=(libzmq5 libmsgpackc2 libopenblas0-pthread liblmdb0 libinih1 zlib1g libmicrohttpd12)
 containers=(podman runc netavark aardvark-dns iptables catatonit podman-compose mmdebstrap uidmap python3 python3-yaml)
 
 mode=${1:---all}
@@ -30,7 +31,7 @@ case "$mode" in
     packages=("${build[@]}"
               libcriterion-dev clang libclang-rt-14-dev
               dataset-fashion-mnist
-              gnuplot-nox lmdb-utils iproute2 python3 python3-yaml) ;;
+              gnuplot-nox lmdb-utils iproute2 python3 python3-yaml prometheus) ;;
   --build) packages=("${build[@]}") ;;
   --runtime) packages=("${runtime[@]}") ;;
   --containers) packages=("${containers[@]}") ;;

@@ -506,6 +506,15 @@ void gdml_coord_region_bytes(const gdml_coord *c, size_t i, const char **name, u
     *down = w ? gdml_wan_bytes_sent(w) : 0;
 }
 
+void gdml_coord_region_link(gdml_coord *c, size_t i, int64_t now_ms, double *rate,
+                            uint64_t *tokens, uint64_t *staleness)
+{
+    gdml_wan *w = c->slots[i].down;
+    *rate = w ? gdml_wan_budget(w).rate : 0;
+    *tokens = w ? gdml_wan_available(w, now_ms) : GDML_BUDGET_UNLIMITED;
+    *staleness = c->slots[i].delta_tau;
+}
+
 double gdml_coord_train_loss(const gdml_coord *c)
 {
     return c->train_loss;

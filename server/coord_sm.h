@@ -149,6 +149,15 @@ size_t gdml_coord_region_count(const gdml_coord *c);
 void gdml_coord_region_bytes(const gdml_coord *c, size_t i, const char **name, uint64_t *up,
                              uint64_t *down);
 
+/*
+ * Region i's downlink budget at now_ms, for metrics: its rate in bytes per
+ * second (0: unlimited) and the bytes it lets through now
+ * (GDML_BUDGET_UNLIMITED: no limit); and how many versions behind the one it
+ * was merged into the region's last delta was made.
+ */
+void gdml_coord_region_link(gdml_coord *c, size_t i, int64_t now_ms, double *rate,
+                            uint64_t *tokens, uint64_t *staleness);
+
 /* The mean training loss the last merged deltas reported (NaN before any). */
 double gdml_coord_train_loss(const gdml_coord *c);
 

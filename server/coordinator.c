@@ -8,6 +8,11 @@
  * state machine asks: frames to send, connections to drop, versions to
  * commit (and then the progress line), the end of the run. Nothing here
  * decides anything about the protocol.
+ *
+ * Metrics (metrics_http.h): the state machine keeps its counters as it
+ * always has, and the loop copies them into the registry a few times a
+ * second and at each commit, so the state machine stays free of I/O and of
+ * shared state.
  */
 #include "coordinator.h"
 
@@ -15,6 +20,8 @@
 #include "dataset.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics_catalog.h"
+#include "metrics_http.h"
 #include "program.h"
 #include "store.h"
 #include "transport.h"
@@ -29,6 +36,8 @@
 
 /* Frames taken from the link per turn of the loop, so that ticks keep their time. */
 #define FRAMES_PER_TURN 256
+/* How often the loop copies its figures into the metrics registry. */
+#define METRICS_EVERY_MS 250
 
 typedef struct coordinator {
     const gdml_config *cfg;
@@ -43,6 +52,8 @@ typedef struct coordinator {
     char members[GDML_STORE_MAX_REGIONS][GDML_NAME_MAX];
     int n_members;
     uint64_t versions_committed;
+    gdml_program_metrics metrics;
+    int64_t metrics_ms, commit_ms; /* last copy into the registry; last commit (0: none) */
 } coordinator;
 
 static gdml_err open_store(coordinator *c, gdml_errmsg *e)
@@ -170,6 +181,55 @@ static void fill_sm_config(coordinator *c)
     s->seq_base = (uint64_t)gdml_wall_ms() * 16;
 }
 
+/* Copies the state machine's counters into the registry, at most every METRICS_EVERY_MS. */
+static void publish(coordinator *c, int64_t now)
+{
+    gdml_metrics *m = c->metrics.registry;
+    if (!m || now - c->metrics_ms < METRICS_EVERY_MS)
+        return;
+    c->metrics_ms = now;
+    gdml_coord_stats st;
+    gdml_coord_stats_get(c->sm, &st);
+    gdml_metric_set(gdml_metrics_plain(m, "gdml_global_version"), (double)st.version);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_merges_total"), (double)st.merges);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_contributions_dropped_total"),
+                      (double)st.contributions_dropped);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_joins_total"), (double)st.joins);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_reconnects_total"), (double)st.rejoins);
+    gdml_metrics_count_reasons(m, st.rejected);
+    for (size_t i = 0; i < gdml_coord_region_count(c->sm); i++) {
+        const char *name;
+        uint64_t up, down, tokens, staleness;
+        double rate;
+        gdml_coord_region_bytes(c->sm, i, &name, &up, &down);
+        gdml_coord_region_link(c->sm, i, now, &rate, &tokens, &staleness);
+        gdml_metrics_wan_link(m, name, up, down, "down", rate, tokens);
+        const char *region[] = {name};
+        gdml_metric_set(gdml_metrics_series(m, "gdml_staleness_versions", region),
+                        (double)staleness);
+    }
+}
+
+/* A committed version's figures: its scores and how long its round took. */
+static void publish_commit(coordinator *c, const gdml_version_meta *meta, int64_t now)
+{
+    gdml_metrics *m = c->metrics.registry;
+    if (!m)
+        return;
+    gdml_score val;
+    uint32_t scored = gdml_store_meta_score(meta, &val);
+    gdml_metrics_score(m, "test", meta->accuracy, meta->loss);
+    gdml_metrics_score(m, "validation", scored ? gdml_score_accuracy(&val) : NAN,
+                       scored ? val.loss : NAN);
+    gdml_metrics_score(m, "train", NAN, gdml_coord_train_loss(c->sm));
+    if (c->commit_ms)
+        gdml_metric_set(gdml_metrics_plain(m, "gdml_round_duration_seconds"),
+                        (double)(now - c->commit_ms) / 1000.0);
+    c->commit_ms = now;
+    c->metrics_ms = 0; /* the version and the counters too, now */
+    publish(c, now);
+}
+
 /* One progress line per committed version, for gdml-launch and scripts. */
 static void print_links(const coordinator *c)
 {
@@ -215,6 +275,7 @@ static void commit(coordinator *c, int64_t now)
             printf("%s%s", n++ ? "," : "", meta->regions[i].name);
     printf("\n");
     fflush(stdout);
+    publish_commit(c, meta, now);
 }
 
 /* Carries out every queued action; returns true when the run is over (*err set). */
@@ -311,6 +372,7 @@ static gdml_err serve(coordinator *c, gdml_errmsg *e)
         while (gdml_link_next_dropped(c->link, &gone))
             gdml_coord_on_dropped(c->sm, now, &gone);
         gdml_coord_on_tick(c->sm, now);
+        publish(c, now);
     }
 }
 
@@ -350,6 +412,9 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
                               "coordinator.regions = %lld regions must join, but only %d may "
                               "(coordinator.members or the allow-list)",
                               (long long)cfg->coordinator.regions, c->n_members);
+    if (!err)
+        err = gdml_program_metrics_start(cfg, GDML_ROLE_COORDINATOR, "coordinator", "coordinator",
+                                         &c->metrics, e);
     if (!err)
         err = open_store(c, e);
     if (!err)
@@ -392,6 +457,7 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         gdml_info("frames dropped, by reason: %s; contributions dropped: %llu", counts,
                   (unsigned long long)st.contributions_dropped);
     }
+    gdml_program_metrics_stop(&c->metrics);
     gdml_coord_destroy(&c->sm);
     gdml_link_close(&c->link);
     gdml_transport_destroy(&c->transport);

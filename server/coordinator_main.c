@@ -1,8 +1,9 @@
 /* coordinator_main.c - gdml-coordinator: command line, then gdml_coordinator_run. */
 #include "program.h"
 #include "coordinator.h"
+#include "metrics.h"
 
-static const char *const sections[] = {"coordinator", "data", "merge", "model", "store", "security", "net", "log", NULL};
+static const char *const sections[] = {"coordinator", "data", "merge", "model", "store", "security", "net", "metrics", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-coordinator",
@@ -10,6 +11,7 @@ static const gdml_program program = {
                "every global model version in LMDB.",
     .usage = "[--config FILE] [options]",
     .sections = sections,
+    .metrics_roles = GDML_ROLE_COORDINATOR,
 };
 
 int main(int argc, char **argv)

@@ -219,23 +219,33 @@ static gdml_err split_data(launch *L, gdml_errmsg *e)
     return GDML_OK;
 }
 
-/* Starts one program with `--config job.ini` and the given overrides. */
+/*
+ * Starts one program with `--config job.ini` and the given overrides. Its
+ * metrics address goes to RUN_DIR/NAME.metrics (NAME: log_file without
+ * .log), for scripts and Prometheus's file discovery.
+ */
 static gdml_err start(launch *L, const char *program, const char *name, const char *log_file,
                       bool pipe_stdout, const char *const *args, gdml_proc **out, gdml_errmsg *e)
 {
-    char path[PATH_MAX], log[PATH_MAX], logs[PATH_MAX];
+    char path[PATH_MAX], log[PATH_MAX], logs[PATH_MAX], metrics[PATH_MAX], file[GDML_NAME_MAX + 32];
     char *argv[32];
     size_t argc = 0;
+    size_t stem = strlen(log_file) > 4 ? strlen(log_file) - 4 : strlen(log_file); /* ".log" */
+    snprintf(file, sizeof file, "%.*s.metrics", (int)stem, log_file);
     gdml_err err = path_join(path, L->bin_dir, program, e);
     if (!err)
         err = path_join(logs, L->run_dir, "logs", e);
     if (!err)
         err = path_join(log, logs, log_file, e);
+    if (!err)
+        err = path_join(metrics, L->run_dir, file, e);
     if (err)
         return err;
     argv[argc++] = path;
     argv[argc++] = "--config";
     argv[argc++] = L->job_ini;
+    argv[argc++] = "--metrics-file";
+    argv[argc++] = metrics;
     for (; *args && argc < 31; args++)
         argv[argc++] = (char *)*args;
     argv[argc] = NULL;

@@ -7,12 +7,16 @@
  * refusals from both links, dropped workers and clock ticks go in; frames to
  * send, connections to drop and the end of the run come out. SIGHUP re-reads
  * the configuration and hands its [budget] to the state machine, which keeps
- * the link's history and residual.
+ * the link's history and residual. As in the coordinator's loop, metrics
+ * are the state machine's counters, copied into the registry a few times a
+ * second.
  */
 #include "region.h"
 
 #include "keys.h"
 #include "log.h"
+#include "metrics_catalog.h"
+#include "metrics_http.h"
 #include "model.h"
 #include "program.h"
 #include "region_sm.h"
@@ -26,6 +30,7 @@
 #include <string.h>
 
 #define FRAMES_PER_TURN 256
+#define METRICS_EVERY_MS 250
 
 typedef struct region_loop {
     const gdml_config *cfg;
@@ -37,6 +42,9 @@ typedef struct region_loop {
     FILE *byte_log;
     gdml_store *ckpt;            /* the checkpoint store, or NULL */
     uint64_t handshake_failures; /* of the link to the coordinator, last logged */
+    uint64_t reconnects;         /* to the coordinator */
+    gdml_program_metrics metrics;
+    int64_t metrics_ms; /* last copy into the registry */
 } region_loop;
 
 /*
@@ -48,8 +56,10 @@ static void check_handshakes(region_loop *L, int64_t now)
 {
     gdml_link_stats st;
     gdml_link_stats_get(L->links[GDML_LINK_UP], &st);
-    if (gdml_link_reconnected(L->links[GDML_LINK_UP]))
+    if (gdml_link_reconnected(L->links[GDML_LINK_UP])) {
         gdml_region_on_reconnected(L->sm, now);
+        L->reconnects++;
+    }
     if (st.auth_refused <= L->handshake_failures)
         return;
     L->handshake_failures = st.auth_refused;
@@ -57,6 +67,33 @@ static void check_handshakes(region_loop *L, int64_t now)
               "security.coordinator_key is the coordinator's .pub file and that the "
               "coordinator's allow-list holds this region's public key",
               L->cfg->server.coordinator, (unsigned long long)st.auth_refused);
+}
+
+/* Copies the state machine's counters into the registry, at most every METRICS_EVERY_MS. */
+static void publish(region_loop *L, int64_t now)
+{
+    gdml_metrics *m = L->metrics.registry;
+    if (!m || now - L->metrics_ms < METRICS_EVERY_MS)
+        return;
+    L->metrics_ms = now;
+    gdml_region_stats st;
+    gdml_region_stats_get(L->sm, &st);
+    gdml_metric_set(gdml_metrics_plain(m, "gdml_global_version"), (double)st.version);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_steps_total"), (double)st.steps);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_syncs_total"), (double)st.syncs);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_pushes_total"), (double)st.pushes);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_joins_total"), (double)st.worker_joins);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_reconnects_total"), (double)L->reconnects);
+    gdml_metrics_count_reasons(m, st.rejected);
+    const char *up[] = {"up"}, *down[] = {"down"};
+    gdml_metric_count(gdml_metrics_series(m, "gdml_lan_bytes_total", up), (double)st.lan_bytes_in);
+    gdml_metric_count(gdml_metrics_series(m, "gdml_lan_bytes_total", down),
+                      (double)st.lan_bytes_out);
+    uint64_t wan_up, wan_down, tokens;
+    double rate;
+    gdml_region_wan_bytes(L->sm, &wan_up, &wan_down);
+    gdml_region_uplink_budget(L->sm, now, &rate, &tokens);
+    gdml_metrics_wan_link(m, L->cfg->server.name, wan_up, wan_down, "up", rate, tokens);
 }
 
 static gdml_budget_config up_budget(const gdml_config *cfg)
@@ -293,6 +330,7 @@ static gdml_err serve(region_loop *L, gdml_errmsg *e)
             gdml_region_on_dropped(L->sm, now, &gone);
         gdml_region_on_tick(L->sm, now);
         check_handshakes(L, now);
+        publish(L, now);
     }
 }
 
@@ -339,6 +377,9 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
     L->cfg = cfg;
     gdml_err err = fill_sm_config(L, e);
     if (!err)
+        err = gdml_program_metrics_start(cfg, GDML_ROLE_SERVER, "server", cfg->server.name,
+                                         &L->metrics, e);
+    if (!err)
         err = open_links(L, e);
     if (!err)
         err = gdml_region_new(&L->sm_cfg, &L->sm, e);
@@ -373,6 +414,7 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
     for (int l = 0; l < 2; l++)
         if (L->links[l])
             gdml_link_flush(L->links[l], gdml_now_ms());
+    gdml_program_metrics_stop(&L->metrics);
     gdml_region_destroy(&L->sm);
     gdml_store_close(&L->ckpt);
     gdml_link_close(&L->links[0]);

@@ -1,8 +1,9 @@
 /* region_main.c - gdml-server: command line, then gdml_region_run. */
+#include "metrics.h"
 #include "program.h"
 #include "region.h"
 
-static const char *const sections[] = {"server", "budget", "security", "net", "log", NULL};
+static const char *const sections[] = {"server", "budget", "security", "net", "metrics", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-server",
@@ -10,6 +11,7 @@ static const gdml_program program = {
                "syncs model deltas with the global coordinator over the WAN.",
     .usage = "--name NAME [--config FILE] [options]",
     .sections = sections,
+    .metrics_roles = GDML_ROLE_SERVER,
 };
 
 int main(int argc, char **argv)

@@ -339,6 +339,12 @@ void gdml_region_stats_get(const gdml_region *r, gdml_region_stats *out)
     out->version = r->version;
 }
 
+void gdml_region_uplink_budget(gdml_region *r, int64_t now_ms, double *rate, uint64_t *tokens)
+{
+    *rate = gdml_wan_budget(r->up).rate;
+    *tokens = gdml_wan_available(r->up, now_ms);
+}
+
 void gdml_region_wan_bytes(const gdml_region *r, uint64_t *up, uint64_t *down)
 {
     *up = gdml_wan_bytes_sent(r->up);

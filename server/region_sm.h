@@ -153,4 +153,8 @@ void gdml_region_stats_get(const gdml_region *r, gdml_region_stats *out);
 /* Uplink bytes each way, for the final line. */
 void gdml_region_wan_bytes(const gdml_region *r, uint64_t *up, uint64_t *down);
 
+/* The uplink budget at now_ms, for metrics: its rate in bytes per second (0:
+ * unlimited) and the bytes it lets through now (GDML_BUDGET_UNLIMITED: no limit). */
+void gdml_region_uplink_budget(gdml_region *r, int64_t now_ms, double *rate, uint64_t *tokens);
+
 #endif

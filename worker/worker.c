@@ -24,6 +24,10 @@
  * Nothing the server sends ends the worker but STOP: an ERROR is advisory (a
  * server that does not know it is joined again), a server that goes silent
  * is joined again, and only worker.timeout_ms without a model ends the run.
+ *
+ * Metrics (metrics_http.h): the loop copies its counters into the registry
+ * from its tick, a few times a second; samples per second is the rate over
+ * the last SAMPLES_WINDOW_MS.
  */
 #include "chunk.h"
 #include "codec.h"
@@ -31,6 +35,8 @@
 #include "holdout.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics_catalog.h"
+#include "metrics_http.h"
 #include "model.h"
 #include "program.h"
 #include "ratelog.h"
@@ -43,6 +49,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define METRICS_EVERY_MS 250
+#define SAMPLES_WINDOW_MS 2000
 
 typedef struct worker {
     const gdml_config *cfg;
@@ -86,6 +95,11 @@ typedef struct worker {
     int64_t push_due_ms; /* when it is computed */
     int64_t first_model_ms, compute_us; /* training started; time spent computing gradients */
     bool done;
+    /* Metrics only. */
+    gdml_program_metrics metrics;
+    uint64_t rejected[GDML_REASON_COUNT], reconnects, samples, window_samples;
+    double train_loss; /* of the last batch */
+    int64_t metrics_ms, window_ms;
 } worker;
 
 /* Copies the next minibatch into xb/yb (or the sparse rows bptr/bidx/bval),
@@ -191,6 +205,7 @@ static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
         h.metric =
             w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch, w->grad, w->scratch);
     w->compute_us += gdml_now_us() - t0;
+    w->train_loss = h.metric;
     h.seq = ++w->seq;
     h.version = w->version;
     h.step = w->step;
@@ -205,6 +220,7 @@ static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
     if (err)
         return err;
     w->pushes++;
+    w->samples += w->batch;
     return w->sparse ? pull_next(w, now, e) : GDML_OK;
 }
 
@@ -298,6 +314,7 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     const gdml_msg_header *h = &rx->header;
     if (!w->params) {
         if (h->type != GDML_MSG_WELCOME) {
+            w->rejected[GDML_REASON_UNEXPECTED]++;
             gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected",
                               "MODEL before WELCOME");
             return GDML_OK;
@@ -332,6 +349,7 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
                                 "the server", &complete, &why);
     }
     if (r != GDML_REASON_NONE) {
+        w->rejected[r]++;
         if (r != GDML_REASON_DUPLICATE && r != GDML_REASON_STALE)
             gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", gdml_reason_name(r), "%s",
                               why.text);
@@ -381,14 +399,52 @@ static gdml_err on_frame(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     case GDML_MSG_HEARTBEAT:
         return GDML_OK;
     default:
+        w->rejected[GDML_REASON_UNEXPECTED]++;
         gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected", "ignored %s",
                           gdml_msg_type_name(h->type));
         return GDML_OK;
     }
 }
 
+/* Copies the worker's counters into the registry, at most every METRICS_EVERY_MS. */
+static void publish(worker *w, int64_t now)
+{
+    gdml_metrics *m = w->metrics.registry;
+    if (!m || now - w->metrics_ms < METRICS_EVERY_MS)
+        return;
+    w->metrics_ms = now;
+    gdml_metric_set(gdml_metrics_plain(m, "gdml_global_version"), (double)w->version);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_pushes_total"), (double)w->pushes);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_samples_total"), (double)w->samples);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_compute_seconds_total"),
+                      (double)w->compute_us / 1e6);
+    gdml_metric_count(gdml_metrics_plain(m, "gdml_reconnects_total"), (double)w->reconnects);
+    gdml_metrics_count_reasons(m, w->rejected);
+    if (!w->window_ms) {
+        w->window_ms = now;
+    } else if (now - w->window_ms >= SAMPLES_WINDOW_MS) {
+        gdml_metric_set(gdml_metrics_plain(m, "gdml_samples_per_second"),
+                        (double)(w->samples - w->window_samples) * 1000.0 /
+                            (double)(now - w->window_ms));
+        w->window_ms = now;
+        w->window_samples = w->samples;
+    }
+    gdml_link_stats st;
+    gdml_link_stats_get(w->link, &st);
+    const char *up[] = {"up"}, *down[] = {"down"};
+    gdml_metric_count(gdml_metrics_series(m, "gdml_lan_bytes_total", up), (double)st.bytes_sent);
+    gdml_metric_count(gdml_metrics_series(m, "gdml_lan_bytes_total", down),
+                      (double)st.bytes_received);
+    if (w->pushes)
+        gdml_metrics_score(m, "train", NAN, w->train_loss);
+    if (w->score.rows)
+        gdml_metrics_score(m, "validation", (double)w->score.correct / (double)w->score.rows,
+                           w->score.loss);
+}
+
 static gdml_err tick(worker *w, int64_t now, gdml_errmsg *e)
 {
+    publish(w, now);
     const gdml_config *cfg = w->cfg;
     gdml_link_stats st;
     gdml_link_stats_get(w->link, &st);
@@ -402,6 +458,7 @@ static gdml_err tick(worker *w, int64_t now, gdml_errmsg *e)
     gdml_ratelog_flush(w->log, now);
     if (gdml_link_reconnected(w->link) && !w->done) {
         gdml_info("reconnected to the server: joining again");
+        w->reconnects++;
         send_control(w, GDML_MSG_HELLO, NULL, now);
     }
     if (now - w->model_ms > cfg->worker.timeout_ms)
@@ -450,6 +507,8 @@ static gdml_err serve(worker *w, gdml_errmsg *e)
             if (r == GDML_ERR_AGAIN)
                 break;
             if (r == GDML_ERR_PROTO || r == GDML_ERR_VERSION) {
+                if ((unsigned)rx.reason < GDML_REASON_COUNT)
+                    w->rejected[rx.reason]++;
                 gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server's link",
                                   gdml_reason_name(rx.reason), "%s", why.text);
                 continue;
@@ -502,6 +561,9 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
               w->data.n, (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
               gdml_config_data_name(cfg->worker.data, cfg->worker.images), w->holdout.n);
 
+    if ((err = gdml_program_metrics_start(cfg, GDML_ROLE_WORKER, "worker", w->name, &w->metrics,
+                                          e)))
+        goto out;
     w->curve = gdml_keys_curve_on(cfg, true);
     gdml_link_options opts;
     if ((err = gdml_keys_connect_options(cfg, w->curve, w->name, cfg->security.server_key,
@@ -522,6 +584,7 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
                   trained_ms > 0 ? (double)w->compute_us / 1000.0 / (double)trained_ms : 0.0);
     }
 out:
+    gdml_program_metrics_stop(&w->metrics);
     gdml_link_close(&w->link);
     gdml_transport_destroy(&w->transport);
     gdml_link_security_fini(&w->sec);
@@ -550,7 +613,7 @@ out:
     return err;
 }
 
-static const char *const sections[] = {"worker", "data", "security", "net", "log", NULL};
+static const char *const sections[] = {"worker", "data", "security", "net", "metrics", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-worker",
@@ -558,6 +621,7 @@ static const gdml_program program = {
                "to its regional server. Samples never leave it.",
     .usage = "--name NAME (--images FILE --labels FILE | --data FILE) [--config FILE] [options]",
     .sections = sections,
+    .metrics_roles = GDML_ROLE_WORKER,
 };
 
 int main(int argc, char **argv)

@@ -12,6 +12,7 @@
  * other key stays reachable with --set.
  */
 #include "config.h"
+#include "metrics_catalog.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -43,9 +44,12 @@ static void print_help(const gdml_program *p)
            "  --set SECTION.KEY=VALUE set any key, even of a section not listed below\n"
            "  -h, --help              print this help and exit\n"
            "  --version               print the version and exit\n"
+           "%s"
            "\n"
            "Keys: the defaults, then the --config file, then flags and --set in the order\n"
-           "given (a later one wins). Flags also take the form --flag=VALUE.\n");
+           "given (a later one wins). Flags also take the form --flag=VALUE.\n",
+           p->metrics_roles ? "  --metrics-names         print the names of the metrics it exports and exit\n"
+                            : "");
     gdml_config_print_keys(p->sections, stdout);
 }
 
@@ -132,9 +136,13 @@ gdml_err gdml_cli_parse(const gdml_program *p, int argc, char **argv, gdml_confi
     *exit_now = false;
     /* --help and --version answer whatever else the command line holds. */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (is_help(argv[i]) || strcmp(argv[i], "--version") == 0) {
+        bool names = p->metrics_roles && strcmp(argv[i], "--metrics-names") == 0;
+        if (is_help(argv[i]) || strcmp(argv[i], "--version") == 0 || names) {
             if (is_help(argv[i]))
                 print_help(p);
+            else if (names)
+                gdml_metrics_print_names(gdml_metric_catalog, gdml_metric_catalog_n,
+                                         p->metrics_roles, stdout);
             else
                 printf("%s %s\n", p->name, GDML_VERSION);
             fflush(stdout);

@@ -100,6 +100,10 @@ typedef struct gdml_config {
         int64_t map_mb, max_map_gb, keep_last, keep_every;
     } store;
     struct {
+        char listen[GDML_ENDPOINT_MAX]; /* HOST:PORT of the Prometheus endpoint, or "off" */
+        char file[GDML_PATH_MAX];       /* where to write the address bound, or "" */
+    } metrics;
+    struct {
         int64_t up_bytes_per_s, up_total_bytes, down_bytes_per_s, down_total_bytes;
         int64_t min_message_bytes;
     } budget;
@@ -243,6 +247,7 @@ typedef struct gdml_program {
     const char *summary;         /* one line: what the program does */
     const char *usage;           /* e.g. "[options]" or "list|show|export|eval [args]" */
     const char *const *sections; /* NULL-terminated: the sections this program reads */
+    unsigned metrics_roles;      /* GDML_ROLE_* whose metrics it exports (--metrics-names); 0: none */
 } gdml_program;
 
 /*

@@ -8,6 +8,7 @@
 #include "config_impl.h"
 
 #include "codec.h"
+#include "metrics_http.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -31,6 +32,13 @@ static gdml_err check_endpoint(const char *value, gdml_errmsg *why)
             return GDML_OK;
     }
     return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not a ZeroMQ endpoint");
+}
+
+static gdml_err check_metrics_listen(const char *value, gdml_errmsg *why)
+{
+    if (strcmp(value, "off") == 0 || gdml_metrics_address_ok(value))
+        return GDML_OK;
+    return gdml_errmsg_set(why, GDML_ERR_CONFIG, "not HOST:PORT or off");
 }
 
 static gdml_err check_encoder(const char *value, gdml_errmsg *why)
@@ -286,6 +294,15 @@ const key_def gdml_config_keys[] = {
         "retention: keep the newest this many versions (0: keep all)"),
     INT(store, keep_every, "0", 0, INT64_MAX, "--keep-every",
         "retention: also keep every this-many-th version (0: none beyond keep_last)"),
+
+    {AT(metrics, listen), .type = KEY_STRING, .def = "127.0.0.1:0", .check = check_metrics_listen,
+     .allowed = "off, or HOST:PORT ([V6]:PORT for IPv6); port 0 picks a free port",
+     .brief = "HOST:PORT or off", .flag = "--metrics-listen", .meta = "HOST:PORT",
+     .help = "where to serve Prometheus metrics (GET /metrics): loopback and any free port by "
+             "default, logged and written to metrics.file; 0.0.0.0:PORT to let a Prometheus on "
+             "another host scrape"},
+    STR(metrics, file, "", "--metrics-file", "PATH",
+        "file to write the metrics address bound to, HOST:PORT (empty: none)"),
 
     INT(budget, up_bytes_per_s, "0", 0, 1000000000000, "--up-bytes-per-s",
         "uplink budget: bytes per second over any 1 s window (0: unlimited)"),

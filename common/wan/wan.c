@@ -147,6 +147,11 @@ gdml_budget_config gdml_wan_budget(const gdml_wan *w)
     return gdml_budget_get_config(w->budget);
 }
 
+uint64_t gdml_wan_available(gdml_wan *w, int64_t now_ms)
+{
+    return gdml_budget_available(w->budget, now_ms);
+}
+
 void gdml_wan_budget_state(gdml_wan *w, int64_t now_ms, uint64_t *spent, uint64_t *in_window)
 {
     *spent = gdml_budget_spent(w->budget);

@@ -163,6 +163,9 @@ int64_t gdml_wan_admit(gdml_wan *w, gdml_msg_type type, size_t frame_len, int64_
 /* Counts a received frame's wire bytes and writes it to the byte log. */
 void gdml_wan_note_received(gdml_wan *w, gdml_msg_type type, uint64_t wire_bytes, int64_t now_ms);
 
+/* Bytes the budget lets through at now_ms (GDML_BUDGET_UNLIMITED: no rate, no cap). */
+uint64_t gdml_wan_available(gdml_wan *w, int64_t now_ms);
+
 /* Wire bytes made for sending and received through this link direction. */
 uint64_t gdml_wan_bytes_sent(const gdml_wan *w);
 uint64_t gdml_wan_bytes_received(const gdml_wan *w);

@@ -243,7 +243,7 @@ Test(config, refuses_unknown_keys_and_sections)
                    "keys in [server]: name, listen, coordinator, workers, sync_every", NULL);
     expect_refused(
         "[log]\nlevel = info\n[serve]\nname = a\n", "test.ini:4:", "unknown section [serve]",
-        "sections: log, data, model, coordinator, merge, server, security, net, store, budget, worker, launch", NULL);
+        "sections: log, data, model, coordinator, merge, server, security, net, store, metrics, budget, worker, launch", NULL);
     expect_refused("rounds = 3\n", "test.ini:1:", "'rounds' comes before any [section]", NULL);
 }
 
@@ -547,10 +547,10 @@ static const char *const coordinator_sections[] = {"log", "model", "coordinator"
 static const char *const server_sections[] = {"log", "model", "server", NULL};
 static const char *const worker_sections[] = {"log", "model", "worker", NULL};
 static const gdml_program coordinator = {"gdml-coordinator", "merges the regions' models",
-                                         "[options]", coordinator_sections};
-static const gdml_program server = {"gdml-server", "runs one region", "[options]", server_sections};
+                                         "[options]", coordinator_sections, 0};
+static const gdml_program server = {"gdml-server", "runs one region", "[options]", server_sections, 0};
 static const gdml_program worker = {"gdml-worker", "trains on one shard", "[options]",
-                                    worker_sections};
+                                    worker_sections, 0};
 
 typedef struct cli_result {
     gdml_err err;

@@ -33,6 +33,7 @@
 typedef struct coordinator {
     const gdml_config *cfg;
     gdml_coord_config sm_cfg;
+    gdml_dp_config dp; /* [privacy], when privacy.dp = on */
     gdml_coord *sm;
     gdml_store *store;
     gdml_dataset eval;
@@ -207,8 +208,11 @@ static void commit(coordinator *c, int64_t now)
     print_links(c);
     gdml_score val;
     uint32_t scored = gdml_store_meta_score(meta, &val);
-    printf(" val_acc=%.6f val_loss=%.6f val_regions=%u\n", gdml_score_accuracy(&val),
+    printf(" val_acc=%.6f val_loss=%.6f val_regions=%u", gdml_score_accuracy(&val),
            scored ? val.loss : NAN, scored);
+    if (meta->dp_delta > 0)
+        printf(" eps=%.6f dp_delta=%g", meta->epsilon, meta->dp_delta);
+    printf("\n");
     fflush(stdout);
 }
 
@@ -345,6 +349,10 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
                               "coordinator.regions = %lld regions must join, but only %d may "
                               "(coordinator.members or the allow-list)",
                               (long long)cfg->coordinator.regions, c->n_members);
+    if (!err && gdml_config_privacy(cfg, &c->dp)) {
+        c->sm_cfg.dp = &c->dp;
+        err = gdml_coord_check_privacy(&c->sm_cfg, e);
+    }
     if (!err)
         err = open_store(c, e);
     if (!err)
@@ -375,7 +383,11 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         printf("done versions=%llu wan_up=%llu wan_down=%llu links=", (unsigned long long)count,
                (unsigned long long)stats.bytes_received, (unsigned long long)stats.bytes_sent);
         print_links(c);
-        printf(" store=%s\n", cfg->coordinator.store);
+        printf(" store=%s", cfg->coordinator.store);
+        if (c->sm_cfg.dp)
+            printf(" eps=%.6f dp_delta=%g privacy_stop=%d", gdml_coord_epsilon(c->sm),
+                   c->dp.delta, gdml_coord_privacy_stopped(c->sm));
+        printf("\n");
         fflush(stdout);
         gdml_info("%llu versions in '%s'", (unsigned long long)count, cfg->coordinator.store);
     }

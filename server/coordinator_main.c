@@ -2,7 +2,7 @@
 #include "program.h"
 #include "coordinator.h"
 
-static const char *const sections[] = {"coordinator", "data", "merge", "model", "store", "security", "net", "log", NULL};
+static const char *const sections[] = {"coordinator", "data", "merge", "model", "store", "security", "net", "privacy", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-coordinator",

@@ -53,6 +53,8 @@ typedef struct progress {
     uint64_t versions_reported;
     link_bytes links[MAX_REGIONS]; /* per region, from the coordinator's counts */
     int n_links;
+    double epsilon, dp_delta; /* privacy spent ("eps="); dp_delta 0 without DP */
+    bool privacy_stop;        /* the privacy budget ended the run */
 } progress;
 
 typedef struct launch {
@@ -532,6 +534,17 @@ static void parse_links(progress *pg, const char *line)
     }
 }
 
+/* " eps=E dp_delta=D" of a coordinator line, if it has them. */
+static void parse_privacy(progress *pg, const char *line)
+{
+    const char *p = strstr(line, " eps=");
+    double eps, delta;
+    if (p && sscanf(p, " eps=%lf dp_delta=%lf", &eps, &delta) == 2) {
+        pg->epsilon = eps;
+        pg->dp_delta = delta;
+    }
+}
+
 /* One coordinator line: "round=.. version=.. accuracy=.. ..." or "done ...". */
 static void on_progress_line(launch *L, const char *line)
 {
@@ -563,15 +576,22 @@ static void on_progress_line(launch *L, const char *line)
             val_regions > 0)
             snprintf(held, sizeof held, "  val %.3f (%u region%s)", val_acc, val_regions,
                      val_regions == 1 ? "" : "s");
+        char eps[48] = "";
+        parse_privacy(pg, line);
+        if (pg->dp_delta > 0)
+            snprintf(eps, sizeof eps, "  eps=%.3f", pg->epsilon);
         printf("version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
-               "raw data %.2f MB (gzip %.2f MB)%s\n",
+               "raw data %.2f MB (gzip %.2f MB)%s%s\n",
                version, acc, mb(up + down), mb(up), mb(down), mb(L->raw_bytes),
-               mb(L->raw_gzip_bytes), held);
+               mb(L->raw_gzip_bytes), held, eps);
         fflush(stdout);
     } else if (sscanf(line, "done versions=%*u wan_up=%llu wan_down=%llu", &up, &down) == 2) {
         pg->wan_up = up;
         pg->wan_down = down;
         parse_links(pg, line);
+        parse_privacy(pg, line);
+        const char *stop = strstr(line, " privacy_stop=");
+        pg->privacy_stop = stop && stop[14] == '1';
     }
 }
 
@@ -688,6 +708,12 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
     json_string(f, cfg->launch.split);
     fprintf(f, ",\n  \"alpha\": %g,\n  \"seed\": %lld,\n", cfg->launch.alpha,
             (long long)cfg->launch.seed);
+    if (L->prog.dp_delta > 0)
+        fprintf(f,
+                "  \"privacy\": {\"epsilon\": %.6f, \"delta\": %g, \"clip\": %g, "
+                "\"noise_multiplier\": %g, \"epsilon_limit\": %g, \"stopped_at_limit\": %s},\n",
+                L->prog.epsilon, L->prog.dp_delta, cfg->privacy.clip, cfg->privacy.noise_multiplier,
+                cfg->privacy.epsilon, L->prog.privacy_stop ? "true" : "false");
     fprintf(f, "  \"chaos_kills\": %u,\n  \"deaths\": [", L->sup.kills);
     for (size_t i = 0; i < L->sup.n_events; i++) {
         const gdml_supervisor_event *ev = &L->sup.events[i];
@@ -739,6 +765,11 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
     for (int i = 0; i < L->prog.n_links; i++)
         printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.links[i].name, mb(L->prog.links[i].up),
                mb(L->prog.links[i].down));
+    if (L->prog.dp_delta > 0)
+        printf("differential privacy: epsilon %.3f at delta %g per region%s\n", L->prog.epsilon,
+               L->prog.dp_delta,
+               L->prog.privacy_stop ? "; stopped before the next round would pass privacy.epsilon"
+                                    : "");
     printf("model versions: %llu in %s (list them: %s/gdml-models list --store %s)\n",
            (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
     printf("summary: %s\n", path);

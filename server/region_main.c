@@ -2,7 +2,7 @@
 #include "program.h"
 #include "region.h"
 
-static const char *const sections[] = {"server", "budget", "security", "net", "log", NULL};
+static const char *const sections[] = {"server", "budget", "security", "net", "privacy", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-server",

@@ -364,6 +364,8 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
 {
     *sent = false;
     gdml_ssub(r->n, r->params, r->anchor, r->scratch);
+    if (r->cfg->dp && !region_privatize(r, now))
+        return;
     gdml_msg_header h;
     region_delta_header(r, &h);
     if (h.count > r->hello_samples)

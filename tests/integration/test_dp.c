@@ -21,9 +21,17 @@
 static const gdml_dp_config dp = {.clip = 1, .noise_multiplier = 1, .delta = 1e-5,
                                   .epsilon_limit = 12};
 
-/* Runs the main job with privacy on and extra --set overrides; returns its exit status. */
-static int run_job(const char *run_dir, const char *log, const char *rounds, const char *more)
+/*
+ * Runs the main job in dir/run (its path into run_dir[4200]) with privacy on
+ * and an extra --set override (or NULL); *out gets what it printed. Returns
+ * its exit status.
+ */
+static int run_job(const char *dir, const char *rounds, const char *more, char *run_dir,
+                   char **out)
 {
+    char log[4200];
+    snprintf(run_dir, 4200, "%s/run", dir);
+    snprintf(log, sizeof log, "%s/run.out", dir);
     char *path = gdml_test_program("gdml-launch");
     char *ini = gdml_test_source_path("config/local-job.ini");
     char set_rounds[64];
@@ -39,6 +47,8 @@ static int run_job(const char *run_dir, const char *log, const char *rounds, con
     }
     argv[k] = NULL;
     int rc = gdml_test_wait(gdml_test_spawn(argv, log), 240);
+    *out = gdml_test_read_file(log);
+    cr_assert_not_null(*out);
     free(path);
     free(ini);
     return rc;
@@ -74,11 +84,9 @@ Test(dp, a_job_within_its_limit_reports_epsilon_every_round, .timeout = 300)
     if (!gdml_test_have_fashion_mnist())
         cr_skip_test("dataset-fashion-mnist is not installed");
     char *dir = gdml_test_tmpdir();
-    char run[4200], log[4200], path[4300];
-    snprintf(run, sizeof run, "%s/run", dir);
-    snprintf(log, sizeof log, "%s/run.out", dir);
-    int rc = run_job(run, log, "4", NULL);
-    char *out = gdml_test_read_file(log);
+    char run[4200], path[4300];
+    char *out = NULL;
+    int rc = run_job(dir, "4", NULL, run, &out);
     cr_assert_eq(rc, 0, "the job exited %d:\n%s", rc, out);
     /* Each version line says what was spent: with every region in every
      * round, version v is v releases of each. */
@@ -122,13 +130,11 @@ Test(dp, an_async_job_stops_before_a_region_passes_the_limit, .timeout = 300)
     if (!gdml_test_have_fashion_mnist())
         cr_skip_test("dataset-fashion-mnist is not installed");
     char *dir = gdml_test_tmpdir();
-    char run[4200], log[4200], path[4300];
-    snprintf(run, sizeof run, "%s/run", dir);
-    snprintf(log, sizeof log, "%s/run.out", dir);
+    char run[4200], path[4300];
+    char *out = NULL;
     /* Asynchronous: each version merges one delta, so how many each region
      * releases depends on its speed, and only the run can stop it. */
-    int rc = run_job(run, log, "40", "coordinator.consistency=async");
-    char *out = gdml_test_read_file(log);
+    int rc = run_job(dir, "40", "coordinator.consistency=async", run, &out);
     cr_assert_eq(rc, 0, "a job stopped by its privacy budget ends cleanly; exited %d:\n%s", rc,
                  out);
     cr_assert(strstr(out, "stopped before the next round would pass privacy.epsilon"), "%s", out);
@@ -158,11 +164,9 @@ Test(dp, a_sync_job_whose_rounds_pass_the_limit_refuses_to_start, .timeout = 120
     if (!gdml_test_have_fashion_mnist())
         cr_skip_test("dataset-fashion-mnist is not installed");
     char *dir = gdml_test_tmpdir();
-    char run[4200], log[4200], path[4300];
-    snprintf(run, sizeof run, "%s/run", dir);
-    snprintf(log, sizeof log, "%s/run.out", dir);
-    int rc = run_job(run, log, "40", NULL);
-    char *out = gdml_test_read_file(log);
+    char run[4200], path[4300];
+    char *out = NULL;
+    int rc = run_job(dir, "40", NULL, run, &out);
     cr_assert_neq(rc, 0, "a job that would pass its privacy limit ran:\n%s", out);
     cr_assert(strstr(out, "coordinator exited with status 2"), "%s", out);
     snprintf(path, sizeof path, "%s/logs/coordinator.log", run);

@@ -5,6 +5,11 @@
  * the uplink then keeps as its residual is a function of noised deltas
  * only, so nothing it sends later carries an unnoised part of any round.
  *
+ * A DELTA's other figures of the region's data, its training loss and its
+ * workers' held-out score, are exact functions of the data that no noise
+ * covers: under DP they are not sent (region_dp_scrub), and the progress
+ * line's val figures are absent.
+ *
  * The region is the party whose privacy is spent, so it counts its own
  * releases (its syncs, kept in its checkpoint) and sends no delta that
  * would take its epsilon past privacy.epsilon: it leaves instead, saying
@@ -15,6 +20,7 @@
 
 #include "log.h"
 
+#include <math.h>
 #include <stdio.h>
 
 bool region_privatize(gdml_region *r, int64_t now)
@@ -39,4 +45,11 @@ bool region_privatize(gdml_region *r, int64_t now)
                (unsigned long long)r->syncs + 1, norm, norm < c->clip ? norm : c->clip,
                c->noise_multiplier * c->clip, gdml_dp_epsilon(c, r->syncs + 1), c->delta);
     return true;
+}
+
+void region_dp_scrub(gdml_msg_header *h)
+{
+    h->metric = NAN;
+    h->val = (gdml_score){0};
+    h->val_version = 0;
 }

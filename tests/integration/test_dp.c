@@ -4,7 +4,7 @@
  * every version and reports it per round and in the summary; an
  * asynchronous job stops cleanly before any region would pass the limit;
  * a synchronous job whose rounds alone would pass it refuses to start,
- * saying what would fit.
+ * saying what would fit. Under DP the regions send no held-out scores.
  */
 #include "../support.h"
 
@@ -73,6 +73,10 @@ static uint64_t check_store(const char *run_dir, double summary_eps)
         cr_assert(m.epsilon > 0 && m.epsilon >= prev && m.epsilon <= dp.epsilon_limit,
                   "version %llu: epsilon %g after %g", (unsigned long long)v, m.epsilon, prev);
         prev = m.epsilon;
+        /* The regions' held-out scores are exact figures of their data: not sent under DP. */
+        gdml_score val;
+        cr_assert_eq(gdml_store_meta_score(&m, &val), 0, "version %llu has held-out scores",
+                     (unsigned long long)v);
     }
     cr_assert_float_eq(prev, summary_eps, 1e-5);
     gdml_store_close(&s);

@@ -167,16 +167,22 @@ Test(msg_schema, a_key_outside_the_schema_never_reaches_a_header)
               "an unknown key changed the decoded header");
 }
 
+/* A header of type t for a 4-byte chunk of a 10-element tensor. */
+static void chunk_header(gdml_msg_header *h, gdml_msg_type t)
+{
+    gdml_msg_header_init(h, t, "r");
+    h->seq = 1;
+    h->encoding = GDML_ENC_CODEC;
+    h->total = 10;
+    h->chunks = 1;
+    h->plen = 4;
+}
+
 Test(msg_schema, only_tensor_types_carry_a_payload)
 {
     for (int t = 1; t <= GDML_MSG_TYPE_MAX; t++) {
         gdml_msg_header h;
-        gdml_msg_header_init(&h, (gdml_msg_type)t, "r");
-        h.seq = 1;
-        h.encoding = GDML_ENC_CODEC;
-        h.total = 10;
-        h.chunks = 1;
-        h.plen = 4;
+        chunk_header(&h, (gdml_msg_type)t);
         uint8_t buf[GDML_MSG_HEADER_MAX + 4];
         size_t len = 0;
         gdml_err err = gdml_msg_encode(&h, buf, GDML_MSG_HEADER_MAX, &len);
@@ -189,12 +195,7 @@ Test(msg_schema, only_tensor_types_carry_a_payload)
     }
     /* The decoder refuses one too (built by hand: the encoder will not). */
     gdml_msg_header h;
-    gdml_msg_header_init(&h, GDML_MSG_DELTA, "r");
-    h.seq = 1;
-    h.encoding = GDML_ENC_CODEC;
-    h.total = 10;
-    h.chunks = 1;
-    h.plen = 4;
+    chunk_header(&h, GDML_MSG_DELTA);
     uint8_t frame[GDML_MSG_HEADER_MAX + 4];
     size_t len = 0;
     cr_assert_eq(gdml_msg_encode(&h, frame, GDML_MSG_HEADER_MAX, &len), GDML_OK);

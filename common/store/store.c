@@ -348,8 +348,8 @@ static gdml_err check_commit(const gdml_store *s, const gdml_version_meta *meta,
                                    "than rows, or a loss that is not a number in range)",
                                    i);
     }
-    if (meta->dp_delta != 0 &&
-        !(meta->dp_delta > 0 && meta->dp_delta < 1 && meta->epsilon >= 0 && isfinite(meta->epsilon)))
+    if (meta->dp_delta != 0 && !(meta->dp_delta > 0 && meta->dp_delta < 1 && meta->epsilon >= 0 &&
+                                 isfinite(meta->epsilon)))
         return gdml_errmsg_set(e, GDML_ERR_INVALID,
                                "version %" PRIu64 "'s privacy figures are malformed (epsilon %g, "
                                "delta %g)",

@@ -28,8 +28,8 @@ static double subsampled_int(double q, double sigma, unsigned a)
     double log_q = log(q), log_1q = log1p(-q), log_a = -INFINITY;
     for (unsigned k = 0; k <= a; k++) {
         double log_binom = lgamma(a + 1.0) - lgamma(k + 1.0) - lgamma(a - k + 1.0);
-        double term = log_binom + k * log_q + (a - k) * log_1q +
-                      ((double)k * k - k) / (2.0 * sigma * sigma);
+        double term =
+            log_binom + k * log_q + (a - k) * log_1q + ((double)k * k - k) / (2.0 * sigma * sigma);
         log_a = log_add(log_a, term);
     }
     return log_a / (a - 1.0);

@@ -18,16 +18,15 @@
 #include <string.h>
 
 /* The privacy settings every test here runs with: epsilon 12 at 1e-5 allows 4 releases. */
-static const gdml_dp_config dp = {.clip = 1, .noise_multiplier = 1, .delta = 1e-5,
-                                  .epsilon_limit = 12};
+static const gdml_dp_config dp = {
+    .clip = 1, .noise_multiplier = 1, .delta = 1e-5, .epsilon_limit = 12};
 
 /*
  * Runs the main job in dir/run (its path into run_dir[4200]) with privacy on
  * and an extra --set override (or NULL); *out gets what it printed. Returns
  * its exit status.
  */
-static int run_job(const char *dir, const char *rounds, const char *more, char *run_dir,
-                   char **out)
+static int run_job(const char *dir, const char *rounds, const char *more, char *run_dir, char **out)
 {
     char log[4200];
     snprintf(run_dir, 4200, "%s/run", dir);
@@ -36,9 +35,22 @@ static int run_job(const char *dir, const char *rounds, const char *more, char *
     char *ini = gdml_test_source_path("config/local-job.ini");
     char set_rounds[64];
     snprintf(set_rounds, sizeof set_rounds, "coordinator.rounds=%s", rounds);
-    char *argv[32] = {path, "--config", ini, "--run-dir", (char *)run_dir, "--set", set_rounds,
-                      "--set", "privacy.dp=on", "--set", "privacy.clip=1", "--set",
-                      "privacy.noise_multiplier=1", "--set", "privacy.epsilon=12", "--set",
+    char *argv[32] = {path,
+                      "--config",
+                      ini,
+                      "--run-dir",
+                      (char *)run_dir,
+                      "--set",
+                      set_rounds,
+                      "--set",
+                      "privacy.dp=on",
+                      "--set",
+                      "privacy.clip=1",
+                      "--set",
+                      "privacy.noise_multiplier=1",
+                      "--set",
+                      "privacy.epsilon=12",
+                      "--set",
                       "privacy.seed=3"};
     size_t k = 17;
     if (more) {
@@ -68,8 +80,7 @@ static uint64_t check_store(const char *run_dir, double summary_eps)
     for (uint64_t v = 1; v <= n; v++) {
         gdml_version_meta m;
         cr_assert_eq(gdml_store_meta(s, v, &m, NULL), GDML_OK);
-        cr_assert_eq(m.dp_delta, 1e-5, "version %llu: delta %g", (unsigned long long)v,
-                     m.dp_delta);
+        cr_assert_eq(m.dp_delta, 1e-5, "version %llu: delta %g", (unsigned long long)v, m.dp_delta);
         cr_assert(m.epsilon > 0 && m.epsilon >= prev && m.epsilon <= dp.epsilon_limit,
                   "version %llu: epsilon %g after %g", (unsigned long long)v, m.epsilon, prev);
         prev = m.epsilon;
@@ -155,8 +166,7 @@ Test(dp, an_async_job_stops_before_a_region_passes_the_limit, .timeout = 300)
     cr_assert(versions >= fit && versions < 40, "%llu versions", (unsigned long long)versions);
     snprintf(path, sizeof path, "%s/logs/coordinator.log", run);
     char *clog = gdml_test_read_file(path);
-    cr_assert(clog && strstr(clog, "privacy budget: another round would take epsilon"), "%s",
-              clog);
+    cr_assert(clog && strstr(clog, "privacy budget: another round would take epsilon"), "%s", clog);
     free(clog);
     free(json);
     free(out);

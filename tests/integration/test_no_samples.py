@@ -26,7 +26,7 @@ import time
 BUILD = os.environ.get("GDML_BUILD_DIR", "build")
 FASHION = "/usr/share/datasets/fashion-mnist/"
 SHARDS = 20  # the worker holds rows i % 20 == 0 of the training set: 3,000 rows
-KEY_AT, KEY_LEN = 392, 16  # a row is looked up by 16 bytes from its middle
+KEY_LEN = 16  # a row is looked up by 16 of its bytes
 
 
 class Proxy:
@@ -49,7 +49,11 @@ class Proxy:
                 a, _ = self.listener.accept()
             except OSError:
                 return
-            b = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the target has exited; its peer will reconnect in vain
+                a.close()
+                continue
             for src, dst, name in ((a, b, "to"), (b, a, "from")):
                 buf = bytearray()
                 with self.lock:
@@ -91,17 +95,21 @@ def float_row(row):
 
 
 def find_rows(stream, rows, width):
-    """Indices of the rows (each `width` bytes) that occur whole in stream."""
-    at = KEY_AT * width // 784
+    """Indices of the rows (each `width` bytes) that occur whole in stream.
+
+    Each row is looked up by its busiest 16 bytes (the most distinct byte
+    values), wherever they are in it: a key of zeros would match every
+    zero run in the stream and make the search crawl."""
     keys = {}
     for i, r in enumerate(rows):
-        keys.setdefault(r[at:at + KEY_LEN], []).append(i)
+        at = max(range(0, width - KEY_LEN + 1, 8), key=lambda o: len(set(r[o:o + KEY_LEN])))
+        keys.setdefault(r[at:at + KEY_LEN], []).append((i, at))
     found = set()
-    for p in range(at, len(stream) - KEY_LEN + 1):
+    for p in range(len(stream) - KEY_LEN + 1):
         hits = keys.get(stream[p:p + KEY_LEN])
         if hits:
-            for i in hits:
-                if stream[p - at:p - at + width] == rows[i]:
+            for i, at in hits:
+                if p >= at and stream[p - at:p - at + width] == rows[i]:
                     found.add(i)
     return found
 

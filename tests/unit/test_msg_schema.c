@@ -64,7 +64,8 @@ Test(msg_schema, every_field_is_a_scalar_or_a_short_string)
             cr_assert(strcmp(f[i].key, f[j].key) != 0, "'%s' twice", f[i].key);
     }
     cr_assert_eq(strings, 2, "strings: 'from' and 'text' only");
-    cr_assert(most < SAMPLE_BYTES, "a header can hold %zu bytes besides its payload: a sample's "
+    cr_assert(most < SAMPLE_BYTES,
+              "a header can hold %zu bytes besides its payload: a sample's "
               "%d would fit",
               most, SAMPLE_BYTES);
 }
@@ -241,7 +242,8 @@ Test(msg_schema, a_tensor_is_taken_only_at_the_models_size)
         cr_assert_eq(gdml_msg_decode(frame, len, &got, &payload, NULL, &e), GDML_OK, "%s", e.text);
         bool complete = false;
         cr_assert_eq(gdml_tensor_receive(&t, &got, payload, dst, n, true, "us-east", &complete, &e),
-                     GDML_REASON_TENSOR, "a %llu-element tensor was taken for a %zu-parameter "
+                     GDML_REASON_TENSOR,
+                     "a %llu-element tensor was taken for a %zu-parameter "
                      "model",
                      (unsigned long long)got.total, n);
     }

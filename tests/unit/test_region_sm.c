@@ -2329,7 +2329,8 @@ Test(region_sm, dp_clips_and_noises_each_delta_and_sends_none_past_the_limit)
         }
         /* norm^2 = clip^2 + the noise's n (z clip)^2, give or take */
         double expect = sqrt(dc.clip * dc.clip + g.n * pow(dc.noise_multiplier * dc.clip, 2));
-        cr_assert(round > 0 || sqrt(raw) > 10 * dc.clip, "the raw delta (norm %g) is not above the clip", sqrt(raw));
+        cr_assert(round > 0 || sqrt(raw) > 10 * dc.clip,
+                  "the raw delta (norm %g) is not above the clip", sqrt(raw));
         cr_assert(fabs(sqrt(sq) - expect) < 0.1 * expect, "round %u: DELTA norm %g, want ~%g",
                   round, sqrt(sq), expect);
         cr_assert(isnan(dh.metric), "the training loss went out under DP: %g", dh.metric);

@@ -21,8 +21,8 @@ set -euo pipefail
 
 build=(build-essential pkg-config meson ninja-build
        libzmq3-dev libmsgpack-dev libopenblas-dev liblmdb-dev libinih-dev zlib1g-dev
-       libmicrohttpd-dev)
-runtime=(libzmq5 libmsgpackc2 libopenblas0-pthread liblmdb0 libinih1 zlib1g libmicrohttpd12)
+       libmicrohttpd-dev libsodium-dev)
+runtime=(libzmq5 libmsgpackc2 libopenblas0-pthread liblmdb0 libinih1 zlib1g libmicrohttpd12 libsodium23)
 containers=(podman runc netavark aardvark-dns iptables catatonit podman-compose mmdebstrap uidmap python3 python3-yaml)
 
 mode=${1:---all}

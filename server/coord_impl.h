@@ -44,6 +44,7 @@ typedef struct coord_slot {
     int64_t sent_ms;       /* last frame sent: idle links beat */
     bool stop_pending;     /* FINISHING: its STOP has not gone yet */
     bool excused;          /* its delta of this round was refused: the round goes on without it */
+    uint64_t releases;     /* whole deltas received from it in this run (privacy spent) */
 } coord_slot;
 
 /* One ERROR recently sent, so that a flood of bad frames is not answered in kind. */
@@ -88,6 +89,8 @@ struct gdml_coord {
     gdml_coord_stats stats;
     told told[COORD_TOLD];
     size_t told_next;
+    uint64_t dp_base;    /* releases before a resume: the resumed version's round */
+    bool dp_stopped;     /* the privacy limit ended the run */
     /* The version being committed. */
     gdml_version_meta commit_meta;
     gdml_store_tensor commit_tensors[2];
@@ -105,6 +108,10 @@ void coord_flush_down(gdml_coord *c, int64_t now);
 void coord_tell(gdml_coord *c, int64_t now, const gdml_peer *route, gdml_reason reason,
                 const char *why);
 bool coord_send_control(gdml_coord *c, int i, gdml_msg_type type, const char *text, int64_t now);
+
+/* coord_dp.c */
+double coord_dp_epsilon(const gdml_coord *c, uint64_t more);
+bool coord_dp_stop(gdml_coord *c, int64_t now);
 
 /* coord_round.c */
 void coord_try_merge(gdml_coord *c, int64_t now);

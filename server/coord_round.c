@@ -142,6 +142,10 @@ static void prepare_commit(gdml_coord *c, const int *who, size_t count)
             p->val_version = s->delta_val_version;
         }
     }
+    if (c->cfg->dp) {
+        meta->epsilon = coord_dp_epsilon(c, 0);
+        meta->dp_delta = c->cfg->dp->delta;
+    }
     evaluate(c, meta, meta->round >= c->cfg->rounds);
     size_t n_state = 0;
     float *state = gdml_merge_state(c->merge, &n_state);
@@ -245,6 +249,8 @@ void gdml_coord_on_committed(gdml_coord *c, int64_t now, gdml_err err, const cha
         coord_finish(c, now, 0, GDML_OK, "training complete");
         return;
     }
+    if (coord_dp_stop(c, now))
+        return;
     coord_flush_down(c, now);
 }
 

@@ -141,6 +141,7 @@ gdml_err gdml_coord_resume(gdml_coord *c, const gdml_version_meta *meta, uint64_
         memcpy(mine, state, n_state * sizeof(float));
     c->version = meta->version;
     c->round = meta->round;
+    c->dp_base = meta->round; /* every region, at most one delta a round (sync) */
     c->next_version = (newest > meta->version ? newest : meta->version) + 1;
     if (meta->seq > c->seq)
         c->seq = meta->seq;
@@ -368,6 +369,7 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
     }
     if (!complete)
         return;
+    s->releases++; /* merged or not, the region has released it */
     double norm = l2(s->delta, c->n);
     if (!(norm <= c->cfg->max_delta_norm)) {
         reject(c, now, rx, GDML_REASON_NORM, true,

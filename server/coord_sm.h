@@ -27,6 +27,7 @@
 
 #include "action.h"
 #include "dataset.h"
+#include "dp.h"
 #include "err.h"
 #include "merge.h"
 #include "model.h"
@@ -71,6 +72,10 @@ typedef struct gdml_coord_config {
     const gdml_dataset *eval;
     uint64_t eval_every;
     uint64_t seq_base; /* first sequence number: above any a previous run used */
+    /* Differential privacy on the regions' deltas, or NULL: each version
+     * records the epsilon spent, and the run stops before a round would
+     * pass the limit (coord_dp.c). */
+    const gdml_dp_config *dp;
 } gdml_coord_config;
 
 typedef struct gdml_coord_stats {
@@ -89,6 +94,22 @@ gdml_err gdml_coord_new(const gdml_coord_config *cfg, gdml_coord **out, gdml_err
 
 /* Frees it. NULL-safe; clears *c. */
 void gdml_coord_destroy(gdml_coord **c);
+
+/*
+ * Refuses a run whose configuration alone passes the privacy limit: in
+ * sync mode every region releases one delta a round, so cfg->rounds rounds
+ * spend epsilon(rounds). GDML_ERR_CONFIG with e saying how many rounds fit
+ * and what noise multiplier the rounds would need. GDML_OK without DP or a
+ * limit, and in quorum and async modes, where what each region releases
+ * depends on the regions' speeds: those runs stop at the limit instead.
+ */
+gdml_err gdml_coord_check_privacy(const gdml_coord_config *cfg, gdml_errmsg *e);
+
+/* True if the run ended because another round would pass the privacy limit. */
+bool gdml_coord_privacy_stopped(const gdml_coord *c);
+
+/* Epsilon spent so far: the most any region has (0 without DP). */
+double gdml_coord_epsilon(const gdml_coord *c);
 
 /*
  * Continues from a stored version (the store's head): its metadata

@@ -42,6 +42,7 @@
 typedef struct coordinator {
     const gdml_config *cfg;
     gdml_coord_config sm_cfg;
+    gdml_dp_config dp; /* [privacy], when privacy.dp = on */
     gdml_coord *sm;
     gdml_store *store;
     gdml_dataset eval;
@@ -273,6 +274,8 @@ static void commit(coordinator *c, int64_t now)
     for (uint32_t i = 0, n = 0; i < meta->n_regions; i++)
         if (meta->regions[i].samples > 0)
             printf("%s%s", n++ ? "," : "", meta->regions[i].name);
+    if (meta->dp_delta > 0)
+        printf(" eps=%.6f dp_delta=%g", meta->epsilon, meta->dp_delta);
     printf("\n");
     fflush(stdout);
     publish_commit(c, meta, now);
@@ -412,6 +415,10 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
                               "coordinator.regions = %lld regions must join, but only %d may "
                               "(coordinator.members or the allow-list)",
                               (long long)cfg->coordinator.regions, c->n_members);
+    if (!err && gdml_config_privacy(cfg, &c->dp)) {
+        c->sm_cfg.dp = &c->dp;
+        err = gdml_coord_check_privacy(&c->sm_cfg, e);
+    }
     if (!err)
         err = gdml_program_metrics_start(cfg, GDML_ROLE_COORDINATOR, "coordinator", "coordinator",
                                          &c->metrics, e);
@@ -445,7 +452,11 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         printf("done versions=%llu wan_up=%llu wan_down=%llu links=", (unsigned long long)count,
                (unsigned long long)stats.bytes_received, (unsigned long long)stats.bytes_sent);
         print_links(c);
-        printf(" store=%s\n", cfg->coordinator.store);
+        printf(" store=%s", cfg->coordinator.store);
+        if (c->sm_cfg.dp)
+            printf(" eps=%.6f dp_delta=%g privacy_stop=%d", gdml_coord_epsilon(c->sm),
+                   c->dp.delta, gdml_coord_privacy_stopped(c->sm));
+        printf("\n");
         fflush(stdout);
         gdml_info("%llu versions in '%s'", (unsigned long long)count, cfg->coordinator.store);
     }

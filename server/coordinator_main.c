@@ -3,7 +3,7 @@
 #include "coordinator.h"
 #include "metrics.h"
 
-static const char *const sections[] = {"coordinator", "data", "merge", "model", "store", "security", "net", "metrics", "log", NULL};
+static const char *const sections[] = {"coordinator", "data", "merge", "model", "store", "security", "net", "metrics", "privacy", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-coordinator",

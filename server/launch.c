@@ -641,6 +641,12 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
     json_string(f, cfg->launch.split);
     fprintf(f, ",\n  \"alpha\": %g,\n  \"seed\": %lld,\n", cfg->launch.alpha,
             (long long)cfg->launch.seed);
+    if (L->prog.dp_delta > 0)
+        fprintf(f,
+                "  \"privacy\": {\"epsilon\": %.6f, \"delta\": %g, \"clip\": %g, "
+                "\"noise_multiplier\": %g, \"epsilon_limit\": %g, \"stopped_at_limit\": %s},\n",
+                L->prog.epsilon, L->prog.dp_delta, cfg->privacy.clip, cfg->privacy.noise_multiplier,
+                cfg->privacy.epsilon, L->prog.privacy_stop ? "true" : "false");
     fprintf(f, "  \"chaos_kills\": %u,\n  \"deaths\": [", L->sup.kills);
     for (size_t i = 0; i < L->sup.n_events; i++) {
         const gdml_supervisor_event *ev = &L->sup.events[i];
@@ -718,6 +724,11 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
     for (int i = 0; i < L->prog.n_regions; i++)
         printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.regions[i].name,
                mb(L->prog.regions[i].up), mb(L->prog.regions[i].down));
+    if (L->prog.dp_delta > 0)
+        printf("differential privacy: epsilon %.3f at delta %g per region%s\n", L->prog.epsilon,
+               L->prog.dp_delta,
+               L->prog.privacy_stop ? "; stopped before the next round would pass privacy.epsilon"
+                                    : "");
     printf("model versions: %llu in %s (list them: %s/gdml-models list --store %s)\n",
            (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
     report(L);

@@ -180,6 +180,17 @@ static void parse_merged(gdml_progress *pg, const char *line)
     }
 }
 
+/* " eps=E dp_delta=D" of a coordinator line, if it has them. */
+static void parse_privacy(gdml_progress *pg, const char *line)
+{
+    const char *p = strstr(line, " eps=");
+    double eps, delta;
+    if (p && sscanf(p, " eps=%lf dp_delta=%lf", &eps, &delta) == 2) {
+        pg->epsilon = eps;
+        pg->dp_delta = delta;
+    }
+}
+
 /* The line scripts and tests parse: keep it byte for byte. */
 static void print_version_line(const gdml_progress *pg)
 {
@@ -187,11 +198,15 @@ static void print_version_line(const gdml_progress *pg)
     if (pg->val_regions > 0)
         snprintf(held, sizeof held, "  val %.3f (%u region%s)", pg->val_acc, pg->val_regions,
                  pg->val_regions == 1 ? "" : "s");
+    char eps[48] = "";
+    if (pg->dp_delta > 0)
+        snprintf(eps, sizeof eps, "  eps=%.3f", pg->epsilon);
     fprintf(pg->out,
             "version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
-            "raw data %.2f MB (gzip %.2f MB)%s\n",
+            "raw data %.2f MB (gzip %.2f MB)%s%s\n",
             (unsigned long long)pg->version, pg->accuracy, mb(pg->wan_up + pg->wan_down),
-            mb(pg->wan_up), mb(pg->wan_down), mb(pg->raw_bytes), mb(pg->raw_gzip_bytes), held);
+            mb(pg->wan_up), mb(pg->wan_down), mb(pg->raw_bytes), mb(pg->raw_gzip_bytes), held,
+            eps);
     fflush(pg->out);
 }
 
@@ -215,6 +230,7 @@ int gdml_progress_on_line(gdml_progress *pg, const char *line, int64_t now_ms)
             pg->best_accuracy = acc;
         parse_links(pg, line, now_ms);
         parse_merged(pg, line);
+        parse_privacy(pg, line);
         const char *v = strstr(line, " val_acc=");
         double val_acc;
         unsigned val_regions;
@@ -233,6 +249,9 @@ int gdml_progress_on_line(gdml_progress *pg, const char *line, int64_t now_ms)
         pg->wan_up = up;
         pg->wan_down = down;
         parse_links(pg, line, now_ms);
+        parse_privacy(pg, line);
+        const char *stop = strstr(line, " privacy_stop=");
+        pg->privacy_stop = stop && stop[14] == '1';
         pg->dirty = true;
         pg->done = true;
         return GDML_PROGRESS_DONE;
@@ -369,6 +388,9 @@ static void draw(gdml_progress *pg, int64_t now_ms, bool final)
     emit(pg, width, NULL, "  raw data %.2f MB (%.2f MB gzipped)%s", mb(pg->raw_bytes),
          mb(pg->raw_gzip_bytes), ratio);
     emit(pg, width, NULL, "  budget: %s", pg->budget);
+    if (pg->dp_delta > 0)
+        emit(pg, width, NULL, "  differential privacy: epsilon %.3f at delta %g per region",
+             pg->epsilon, pg->dp_delta);
     emit(pg, width, ESC_DIM, "  %-12s %-10s %-8s %-11s %9s %9s %11s", "region", "state", "workers",
          "last delta", "up MB", "down MB", "up B/s");
     for (int r = 0; r < pg->n_regions; r++) {

@@ -72,6 +72,8 @@ typedef struct gdml_progress {
     double accuracy, loss, train_loss, best_accuracy;
     double val_acc;
     unsigned val_regions;
+    double epsilon, dp_delta; /* privacy spent ("eps="); dp_delta 0 without DP */
+    bool privacy_stop;        /* the privacy budget ended the run */
     gdml_progress_region regions[GDML_PROGRESS_MAX_REGIONS];
     int n_regions;
 } gdml_progress;

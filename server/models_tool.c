@@ -67,6 +67,10 @@ static int print_row(const gdml_version_meta *m, void *user)
            (unsigned long long)m->round, when, m->accuracy, m->loss,
            (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent,
            gdml_score_accuracy(&val));
+    if (m->dp_delta > 0)
+        printf("%8.4f ", m->epsilon);
+    else
+        printf("%8s ", "-");
     for (uint32_t i = 0; i < m->n_regions; i++) {
         const gdml_region_part *p = &m->regions[i];
         printf(" %s#%llu", p->name, (unsigned long long)p->seq);
@@ -129,6 +133,8 @@ static void print_json_meta(const gdml_version_meta *m, const char *layout)
         printf("  \"validation\": {\"accuracy\": %.6f, \"loss\": %.6f, \"rows\": %llu, "
                "\"regions\": %u},\n",
                gdml_score_accuracy(&val), val.loss, (unsigned long long)val.rows, scored);
+    if (m->dp_delta > 0)
+        printf("  \"privacy\": {\"epsilon\": %.6f, \"delta\": %g},\n", m->epsilon, m->dp_delta);
     printf("  \"bytes_received\": %llu,\n  \"bytes_sent\": %llu,\n  \"regions\": [",
            (unsigned long long)m->bytes_received, (unsigned long long)m->bytes_sent);
     for (uint32_t i = 0; i < m->n_regions; i++) {
@@ -242,9 +248,9 @@ static gdml_err run(const gdml_config *cfg, int argc, char **argv, const int *po
         uint64_t head = 0;
         gdml_errmsg none;
         bool have = gdml_store_head(s, &head, &none) == GDML_OK;
-        printf("%7s  %7s  %5s  %-20s  %8s  %8s  %12s  %12s  %8s  %s\n", "version", "parent",
-               "round", "time", "accuracy", "loss", "bytes_in", "bytes_out", "val_acc",
-               "regions#seq[:val_acc]");
+        printf("%7s  %7s  %5s  %-20s  %8s  %8s  %12s  %12s  %8s  %8s  %s\n", "version",
+               "parent", "round", "time", "accuracy", "loss", "bytes_in", "bytes_out", "val_acc",
+               "eps", "regions#seq[:val_acc]");
         if (!(err = gdml_store_each(s, print_row, NULL, e)) && have)
             printf("head (the next resume starts here): version %llu\n", (unsigned long long)head);
     } else if (strcmp(cmd, "show") == 0) {

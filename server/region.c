@@ -35,6 +35,7 @@
 typedef struct region_loop {
     const gdml_config *cfg;
     gdml_region_config sm_cfg;
+    gdml_dp *dp; /* [privacy], or NULL */
     gdml_region *sm;
     gdml_transport *transport;
     gdml_link *links[2]; /* GDML_LINK_DOWN: workers; GDML_LINK_UP: the coordinator */
@@ -160,6 +161,17 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
      * millisecond), so that a restarted region's deltas are never taken for
      * re-sends of old ones. */
     s->seq_base = (uint64_t)gdml_wall_ms() * 16;
+    gdml_dp_config dp;
+    if (gdml_config_privacy(cfg, &dp)) {
+        gdml_err err = gdml_dp_new(&dp, cfg->server.name, &L->dp, e);
+        if (err)
+            return err;
+        s->dp = L->dp;
+        gdml_info("differential privacy: deltas clipped to L2 norm %g, noise std %g per entry "
+                  "(noise multiplier %g), %s",
+                  dp.clip, dp.clip * dp.noise_multiplier, dp.noise_multiplier,
+                  dp.seed ? "seeded noise (tests only)" : "noise from a random key");
+    }
     return GDML_OK;
 }
 
@@ -416,6 +428,7 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
             gdml_link_flush(L->links[l], gdml_now_ms());
     gdml_program_metrics_stop(&L->metrics);
     gdml_region_destroy(&L->sm);
+    gdml_dp_destroy(&L->dp);
     gdml_store_close(&L->ckpt);
     gdml_link_close(&L->links[0]);
     gdml_link_close(&L->links[1]);

@@ -145,6 +145,13 @@ void region_take_score(gdml_region *r, int64_t now, int i, const gdml_rx *rx);
 /* The sum of the live workers' latest scores of the newest version any of them scored. */
 void region_score(const gdml_region *r, gdml_score *out, uint64_t *version);
 
+/* region_dp.c: clips and noises the delta in r->scratch; false (and the
+ * region leaves) if the privacy budget allows no more deltas. */
+bool region_privatize(gdml_region *r, int64_t now);
+/* Clears what a DELTA would say of the region's data besides the noised
+ * delta: its training loss and its workers' held-out score. */
+void region_dp_scrub(gdml_msg_header *h);
+
 /* region_wan.c */
 void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx);
 void region_hello(gdml_region *r, int64_t now);

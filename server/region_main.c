@@ -3,7 +3,7 @@
 #include "program.h"
 #include "region.h"
 
-static const char *const sections[] = {"server", "budget", "security", "net", "metrics", "log", NULL};
+static const char *const sections[] = {"server", "budget", "security", "net", "metrics", "privacy", "log", NULL};
 
 static const gdml_program program = {
     .name = "gdml-server",

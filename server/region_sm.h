@@ -25,6 +25,7 @@
 
 #include "action.h"
 #include "budget.h"
+#include "dp.h"
 #include "err.h"
 #include "msg.h"
 #include "optim.h"
@@ -78,6 +79,7 @@ typedef struct gdml_region_config {
     bool curve, lan_curve; /* which links run CURVE (their bytes count) */
     FILE *byte_log;        /* not owned */
     uint64_t seq_base;     /* first sequence number: above any a previous run used */
+    gdml_dp *dp;           /* differential privacy on each delta (region_dp.c), or NULL */
 } gdml_region_config;
 
 typedef struct gdml_region_stats {

@@ -357,6 +357,8 @@ void region_delta_header(const gdml_region *r, gdml_msg_header *h)
     h->down_cap = r->cfg->down_cap;
     h->lr_steps = region_lr(r) * (double)r->steps_since_sync;
     region_score(r, &h->val, &h->val_version);
+    if (r->cfg->dp)
+        region_dp_scrub(h);
 }
 
 /* Sends this round's delta if the budget allows; *sent says if it did. */
@@ -364,6 +366,8 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
 {
     *sent = false;
     gdml_ssub(r->n, r->params, r->anchor, r->scratch);
+    if (r->cfg->dp && !region_privatize(r, now))
+        return;
     gdml_msg_header h;
     region_delta_header(r, &h);
     if (h.count > r->hello_samples)

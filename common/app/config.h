@@ -18,6 +18,7 @@
 #define GDML_CONFIG_H
 
 #include "dataset.h"
+#include "dp.h"
 #include "err.h"
 #include "model.h"
 #include "textdata.h"
@@ -108,6 +109,11 @@ typedef struct gdml_config {
         int64_t min_message_bytes;
     } budget;
     struct {
+        char dp[8]; /* "on" or "off" */
+        double clip, noise_multiplier, delta, epsilon;
+        int64_t seed;
+    } privacy;
+    struct {
         char name[GDML_NAME_MAX];
         char server[GDML_ENDPOINT_MAX];
         char images[GDML_PATH_MAX], labels[GDML_PATH_MAX];
@@ -170,6 +176,12 @@ gdml_err gdml_config_split_data(const gdml_config *cfg, char (*names)[GDML_NAME_
 
 /* The format of the files that split writes: IDX, CSV or LIBSVM. */
 gdml_data_format gdml_config_split_format(const gdml_config *cfg);
+
+/*
+ * [privacy] as the mechanism's configuration (dp.h); false if privacy.dp
+ * is off (out is then untouched). config_privacy.c.
+ */
+bool gdml_config_privacy(const gdml_config *cfg, gdml_dp_config *out);
 
 /* Fills cfg with every key's default. */
 void gdml_config_defaults(gdml_config *cfg);

@@ -315,6 +315,20 @@ const key_def gdml_config_keys[] = {
     INT(budget, min_message_bytes, "1024", 64, 1000000000, "--min-message-bytes",
         "smallest delta worth sending; sync_mode = budget syncs once this many bytes are free"),
 
+    ENUM(privacy, dp, "off", on_off, "--dp", "on|off",
+         "on: each region clips its delta to privacy.clip and adds Gaussian noise before "
+         "encoding, and the job accounts epsilon (docs/privacy.md)"),
+    REAL(privacy, clip, "1", 0, 1e9, "--dp-clip", "L2 norm a region's delta is clipped to"),
+    REAL(privacy, noise_multiplier, "1", 0, 1e6, "--dp-noise",
+         "noise standard deviation per entry, as a multiple of privacy.clip"),
+    REAL(privacy, delta, "1e-5", 0, 0.5, "--dp-delta", "the delta that epsilon is reported at"),
+    REAL_FROM(privacy, epsilon, "0", 0, 1e9, "--dp-epsilon",
+              "the job stops before any region's epsilon would pass this, and refuses to start "
+              "if coordinator.rounds would (0: no limit)"),
+    INT(privacy, seed, "0", 0, INT64_MAX, "--dp-seed",
+        "0: noise from a random key (libsodium); else a key derived from this seed and the "
+        "region's name, the same every run (tests only: it does not protect real data)"),
+
     NAME(worker, name, "--name", "this worker's name"),
     ENDPOINT(worker, server, "tcp://127.0.0.1:7071", "--server", "the regional server's endpoint"),
     STR(worker, images, "", "--images", "PATH",

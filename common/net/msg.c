@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 /* The header's fields, in the order they are encoded ("proto" first). */
@@ -47,14 +48,50 @@ enum field {
     F_COUNT_OF_FIELDS,
 };
 
-static const char *const field_key[F_COUNT_OF_FIELDS] = {
-    [F_PROTO] = "proto", [F_TYPE] = "type",     [F_FROM] = "from",   [F_SEQ] = "seq",
-    [F_VER] = "ver",     [F_STEP] = "step",     [F_COUNT] = "count", [F_METRIC] = "metric",
-    [F_CODE] = "code",   [F_ACKED] = "acked",   [F_ENC] = "enc",     [F_OFFSET] = "off",
-    [F_TOTAL] = "total", [F_CHUNKS] = "chunks", [F_PLEN] = "plen",   [F_DRATE] = "drate",
-    [F_DCAP] = "dcap",   [F_LRSTEPS] = "lrh",   [F_VROWS] = "vrows", [F_VOK] = "vok",
-    [F_VLOSS] = "vloss", [F_VVER] = "vver",     [F_TEXT] = "text",
+/*
+ * The schema: every field a header may carry, what it holds on the wire,
+ * its bound and where it lands in gdml_msg_header. The decoder reads
+ * fields through this table and nothing else (any other key is skipped
+ * unread), and tests/unit/test_msg_schema.c checks from it that no field
+ * can carry more than a few hundred bytes: only the payload of a tensor
+ * chunk, whose size the model's layout sets, carries more.
+ */
+#define AT(m) offsetof(gdml_msg_header, m), sizeof(((gdml_msg_header *)0)->m)
+static const gdml_msg_field schema[F_COUNT_OF_FIELDS] = {
+    [F_PROTO] = {"proto", GDML_FIELD_UINT, UINT32_MAX, AT(proto)},
+    [F_TYPE] = {"type", GDML_FIELD_UINT, 255, AT(type)},
+    [F_FROM] = {"from", GDML_FIELD_STRING, GDML_NAME_MAX - 1, AT(sender)},
+    [F_SEQ] = {"seq", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(seq)},
+    [F_VER] = {"ver", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(version)},
+    [F_STEP] = {"step", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(step)},
+    [F_COUNT] = {"count", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(count)},
+    [F_METRIC] = {"metric", GDML_FIELD_FLOAT, 8, AT(metric)},
+    [F_CODE] = {"code", GDML_FIELD_UINT, 255, AT(code)},
+    [F_ACKED] = {"acked", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(acked)},
+    [F_ENC] = {"enc", GDML_FIELD_UINT, 255, AT(encoding)},
+    [F_OFFSET] = {"off", GDML_FIELD_UINT, GDML_MSG_MAX_ELEMS, AT(offset)},
+    [F_TOTAL] = {"total", GDML_FIELD_UINT, GDML_MSG_MAX_ELEMS, AT(total)},
+    [F_CHUNKS] = {"chunks", GDML_FIELD_UINT, GDML_MSG_MAX_ELEMS, AT(chunks)},
+    [F_PLEN] = {"plen", GDML_FIELD_UINT, GDML_MSG_PAYLOAD_MAX, AT(plen)},
+    [F_DRATE] = {"drate", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(down_rate)},
+    [F_DCAP] = {"dcap", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(down_cap)},
+    [F_LRSTEPS] = {"lrh", GDML_FIELD_FLOAT, 8, AT(lr_steps)},
+    [F_VROWS] = {"vrows", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(val.rows)},
+    [F_VOK] = {"vok", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(val.correct)},
+    [F_VLOSS] = {"vloss", GDML_FIELD_FLOAT, 8, AT(val.loss)},
+    [F_VVER] = {"vver", GDML_FIELD_UINT, GDML_MSG_MAX_U48, AT(val_version)},
+    [F_TEXT] = {"text", GDML_FIELD_STRING, GDML_MSG_TEXT_MAX - 1, AT(text)},
 };
+#undef AT
+
+const gdml_msg_field *gdml_msg_schema(size_t *n)
+{
+    *n = F_COUNT_OF_FIELDS;
+    return schema;
+}
+
+/* A field's key, for messages. */
+#define field_key(f) (schema[f].key)
 
 /* Every other field is optional: absent means 0 (metric: NaN; text: empty). */
 #define REQUIRED_FIELDS ((1u << F_PROTO) | (1u << F_TYPE) | (1u << F_SEQ))
@@ -159,7 +196,7 @@ static gdml_err check_sender(const char *s, size_t len, gdml_errmsg *e)
 static gdml_err too_big(enum field f, uint64_t v, uint64_t max, gdml_errmsg *e)
 {
     return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s': %llu is above %llu",
-                           field_key[f], (unsigned long long)v, (unsigned long long)max);
+                           field_key(f), (unsigned long long)v, (unsigned long long)max);
 }
 
 /* Checks the fields of a filled header against each other and their bounds;
@@ -212,6 +249,12 @@ static gdml_err check_values(const gdml_msg_header *h, gdml_errmsg *e)
                                    "total or chunk count");
         return GDML_OK;
     }
+    if (!gdml_msg_type_has_tensor(h->type))
+        /* Only a model, a delta, a gradient or the keys of a batch travel
+         * as a payload, each sized by the model's layout: no other message
+         * has room for data. */
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "a %s carries no tensor chunk",
+                               gdml_msg_type_name(h->type));
     if (h->plen == 0)
         return gdml_errmsg_set(e, GDML_ERR_PROTO, "a tensor chunk without payload bytes");
     if (h->total == 0 || h->total > GDML_MSG_MAX_ELEMS)
@@ -263,7 +306,7 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
 
 static void pack_key(msgpack_packer *pk, enum field f)
 {
-    pack_str(pk, field_key[f], strlen(field_key[f]));
+    pack_str(pk, field_key(f), strlen(field_key(f)));
 }
 
 static void pack_u64(msgpack_packer *pk, enum field f, uint64_t v)
@@ -540,7 +583,7 @@ static const char *object_type_name(msgpack_object_type t)
 static gdml_err wrong_type(enum field f, const msgpack_object *o, const char *want, gdml_errmsg *e)
 {
     return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s': expected %s, got %s",
-                           field_key[f], want, object_type_name(o->type));
+                           field_key(f), want, object_type_name(o->type));
 }
 
 static gdml_err get_u64(enum field f, const msgpack_object *o, uint64_t *out, gdml_errmsg *e)
@@ -572,10 +615,10 @@ static gdml_err get_str(enum field f, const msgpack_object *o, char *out, size_t
         return wrong_type(f, o, "a string", e);
     if (o->via.str.size >= cap)
         return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s': %u bytes, at most %zu allowed",
-                               field_key[f], o->via.str.size, cap - 1);
+                               field_key(f), o->via.str.size, cap - 1);
     if (memchr(o->via.str.ptr, '\0', o->via.str.size))
         return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s' contains a NUL byte",
-                               field_key[f]);
+                               field_key(f));
     memcpy(out, o->via.str.ptr, o->via.str.size);
     out[o->via.str.size] = '\0';
     return GDML_OK;
@@ -585,76 +628,43 @@ static gdml_err get_str(enum field f, const msgpack_object *o, char *out, size_t
 static enum field key_field(const msgpack_object *key)
 {
     for (int f = 0; f < F_COUNT_OF_FIELDS; f++)
-        if (key->via.str.size == strlen(field_key[f]) &&
-            memcmp(key->via.str.ptr, field_key[f], key->via.str.size) == 0)
+        if (key->via.str.size == strlen(field_key(f)) &&
+            memcmp(key->via.str.ptr, field_key(f), key->via.str.size) == 0)
             return (enum field)f;
     return F_COUNT_OF_FIELDS;
 }
 
-/* Stores one field's value into h; bounds are checked afterwards, all at once. */
+/* Stores one field's value into h, as the schema says; the bounds that
+ * relate fields to each other are checked afterwards, all at once. */
 static gdml_err set_field(enum field f, const msgpack_object *o, gdml_msg_header *h, gdml_errmsg *e)
 {
-    uint64_t v = 0;
+    const gdml_msg_field *d = &schema[f];
+    char *at = (char *)h + d->offset;
     gdml_err err = GDML_OK;
-    switch (f) {
-    case F_PROTO: /* checked before the loop */
+    if (f == F_PROTO) /* checked before the loop */
         return GDML_OK;
-    case F_TYPE:
-    case F_ENC:
-    case F_CODE:
+    switch (d->kind) {
+    case GDML_FIELD_UINT: {
+        uint64_t v = 0;
         if ((err = get_u64(f, o, &v, e)))
             return err;
-        if (v > 255)
-            return too_big(f, v, 255, e);
-        if (f == F_TYPE)
-            h->type = (gdml_msg_type)v;
-        else if (f == F_ENC)
-            h->encoding = (gdml_encoding)v;
-        else
-            h->code = (gdml_reason)v;
+        /* total's bound is check_values', which says it in elements */
+        if (v > d->max && f != F_TOTAL)
+            return too_big(f, v, d->max, e);
+        if (d->size == sizeof(uint64_t)) {
+            memcpy(at, &v, sizeof v);
+        } else { /* an enum: type, enc, code */
+            int small = (int)v;
+            memcpy(at, &small, sizeof small);
+        }
         return GDML_OK;
-    case F_SEQ:
-        return get_u64(f, o, &h->seq, e);
-    case F_VER:
-        return get_u64(f, o, &h->version, e);
-    case F_STEP:
-        return get_u64(f, o, &h->step, e);
-    case F_COUNT:
-        return get_u64(f, o, &h->count, e);
-    case F_ACKED:
-        return get_u64(f, o, &h->acked, e);
-    case F_OFFSET:
-        return get_u64(f, o, &h->offset, e);
-    case F_TOTAL:
-        return get_u64(f, o, &h->total, e);
-    case F_CHUNKS:
-        return get_u64(f, o, &h->chunks, e);
-    case F_PLEN:
-        return get_u64(f, o, &h->plen, e);
-    case F_DRATE:
-        return get_u64(f, o, &h->down_rate, e);
-    case F_DCAP:
-        return get_u64(f, o, &h->down_cap, e);
-    case F_LRSTEPS:
-        return get_f64(f, o, &h->lr_steps, e);
-    case F_METRIC:
-        return get_f64(f, o, &h->metric, e);
-    case F_VROWS:
-        return get_u64(f, o, &h->val.rows, e);
-    case F_VOK:
-        return get_u64(f, o, &h->val.correct, e);
-    case F_VLOSS:
-        return get_f64(f, o, &h->val.loss, e);
-    case F_VVER:
-        return get_u64(f, o, &h->val_version, e);
-    case F_FROM:
-        if ((err = get_str(f, o, h->sender, sizeof h->sender, e)))
+    }
+    case GDML_FIELD_FLOAT:
+        return get_f64(f, o, (double *)(void *)at, e);
+    case GDML_FIELD_STRING:
+        if ((err = get_str(f, o, at, d->size, e)))
             return err;
-        return check_sender(h->sender, strlen(h->sender), e);
-    case F_TEXT:
-        return get_str(f, o, h->text, sizeof h->text, e);
-    case F_COUNT_OF_FIELDS:
-        break;
+        return f == F_FROM ? check_sender(at, strlen(at), e) : GDML_OK;
     }
     return GDML_OK;
 }
@@ -700,14 +710,14 @@ static gdml_err decode_map(const msgpack_object_map *map, gdml_msg_header *h, ui
             continue; /* added by a newer minor revision: skip */
         if (seen & (1u << f))
             return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s' appears twice",
-                                   field_key[f]);
+                                   field_key(f));
         seen |= 1u << f;
         if ((err = set_field(f, &map->ptr[i].val, h, e)) != GDML_OK)
             return err;
     }
     for (int f = 0; f < F_COUNT_OF_FIELDS; f++)
         if ((REQUIRED_FIELDS & (1u << f)) && !(seen & (1u << f)))
-            return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s' is missing", field_key[f]);
+            return gdml_errmsg_set(e, GDML_ERR_PROTO, "header field '%s' is missing", field_key(f));
     h->proto = GDML_PROTO_VERSION;
     return check_values(h, e);
 }
@@ -761,4 +771,54 @@ gdml_err gdml_msg_decode(const uint8_t *frame, size_t len, gdml_msg_header *h,
 out:
     msgpack_unpacked_destroy(&u);
     return err;
+}
+
+/* ---- auditing ---- */
+
+/* The length of the string header at p (fixstr, str8/16/32) into *body; 0 if it is not one. */
+static size_t str_header(const uint8_t *p, size_t len, size_t *body)
+{
+    if (len >= 1 && p[0] >= 0xa0 && p[0] <= 0xbf) {
+        *body = p[0] & 0x1f;
+        return 1;
+    }
+    size_t n = len == 0 ? 0 : p[0] == 0xd9 ? 1 : p[0] == 0xda ? 2 : p[0] == 0xdb ? 4 : 0;
+    if (n == 0 || len < 1 + n)
+        return 0;
+    *body = (size_t)read_be(p + 1, n);
+    return 1 + n;
+}
+
+gdml_err gdml_msg_each_key(const uint8_t *frame, size_t len, gdml_msg_key_fn fn, void *user,
+                           gdml_errmsg *e)
+{
+    size_t cap = len < GDML_MSG_HEADER_MAX ? len : GDML_MSG_HEADER_MAX;
+    size_t whole = object_len(frame, cap);
+    if (whole == 0)
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "frame does not start with a msgpack header");
+    size_t pos, entries;
+    if (frame[0] >= 0x80 && frame[0] <= 0x8f) {
+        entries = frame[0] & 0x0f;
+        pos = 1;
+    } else if (frame[0] == 0xde || frame[0] == 0xdf) {
+        size_t n = frame[0] == 0xde ? 2 : 4;
+        entries = (size_t)read_be(frame + 1, n);
+        pos = 1 + n;
+    } else {
+        return gdml_errmsg_set(e, GDML_ERR_PROTO, "header is not a map");
+    }
+    /* object_len has checked that every entry lies within `whole`. */
+    for (size_t i = 0; i < entries; i++) {
+        size_t body = 0, h = str_header(frame + pos, whole - pos, &body);
+        if (h == 0 || body > whole - pos - h)
+            return gdml_errmsg_set(e, GDML_ERR_PROTO, "header key %zu is not a string", i);
+        const char *key = (const char *)frame + pos + h;
+        pos += h + body;
+        size_t value = object_len(frame + pos, whole - pos);
+        if (value == 0)
+            return gdml_errmsg_set(e, GDML_ERR_PROTO, "header value %zu is malformed", i);
+        fn(key, body, value, user);
+        pos += value;
+    }
+    return GDML_OK;
 }

@@ -125,6 +125,40 @@ typedef struct gdml_msg_header {
 #define GDML_MSG_MAX_ELEMS ((uint64_t)UINT32_MAX) /* offset + n and total of a tensor */
 #define GDML_MSG_MAX_LR_STEPS 1e12
 
+/* What a header field holds on the wire. */
+typedef enum gdml_field_kind {
+    GDML_FIELD_UINT,   /* an unsigned integer of at most `max` */
+    GDML_FIELD_FLOAT,  /* a double (`max` is its 8 bytes) */
+    GDML_FIELD_STRING, /* text of at most `max` bytes */
+} gdml_field_kind;
+
+/* One field of the header's schema. */
+typedef struct gdml_msg_field {
+    const char *key; /* its msgpack key */
+    gdml_field_kind kind;
+    uint64_t max;        /* UINT: the largest value; STRING: the most bytes; FLOAT: 8 */
+    size_t offset, size; /* the member of gdml_msg_header it is decoded into */
+} gdml_msg_field;
+
+/*
+ * The header's schema: every field, *n of them. The decoder reads fields
+ * through it and skips any other key unread; the encoder writes only these
+ * keys. Static storage.
+ */
+const gdml_msg_field *gdml_msg_schema(size_t *n);
+
+/* Called for each key of a header: its bytes and the bytes its value takes on the wire. */
+typedef void (*gdml_msg_key_fn)(const char *key, size_t key_len, size_t value_bytes, void *user);
+
+/*
+ * Lists the keys of the header at the start of frame[0..len) through fn,
+ * in wire order, whatever they are (an audit of what a frame carries).
+ * GDML_ERR_PROTO with e if the frame does not start with a msgpack map
+ * with string keys of at most GDML_MSG_HEADER_MAX bytes.
+ */
+gdml_err gdml_msg_each_key(const uint8_t *frame, size_t len, gdml_msg_key_fn fn, void *user,
+                           gdml_errmsg *e);
+
 /* Zeroes h and sets proto, type, sender (truncated to fit) and metric = NaN. */
 void gdml_msg_header_init(gdml_msg_header *h, gdml_msg_type type, const char *sender);
 

@@ -348,6 +348,12 @@ static gdml_err check_commit(const gdml_store *s, const gdml_version_meta *meta,
                                    "than rows, or a loss that is not a number in range)",
                                    i);
     }
+    if (meta->dp_delta != 0 && !(meta->dp_delta > 0 && meta->dp_delta < 1 && meta->epsilon >= 0 &&
+                                 isfinite(meta->epsilon)))
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "version %" PRIu64 "'s privacy figures are malformed (epsilon %g, "
+                               "delta %g)",
+                               meta->version, meta->epsilon, meta->dp_delta);
     size_t layout_len = strnlen(layout, GDML_LAYOUT_MAX);
     if (layout_len == 0 || layout_len == GDML_LAYOUT_MAX)
         return gdml_errmsg_set(e, GDML_ERR_INVALID, "the layout must be 1 to %d characters",

@@ -87,6 +87,10 @@ typedef struct gdml_version_meta {
     char rule[GDML_STORE_RULE_MAX];
     uint32_t n_regions;
     gdml_region_part regions[GDML_STORE_MAX_REGIONS];
+    /* Differential privacy (docs/privacy.md): the largest epsilon, at
+     * dp_delta, that any region has spent up to this version; both 0 for
+     * a job without it. */
+    double epsilon, dp_delta;
     uint32_t n_tensors; /* filled by gdml_store_commit and the readers */
     gdml_tensor_info tensors[GDML_STORE_MAX_TENSORS];
 } gdml_version_meta;

@@ -19,6 +19,9 @@
  * score), written only when some region has one, so a store trained
  * without holdouts reads as before. */
 #define META_FORMAT_SCORES 3u
+/* Format 4: format 3 and, before the final CRC, the privacy spent (epsilon
+ * and delta, doubles); written only for a job with differential privacy. */
+#define META_FORMAT_PRIVACY 4u
 #define STORE_MAX_DBS 8
 #define STORE_CHUNK ((size_t)1 << 20) /* floats per tensor chunk: 4 MiB */
 #define DEFAULT_MAP ((uint64_t)256 << 20)

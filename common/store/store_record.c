@@ -178,8 +178,9 @@ size_t store_meta_encode(const gdml_version_meta *m, unsigned char *buf, size_t 
 {
     wbuf w = {buf, 0, cap, false};
     gdml_score total;
-    bool scores = gdml_store_meta_score(m, &total) > 0;
-    put_le(&w, scores ? META_FORMAT_SCORES : STORE_FORMAT, 4);
+    bool privacy = m->dp_delta > 0;
+    bool scores = privacy || gdml_store_meta_score(m, &total) > 0;
+    put_le(&w, privacy ? META_FORMAT_PRIVACY : scores ? META_FORMAT_SCORES : STORE_FORMAT, 4);
     put_le(&w, m->version, 8);
     put_le(&w, m->parent, 8);
     put_le(&w, m->round, 8);
@@ -209,6 +210,10 @@ size_t store_meta_encode(const gdml_version_meta *m, unsigned char *buf, size_t 
         put_le(&w, m->tensors[i].n, 8);
         put_le(&w, m->tensors[i].crc32, 4);
     }
+    if (privacy) {
+        put_f64(&w, m->epsilon);
+        put_f64(&w, m->dp_delta);
+    }
     put_le(&w, gdml_crc32(0, buf, w.len), 4);
     return w.overflow ? 0 : w.len;
 }
@@ -228,7 +233,7 @@ const char *store_meta_decode(uint64_t version, const MDB_val *val, gdml_version
     gdml_version_meta m;
     memset(&m, 0, sizeof m);
     uint64_t format = get_le(&r, 4);
-    if (format != STORE_FORMAT && format != META_FORMAT_SCORES)
+    if (format != STORE_FORMAT && format != META_FORMAT_SCORES && format != META_FORMAT_PRIVACY)
         return "its record has a format this build does not read (a newer gdml wrote it?)";
     m.version = get_le(&r, 8);
     m.parent = get_le(&r, 8);
@@ -250,7 +255,7 @@ const char *store_meta_decode(uint64_t version, const MDB_val *val, gdml_version
             return "a region name is malformed";
         m.regions[i].seq = get_le(&r, 8);
         m.regions[i].samples = get_le(&r, 8);
-        if (format == META_FORMAT_SCORES) {
+        if (format >= META_FORMAT_SCORES) {
             gdml_region_part *part = &m.regions[i];
             part->val_version = get_le(&r, 8);
             part->val.rows = get_le(&r, 8);
@@ -268,6 +273,12 @@ const char *store_meta_decode(uint64_t version, const MDB_val *val, gdml_version
             return "a tensor name is malformed";
         m.tensors[i].n = get_le(&r, 8);
         m.tensors[i].crc32 = (uint32_t)get_le(&r, 4);
+    }
+    if (format == META_FORMAT_PRIVACY) {
+        m.epsilon = get_f64(&r);
+        m.dp_delta = get_f64(&r);
+        if (r.ok && !(m.epsilon >= 0 && m.dp_delta > 0 && m.dp_delta < 1))
+            return "its privacy figures are malformed";
     }
     if (!r.ok)
         return "its record is truncated";

@@ -243,7 +243,7 @@ Test(config, refuses_unknown_keys_and_sections)
                    "keys in [server]: name, listen, coordinator, workers, sync_every", NULL);
     expect_refused(
         "[log]\nlevel = info\n[serve]\nname = a\n", "test.ini:4:", "unknown section [serve]",
-        "sections: log, data, model, coordinator, merge, server, security, net, store, metrics, budget, worker, launch", NULL);
+        "sections: log, data, model, coordinator, merge, server, security, net, store, metrics, budget, privacy, worker, launch", NULL);
     expect_refused("rounds = 3\n", "test.ini:1:", "'rounds' comes before any [section]", NULL);
 }
 

@@ -2288,3 +2288,65 @@ Test(region_sm, the_delta_carries_the_sum_of_its_workers_newest_scores)
     free(delta);
     rig_fini(&g);
 }
+
+/* ---- differential privacy (region_dp.c) ---- */
+
+Test(region_sm, dp_clips_and_noises_each_delta_and_sends_none_past_the_limit)
+{
+    rig g;
+    rig_config(&g);
+    /* A clip far below the raw delta's norm, noise small against it, and a
+     * limit that allows exactly two deltas. */
+    gdml_dp_config dc = {.clip = 0.002, .noise_multiplier = 1e-3, .delta = 1e-5, .seed = 9};
+    dc.epsilon_limit = gdml_dp_epsilon(&dc, 2);
+    gdml_dp *dp = NULL;
+    cr_assert_eq(gdml_dp_new(&dc, "us-east", &dp, NULL), GDML_OK);
+    g.cfg.dp = dp;
+    rig_train(&g, SMALL);
+    double *want = dup_init(&g);
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned k = 0; k < 3; k++)
+            step2(&g, want, round * 3 + k);
+        if (round == 2) {
+            cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_DELTA, ""), 0,
+                         "a third delta would pass the limit, and went out");
+            const test_action *x = exit_action(&g);
+            cr_assert_not_null(x, "the region does not leave at its privacy limit");
+            cr_assert_eq(x->act.status, 0);
+            cr_assert(strstr(x->act.text, "privacy budget spent"), "%s", x->act.text);
+            break;
+        }
+        float *delta = calloc(g.n, sizeof(float));
+        gdml_msg_header dh;
+        cr_assert_eq(sent_tensor(&g, GDML_MSG_DELTA, "", delta, &dh), 1, "round %u: no DELTA",
+                     round);
+        double sq = 0, raw = 0;
+        for (size_t i = 0; i < g.n; i++)
+            sq += (double)delta[i] * delta[i];
+        for (size_t i = 0; i < g.n; i++) {
+            double d = want[i] - g.init[i];
+            raw += d * d;
+        }
+        /* norm^2 = clip^2 + the noise's n (z clip)^2, give or take */
+        double expect = sqrt(dc.clip * dc.clip + g.n * pow(dc.noise_multiplier * dc.clip, 2));
+        cr_assert(round > 0 || sqrt(raw) > 10 * dc.clip,
+                  "the raw delta (norm %g) is not above the clip", sqrt(raw));
+        cr_assert(fabs(sqrt(sq) - expect) < 0.1 * expect, "round %u: DELTA norm %g, want ~%g",
+                  round, sqrt(sq), expect);
+        cr_assert(isnan(dh.metric), "the training loss went out under DP: %g", dh.metric);
+        cr_assert_eq(dh.val.rows, 0);
+        free(delta);
+        clear(&g);
+        /* GLOBAL of nothing: the model goes back to the anchor. */
+        float *zero = calloc(g.n, sizeof(float));
+        g.now += 10;
+        coord_tensor(&g, GDML_MSG_GLOBAL, NULL, 0, round + 1, zero);
+        for (size_t i = 0; i < g.n; i++)
+            want[i] = g.init[i];
+        free(zero);
+        clear(&g);
+    }
+    free(want);
+    rig_fini(&g);
+    gdml_dp_destroy(&dp);
+}

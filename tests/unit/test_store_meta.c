@@ -203,6 +203,44 @@ Test(store_meta, scores_round_trip_in_format_3)
     gdml_test_rmtree(dir);
 }
 
+Test(store_meta, privacy_figures_round_trip_in_format_4)
+{
+    char *dir = gdml_test_tmpdir();
+    gdml_store *s = open_store(dir);
+    gdml_version_meta m, got;
+    make_meta(&m, 1, false);
+    m.epsilon = 3.25;
+    m.dp_delta = 1e-5;
+    commit(s, &m);
+    gdml_errmsg e = {{0}};
+    cr_assert_eq(gdml_store_meta(s, 1, &got, &e), GDML_OK, "%s", e.text);
+    cr_assert_eq(got.epsilon, 3.25);
+    cr_assert_eq(got.dp_delta, 1e-5);
+    cr_assert_eq(got.n_regions, m.n_regions);
+    cr_assert_str_eq(got.regions[1].name, m.regions[1].name);
+    cr_assert_eq(gdml_store_verify(s, NULL, NULL, &e), GDML_OK, "%s", e.text);
+    /* Figures that are not a privacy spent are refused at commit. */
+    const double bad[][2] = {{NAN, 1e-5}, {-1, 1e-5}, {1, 1.5}, {INFINITY, 1e-5}};
+    for (size_t i = 0; i < 4; i++) {
+        make_meta(&m, 2, false);
+        m.epsilon = bad[i][0];
+        m.dp_delta = bad[i][1];
+        gdml_store_tensor t = {"params", params, 4};
+        cr_assert_eq(gdml_store_commit(s, &m, "softmax 1 2", &t, 1, &e), GDML_ERR_INVALID,
+                     "figures %zu were committed", i);
+        cr_assert(strstr(e.text, "privacy figures"), "message: %s", e.text);
+    }
+    gdml_store_close(&s);
+    cr_assert_eq(raw_format(dir, 1), 4);
+    /* Without DP (dp_delta 0) a version is written as before. */
+    gdml_test_rmtree(dir);
+    dir = gdml_test_tmpdir();
+    cr_assert_eq(commit_and_read(dir, false, &m, &got), 2);
+    cr_assert_eq(got.dp_delta, 0);
+    cr_assert_eq(got.epsilon, 0);
+    gdml_test_rmtree(dir);
+}
+
 Test(store_meta, a_version_without_scores_is_written_as_before)
 {
     char *dir = gdml_test_tmpdir();
@@ -266,7 +304,7 @@ Test(store_meta, a_format_2_record_of_an_earlier_build_reads)
 Test(store_meta, a_record_of_an_unknown_format_is_refused_in_words)
 {
     char *dir = gdml_test_tmpdir();
-    gdml_store *s = store_with_old_record(dir, 4);
+    gdml_store *s = store_with_old_record(dir, 5);
     gdml_version_meta got;
     gdml_errmsg e = {{0}};
     cr_assert_eq(gdml_store_meta(s, 1, &got, &e), GDML_ERR_FORMAT);

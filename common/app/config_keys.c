@@ -78,7 +78,7 @@ static gdml_err check_roles(const char *value, gdml_errmsg *why)
 #define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
 #define ENCODER_RULE                                                                               \
     "SELECTOR+QUANTIZER, either part alone, or dense; selectors all, topk, randk, significance; "  \
-    "quantizers f32, f16, bf16, int8, int4, sign"
+    "quantizers f32, f16, bf16, int8, int4, int2, sign"
 
 /*
  * One macro per kind of row keeps each row of the table on a line or two.

@@ -71,7 +71,7 @@ static const selector_ops selectors[] = {
 
 static const gdml_quant_ops *const quantizers[] = {
     &gdml_quant_f32,  &gdml_quant_f16,  &gdml_quant_bf16, &gdml_quant_int8,
-    &gdml_quant_int4, &gdml_quant_sign, &gdml_quant_none,
+    &gdml_quant_int4, &gdml_quant_int2, &gdml_quant_sign, &gdml_quant_none,
 };
 
 #define SELECTOR_COUNT (sizeof selectors / sizeof selectors[0])

@@ -21,6 +21,10 @@
  *                             scale = max|v| / 127 over the block
  *               int4          half a byte a value (two a byte, even index in the
  *                             low nibble), scale = max|v| / 7 per block
+ *               int2          2 bits a value (four a byte, value i in bits
+ *                             2*(i%4)): code q in 0..3 decodes to (2q - 3) *
+ *                             scale, scale = max|v| / 3 per block (no zero
+ *                             level: what a selector keeps is large)
  *               sign          1 bit a value, plus a float32 scale per block:
  *                             the mean |v| of the block; decodes to +-scale
  *               none          no values: a payload of keys alone (a pull); each

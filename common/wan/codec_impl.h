@@ -42,6 +42,7 @@ extern const gdml_quant_ops gdml_quant_f16;
 extern const gdml_quant_ops gdml_quant_bf16;
 extern const gdml_quant_ops gdml_quant_int8;
 extern const gdml_quant_ops gdml_quant_int4;
+extern const gdml_quant_ops gdml_quant_int2;
 extern const gdml_quant_ops gdml_quant_sign;
 extern const gdml_quant_ops gdml_quant_none;
 

@@ -1,7 +1,7 @@
 /*
  * quantize.c - the codec's quantizers: how the k values of a payload are
- * written (f32, f16, bf16, int8 with a scale per block, 1-bit sign with a
- * scale per block) and read back. Each is one gdml_quant_ops table that
+ * written (f32, f16, bf16, int8, int4 and int2 with a scale per block, 1-bit
+ * sign with a scale per block) and read back. Each is one gdml_quant_ops table that
  * codec.c lists; the byte layouts are in docs/protocol.md.
  *
  * The half-precision conversions are written here rather than taken from
@@ -15,6 +15,7 @@
 
 #define INT8_LEVELS 127 /* q in [-127, 127]; -128 is never written */
 #define INT4_LEVELS 7   /* q in [-7, 7]; -8 is never written */
+#define INT2_LEVELS 3   /* codes 0..3 decode to -3, -1, 1, 3 times the scale */
 
 static uint32_t float_bits(float f)
 {
@@ -195,6 +196,18 @@ static float round_even(float r)
     return (r + magic) - magic;
 }
 
+/* The scale of block v[lo..hi): max |v| / levels, stepped down until levels * scale is finite. */
+static float block_scale(const float *v, size_t lo, size_t hi, float levels)
+{
+    float max = 0.0f;
+    for (size_t i = lo; i < hi; i++)
+        max = fabsf(v[i]) > max ? fabsf(v[i]) : max;
+    float scale = max / levels;
+    while (isinf(scale * levels)) /* near FLT_MAX */
+        scale = nextafterf(scale, 0.0f);
+    return scale;
+}
+
 /*
  * Quantizes v[0..k) to integers in [-levels, levels], block by block: writes
  * each block's scale (max |v| / levels) at out + 4 * b and hands each code to
@@ -207,13 +220,7 @@ static void quantize_blocks(const float *v, size_t k, uint8_t *out, float levels
     for (size_t b = 0; b < blocks(k); b++) {
         size_t lo = b * GDML_CODEC_BLOCK;
         size_t hi = lo + GDML_CODEC_BLOCK < k ? lo + GDML_CODEC_BLOCK : k;
-        float max = 0.0f;
-        for (size_t i = lo; i < hi; i++)
-            max = fabsf(v[i]) > max ? fabsf(v[i]) : max;
-        float scale = max / levels;
-        /* Near FLT_MAX, levels * scale could round to infinity; step down until it cannot. */
-        while (isinf(scale * levels))
-            scale = nextafterf(scale, 0.0f);
+        float scale = block_scale(v, lo, hi, levels);
         gdml_codec_put_f32(out + 4 * b, scale);
         for (size_t i = lo; i < hi; i++) {
             /* A subnormal scale can push v / scale past the levels (or to infinity): clamp. */
@@ -303,6 +310,57 @@ static void int4_decode(const uint8_t *in, size_t k, float *v)
     const uint8_t *codes = in + 4 * blocks(k);
     for (size_t i = 0; i < k; i++)
         v[i] = (float)int4_get(codes, i) * gdml_codec_get_f32(in + 4 * (i / GDML_CODEC_BLOCK));
+}
+
+/*
+ * int2: four levels a value, (2q - 3) * scale for the code q in 0..3, four
+ * codes a byte (value i in bits 2*(i%4)), scale = max|v| / 3 per block. The
+ * grid has no zero: what an encoder that selects sends is the largest
+ * entries, for which -s, s are worth more than 0, and every level is used.
+ * |v - decode| <= scale for every |v| <= max. An odd tail pads with 0 bits.
+ */
+static size_t int2_bytes(size_t k)
+{
+    return 4 * blocks(k) + (k + 3) / 4;
+}
+
+static void int2_encode(const float *v, size_t k, uint8_t *out)
+{
+    uint8_t *codes = out + 4 * blocks(k);
+    memset(codes, 0, (k + 3) / 4);
+    for (size_t b = 0; b < blocks(k); b++) {
+        size_t lo = b * GDML_CODEC_BLOCK;
+        size_t hi = lo + GDML_CODEC_BLOCK < k ? lo + GDML_CODEC_BLOCK : k;
+        float scale = block_scale(v, lo, hi, INT2_LEVELS);
+        gdml_codec_put_f32(out + 4 * b, scale);
+        for (size_t i = lo; i < hi; i++) {
+            /* The nearest odd level: (r + 3) / 2 rounded is its code. */
+            float r = scale == 0.0f ? 0.0f : fminf(fmaxf(v[i] / scale, -3.0f), 3.0f);
+            int q = (int)round_even((r + 3.0f) / 2.0f);
+            q = q < 0 ? 0 : q > 3 ? 3 : q;
+            codes[i / 4] |= (uint8_t)((unsigned)q << (2 * (i % 4)));
+        }
+    }
+}
+
+static gdml_err int2_check(const uint8_t *in, size_t k, gdml_errmsg *e)
+{
+    gdml_err err = check_scales(in, k, "int2", e);
+    if (err)
+        return err;
+    if (k % 4 && in[4 * blocks(k) + k / 4] >> (2 * (k % 4)))
+        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
+                               "codec payload: int2 padding bits are not zero");
+    return GDML_OK;
+}
+
+static void int2_decode(const uint8_t *in, size_t k, float *v)
+{
+    const uint8_t *codes = in + 4 * blocks(k);
+    for (size_t i = 0; i < k; i++) {
+        int q = (codes[i / 4] >> (2 * (i % 4))) & 3;
+        v[i] = (float)(2 * q - 3) * gdml_codec_get_f32(in + 4 * (i / GDML_CODEC_BLOCK));
+    }
 }
 
 static size_t sign_bytes(size_t k)
@@ -406,6 +464,16 @@ const gdml_quant_ops gdml_quant_int4 = {
     .encode = int4_encode,
     .check = int4_check,
     .decode = int4_decode,
+};
+
+const gdml_quant_ops gdml_quant_int2 = {
+    .name = "int2",
+    .id = 7,
+    .lossy = true,
+    .bytes = int2_bytes,
+    .encode = int2_encode,
+    .check = int2_check,
+    .decode = int2_decode,
 };
 
 const gdml_quant_ops gdml_quant_sign = {

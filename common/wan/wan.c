@@ -77,6 +77,8 @@ gdml_err gdml_wan_new(const gdml_wan_config *cfg, gdml_wan **out, gdml_errmsg *e
     return GDML_OK;
 }
 
+static size_t full_k(const gdml_wan *w);
+
 gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
 {
     if (w->codec) {
@@ -104,13 +106,54 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
         w->residual = w->work = NULL;
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter link", n);
     }
-    w->k_max = n;
-    if (gdml_codec_sparse(w->codec)) {
-        w->k_max = (size_t)((double)n * w->k_fraction);
-        if (w->k_max < 1)
-            w->k_max = 1;
-    }
+    w->k_max = full_k(w);
     return GDML_OK;
+}
+
+/* The entries of a full message of the codec in force: n when dense, else k_fraction of n. */
+static size_t full_k(const gdml_wan *w)
+{
+    if (!gdml_codec_sparse(w->codec))
+        return w->n;
+    size_t k = (size_t)((double)w->n * w->k_fraction);
+    return k < 1 ? 1 : k;
+}
+
+gdml_err gdml_wan_set_encoder(gdml_wan *w, const char *spec, double k_fraction, uint64_t seed,
+                              gdml_errmsg *e)
+{
+    if (!gdml_codec_spec_ok(spec, e))
+        return GDML_ERR_INVALID;
+    if (!(k_fraction > 0.0 && k_fraction <= 1.0))
+        return gdml_errmsg_set(e, GDML_ERR_INVALID,
+                               "the link with '%s': k_fraction %g is not in (0, 1]", w->peer,
+                               k_fraction);
+    if (w->codec) {
+        gdml_codec *c = NULL;
+        gdml_err err = gdml_codec_new(spec, w->n, seed, &c, e);
+        if (err)
+            return err;
+        bool exact = !gdml_codec_sparse(c) && !gdml_codec_lossy(c);
+        if (!exact && !w->work && !(w->work = malloc(w->n * sizeof(float)))) {
+            gdml_codec_destroy(&c);
+            return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for a %zu-parameter link",
+                                   w->n);
+        }
+        gdml_codec_destroy(&w->codec);
+        w->codec = c;
+        w->exact = exact;
+        w->residual_zero = false; /* what the old encoder left is still owed */
+    }
+    snprintf(w->encoder, sizeof w->encoder, "%s", spec);
+    w->k_fraction = k_fraction;
+    if (w->codec)
+        w->k_max = full_k(w);
+    return GDML_OK;
+}
+
+const char *gdml_wan_encoder(const gdml_wan *w)
+{
+    return w->codec ? gdml_codec_name(w->codec) : w->encoder;
 }
 
 void gdml_wan_destroy(gdml_wan **wp)
@@ -383,9 +426,11 @@ gdml_err gdml_wan_encode_update(gdml_wan *w, gdml_msg_header *h, const float *u,
     assert(out->wire <= avail);
     if (applied) /* the receiver now holds this much more */
         gdml_saxpy(w->n, 1.0f, x, applied);
-    else if (!direct) /* meant minus decoded; u + residual recomputes to the same bits */
+    else if (!direct) { /* meant minus decoded; u + residual recomputes to the same bits */
         for (size_t i = 0; i < w->n; i++)
             w->residual[i] = (u[i] + w->residual[i]) - w->work[i];
+        w->residual_zero = false; /* a lossy encoder (or one switched from) leaves one */
+    }
     gdml_err spent = gdml_budget_spend(w->budget, out->wire, now_ms);
     assert(spent == GDML_OK && "the controller sent more than the budget allowed");
     (void)spent;

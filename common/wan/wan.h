@@ -85,6 +85,21 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e);
 /* Frees it. NULL-safe; clears *w. */
 void gdml_wan_destroy(gdml_wan **w);
 
+/*
+ * Changes the encoder (selector+quantizer) and k_fraction while running: the
+ * knobs a controller turns per link. The error-feedback residual stays, so
+ * what earlier messages left out is still owed and the next message, in the
+ * new encoding, carries it; the budget and counters stay too. seed seeds
+ * randk's draws. Before gdml_wan_start it only records them. On
+ * GDML_ERR_INVALID (a spec that is no encoder, k_fraction outside (0, 1]) or
+ * GDML_ERR_NOMEM the old encoder stays, and e says why.
+ */
+gdml_err gdml_wan_set_encoder(gdml_wan *w, const char *spec, double k_fraction, uint64_t seed,
+                              gdml_errmsg *e);
+
+/* The encoder in force, "selector+quantizer" once started, else as configured. */
+const char *gdml_wan_encoder(const gdml_wan *w);
+
 /* Applies a new budget; spent bytes and history stay. */
 void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget);
 

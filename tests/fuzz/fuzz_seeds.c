@@ -138,7 +138,7 @@ static void seeds_msg(void)
 
 static void seeds_codec(void)
 {
-    static const char *const specs[] = {"dense", "f16", "bf16", "int8", "int4", "sign",
+    static const char *const specs[] = {"dense", "f16", "bf16", "int8", "int4", "int2", "sign",
                                         "topk+f32", "randk+int8", "significance+int4", "topk+sign"};
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         size_t n = 300;

@@ -17,7 +17,8 @@
 #include <string.h>
 
 static const char *const selector_names[] = {"all", "topk", "randk", "significance"};
-static const char *const quantizer_names[] = {"f32", "f16", "bf16", "int8", "int4", "sign"};
+static const char *const quantizer_names[] = {"f32",  "f16",  "bf16", "int8",
+                                              "int4", "int2", "sign"};
 #define N_SELECTORS (sizeof selector_names / sizeof selector_names[0])
 #define N_QUANTIZERS (sizeof quantizer_names / sizeof quantizer_names[0])
 
@@ -167,6 +168,14 @@ static void check_values(const char *q, const float *sent, const float *got, siz
                 float levels = strcmp(q, "int8") == 0 ? 127.0f : 7.0f;
                 cr_assert(fabsf(d - v) <= max / levels / 2.0f + 1e-6f * max,
                           "%s: value %zu: %g for %g (block max %g)", spec, j, d, v, max);
+            } else if (strcmp(q, "int2") == 0) {
+                /* Levels +-s, +-3s with s = max / 3: at most s away, and on the grid. */
+                float s = max / 3.0f, level = s > 0.0f ? d / s : 0.0f;
+                cr_assert(fabsf(d - v) <= s * (1.0f + 1e-5f), "%s: value %zu: %g for %g (max %g)",
+                          spec, j, d, v, max);
+                cr_assert(s == 0.0f || fabsf(fabsf(level) - 1.0f) < 1e-4f ||
+                              fabsf(fabsf(level) - 3.0f) < 1e-4f,
+                          "%s: value %zu decodes to %g scales", spec, j, level);
             } else
                 cr_assert(d == (v < 0.0f ? -mean : mean), "%s: value %zu: %g for %g, mean %g", spec,
                           j, d, v, mean);
@@ -611,6 +620,36 @@ Test(codec, int4_packs_two_values_a_byte_and_rejects_bad_nibbles)
     gdml_codec_destroy(&c);
 }
 
+Test(codec, int2_packs_four_values_a_byte_and_rejects_bad_padding)
+{
+    /* Block max 3: the scale is 1, and the levels are -3, -1, 1, 3. */
+    float v[6] = {3.0f, -3.0f, 0.9f, -1.2f, 2.1f, 0.0f}, out[6];
+    const float want[6] = {3.0f, -3.0f, 1.0f, -1.0f, 3.0f, 1.0f};
+    quantize("int2", v, 6, out);
+    for (int i = 0; i < 6; i++)
+        cr_assert(out[i] == want[i], "value %d: %g for %g, expected %g", i, out[i], v[i], want[i]);
+    gdml_codec *c = make("topk+int2", 6, 1);
+    cr_assert_eq(gdml_codec_max_bytes(c, 5), GDML_CODEC_HEADER + 5 + 4 + 2,
+                 "5 values: 5 index bytes, a scale and 2 bytes of codes");
+    gdml_codec_destroy(&c);
+    c = make("int2", 6, 1);
+    uint8_t buf[64];
+    size_t len;
+    cr_assert_eq(gdml_codec_encode(c, v, NULL, buf, sizeof buf, &len, NULL), GDML_OK);
+    cr_assert_eq(len, GDML_CODEC_HEADER + 4 + 2, "6 values take 2 bytes");
+    gdml_errmsg e;
+    uint8_t bad[64];
+    memcpy(bad, buf, len);
+    bad[len - 1] |= 0x40; /* the padding bits after the 6th value */
+    cr_assert_eq(gdml_codec_decode(bad, len, out, 6, &e), GDML_ERR_FORMAT);
+    cr_assert(strstr(e.text, "padding"), "%s", e.text);
+    memcpy(bad, buf, len);
+    put_f32(bad + GDML_CODEC_HEADER, -1.0f);
+    cr_assert_eq(gdml_codec_decode(bad, len, out, 6, &e), GDML_ERR_FORMAT);
+    cr_assert(strstr(e.text, "int2 scale"), "%s", e.text);
+    gdml_codec_destroy(&c);
+}
+
 Test(codec, encode_refuses_non_finite_input_and_small_buffers)
 {
     gdml_codec *c = make("topk+int8", 100, 1);
@@ -876,9 +915,9 @@ Test(codec, bad_specs_are_refused_with_the_known_names)
         gdml_codec *c = NULL;
         cr_assert(!gdml_codec_spec_ok(bad[i][0], &e), "'%s' accepted", bad[i][0]);
         cr_assert(strstr(e.text, bad[i][1]), "'%s': %s", bad[i][0], e.text);
-        const char *names[] = {"all", "topk", "randk", "significance", "f32",
-                               "f16", "bf16", "int8",  "int4",         "sign"};
-        for (size_t j = 0; j < 10; j++)
+        const char *names[] = {"all",  "topk", "randk", "significance", "f32", "f16",
+                               "bf16", "int8", "int4",  "int2",         "sign"};
+        for (size_t j = 0; j < sizeof names / sizeof names[0]; j++)
             cr_assert(strstr(e.text, names[j]), "'%s': no %s in: %s", bad[i][0], names[j], e.text);
         cr_assert_eq(gdml_codec_new(bad[i][0], 10, 1, &c, &e), GDML_ERR_INVALID);
         cr_assert_null(c);

@@ -12,7 +12,9 @@
  *            avg = ([2, 0, -4] + 3 [-2, 4, 0]) / 4 = [-4, 12, -4] / 4 = [-1, 3, -1]
  *            sum = [0, 4, -4]
  */
+#include "codec.h"
 #include "merge.h"
+#include "rng.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -293,4 +295,91 @@ Test(merge, zero_parameters)
     gdml_merge_apply(m, g, deltas, (const double[]){1}, 1);
     cr_assert_eq(g[0], 7);
     gdml_merge_destroy(&m);
+}
+
+/* ---- the outer step on compressed deltas ---- */
+
+#define OUTER_N 512
+#define OUTER_REGIONS 4
+#define OUTER_ROUNDS 300
+
+/*
+ * Runs Nesterov (DiLoCo's outer step) on the same regional deltas twice: as
+ * they are, and as topk+int4 at 10 % decodes them, with error feedback or
+ * without. Returns the largest |g_compressed - g_exact| over the rounds and,
+ * in *res_max, the largest |mean residual| seen.
+ */
+static double outer_gap(bool feedback, double *res_max)
+{
+    gdml_merge_config cfg = {.rule = "nesterov", .lr = 0.7, .momentum = 0.9};
+    gdml_merge *exact = make(&cfg, OUTER_N), *lossy = make(&cfg, OUTER_N);
+    static float g_exact[OUTER_N], g_lossy[OUTER_N], u[OUTER_REGIONS][OUTER_N],
+        dec[OUTER_REGIONS][OUTER_N], res[OUTER_REGIONS][OUTER_N];
+    memset(g_exact, 0, sizeof g_exact);
+    memset(g_lossy, 0, sizeof g_lossy);
+    memset(res, 0, sizeof res);
+    gdml_codec *c[OUTER_REGIONS];
+    for (int r = 0; r < OUTER_REGIONS; r++) {
+        gdml_errmsg e;
+        cr_assert_eq(gdml_codec_new("topk+int4", OUTER_N, 1, &c[r], &e), GDML_OK, "%s", e.text);
+    }
+    gdml_rng rng;
+    gdml_rng_seed(&rng, 11);
+    static uint8_t buf[8192];
+    gdml_codec_params p = {.k = OUTER_N / 10};
+    double w[OUTER_REGIONS] = {1, 2, 3, 4}, gap = 0;
+    *res_max = 0;
+    for (int t = 0; t < OUTER_ROUNDS; t++) {
+        for (int r = 0; r < OUTER_REGIONS; r++) {
+            /* A region's pull (its own sign per entry, non-IID) plus noise. */
+            for (int i = 0; i < OUTER_N; i++)
+                u[r][i] = (float)(1e-3 * ((i + r) % 3 - 1) + 1e-3 * gdml_rng_normal(&rng));
+            size_t len;
+            if (!feedback)
+                memset(res[r], 0, sizeof res[r]);
+            cr_assert_eq(gdml_codec_encode_ef(c[r], u[r], res[r], &p, buf, sizeof buf, &len),
+                         GDML_OK);
+            cr_assert_eq(gdml_codec_decode(buf, len, dec[r], OUTER_N, NULL), GDML_OK);
+        }
+        const float *du[OUTER_REGIONS], *dd[OUTER_REGIONS];
+        for (int r = 0; r < OUTER_REGIONS; r++) {
+            du[r] = u[r];
+            dd[r] = dec[r];
+        }
+        gdml_merge_apply(exact, g_exact, du, w, OUTER_REGIONS);
+        gdml_merge_apply(lossy, g_lossy, dd, w, OUTER_REGIONS);
+        for (int i = 0; i < OUTER_N; i++) {
+            double mean_res = 0;
+            for (int r = 0; r < OUTER_REGIONS; r++)
+                mean_res += w[r] * res[r][i] / 10.0;
+            *res_max = fmax(*res_max, fabs(mean_res));
+            gap = fmax(gap, fabs((double)g_lossy[i] - g_exact[i]));
+        }
+    }
+    for (int r = 0; r < OUTER_REGIONS; r++)
+        gdml_codec_destroy(&c[r]);
+    gdml_merge_destroy(&exact);
+    gdml_merge_destroy(&lossy);
+    return gap;
+}
+
+/*
+ * Nesterov is linear in the deltas, and with error feedback the decoded
+ * deltas sum to the true ones minus the residual. Its response to a unit
+ * delta sums to at most lr (1 + mu / (1 - mu)) <= lr / (1 - mu), so the
+ * compressed global model stays within 2 lr / (1 - mu) x the largest mean
+ * residual of the exact one, whatever the number of rounds: momentum does not
+ * amplify what compression leaves out. Without error feedback the gap grows
+ * with the rounds and passes that bound.
+ */
+Test(merge, nesterov_on_error_feedback_deltas_tracks_the_exact_outer_step)
+{
+    double res_max, bound_ef, res_none;
+    double gap = outer_gap(true, &res_max);
+    bound_ef = 2 * 0.7 / (1 - 0.9) * res_max;
+    cr_assert_gt(res_max, 0, "the residual never held anything: the test compresses nothing");
+    cr_assert_leq(gap, bound_ef * 1.01 + 1e-5, "gap %.6g above the bound %.6g", gap, bound_ef);
+    double gap_none = outer_gap(false, &res_none);
+    cr_assert_gt(gap_none, bound_ef, "without error feedback the gap %.6g should pass %.6g",
+                 gap_none, bound_ef);
 }

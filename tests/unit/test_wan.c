@@ -399,6 +399,59 @@ Test(wan, the_residual_is_sent_by_later_updates_and_nothing_is_forgotten)
     free(sum);
 }
 
+/*
+ * A controller switches the encoder mid-stream (topk+int2, randk+int4, then
+ * dense): the residual carries over, so decoded + final residual is still the
+ * sum of the updates, and the last, dense message leaves nothing owed. A bad
+ * spec or k_fraction is refused and the old encoder stays.
+ */
+Test(wan, switching_the_encoder_keeps_what_is_owed)
+{
+    size_t n = C + 300;
+    float *u = floats(n), *out = floats(n);
+    double *want = calloc(n, sizeof *want), *got = calloc(n, sizeof *got);
+    cr_assert(want && got);
+    gdml_rng r;
+    gdml_rng_seed(&r, 9);
+    gdml_wan *w = make_wan("topk+int2", 0.01, 0, 0, 0, n);
+    gdml_errmsg e;
+    cr_assert_eq(gdml_wan_set_encoder(w, "topk+int9", 0.1, 1, &e), GDML_ERR_INVALID);
+    cr_assert(strstr(e.text, "int9"), "%s", e.text);
+    cr_assert_eq(gdml_wan_set_encoder(w, "randk+int4", 0.0, 1, &e), GDML_ERR_INVALID);
+    cr_assert(strstr(e.text, "k_fraction"), "%s", e.text);
+    cr_assert_str_eq(gdml_wan_encoder(w), "topk+int2");
+    const char *plan[] = {"topk+int2", "randk+int4", "dense"};
+    for (uint64_t seq = 1; seq <= 12; seq++) {
+        const char *spec = plan[(seq - 1) / 5 < 2 ? (seq - 1) / 5 : 2];
+        cr_assert_eq(gdml_wan_set_encoder(w, spec, 0.05, seq, &e), GDML_OK, "%s", e.text);
+        cr_assert_str_eq(gdml_wan_encoder(w), strcmp(spec, "dense") ? spec : "all+f32");
+        if (seq < 12)
+            fill_normal(&r, u, n, 1.0);
+        else
+            memset(u, 0, n * sizeof *u); /* the dense message only settles what is owed */
+        gdml_wan_update up;
+        encode_ok(w, seq, u, NULL, 0, &up);
+        cr_assert_eq(up.k, strcmp(spec, "dense") ? (size_t)(0.05 * (double)n) : n);
+        decode_update(&up, out, n, seq, NULL);
+        for (size_t i = 0; i < n; i++) {
+            want[i] += u[i];
+            got[i] += out[i];
+        }
+        gdml_wan_update_fini(&up);
+    }
+    const float *res = gdml_wan_residual(w);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(fabs(got[i] - want[i]) <= 1e-4 * (1.0 + fabs(want[i])),
+                  "[%zu]: sent %g in all, meant %g", i, got[i], want[i]);
+        cr_assert(res[i] == 0.0f, "[%zu]: %g still owed after a dense message", i, (double)res[i]);
+    }
+    gdml_wan_destroy(&w);
+    free(want);
+    free(got);
+    free(u);
+    free(out);
+}
+
 /* ---- the budget ---- */
 
 /*

@@ -385,6 +385,7 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
         gdml_ratelog_note(c->log, now, GDML_LOG_WARN, m->name, "downlink budget kept",
                           "the budget it asks for cannot work: %s", bwhy.text);
     s->has_delta = true;
+    coord_follow_policy(c, s, m->name, h);
     s->delta_seq = h->seq;
     s->delta_samples = h->count;
     s->delta_loss = h->metric;
@@ -504,6 +505,11 @@ void gdml_coord_region_bytes(const gdml_coord *c, size_t i, const char **name, u
     const gdml_wan *w = c->slots[i].down;
     *up = w ? gdml_wan_bytes_received(w) : 0;
     *down = w ? gdml_wan_bytes_sent(w) : 0;
+}
+
+const char *gdml_coord_region_policy(const gdml_coord *c, size_t i)
+{
+    return c->slots[i].policy;
 }
 
 double gdml_coord_train_loss(const gdml_coord *c)

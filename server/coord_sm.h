@@ -149,6 +149,9 @@ size_t gdml_coord_region_count(const gdml_coord *c);
 void gdml_coord_region_bytes(const gdml_coord *c, size_t i, const char **name, uint64_t *up,
                              uint64_t *down);
 
+/* The policy region i's controller last named ("" for a hand-picked encoder). */
+const char *gdml_coord_region_policy(const gdml_coord *c, size_t i);
+
 /* The mean training loss the last merged deltas reported (NaN before any). */
 double gdml_coord_train_loss(const gdml_coord *c);
 

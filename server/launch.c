@@ -563,10 +563,17 @@ static void on_progress_line(launch *L, const char *line)
             val_regions > 0)
             snprintf(held, sizeof held, "  val %.3f (%u region%s)", val_acc, val_regions,
                      val_regions == 1 ? "" : "s");
+        /* encoder = auto: each region's choice, "  policy a:topk+int4/0.1/H100 ..." */
+        char policies[256] = "";
+        size_t pl = 0;
+        for (const char *q = strstr(line, " policy="); q && pl < sizeof policies - 1;
+             q = strstr(q + 1, " policy="))
+            pl += (size_t)snprintf(policies + pl, sizeof policies - pl, "%s%.*s",
+                                   pl ? " " : "  policy ", (int)strcspn(q + 8, " \n"), q + 8);
         printf("version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
-               "raw data %.2f MB (gzip %.2f MB)%s\n",
+               "raw data %.2f MB (gzip %.2f MB)%s%s\n",
                version, acc, mb(up + down), mb(up), mb(down), mb(L->raw_bytes),
-               mb(L->raw_gzip_bytes), held);
+               mb(L->raw_gzip_bytes), held, policies);
         fflush(stdout);
     } else if (sscanf(line, "done versions=%*u wan_up=%llu wan_down=%llu", &up, &down) == 2) {
         pg->wan_up = up;

@@ -102,6 +102,7 @@ typedef struct gdml_config {
     struct {
         int64_t up_bytes_per_s, up_total_bytes, down_bytes_per_s, down_total_bytes;
         int64_t min_message_bytes;
+        double target_ratio;
     } budget;
     struct {
         char name[GDML_NAME_MAX];

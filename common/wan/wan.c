@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ struct gdml_wan {
     double threshold;
     uint64_t min_message;
     bool curve;
+    uint64_t seed; /* randk's, kept for an encoder the controller switches to */
     /* n floats each; work: u + residual, then what was decoded (made on first
      * use: an exact encoder needs it only to fold in a residual it was given) */
     float *residual, *work;
@@ -90,6 +92,7 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
     if (err)
         return err;
     w->n = n;
+    w->seed = seed;
     w->exact = !gdml_codec_sparse(w->codec) && !gdml_codec_lossy(w->codec);
     /* calloc: pages never written take no memory, and an exact encoder's
      * residual stays zero */
@@ -124,6 +127,33 @@ void gdml_wan_destroy(gdml_wan **wp)
     free(w->work);
     free(w);
     *wp = NULL;
+}
+
+gdml_err gdml_wan_set_encoder(gdml_wan *w, const char *spec, double k_fraction, gdml_errmsg *e)
+{
+    gdml_codec *c = NULL;
+    if (w->codec) {
+        gdml_err err = gdml_codec_new(spec, w->n, w->seed, &c, e);
+        if (err)
+            return err;
+        gdml_codec_destroy(&w->codec);
+        w->codec = c;
+        /* work is made on first use where the new encoder needs it; a lossy
+         * encoder may have written the residual: look again before trusting it */
+        w->residual_zero = false;
+        w->exact = !gdml_codec_sparse(c) && !gdml_codec_lossy(c);
+        w->k_max = w->n;
+        if (gdml_codec_sparse(c)) {
+            w->k_max = (size_t)((double)w->n * k_fraction);
+            if (w->k_max < 1)
+                w->k_max = 1;
+        }
+    } else if (!gdml_codec_spec_ok(spec, e)) {
+        return GDML_ERR_INVALID;
+    }
+    snprintf(w->encoder, sizeof w->encoder, "%s", spec);
+    w->k_fraction = k_fraction;
+    return GDML_OK;
 }
 
 void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget)
@@ -378,9 +408,16 @@ gdml_err gdml_wan_encode_update(gdml_wan *w, gdml_msg_header *h, const float *u,
     assert(out->wire <= avail);
     if (applied) /* the receiver now holds this much more */
         gdml_saxpy(w->n, 1.0f, x, applied);
-    else if (!direct) /* meant minus decoded; u + residual recomputes to the same bits */
-        for (size_t i = 0; i < w->n; i++)
+    else if (!direct) { /* meant minus decoded; u + residual recomputes to the same bits */
+        double uu = 0, rr = 0;
+        for (size_t i = 0; i < w->n; i++) {
             w->residual[i] = (u[i] + w->residual[i]) - w->work[i];
+            uu += (double)u[i] * u[i];
+            rr += (double)w->residual[i] * w->residual[i];
+        }
+        out->update_norm = sqrt(uu);
+        out->residual_norm = sqrt(rr);
+    }
     gdml_err spent = gdml_budget_spend(w->budget, out->wire, now_ms);
     assert(spent == GDML_OK && "the controller sent more than the budget allowed");
     (void)spent;

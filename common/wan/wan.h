@@ -59,6 +59,8 @@ typedef struct gdml_wan_update {
     size_t n_frames;
     size_t k;      /* entries the encoder sent */
     uint64_t wire; /* bytes the frames take on the wire */
+    /* Uplink (error feedback kept by the link): |u| and the new |residual|; 0 otherwise. */
+    double update_norm, residual_norm;
 } gdml_wan_update;
 
 /*
@@ -84,6 +86,15 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e);
 
 /* Frees it. NULL-safe; clears *w. */
 void gdml_wan_destroy(gdml_wan **w);
+
+/*
+ * Changes the encoder (the controller's choice): spec and k_fraction, for
+ * the next update. The residual stays: what earlier messages left out is
+ * still owed, whatever carries it. GDML_ERR_INVALID with e for a bad spec
+ * (the old encoder stays), GDML_ERR_NOMEM. Before gdml_wan_start it only
+ * records them.
+ */
+gdml_err gdml_wan_set_encoder(gdml_wan *w, const char *spec, double k_fraction, gdml_errmsg *e);
 
 /* Applies a new budget; spent bytes and history stay. */
 void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget);

@@ -23,9 +23,11 @@ gdml_err coord_slot_init(gdml_coord *c, coord_slot *s, const char *name, int ind
     uint64_t merged = s->merged_seq; /* known from a resumed version, if any */
     memset(s, 0, sizeof *s);
     s->merged_seq = merged;
-    bool follow = strcmp(cfg->encoder, "auto") == 0; /* the region's choice, once it names one */
-    gdml_wan_config wc = {.encoder = follow ? "dense" : cfg->encoder,
-                          .k_fraction = cfg->k_fraction,
+    /* auto: the region's choice, once it names one; until then the sparsest,
+     * so that a WELCOME (a change from the initial model) fits any budget */
+    bool follow = strcmp(cfg->encoder, "auto") == 0;
+    gdml_wan_config wc = {.encoder = follow ? "topk+int4" : cfg->encoder,
+                          .k_fraction = follow ? 0.01 : cfg->k_fraction,
                           .threshold = cfg->threshold,
                           .min_message_bytes = cfg->min_message_bytes,
                           .peer = name,

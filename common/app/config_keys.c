@@ -296,7 +296,7 @@ const key_def gdml_config_keys[] = {
         "downlink budget the coordinator keeps for this region (0: unlimited)"),
     INT(budget, down_total_bytes, "0", 0, INT64_MAX, "--down-total-bytes",
         "downlink bytes in all (0: no cap)"),
-    REAL(budget, target_ratio, "0", 0, 1000000, "--target-ratio",
+    REAL_FROM(budget, target_ratio, "0", 0, 1000000, "--target-ratio",
          "encoder = auto: send at most 1/this of dense bytes per local step (0: no target)"),
     INT(budget, min_message_bytes, "1024", 64, 1000000000, "--min-message-bytes",
         "smallest delta worth sending; sync_mode = budget syncs once this many bytes are free"),

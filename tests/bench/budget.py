@@ -62,6 +62,10 @@ POLICIES = [
      both("int4") + SCAFFOLD + ["budget.up_bytes_per_s=%d" % BUDGET,
                                 "budget.down_bytes_per_s=%d" % BUDGET,
                                 "budget.min_message_bytes=4200"]),
+    ("auto-%dBps" % BUDGET, "encoder = auto: the controller chooses H, encoder and k under %d B/s "
+     "per link and direction" % BUDGET,
+     both("auto") + ["budget.up_bytes_per_s=%d" % BUDGET, "budget.down_bytes_per_s=%d" % BUDGET,
+                     "budget.min_message_bytes=1000"]),
 ]
 
 def run_policy(build, work, name, overrides):

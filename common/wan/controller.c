@@ -52,6 +52,7 @@ struct gdml_ctl {
     uint64_t h, h_mul;
     int offset, max_offset; /* max_offset: sparser than this brought a residual back */
     unsigned rounds_held, high_residual, stalled;
+    bool measured; /* the first choice was made without a step time: judge it at once */
     double prev_loss, ppb, best_ppb; /* loss progress per byte, smoothed, and its best */
 };
 
@@ -292,7 +293,11 @@ bool gdml_ctl_decide(gdml_ctl *c, const gdml_ctl_measure *m, gdml_ctl_choice *ou
         c->offset++;
         cause = "loss per byte";
     }
-    compose(c, m, &c->level, &c->h);
+    /* Hysteresis for the budget's own choice too: step times are noisy, so a
+     * choice that still fits the hard limit is kept until it has settled. */
+    if (settled || !c->measured || !fits(c, c->level, c->h, m, false))
+        compose(c, m, &c->level, &c->h);
+    c->measured = true;
     *out = gdml_ctl_current(c);
     if (c->level == old_level && c->h == old_h)
         return false;

@@ -23,8 +23,11 @@ gdml_err coord_slot_init(gdml_coord *c, coord_slot *s, const char *name, int ind
     uint64_t merged = s->merged_seq; /* known from a resumed version, if any */
     memset(s, 0, sizeof *s);
     s->merged_seq = merged;
-    gdml_wan_config wc = {.encoder = cfg->encoder,
-                          .k_fraction = cfg->k_fraction,
+    /* auto: the region's choice, once it names one; until then the sparsest,
+     * so that a WELCOME (a change from the initial model) fits any budget */
+    bool follow = strcmp(cfg->encoder, "auto") == 0;
+    gdml_wan_config wc = {.encoder = follow ? "topk+int4" : cfg->encoder,
+                          .k_fraction = follow ? 0.01 : cfg->k_fraction,
                           .threshold = cfg->threshold,
                           .min_message_bytes = cfg->min_message_bytes,
                           .peer = name,
@@ -45,6 +48,30 @@ gdml_err coord_slot_init(gdml_coord *c, coord_slot *s, const char *name, int ind
     if (err)
         coord_slot_fini(s);
     return err;
+}
+
+/*
+ * A DELTA's text names its region's policy when the controller chose it
+ * (controller.h): shown on the progress line, and, with coordinator.encoder
+ * = auto, the downlink's encoder too, so one budget file steers both
+ * directions. Text that is not a policy is ignored (it is the peer's).
+ */
+void coord_follow_policy(gdml_coord *c, coord_slot *s, const char *name, const gdml_msg_header *h)
+{
+    char spec[GDML_CODEC_NAME_MAX];
+    double k;
+    uint64_t hh;
+    if (strlen(h->text) >= sizeof s->policy || !gdml_ctl_parse(h->text, spec, sizeof spec, &k, &hh) ||
+        strcmp(h->text, s->policy) == 0)
+        return;
+    snprintf(s->policy, sizeof s->policy, "%.*s", (int)sizeof s->policy - 1, h->text);
+    if (strcmp(c->cfg->encoder, "auto") != 0)
+        return;
+    gdml_errmsg e;
+    if (gdml_wan_set_encoder(s->down, spec, k, gdml_wan_seed(s->down), &e))
+        gdml_warn("region '%s': the downlink keeps its encoder: %s", name, e.text);
+    else
+        gdml_info("region '%s': downlink policy %s, as its uplink's", name, s->policy);
 }
 
 void coord_slot_fini(coord_slot *s)

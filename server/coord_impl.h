@@ -9,6 +9,8 @@
 
 #include "coord_sm.h"
 
+#include "controller.h"
+
 #include "chunk.h"
 #include "members.h"
 #include "ratelog.h"
@@ -45,6 +47,7 @@ typedef struct coord_slot {
     bool stop_pending;     /* FINISHING: its STOP has not gone yet */
     bool excused;          /* its delta of this round was refused: the round goes on without it */
     uint64_t releases;     /* whole deltas received from it in this run (privacy spent) */
+    char policy[GDML_CTL_POLICY_MAX]; /* its controller's choice, from its DELTA's text */
 } coord_slot;
 
 /* One ERROR recently sent, so that a flood of bad frames is not answered in kind. */
@@ -101,6 +104,7 @@ struct gdml_coord {
 gdml_err coord_slot_init(gdml_coord *c, coord_slot *s, const char *name, int index,
                          gdml_errmsg *e);
 void coord_slot_fini(coord_slot *s);
+void coord_follow_policy(gdml_coord *c, coord_slot *s, const char *name, const gdml_msg_header *h);
 gdml_err coord_down_budget(gdml_coord *c, coord_slot *s, const gdml_msg_header *from, int64_t now,
                            gdml_errmsg *e);
 void coord_welcome(gdml_coord *c, coord_slot *s, int64_t now);

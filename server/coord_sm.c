@@ -387,6 +387,7 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
         gdml_ratelog_note(c->log, now, GDML_LOG_WARN, m->name, "downlink budget kept",
                           "the budget it asks for cannot work: %s", bwhy.text);
     s->has_delta = true;
+    coord_follow_policy(c, s, m->name, h);
     s->delta_seq = h->seq;
     s->delta_samples = h->count;
     s->delta_loss = h->metric;
@@ -515,6 +516,11 @@ void gdml_coord_region_link(gdml_coord *c, size_t i, int64_t now_ms, double *rat
     *rate = w ? gdml_wan_budget(w).rate : 0;
     *tokens = w ? gdml_wan_available(w, now_ms) : GDML_BUDGET_UNLIMITED;
     *staleness = c->slots[i].delta_tau;
+}
+
+const char *gdml_coord_region_policy(const gdml_coord *c, size_t i)
+{
+    return c->slots[i].policy;
 }
 
 double gdml_coord_train_loss(const gdml_coord *c)

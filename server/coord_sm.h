@@ -179,6 +179,9 @@ void gdml_coord_region_bytes(const gdml_coord *c, size_t i, const char **name, u
 void gdml_coord_region_link(gdml_coord *c, size_t i, int64_t now_ms, double *rate,
                             uint64_t *tokens, uint64_t *staleness);
 
+/* The policy region i's controller last named ("" for a hand-picked encoder). */
+const char *gdml_coord_region_policy(const gdml_coord *c, size_t i);
+
 /* The mean training loss the last merged deltas reported (NaN before any). */
 double gdml_coord_train_loss(const gdml_coord *c);
 

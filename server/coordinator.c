@@ -266,6 +266,13 @@ static void commit(coordinator *c, int64_t now)
            meta->loss, gdml_coord_train_loss(c->sm), (unsigned long long)stats.bytes_received,
            (unsigned long long)stats.bytes_sent, meta->n_regions);
     print_links(c);
+    for (size_t i = 0; i < gdml_coord_region_count(c->sm); i++) {
+        const char *name, *policy = gdml_coord_region_policy(c->sm, i);
+        uint64_t up, down;
+        gdml_coord_region_bytes(c->sm, i, &name, &up, &down);
+        if (*policy)
+            printf(" policy=%s:%s", name, policy);
+    }
     gdml_score val;
     uint32_t scored = gdml_store_meta_score(meta, &val);
     printf(" val_acc=%.6f val_loss=%.6f val_regions=%u merged=", gdml_score_accuracy(&val),

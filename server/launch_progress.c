@@ -191,6 +191,17 @@ static void parse_privacy(gdml_progress *pg, const char *line)
     }
 }
 
+/* encoder = auto: each region's choice, from the line's " policy=" fields. */
+static void parse_policies(gdml_progress *pg, const char *line)
+{
+    size_t pl = 0;
+    pg->policies[0] = '\0';
+    for (const char *q = strstr(line, " policy="); q && pl < sizeof pg->policies - 1;
+         q = strstr(q + 1, " policy="))
+        pl += (size_t)snprintf(pg->policies + pl, sizeof pg->policies - pl, "%s%.*s",
+                               pl ? " " : "  policy ", (int)strcspn(q + 8, " \n"), q + 8);
+}
+
 /* The line scripts and tests parse: keep it byte for byte. */
 static void print_version_line(const gdml_progress *pg)
 {
@@ -203,10 +214,10 @@ static void print_version_line(const gdml_progress *pg)
         snprintf(eps, sizeof eps, "  eps=%.3f", pg->epsilon);
     fprintf(pg->out,
             "version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
-            "raw data %.2f MB (gzip %.2f MB)%s%s\n",
+            "raw data %.2f MB (gzip %.2f MB)%s%s%s\n",
             (unsigned long long)pg->version, pg->accuracy, mb(pg->wan_up + pg->wan_down),
             mb(pg->wan_up), mb(pg->wan_down), mb(pg->raw_bytes), mb(pg->raw_gzip_bytes), held,
-            eps);
+            eps, pg->policies);
     fflush(pg->out);
 }
 
@@ -231,6 +242,7 @@ int gdml_progress_on_line(gdml_progress *pg, const char *line, int64_t now_ms)
         parse_links(pg, line, now_ms);
         parse_merged(pg, line);
         parse_privacy(pg, line);
+        parse_policies(pg, line);
         const char *v = strstr(line, " val_acc=");
         double val_acc;
         unsigned val_regions;
@@ -387,7 +399,7 @@ static void draw(gdml_progress *pg, int64_t now_ms, bool final)
          mb(pg->wan_down));
     emit(pg, width, NULL, "  raw data %.2f MB (%.2f MB gzipped)%s", mb(pg->raw_bytes),
          mb(pg->raw_gzip_bytes), ratio);
-    emit(pg, width, NULL, "  budget: %s", pg->budget);
+    emit(pg, width, NULL, "  budget: %s%s", pg->budget, pg->policies);
     if (pg->dp_delta > 0)
         emit(pg, width, NULL, "  differential privacy: epsilon %.3f at delta %g per region",
              pg->epsilon, pg->dp_delta);

@@ -74,6 +74,7 @@ typedef struct gdml_progress {
     unsigned val_regions;
     double epsilon, dp_delta; /* privacy spent ("eps="); dp_delta 0 without DP */
     bool privacy_stop;        /* the privacy budget ended the run */
+    char policies[256];       /* encoder = auto: "  policy a:topk+int4/0.1/H100 ...", or "" */
     gdml_progress_region regions[GDML_PROGRESS_MAX_REGIONS];
     int n_regions;
 } gdml_progress;

@@ -151,6 +151,8 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
     s->max_worker_samples = (uint64_t)cfg->server.max_worker_samples;
     s->max_grad_norm = cfg->server.max_grad_norm;
     s->encoder = cfg->server.encoder;
+    s->auto_encoder = strcmp(cfg->server.encoder, "auto") == 0;
+    s->target_ratio = cfg->budget.target_ratio;
     s->k_fraction = cfg->server.k_fraction;
     s->threshold = cfg->server.threshold;
     s->up_budget = up_budget(cfg);

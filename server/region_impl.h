@@ -12,6 +12,7 @@
 
 #include "chunk.h"
 #include "codec.h"
+#include "controller.h"
 #include "members.h"
 #include "model.h"
 #include "ratelog.h"
@@ -71,6 +72,12 @@ typedef struct worker_slot {
 struct gdml_region {
     const gdml_region_config *cfg;
     region_state state;
+    /* encoder = auto: the controller, its choice, and what it is fed (region_policy.c) */
+    gdml_ctl *ctl;
+    uint64_t sync_every; /* H in force: the configured one, or the controller's */
+    char policy[GDML_CTL_POLICY_MAX];
+    uint64_t ctl_round, ctl_bytes_mark;
+    double residual_ratio;
     gdml_members workers;
     worker_slot *wslots;
     /* The model, once the coordinator's WELCOME told its layout. */
@@ -161,5 +168,11 @@ bool region_start_early(gdml_region *r, int64_t now);
 void region_after_step(gdml_region *r, int64_t now);
 void region_retry_hold(gdml_region *r, int64_t now);
 void region_delta_header(const gdml_region *r, gdml_msg_header *h);
+
+/* region_policy.c: encoder = auto. Each does nothing for a hand-picked encoder. */
+gdml_err region_policy_start(gdml_region *r, gdml_errmsg *e); /* once the model's size is known */
+void region_policy_budget(gdml_region *r);                    /* after a new budget */
+void region_policy_before_sync(gdml_region *r, int64_t now, gdml_msg_header *h);
+void region_policy_after_sync(gdml_region *r, const gdml_wan_update *u);
 
 #endif

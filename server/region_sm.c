@@ -24,6 +24,7 @@ gdml_err gdml_region_new(const gdml_region_config *cfg, gdml_region **out, gdml_
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
     r->cfg = cfg;
     r->state = REGION_JOINING;
+    r->sync_every = cfg->sync_every;
     r->wan_seq = r->lan_seq = cfg->seq_base;
     size_t slots = cfg->n_members ? cfg->n_members : MAX_WORKER_SLOTS;
     gdml_err err = gdml_members_init(&r->workers, slots, cfg->members, cfg->n_members);
@@ -31,7 +32,7 @@ gdml_err gdml_region_new(const gdml_region_config *cfg, gdml_region **out, gdml_
         err = GDML_ERR_NOMEM;
     if (!err)
         err = gdml_ratelog_new(10000, 128, &r->log);
-    gdml_wan_config wc = {.encoder = cfg->encoder,
+    gdml_wan_config wc = {.encoder = cfg->auto_encoder ? "dense" : cfg->encoder,
                           .k_fraction = cfg->k_fraction,
                           .threshold = cfg->threshold,
                           .budget = cfg->up_budget,
@@ -67,6 +68,7 @@ void gdml_region_destroy(gdml_region **rp)
     gdml_transfer_fini(&r->from_coord);
     gdml_ratelog_destroy(&r->log);
     gdml_wan_destroy(&r->up);
+    gdml_ctl_destroy(&r->ctl);
     gdml_codec_destroy(&r->dense);
     gdml_codec_destroy(&r->pulled);
     free(r->ent_idx);
@@ -226,6 +228,7 @@ gdml_err gdml_region_set_budget(gdml_region *r, const gdml_budget_config *up, ui
     /* The configuration outlives the state machine; only the asked-for downlink changes. */
     ((gdml_region_config *)r->cfg)->down_rate = down_rate;
     ((gdml_region_config *)r->cfg)->down_cap = down_cap;
+    region_policy_budget(r);
     return GDML_OK;
 }
 

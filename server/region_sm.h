@@ -72,6 +72,8 @@ typedef struct gdml_region_config {
     double max_grad_norm;
     /* The uplink and the downlink budget it asks the coordinator for. */
     const char *encoder;
+    bool auto_encoder;   /* encoder = auto: the controller chooses (region_policy.c) */
+    double target_ratio; /* its budget's target compression against dense per step */
     double k_fraction, threshold;
     gdml_budget_config up_budget;
     uint64_t min_message_bytes;

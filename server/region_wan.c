@@ -39,7 +39,7 @@
 static bool due_steps(const gdml_region *r, int64_t now)
 {
     (void)now;
-    return r->steps_since_sync >= r->cfg->sync_every;
+    return r->steps_since_sync >= r->sync_every;
 }
 
 static bool due_time(const gdml_region *r, int64_t now)
@@ -52,7 +52,7 @@ static bool due_budget(const gdml_region *r, int64_t now)
     (void)now;
     /* As soon as the uplink has min_message_bytes free, but not before
      * sync_every steps: a delta of one step would spend the budget on nothing. */
-    return r->steps_since_sync >= r->cfg->sync_every;
+    return r->steps_since_sync >= r->sync_every;
 }
 
 static const gdml_sync_mode sync_modes[] = {
@@ -131,6 +131,9 @@ static gdml_err make_model(gdml_region *r, const char *text, uint64_t total, gdm
     for (const char *p = r->cfg->name; *p; p++)
         seed = (seed ^ (unsigned char)*p) * 1099511628211ULL;
     if ((err = gdml_wan_start(r->up, n, seed, e)))
+        return err;
+    r->n = n;
+    if ((err = region_policy_start(r, e)))
         return err;
     if (gdml_transfer_init(&r->from_coord, n))
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
@@ -372,6 +375,7 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
     region_delta_header(r, &h);
     if (h.count > r->hello_samples)
         h.count = r->hello_samples; /* what the coordinator was told; more follows a HELLO */
+    region_policy_before_sync(r, now, &h);
     gdml_wan_update u;
     gdml_errmsg e;
     gdml_err err = gdml_wan_encode_update(r->up, &h, r->scratch, r->params, NULL, now, &u, &e);
@@ -394,6 +398,7 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
     }
     for (size_t f = 0; f < u.n_frames; f++)
         gdml_actions_send(&r->actions, GDML_LINK_UP, NULL, u.frames[f]);
+    region_policy_after_sync(r, &u);
     gdml_wan_update_fini(&u);
     r->wan_seq++;
     r->delta_seq = h.seq;

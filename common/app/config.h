@@ -107,6 +107,7 @@ typedef struct gdml_config {
     struct {
         int64_t up_bytes_per_s, up_total_bytes, down_bytes_per_s, down_total_bytes;
         int64_t min_message_bytes;
+        double target_ratio;
     } budget;
     struct {
         char dp[8]; /* "on" or "off" */

@@ -43,6 +43,8 @@ static gdml_err check_metrics_listen(const char *value, gdml_errmsg *why)
 
 static gdml_err check_encoder(const char *value, gdml_errmsg *why)
 {
+    if (strcmp(value, "auto") == 0) /* the controller chooses (controller.h) */
+        return GDML_OK;
     return gdml_codec_spec_ok(value, why) ? GDML_OK : GDML_ERR_CONFIG;
 }
 
@@ -78,7 +80,7 @@ static gdml_err check_roles(const char *value, gdml_errmsg *why)
 #define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
 #define ENCODER_RULE                                                                               \
     "SELECTOR+QUANTIZER, either part alone, or dense; selectors all, topk, randk, significance; "  \
-    "quantizers f32, f16, bf16, int8, int4, int2, sign"
+    "quantizers f32, f16, bf16, int8, int4, int2, sign; or auto (the budget controller chooses)"
 
 /*
  * One macro per kind of row keeps each row of the table on a line or two.
@@ -312,6 +314,8 @@ const key_def gdml_config_keys[] = {
         "downlink budget the coordinator keeps for this region (0: unlimited)"),
     INT(budget, down_total_bytes, "0", 0, INT64_MAX, "--down-total-bytes",
         "downlink bytes in all (0: no cap)"),
+    REAL_FROM(budget, target_ratio, "0", 0, 1000000, "--target-ratio",
+         "encoder = auto: send at most 1/this of dense bytes per local step (0: no target)"),
     INT(budget, min_message_bytes, "1024", 64, 1000000000, "--min-message-bytes",
         "smallest delta worth sending; sync_mode = budget syncs once this many bytes are free"),
 

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ struct gdml_wan {
     double threshold;
     uint64_t min_message;
     bool curve;
+    uint64_t seed; /* randk's, kept for an encoder the controller switches to */
     /* n floats each; work: u + residual, then what was decoded (made on first
      * use: an exact encoder needs it only to fold in a residual it was given) */
     float *residual, *work;
@@ -92,6 +94,7 @@ gdml_err gdml_wan_start(gdml_wan *w, size_t n, uint64_t seed, gdml_errmsg *e)
     if (err)
         return err;
     w->n = n;
+    w->seed = seed;
     w->exact = !gdml_codec_sparse(w->codec) && !gdml_codec_lossy(w->codec);
     /* calloc: pages never written take no memory, and an exact encoder's
      * residual stays zero */
@@ -154,6 +157,11 @@ gdml_err gdml_wan_set_encoder(gdml_wan *w, const char *spec, double k_fraction, 
 const char *gdml_wan_encoder(const gdml_wan *w)
 {
     return w->codec ? gdml_codec_name(w->codec) : w->encoder;
+}
+
+uint64_t gdml_wan_seed(const gdml_wan *w)
+{
+    return w->seed;
 }
 
 void gdml_wan_destroy(gdml_wan **wp)
@@ -427,8 +435,14 @@ gdml_err gdml_wan_encode_update(gdml_wan *w, gdml_msg_header *h, const float *u,
     if (applied) /* the receiver now holds this much more */
         gdml_saxpy(w->n, 1.0f, x, applied);
     else if (!direct) { /* meant minus decoded; u + residual recomputes to the same bits */
-        for (size_t i = 0; i < w->n; i++)
+        double uu = 0, rr = 0;
+        for (size_t i = 0; i < w->n; i++) {
             w->residual[i] = (u[i] + w->residual[i]) - w->work[i];
+            uu += (double)u[i] * u[i];
+            rr += (double)w->residual[i] * w->residual[i];
+        }
+        out->update_norm = sqrt(uu);
+        out->residual_norm = sqrt(rr);
         w->residual_zero = false; /* a lossy encoder (or one switched from) leaves one */
     }
     gdml_err spent = gdml_budget_spend(w->budget, out->wire, now_ms);

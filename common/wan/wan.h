@@ -59,6 +59,8 @@ typedef struct gdml_wan_update {
     size_t n_frames;
     size_t k;      /* entries the encoder sent */
     uint64_t wire; /* bytes the frames take on the wire */
+    /* Uplink (error feedback kept by the link): |u| and the new |residual|; 0 otherwise. */
+    double update_norm, residual_norm;
 } gdml_wan_update;
 
 /*
@@ -99,6 +101,9 @@ gdml_err gdml_wan_set_encoder(gdml_wan *w, const char *spec, double k_fraction, 
 
 /* The encoder in force, "selector+quantizer" once started, else as configured. */
 const char *gdml_wan_encoder(const gdml_wan *w);
+
+/* The seed the link was started with (randk's draws), for an encoder switched to later. */
+uint64_t gdml_wan_seed(const gdml_wan *w);
 
 /* Applies a new budget; spent bytes and history stay. */
 void gdml_wan_set_budget(gdml_wan *w, const gdml_budget_config *budget);

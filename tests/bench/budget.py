@@ -84,6 +84,11 @@ def softmax_policies():
                both("int4") + SCAFFOLD + ["budget.up_bytes_per_s=%d" % BUDGET,
                                           "budget.down_bytes_per_s=%d" % BUDGET,
                                           "budget.min_message_bytes=4200"]),
+        policy("auto-%dBps" % BUDGET, "encoder = auto: the controller chooses H, encoder and k "
+               "under %d B/s per link and direction" % BUDGET,
+               both("auto") + ["budget.up_bytes_per_s=%d" % BUDGET,
+                               "budget.down_bytes_per_s=%d" % BUDGET,
+                               "budget.min_message_bytes=1000"]),
     ]
 
 

@@ -296,6 +296,72 @@ Test(budget, a_budgeted_job_keeps_every_window_and_counts_bytes_at_both_ends, .t
     gdml_test_rmtree(dir);
 }
 
+/* encoder = auto under a bytes-per-second budget: every window kept, the model learns. */
+#define AUTO_RATE 4000
+#define AUTO_ROUNDS 15
+
+Test(budget, a_controller_driven_job_keeps_every_window_and_learns, .timeout = 150)
+{
+    if (!gdml_test_have_fashion_mnist())
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    char *dir = gdml_test_tmpdir();
+    char run[4200], out_path[4200];
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(out_path, sizeof out_path, "%s/launch.out", dir);
+    char *path = gdml_test_program("gdml-launch");
+    char *ini = gdml_test_source_path("config/local-job.ini");
+    char rounds[64], up_rate[64], down_rate[64];
+    snprintf(rounds, sizeof rounds, "coordinator.rounds=%d", AUTO_ROUNDS);
+    snprintf(up_rate, sizeof up_rate, "budget.up_bytes_per_s=%d", AUTO_RATE);
+    snprintf(down_rate, sizeof down_rate, "budget.down_bytes_per_s=%d", AUTO_RATE);
+    char *argv[] = {path, "--config", ini, "--run-dir", run,
+                    "--set", "launch.regions=a,b", "--set", "launch.workers=1",
+                    "--set", rounds, "--set", "server.learning_rate=0.3",
+                    "--set", "server.encoder=auto", "--set", "coordinator.encoder=auto",
+                    "--set", up_rate, "--set", down_rate,
+                    "--set", "budget.min_message_bytes=1000", NULL};
+    pid_t pid = gdml_test_spawn(argv, out_path);
+    int rc = gdml_test_wait(pid, 120);
+    char *out = gdml_test_read_file(out_path);
+    cr_assert_eq(rc, 0, "the controller-driven job exited %d:\n%s", rc, out);
+    /* The controller's choice is on gdml-launch's line per version. */
+    cr_assert(strstr(out, "  policy ") != NULL && strstr(out, " a:") != NULL,
+              "no policy on the progress lines:\n%s", out);
+    /* Hysteresis: at most one change per region in every 4 rounds (rounds + 1 lines). */
+    int lines = count_substr(out, "  policy ");
+    cr_assert_geq(lines, AUTO_ROUNDS - 1, "%d progress lines name a policy:\n%s", lines, out);
+    char summary[4300];
+    snprintf(summary, sizeof summary, "%s/summary.json", run);
+    char *json = gdml_test_read_file(summary);
+    cr_assert_not_null(json, "no %s:\n%s", summary, out);
+    double acc = gdml_test_json_number(json, "final_accuracy");
+    cr_assert(acc >= 0.70, "final accuracy %.4f is below 0.70 after %d rounds:\n%s", acc,
+              AUTO_ROUNDS, out);
+    char coord_path[4300];
+    snprintf(coord_path, sizeof coord_path, "%s/logs/bytes-coordinator.csv", run);
+    byte_log coord = read_byte_log(coord_path);
+    const char *regions[] = {"a", "b"};
+    for (size_t r = 0; r < 2; r++) {
+        char region_path[4300];
+        snprintf(region_path, sizeof region_path, "%s/logs/bytes-%s.csv", run, regions[r]);
+        byte_log region = read_byte_log(region_path);
+        size_t ups = check_windows(region_path, &region, NULL, "up", AUTO_RATE);
+        size_t downs = check_windows(coord_path, &coord, regions[r], "down", AUTO_RATE);
+        size_t deltas = 0;
+        total_bytes(&region, NULL, "up", "DELTA", &deltas);
+        cr_assert_geq(deltas, (size_t)AUTO_ROUNDS, "%s: %zu deltas", region_path, deltas);
+        cr_assert_gt(ups, 0);
+        cr_assert_gt(downs, 0);
+        free(region.lines);
+    }
+    free(coord.lines);
+    free(json);
+    free(out);
+    free(path);
+    free(ini);
+    gdml_test_rmtree(dir);
+}
+
 typedef struct proc {
     pid_t pid; /* 0 once reaped */
     char log[4200];

@@ -305,7 +305,7 @@ class Job:
         for r in self.regions:
             log = self.procs["server:" + r][3]
             with open(log, errors="replace") as f:
-                if "resumed from checkpoint" in f.read():
+                if " resume checkpoint=" in f.read():
                     out.append(r)
         return out
 

@@ -69,9 +69,9 @@ void coord_follow_policy(gdml_coord *c, coord_slot *s, const char *name, const g
         return;
     gdml_errmsg e;
     if (gdml_wan_set_encoder(s->down, spec, k, gdml_wan_seed(s->down), &e))
-        gdml_warn("region '%s': the downlink keeps its encoder: %s", name, e.text);
+        gdml_warn("downlink_policy_kept", "region=%s why=%s", name, e.text);
     else
-        gdml_info("region '%s': downlink policy %s, as its uplink's", name, s->policy);
+        gdml_info("downlink_policy", "region=%s policy=%s", name, s->policy);
 }
 
 void coord_slot_fini(coord_slot *s)
@@ -131,7 +131,8 @@ static void send_frames(gdml_coord *c, int i, gdml_blob *const *frames, size_t n
 {
     for (size_t f = 0; f < n; f++)
         if (gdml_actions_send(&c->actions, GDML_LINK_DOWN, &c->members.slots[i].route, frames[f]))
-            gdml_error("out of memory queueing a frame for region '%s'", c->members.slots[i].name);
+            gdml_error("queue_failed", "region=%s why=%s", c->members.slots[i].name,
+                       "out of memory queueing a frame");
     c->slots[i].sent_ms = now;
 }
 
@@ -161,7 +162,7 @@ bool coord_send_control(gdml_coord *c, int i, gdml_msg_type type, const char *te
 static void stop_region(gdml_coord *c, int i, const char *why, int64_t now)
 {
     gdml_member *m = &c->members.slots[i];
-    gdml_warn("region '%s' is stopped: %s; the others go on", m->name, why);
+    gdml_warn("region_stopped", "region=%s why=%s", m->name, why);
     char text[GDML_MSG_TEXT_MAX];
     snprintf(text, sizeof text, "stopped by the coordinator: %.200s", why);
     coord_send_control(c, i, GDML_MSG_STOP, text, now); /* if the budget still has room */
@@ -201,14 +202,14 @@ void coord_flush_down(gdml_coord *c, int64_t now)
             continue;
         }
         if (err) {
-            gdml_error("cannot send %s to region '%s': %s", gdml_msg_type_name(s->pending), m->name,
-                       e.text);
+            gdml_error("send_failed", "type=%s region=%s why=%s", gdml_msg_type_name(s->pending),
+                       m->name, e.text);
             s->retry_ms = now + 1000;
             continue;
         }
         c->seq++;
         send_frames(c, (int)i, u.frames, u.n_frames, now);
-        gdml_debug("%s version %llu to '%s': %zu entries in %zu frames",
+        gdml_debug("downlink_sent", "type=%s version=%llu region=%s entries=%zu frames=%zu",
                    gdml_msg_type_name(s->pending), (unsigned long long)c->version, m->name, u.k,
                    u.n_frames);
         gdml_wan_update_fini(&u);

@@ -51,7 +51,7 @@ bool coord_dp_stop(gdml_coord *c, int64_t now)
              "privacy.epsilon = %g (delta %g); stopped after %llu of coordinator.rounds = %llu",
              coord_dp_epsilon(c, 0), coord_dp_epsilon(c, 1), dp->epsilon_limit, dp->delta,
              (unsigned long long)c->round, (unsigned long long)c->cfg->rounds);
-    gdml_info("%s", why);
+    gdml_info("privacy_stop", "why=%s", why);
     c->dp_stopped = true;
     coord_finish(c, now, 0, GDML_OK, why);
     return true;
@@ -66,8 +66,7 @@ gdml_err gdml_coord_check_privacy(const gdml_coord_config *cfg, gdml_errmsg *e)
         /* A quorum or asynchronous round merges some regions' deltas, not
          * all: how many each region releases depends on their speeds, which
          * only the run shows. It stops at the limit instead. */
-        gdml_info("privacy: up to %llu rounds fit privacy.epsilon = %g if one region took part "
-                  "in every one; the run stops before any region passes it",
+        gdml_info("privacy_limit", "rounds_fit=%llu epsilon_limit=%g stops=at_limit",
                   (unsigned long long)gdml_dp_max_releases(dp, cfg->rounds), dp->epsilon_limit);
         return GDML_OK;
     }

@@ -88,11 +88,13 @@ static void drop_largest(gdml_coord *c, int *who, size_t *count, double change, 
     coord_slot *s = &c->slots[i];
     c->stats.rejected[GDML_REASON_NORM]++;
     c->stats.contributions_dropped++;
-    gdml_ratelog_note(
-        c->log, now, GDML_LOG_WARN, c->members.slots[i].name, gdml_reason_name(GDML_REASON_NORM),
-        "version %llu would change by %.4g (merge.max_change_norm %.4g) or not be "
-        "finite; dropped this region's delta (norm %.4g)",
-        (unsigned long long)c->next_version, change, c->cfg->max_change_norm, s->delta_norm);
+    gdml_ratelog_note(c->log, now, GDML_LOG_WARN, "delta_dropped", c->members.slots[i].name,
+                      gdml_reason_name(GDML_REASON_NORM),
+                      "version=%llu change=%.4g max_change_norm=%.4g norm=%.4g why=%s",
+                      (unsigned long long)c->next_version, change, c->cfg->max_change_norm,
+                      s->delta_norm,
+                      "the version would change by more than merge.max_change_norm or not be "
+                      "finite");
     s->has_delta = false;
     s->excused = true;
     s->merged_seq = s->delta_seq; /* a re-send of it is ignored */
@@ -107,7 +109,7 @@ static void evaluate(gdml_coord *c, gdml_version_meta *meta, bool last)
         return;
     if (gdml_model_evaluate_set(&cfg->layout, c->next, cfg->eval,
                             &meta->accuracy, &meta->loss))
-        gdml_warn("cannot evaluate version %llu", (unsigned long long)meta->version);
+        gdml_warn("eval_failed", "version=%llu", (unsigned long long)meta->version);
 }
 
 /* Fills the metadata of the version in c->next; the loop adds time and bytes. */
@@ -239,12 +241,17 @@ void gdml_coord_on_committed(gdml_coord *c, int64_t now, gdml_err err, const cha
     }
     gdml_score val;
     uint32_t scored = gdml_store_meta_score(meta, &val);
-    char held[64] = "";
-    if (scored)
-        snprintf(held, sizeof held, ", val %.3f (%u region%s)", gdml_score_accuracy(&val), scored,
-                 scored == 1 ? "" : "s");
-    gdml_info("version %llu committed (round %llu): accuracy %.4f%s",
-              (unsigned long long)c->version, (unsigned long long)c->round, meta->accuracy, held);
+    if (GDML_LOG_INFO <= gdml_log_threshold()) {
+        gdml_log_line line;
+        gdml_log_begin(&line, GDML_LOG_INFO, "commit");
+        gdml_log_fields(&line, "version=%llu round=%llu accuracy=%.4f",
+                        (unsigned long long)c->version, (unsigned long long)c->round,
+                        meta->accuracy);
+        if (scored) /* the regions' own held-out score, where they sent one */
+            gdml_log_fields(&line, "val_accuracy=%.4f val_regions=%u", gdml_score_accuracy(&val),
+                            scored);
+        gdml_log_emit(&line);
+    }
     if (c->round >= c->cfg->rounds) {
         coord_finish(c, now, 0, GDML_OK, "training complete");
         return;
@@ -270,8 +277,8 @@ static void flush_stops(gdml_coord *c, int64_t now)
     if (waiting && now < c->finish_deadline_ms)
         return;
     if (waiting)
-        gdml_warn("some regions' downlink budgets had no room for STOP within %d s",
-                  FINISH_GRACE_MS / 1000);
+        gdml_warn("stop_undelivered", "grace_s=%d why=%s", FINISH_GRACE_MS / 1000,
+                  "some regions' downlink budgets had no room for STOP");
     gdml_action act = {.kind = GDML_ACT_EXIT, .status = c->exit_status, .err = c->exit_err};
     snprintf(act.text, sizeof act.text, "%s", c->exit_text);
     gdml_actions_push(&c->actions, &act);
@@ -312,7 +319,7 @@ void gdml_coord_on_tick(gdml_coord *c, int64_t now)
             continue;
         if (now - m->heard_ms > cfg->peer_timeout_ms) {
             m->state = GDML_MEMBER_SILENT;
-            gdml_warn("region '%s' has been silent for %lld ms; not waiting for it", m->name,
+            gdml_warn("region_silent", "region=%s silent_ms=%lld", m->name,
                       (long long)(now - m->heard_ms));
             coord_try_merge(c, now);
         } else if (!s->pending && now - s->sent_ms >= cfg->heartbeat_ms) {
@@ -328,8 +335,7 @@ void gdml_coord_on_tick(gdml_coord *c, int64_t now)
             any |= c->slots[i].has_delta;
         for (size_t i = 0; any && i < c->members.used; i++)
             if (waiting_for(c, i)) {
-                gdml_warn("round %llu: no delta from region '%s' within "
-                          "coordinator.round_deadline_ms = %lld; going on without it",
+                gdml_warn("round_deadline", "round=%llu region=%s deadline_ms=%lld",
                           (unsigned long long)c->round + 1, c->members.slots[i].name,
                           (long long)cfg->round_deadline_ms);
                 c->slots[i].excused = true;
@@ -352,7 +358,7 @@ void gdml_coord_on_tick(gdml_coord *c, int64_t now)
     }
     if (now - c->progress_ms >= cfg->heartbeat_ms && now - c->stall_log_ms >= cfg->heartbeat_ms) {
         describe_wait(c, what, sizeof what);
-        gdml_info("waiting %lld ms: %s", (long long)(now - c->progress_ms), what);
+        gdml_info("waiting", "ms=%lld for=%s", (long long)(now - c->progress_ms), what);
         c->stall_log_ms = now;
     }
 }

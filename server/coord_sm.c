@@ -43,10 +43,9 @@ static void reject(gdml_coord *c, int64_t now, const gdml_rx *rx, gdml_reason re
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     c->stats.rejected[reason]++;
-    char who[GDML_NAME_MAX + 16];
-    snprintf(who, sizeof who, "region '%s'", *rx->name ? rx->name : "?");
-    gdml_ratelog_note(c->log, now, GDML_LOG_WARN, who, gdml_reason_name(reason), "%s %s",
-                      gdml_msg_type_name(rx->header.type), why);
+    const char *who = *rx->name ? rx->name : "?";
+    gdml_ratelog_note(c->log, now, GDML_LOG_WARN, "frame_refused", who, gdml_reason_name(reason),
+                      "type=%s why=%s", gdml_msg_type_name(rx->header.type), why);
     if (tell)
         coord_tell(c, now, &rx->peer, reason, why);
 }
@@ -237,7 +236,7 @@ static void on_hello(gdml_coord *c, int64_t now, const gdml_rx *rx)
     /* A delta already in for this round stays: a HELLO loses no work. */
     if (first && s->merged_seq == 0) {
         c->stats.joins++;
-        gdml_info("region '%s' joined with %llu samples (%zu of %u)", name,
+        gdml_info("region_join", "region=%s samples=%llu joined=%zu regions=%u", name,
                   (unsigned long long)h->count, gdml_members_count(&c->members, GDML_MEMBER_JOINED),
                   c->cfg->regions);
     } else {
@@ -249,12 +248,11 @@ static void on_hello(gdml_coord *c, int64_t now, const gdml_rx *rx)
          * to declare): what it lacks since, through its downlink, not the
          * whole model. */
         if (h->version == c->version)
-            gdml_info("region '%s' holds version %llu, the newest, and declares %llu samples", name,
+            gdml_info("region_rejoin", "region=%s holds=%llu samples=%llu newest=yes", name,
                       (unsigned long long)h->version, (unsigned long long)h->count);
         else
-            gdml_info("region '%s' joined again holding version %llu; sending it what it lacks "
-                      "of version %llu",
-                      name, (unsigned long long)h->version, (unsigned long long)c->version);
+            gdml_info("region_rejoin", "region=%s holds=%llu sending=%llu", name,
+                      (unsigned long long)h->version, (unsigned long long)c->version);
         if (h->version < c->version) {
             s->pending = GDML_MSG_GLOBAL;
             s->retry_ms = now;
@@ -262,16 +260,16 @@ static void on_hello(gdml_coord *c, int64_t now, const gdml_rx *rx)
         }
     } else {
         if (!first)
-            gdml_info("region '%s' joined again (it holds version %llu); sending it version %llu",
-                      name, (unsigned long long)h->version, (unsigned long long)c->version);
+            gdml_info("region_rejoin", "region=%s holds=%llu sending=%llu", name,
+                      (unsigned long long)h->version, (unsigned long long)c->version);
         coord_welcome(c, s, now);
     }
     if (c->phase == COORD_WAITING &&
         gdml_members_count(&c->members, GDML_MEMBER_JOINED) >= c->cfg->regions) {
         c->phase = COORD_COLLECTING;
         c->progress_ms = now;
-        gdml_info("all %u regions joined; round %llu starts", c->cfg->regions,
-                  (unsigned long long)c->round + 1);
+        gdml_info("round_start", "round=%llu regions=%u", (unsigned long long)c->round + 1,
+                  c->cfg->regions);
         coord_try_merge(c, now);
     }
 }
@@ -384,8 +382,8 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
         gdml_sscal(c->n, (float)pow(1.0 + (double)tau, -c->cfg->staleness_power), s->delta);
     gdml_errmsg bwhy;
     if (coord_down_budget(c, s, h, now, &bwhy))
-        gdml_ratelog_note(c->log, now, GDML_LOG_WARN, m->name, "downlink budget kept",
-                          "the budget it asks for cannot work: %s", bwhy.text);
+        gdml_ratelog_note(c->log, now, GDML_LOG_WARN, "downlink_budget_kept", m->name,
+                          "downlink budget kept", "why=%s", bwhy.text);
     s->has_delta = true;
     coord_follow_policy(c, s, m->name, h);
     s->delta_seq = h->seq;
@@ -396,8 +394,8 @@ static void on_delta(gdml_coord *c, int64_t now, int i, const gdml_rx *rx)
     s->delta_tau = tau;
     s->delta_val = delta_score(c, now, i, rx);
     s->delta_val_version = h->val_version;
-    gdml_debug("region '%s': delta seq %llu for version %llu (%llu samples, norm %.4g)", m->name,
-               (unsigned long long)h->seq, (unsigned long long)h->version,
+    gdml_debug("delta_received", "region=%s seq=%llu version=%llu samples=%llu norm=%.4g",
+               m->name, (unsigned long long)h->seq, (unsigned long long)h->version,
                (unsigned long long)h->count, norm);
     coord_try_merge(c, now);
 }
@@ -422,7 +420,7 @@ void gdml_coord_on_frame(gdml_coord *c, int64_t now, const gdml_rx *rx)
     m->heard_ms = now;
     if (m->state == GDML_MEMBER_SILENT) {
         m->state = GDML_MEMBER_JOINED;
-        gdml_info("region '%s' is heard from again", m->name);
+        gdml_info("region_back", "region=%s", m->name);
     }
     switch (h->type) {
     case GDML_MSG_DELTA:
@@ -431,15 +429,15 @@ void gdml_coord_on_frame(gdml_coord *c, int64_t now, const gdml_rx *rx)
     case GDML_MSG_HEARTBEAT:
         break;
     case GDML_MSG_LEAVE:
-        gdml_info("region '%s' leaves (%s)", m->name, h->text);
+        gdml_info("region_leave", "region=%s why=%s", m->name, h->text);
         m->state = GDML_MEMBER_LEFT;
         s->pending = 0;
         coord_try_merge(c, now);
         break;
     case GDML_MSG_ERROR:
         c->stats.rejected[GDML_REASON_NONE]++;
-        gdml_ratelog_note(c->log, now, GDML_LOG_WARN, m->name, "reports", "%s: %s",
-                          gdml_reason_name(h->code), h->text);
+        gdml_ratelog_note(c->log, now, GDML_LOG_WARN, "peer_error", m->name, "reports",
+                          "code=%s why=%s", gdml_reason_name(h->code), h->text);
         break;
     default:
         reject(c, now, rx, GDML_REASON_UNEXPECTED, true,
@@ -452,8 +450,8 @@ void gdml_coord_on_refused(gdml_coord *c, int64_t now, const gdml_rx *rx, const 
 {
     gdml_reason r = rx->reason < GDML_REASON_COUNT ? rx->reason : GDML_REASON_MALFORMED;
     c->stats.rejected[r]++;
-    gdml_ratelog_note(c->log, now, GDML_LOG_WARN, *rx->name ? rx->name : "a peer",
-                      gdml_reason_name(r), "%s", why);
+    gdml_ratelog_note(c->log, now, GDML_LOG_WARN, "frame_refused",
+                      *rx->name ? rx->name : "?", gdml_reason_name(r), "why=%s", why);
 }
 
 void gdml_coord_on_dropped(gdml_coord *c, int64_t now, const gdml_peer *route)
@@ -462,8 +460,8 @@ void gdml_coord_on_dropped(gdml_coord *c, int64_t now, const gdml_peer *route)
     if (i < 0)
         return;
     c->stats.rejected[GDML_REASON_SLOW]++;
-    gdml_warn("region '%s' stopped reading what it was sent; dropped it (it may join again)",
-              c->members.slots[i].name);
+    gdml_warn("region_slow_reader", "region=%s why=%s", c->members.slots[i].name,
+              "it stopped reading what it was sent; dropped it (it may join again)");
     c->slots[i].pending = 0;
     coord_try_merge(c, now);
 }

@@ -73,7 +73,7 @@ static gdml_err resume(coordinator *c, gdml_errmsg *e)
     uint64_t head = 0, newest = 0;
     gdml_err err = gdml_store_head(c->store, &head, e);
     if (err == GDML_ERR_NOTFOUND) {
-        gdml_info("store '%s' is empty: a new model", c->cfg->coordinator.store);
+        gdml_info("store_empty", "store=%s", c->cfg->coordinator.store);
         return GDML_OK;
     }
     if (err || (err = gdml_store_newest(c->store, &newest, e)))
@@ -101,7 +101,7 @@ static gdml_err resume(coordinator *c, gdml_errmsg *e)
     if (!err && gdml_coord_resume(c->sm, &meta, newest, params, n, state, n_state, e))
         err = GDML_ERR_CONFIG;
     if (!err)
-        gdml_info("resuming from version %llu (round %llu, rule %s) in '%s'",
+        gdml_info("resume", "version=%llu round=%llu rule=%s store=%s",
                   (unsigned long long)head, (unsigned long long)meta.round, meta.rule,
                   c->cfg->coordinator.store);
     free(params);
@@ -310,7 +310,7 @@ static bool act(coordinator *c, int64_t now, gdml_err *err, gdml_errmsg *e)
             if (a.err)
                 gdml_errmsg_set(e, a.err, "%s", a.text);
             else
-                gdml_info("%s", a.text);
+                gdml_info("finish", "why=%s", a.text);
             gdml_action_release(&a);
             return true;
         }
@@ -329,13 +329,13 @@ static void reload(coordinator *c)
         return;
     if (gdml_program_reload(&fresh, &why) ||
         gdml_keys_load_allow(fresh.security.allow, &allow, &why)) {
-        gdml_error("SIGHUP: kept the old allow-list: %s", why.text);
+        gdml_error("reload_failed", "what=allow-list why=%s", why.text);
         return;
     }
     if (gdml_curve_allow_replace(c->sec.allow, allow))
-        gdml_error("SIGHUP: out of memory; kept the old allow-list");
+        gdml_error("reload_failed", "what=allow-list why=%s", "out of memory");
     else
-        gdml_info("SIGHUP: allow-list reloaded: %zu keys", gdml_curve_allow_count(c->sec.allow));
+        gdml_info("reload", "what=allow-list keys=%zu", gdml_curve_allow_count(c->sec.allow));
     gdml_curve_allow_unref(&allow);
 }
 
@@ -397,8 +397,8 @@ static gdml_err open_link(coordinator *c, const gdml_link_options *opts, gdml_er
     char endpoint[GDML_ENDPOINT_MAX];
     if ((err = gdml_link_endpoint(c->link, endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
-    gdml_info("listening on %s (%s) for %lld regions, %lld rounds; merge %s, downlink %s", endpoint,
-              c->sm_cfg.curve ? "CURVE" : "plain TCP", (long long)cfg->coordinator.regions,
+    gdml_info("listen", "endpoint=%s security=%s regions=%lld rounds=%lld merge=%s downlink=%s",
+              endpoint, c->sm_cfg.curve ? "curve" : "plain", (long long)cfg->coordinator.regions,
               (long long)cfg->coordinator.rounds, cfg->merge.rule, cfg->coordinator.encoder);
     return gdml_write_endpoint_file(cfg->coordinator.endpoint_file, endpoint, e);
 }
@@ -465,14 +465,15 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
                    c->dp.delta, gdml_coord_privacy_stopped(c->sm));
         printf("\n");
         fflush(stdout);
-        gdml_info("%llu versions in '%s'", (unsigned long long)count, cfg->coordinator.store);
+        gdml_info("store_versions", "versions=%llu store=%s", (unsigned long long)count,
+                  cfg->coordinator.store);
     }
     if (c->sm) {
         gdml_coord_stats st;
         gdml_coord_stats_get(c->sm, &st);
         char counts[512];
         gdml_reason_counts(st.rejected, counts, sizeof counts);
-        gdml_info("frames dropped, by reason: %s; contributions dropped: %llu", counts,
+        gdml_info("dropped", "frames=%s contributions=%llu", counts,
                   (unsigned long long)st.contributions_dropped);
     }
     gdml_program_metrics_stop(&c->metrics);

@@ -352,7 +352,8 @@ int main(int argc, char **argv)
                         "'gdml-models --help'\n");
         return 2;
     }
-    gdml_log_init("models", (gdml_log_level)gdml_config_log_level(&cfg));
+    gdml_log_init("models", NULL, (gdml_log_level)gdml_config_log_level(&cfg),
+                  (gdml_log_format)gdml_config_log_format(&cfg));
     gdml_err err = run(&cfg, argc, argv, pos, n_pos, &e);
     if (err) {
         fprintf(stderr, "gdml-models: %s\n", e.text);

@@ -64,10 +64,10 @@ static void check_handshakes(region_loop *L, int64_t now)
     if (st.auth_refused <= L->handshake_failures)
         return;
     L->handshake_failures = st.auth_refused;
-    gdml_warn("the CURVE handshake with the coordinator at %s failed (%llu times): check that "
-              "security.coordinator_key is the coordinator's .pub file and that the "
-              "coordinator's allow-list holds this region's public key",
-              L->cfg->server.coordinator, (unsigned long long)st.auth_refused);
+    gdml_warn("handshake_refused", "coordinator=%s times=%llu hint=%s", L->cfg->server.coordinator,
+              (unsigned long long)st.auth_refused,
+              "check that security.coordinator_key is the coordinator's .pub file and that "
+              "the coordinator's allow-list holds this region's public key");
 }
 
 /* Copies the state machine's counters into the registry, at most every METRICS_EVERY_MS. */
@@ -169,10 +169,9 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
         if (err)
             return err;
         s->dp = L->dp;
-        gdml_info("differential privacy: deltas clipped to L2 norm %g, noise std %g per entry "
-                  "(noise multiplier %g), %s",
-                  dp.clip, dp.clip * dp.noise_multiplier, dp.noise_multiplier,
-                  dp.seed ? "seeded noise (tests only)" : "noise from a random key");
+        gdml_info("privacy", "clip=%g noise_std=%g noise_multiplier=%g noise=%s", dp.clip,
+                  dp.clip * dp.noise_multiplier, dp.noise_multiplier,
+                  dp.seed ? "seeded(tests-only)" : "random-key");
     }
     return GDML_OK;
 }
@@ -183,16 +182,17 @@ static void reload(region_loop *L, int64_t now)
     gdml_config fresh;
     gdml_errmsg why;
     if (gdml_program_reload(&fresh, &why)) {
-        gdml_error("SIGHUP: kept the old budget: %s", why.text);
+        gdml_error("reload_failed", "what=budget why=%s", why.text);
         return;
     }
     gdml_budget_config up = up_budget(&fresh);
     if (gdml_region_set_budget(L->sm, &up, (uint64_t)fresh.budget.down_bytes_per_s,
                                (uint64_t)fresh.budget.down_total_bytes, now, &why)) {
-        gdml_error("SIGHUP: kept the old budget: %s", why.text);
+        gdml_error("reload_failed", "what=budget why=%s", why.text);
         return;
     }
-    gdml_info("SIGHUP: budget now up %lld B/s (total %lld), down %lld B/s (total %lld)",
+    gdml_info("reload", "what=budget up_bytes_per_s=%lld up_total_bytes=%lld "
+              "down_bytes_per_s=%lld down_total_bytes=%lld",
               (long long)fresh.budget.up_bytes_per_s, (long long)fresh.budget.up_total_bytes,
               (long long)fresh.budget.down_bytes_per_s, (long long)fresh.budget.down_total_bytes);
     gdml_curve_allow *allow = NULL;
@@ -256,13 +256,10 @@ static gdml_err open_checkpoint(region_loop *L, gdml_errmsg *e)
     if (!err)
         err = gdml_region_resume(L->sm, &meta, layout, tensors, n, &why);
     if (err)
-        gdml_warn("checkpoint %llu in '%s' is not used (%s); starting from the coordinator's "
-                  "model",
-                  (unsigned long long)head, dir, why.text);
+        gdml_warn("checkpoint_unused", "checkpoint=%llu dir=%s why=%s", (unsigned long long)head, dir,
+                  why.text);
     else
-        gdml_info("checkpoint %llu in '%s' read: it is applied once the coordinator's model "
-                  "is in",
-                  (unsigned long long)head, dir);
+        gdml_info("checkpoint_read", "checkpoint=%llu dir=%s", (unsigned long long)head, dir);
     for (size_t t = 0; t < GDML_STORE_MAX_TENSORS; t++)
         free(data[t]);
     return GDML_OK;
@@ -370,9 +367,10 @@ static gdml_err open_links(region_loop *L, gdml_errmsg *e)
     char endpoint[GDML_ENDPOINT_MAX];
     if ((err = gdml_link_endpoint(L->links[GDML_LINK_DOWN], endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
-    gdml_info("listening on %s (%s) for %lld workers; coordinator at %s (%s); sync %s; uplink %s",
-              endpoint, lan_curve ? "CURVE" : "plain TCP", (long long)cfg->server.workers,
-              cfg->server.coordinator, wan_curve ? "CURVE" : "plain TCP", cfg->server.sync_mode,
+    gdml_info("listen", "endpoint=%s security=%s workers=%lld coordinator=%s wan_security=%s "
+              "sync=%s uplink=%s",
+              endpoint, lan_curve ? "curve" : "plain", (long long)cfg->server.workers,
+              cfg->server.coordinator, wan_curve ? "curve" : "plain", cfg->server.sync_mode,
               cfg->server.encoder);
     L->sm_cfg.curve = wan_curve;
     L->sm_cfg.lan_curve = lan_curve;
@@ -415,14 +413,13 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
         gdml_region_wan_bytes(L->sm, &up, &down);
         gdml_link_stats lan;
         gdml_link_stats_get(L->links[GDML_LINK_DOWN], &lan);
-        gdml_info("done: %llu steps, %llu syncs; WAN %llu B up, %llu B down; LAN %llu B in, "
-                  "%llu B out",
+        gdml_info("done", "steps=%llu syncs=%llu wan_up=%llu wan_down=%llu lan_in=%llu lan_out=%llu",
                   (unsigned long long)st.steps, (unsigned long long)st.syncs,
                   (unsigned long long)up, (unsigned long long)down,
                   (unsigned long long)lan.bytes_received, (unsigned long long)lan.bytes_sent);
         char counts[512];
         gdml_reason_counts(st.rejected, counts, sizeof counts);
-        gdml_info("frames dropped, by reason: %s", counts);
+        gdml_info("dropped", "frames=%s", counts);
     }
     /* What is still queued (STOP to the workers) gets the link's linger to go. */
     for (int l = 0; l < 2; l++)

@@ -102,9 +102,9 @@ void gdml_region_on_checkpointed(gdml_region *r, int64_t now, gdml_err err, cons
 {
     r->ckpt_pending = false;
     if (err) /* recovery gets worse, training does not stop */
-        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "the checkpoint", "not written",
-                          "checkpoint %llu: %s", (unsigned long long)r->ckpt_meta.version,
-                          why ? why : gdml_strerror(err));
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "checkpoint_failed", "checkpoint",
+                          "not written", "checkpoint=%llu why=%s",
+                          (unsigned long long)r->ckpt_meta.version, why ? why : gdml_strerror(err));
 }
 
 static void free_restored(gdml_region *r)
@@ -188,9 +188,9 @@ void region_apply_restored(gdml_region *r, int64_t now)
         return;
     if (x->n != r->n || strcmp(x->layout, r->layout_text) != 0 ||
         (x->c_local != NULL) != (r->c_local != NULL)) {
-        gdml_warn("checkpoint %llu is of '%s'%s; the coordinator trains '%s': starting afresh",
+        gdml_warn("checkpoint_mismatch", "checkpoint=%llu layout=%s scaffold=%s training=%s",
                   (unsigned long long)x->meta.version, x->layout,
-                  x->c_local && !r->c_local ? " with SCAFFOLD" : "", r->layout_text);
+                  x->c_local && !r->c_local ? "yes" : "no", r->layout_text);
         free_restored(r);
         return;
     }
@@ -210,15 +210,13 @@ void region_apply_restored(gdml_region *r, int64_t now)
         for (size_t i = 0; i < n_opt; i++)
             memcpy(opt[i], x->opt[i], r->n * sizeof(float));
     else
-        gdml_warn("checkpoint %llu holds %zu optimizer state tensors, server.optimizer = %s "
-                  "keeps %zu: its state starts at zero",
+        gdml_warn("checkpoint_optimizer_reset", "checkpoint=%llu had=%zu optimizer=%s keeps=%zu",
                   (unsigned long long)x->meta.version, had, r->cfg->optim.kind, n_opt);
     r->step = (uint64_t)x->meta.lr_steps;
     r->syncs = x->meta.round;
     r->steps_since_sync = x->meta.regions[0].samples;
     gdml_wan_budget_restore(r->up, x->meta.bytes_sent, x->meta.bytes_received, now);
-    gdml_info("resumed from checkpoint %llu: step %llu, %llu syncs, its local progress on top of "
-              "version %llu (it was trained from version %llu)",
+    gdml_info("resume", "checkpoint=%llu step=%llu syncs=%llu version=%llu trained_from=%llu",
               (unsigned long long)x->meta.version, (unsigned long long)r->step,
               (unsigned long long)r->syncs, (unsigned long long)r->version,
               (unsigned long long)x->meta.regions[0].seq);

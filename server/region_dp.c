@@ -35,13 +35,13 @@ bool region_privatize(gdml_region *r, int64_t now)
                  (unsigned long long)r->syncs + 1, gdml_dp_epsilon(c, r->syncs),
                  gdml_dp_epsilon(c, r->syncs + 1), c->epsilon_limit, c->delta,
                  (unsigned long long)r->syncs);
-        gdml_warn("%s", why);
+        gdml_warn("privacy_spent", "why=%s", why);
         region_exit(r, now, 0, GDML_OK, why);
         return false;
     }
     double norm = gdml_dp_privatize(r->cfg->dp, r->scratch, r->n);
-    gdml_debug("delta %llu: L2 norm %.4g, clipped to %.4g, noise std %.4g per entry; epsilon "
-               "%.4f at delta %g once it is sent",
+    gdml_debug("privatize", "delta=%llu norm=%.4g clipped=%.4g noise_std=%.4g epsilon=%.4f "
+               "dp_delta=%g",
                (unsigned long long)r->syncs + 1, norm, norm < c->clip ? norm : c->clip,
                c->noise_multiplier * c->clip, gdml_dp_epsilon(c, r->syncs + 1), c->delta);
     return true;

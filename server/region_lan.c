@@ -133,7 +133,7 @@ static gdml_err model_frames(gdml_region *r, gdml_msg_type type, uint64_t step,
             err = GDML_ERR_NOMEM;
         if (err) {
             gdml_blob_unref(&f);
-            gdml_error("cannot make a WELCOME: %s", gdml_strerror(err));
+            gdml_error("welcome_failed", "why=%s", gdml_strerror(err));
             return err;
         }
         out->frames[0] = f;
@@ -145,7 +145,7 @@ static gdml_err model_frames(gdml_region *r, gdml_msg_type type, uint64_t step,
     if (!err)
         err = gdml_codec_frames(r->dense, &h, r->params, NULL, r->cfg->lan_curve, out, &e);
     if (err)
-        gdml_error("cannot make the model's frames: %s", gdml_strerror(err));
+        gdml_error("model_frames_failed", "why=%s", gdml_strerror(err));
     return err;
 }
 
@@ -183,7 +183,7 @@ static bool send_pulled(gdml_region *r, size_t i, uint64_t step, int64_t now)
     if (!err)
         err = gdml_codec_frames(r->pulled, &h, r->params, NULL, r->cfg->lan_curve, &u, &e);
     if (err) {
-        gdml_error("cannot make the model at %zu keys: %s", w->n_keys, gdml_strerror(err));
+        gdml_error("model_frames_failed", "keys=%zu why=%s", w->n_keys, gdml_strerror(err));
         return false;
     }
     send_frames(r, i, &u, now);
@@ -291,12 +291,11 @@ void region_maybe_start(gdml_region *r, int64_t now)
     if (r->n == 0 && !region_start_early(r, now))
         return; /* WELCOME from the coordinator not here yet */
     if (r->welcomed)
-        gdml_info("%zu workers joined (%llu samples); training from version %llu", joined,
+        gdml_info("training", "workers=%zu samples=%llu version=%llu", joined,
                   (unsigned long long)region_samples(r), (unsigned long long)r->version);
     else
-        gdml_info("%zu workers joined (%llu samples); training from the initial model of "
-                  "[model] while the coordinator's comes",
-                  joined, (unsigned long long)region_samples(r));
+        gdml_info("training", "workers=%zu samples=%llu version=initial", joined,
+                  (unsigned long long)region_samples(r));
     r->state = REGION_TRAINING;
     r->progress_ms = now;
     for (size_t i = 0; i < r->workers.used; i++)
@@ -347,8 +346,9 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
         m->joined_ms = now;
     m->state = GDML_MEMBER_JOINED;
     r->stats.worker_joins += !same;
-    gdml_info("worker '%s' joined%s with %llu samples (%zu joined)", m->name, fresh ? "" : " again",
-              (unsigned long long)h->count, gdml_members_count(&r->workers, GDML_MEMBER_JOINED));
+    gdml_info(fresh ? "worker_join" : "worker_rejoin", "worker=%s samples=%llu joined=%zu",
+              m->name, (unsigned long long)h->count,
+              gdml_members_count(&r->workers, GDML_MEMBER_JOINED));
     if (r->state == REGION_JOINING) {
         region_maybe_start(r, now);
         return;
@@ -544,8 +544,8 @@ static void on_pull(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     if (!take_keys(w, r->ent_idx, k)) {
         gdml_transfer_reset(&w->pull_in);
         w->n_keys = 0;
-        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, m->name, "refused",
-                          "no memory for the keys of its pull");
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "pull_refused", m->name, "refused",
+                          "why=%s", "no memory for the keys of its pull");
         return;
     }
     if (!complete)
@@ -669,7 +669,7 @@ void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
     m->heard_ms = now;
     if (m->state == GDML_MEMBER_SILENT) {
         m->state = GDML_MEMBER_JOINED;
-        gdml_info("worker '%s' is heard from again", m->name);
+        gdml_info("worker_back", "worker=%s", m->name);
     }
     switch (h->type) {
     case GDML_MSG_PUSH:
@@ -686,13 +686,13 @@ void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx)
         }
         break;
     case GDML_MSG_LEAVE:
-        gdml_info("worker '%s' leaves (%s)", m->name, h->text);
+        gdml_info("worker_leave", "worker=%s why=%s", m->name, h->text);
         m->state = GDML_MEMBER_LEFT;
         region_check_step(r, now);
         break;
     case GDML_MSG_ERROR:
-        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, m->name, "reports", "%s: %s",
-                          gdml_reason_name(h->code), h->text);
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "peer_error", m->name, "reports",
+                          "code=%s why=%s", gdml_reason_name(h->code), h->text);
         break;
     default:
         region_reject(r, now, GDML_LINK_DOWN, rx, GDML_REASON_UNEXPECTED, true,

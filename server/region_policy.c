@@ -57,8 +57,8 @@ gdml_err region_policy_start(gdml_region *r, gdml_errmsg *e)
     gdml_ctl_choice ch = gdml_ctl_current(r->ctl);
     if ((err = apply(r, &ch, e)))
         return err;
-    gdml_info("policy %s: the controller's first choice for %zu parameters, budget up %.0f B/s, "
-              "down %llu B/s, target ratio %g",
+    gdml_info("policy_start", "policy=%s params=%zu up_bytes_per_s=%.0f down_bytes_per_s=%llu "
+              "target_ratio=%g",
               r->policy, r->n, cc.up_rate, (unsigned long long)cc.down_rate, cc.target_ratio);
     return GDML_OK;
 }
@@ -98,9 +98,9 @@ void region_policy_before_sync(gdml_region *r, int64_t now, gdml_msg_header *h)
         if (gdml_ctl_decide(r->ctl, &m, &ch, why, sizeof why)) {
             gdml_errmsg e;
             if (apply(r, &ch, &e))
-                gdml_warn("policy %s kept: %s", old, e.text);
+                gdml_warn("policy_kept", "policy=%s why=%s", old, e.text);
             else
-                gdml_info("policy %s -> %s at sync %llu (%s)", old, r->policy,
+                gdml_info("policy_change", "from=%s to=%s sync=%llu why=%s", old, r->policy,
                           (unsigned long long)r->syncs + 1, why);
         }
     }

@@ -110,10 +110,9 @@ void region_reject(gdml_region *r, int64_t now, int link, const gdml_rx *rx, gdm
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     r->stats.rejected[reason]++;
-    char who[GDML_NAME_MAX + 16];
-    snprintf(who, sizeof who, "%s '%s'", link == GDML_LINK_UP ? "coordinator" : "worker",
-             *rx->name ? rx->name : "?");
-    gdml_ratelog_note(r->log, now, GDML_LOG_WARN, who, gdml_reason_name(reason), "%s %s",
+    const char *who = *rx->name ? rx->name : "?";
+    gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "frame_refused", who, gdml_reason_name(reason),
+                      "link=%s type=%s why=%s", link == GDML_LINK_UP ? "wan" : "lan",
                       gdml_msg_type_name(rx->header.type), why);
     /* Workers are answered; the coordinator is not argued with. */
     if (tell && link == GDML_LINK_DOWN)
@@ -191,9 +190,9 @@ void gdml_region_on_refused(gdml_region *r, int64_t now, int link, const gdml_rx
 {
     gdml_reason reason = rx->reason < GDML_REASON_COUNT ? rx->reason : GDML_REASON_MALFORMED;
     r->stats.rejected[reason]++;
-    gdml_ratelog_note(r->log, now, GDML_LOG_WARN,
-                      link == GDML_LINK_UP ? "the coordinator's link" : "a worker's link",
-                      gdml_reason_name(reason), "%s", why);
+    gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "frame_refused",
+                      link == GDML_LINK_UP ? "coordinator-link" : "worker-link",
+                      gdml_reason_name(reason), "why=%s", why);
 }
 
 void gdml_region_on_dropped(gdml_region *r, int64_t now, const gdml_peer *route)
@@ -202,8 +201,8 @@ void gdml_region_on_dropped(gdml_region *r, int64_t now, const gdml_peer *route)
     if (i < 0)
         return;
     r->stats.rejected[GDML_REASON_SLOW]++;
-    gdml_warn("worker '%s' stopped reading what it was sent; dropped it (it may join again)",
-              r->workers.slots[i].name);
+    gdml_warn("worker_slow_reader", "worker=%s why=%s", r->workers.slots[i].name,
+              "it stopped reading what it was sent; dropped it (it may join again)");
     region_check_step(r, now);
 }
 
@@ -272,7 +271,7 @@ void gdml_region_on_reconnected(gdml_region *r, int64_t now)
 {
     if (r->state == REGION_DONE || !r->joined_coord)
         return; /* not joined yet: the HELLO it will send is the first */
-    gdml_info("reconnected to the coordinator: joining again");
+    gdml_info("reconnect", "peer=coordinator");
     region_hello(r, now);
 }
 
@@ -288,7 +287,7 @@ void gdml_region_on_tick(gdml_region *r, int64_t now)
             continue;
         if (now - m->heard_ms > cfg->peer_timeout_ms) {
             m->state = GDML_MEMBER_SILENT;
-            gdml_warn("worker '%s' has been silent for %lld ms; not waiting for it", m->name,
+            gdml_warn("worker_silent", "worker=%s silent_ms=%lld", m->name,
                       (long long)(now - m->heard_ms));
             region_check_step(r, now);
         } else if (now - r->wslots[i].sent_ms >= cfg->heartbeat_ms) {
@@ -316,7 +315,7 @@ void gdml_region_on_tick(gdml_region *r, int64_t now)
     }
     if (now - r->progress_ms >= cfg->heartbeat_ms && now - r->stall_log_ms >= cfg->heartbeat_ms) {
         describe_wait(r, what, sizeof what);
-        gdml_info("waiting %lld ms: %s", (long long)(now - r->progress_ms), what);
+        gdml_info("waiting", "ms=%lld for=%s", (long long)(now - r->progress_ms), what);
         r->stall_log_ms = now;
     }
 }

@@ -213,15 +213,14 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
     if (!take_chunk(r, now, rx))
         return;
-    gdml_info("coordinator sent version %llu (%s)", (unsigned long long)h->version, h->text);
+    gdml_info("welcome", "version=%llu text=%s", (unsigned long long)h->version, h->text);
     bool early = !r->welcomed;
     r->welcomed = true;
     if (early && r->state != REGION_JOINING) {
         if (h->version == 0 && h->count == r->cfg->early_seed) {
             /* Started early from this very model: the steps trained since
              * stay on top of it, and a sync that waited for it goes now. */
-            gdml_info("%llu steps trained before it came are kept on top of it",
-                      (unsigned long long)r->steps_since_sync);
+            gdml_info("early_steps_kept", "steps=%llu", (unsigned long long)r->steps_since_sync);
             rebase(r, now, h);
             if (r->state == REGION_SYNCING) {
                 r->state = REGION_TRAINING;
@@ -231,8 +230,7 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
         }
         /* A trained model (a resumed job), or another initial one: steps
          * taken from [model]'s initial parameters say nothing about it. */
-        gdml_info("the %llu steps trained early from [model]'s initial model are dropped: "
-                  "the coordinator sent version %llu",
+        gdml_info("early_steps_dropped", "steps=%llu version=%llu",
                   (unsigned long long)r->steps_since_sync, (unsigned long long)h->version);
     }
     if (!early && r->state == REGION_TRAINING) {
@@ -323,18 +321,16 @@ void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx)
     case GDML_MSG_HEARTBEAT:
         break;
     case GDML_MSG_STOP: {
-        char why[GDML_ERRMSG_MAX];
-        snprintf(why, sizeof why, "coordinator says stop (%s) after %llu steps, %llu syncs",
-                 h->text, (unsigned long long)r->step, (unsigned long long)r->syncs);
-        gdml_info("%s", why);
+        gdml_info("stop", "why=%s steps=%llu syncs=%llu", h->text, (unsigned long long)r->step,
+                  (unsigned long long)r->syncs);
         region_exit(r, now, 0, GDML_OK, "training complete");
         break;
     }
     case GDML_MSG_ERROR:
         /* Advisory: it says what it refused; only what it asks for changes anything. */
         r->stats.rejected[GDML_REASON_NONE]++;
-        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "the coordinator", "refused", "%s: %s",
-                          gdml_reason_name(h->code), h->text);
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "peer_error", "coordinator", "refused",
+                          "code=%s why=%s", gdml_reason_name(h->code), h->text);
         if (h->code == GDML_REASON_NOT_MEMBER && now - r->hello_ms > r->cfg->heartbeat_ms)
             region_hello(r, now); /* it does not know us (it restarted): join again */
         break;
@@ -390,7 +386,7 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
     }
     if (err) {
         /* A model that is not finite cannot be sent: start the round again from the anchor. */
-        gdml_error("cannot send the delta: %s; the round starts again from version %llu", e.text,
+        gdml_error("delta_send_failed", "why=%s restart_from=%llu", e.text,
                    (unsigned long long)r->version);
         memcpy(r->params, r->anchor, r->n * sizeof(float));
         r->steps_since_sync = 0;
@@ -410,7 +406,7 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
         gdml_saxpy(r->n, -1.0f, r->c_global, r->c_local);
         gdml_saxpy(r->n, (float)(-1.0 / h.lr_steps), r->scratch, r->c_local);
     }
-    gdml_debug("delta %llu sent at step %llu (version %llu, %zu entries, train loss %.4f)",
+    gdml_debug("delta_sent", "seq=%llu step=%llu version=%llu entries=%zu train_loss=%.4f",
                (unsigned long long)h.seq, (unsigned long long)r->step,
                (unsigned long long)r->version, u.k, h.metric);
     r->loss_sum = r->loss_weight = 0;
@@ -443,8 +439,8 @@ void region_after_step(gdml_region *r, int64_t now)
         if (r->state == REGION_DONE || (sent && !r->cfg->overlap))
             return;
         if (!sent && r->cfg->sync->hold) {
-            gdml_debug("holding at step %llu: the uplink budget allows the delta in %lld ms",
-                       (unsigned long long)r->step, (long long)(r->hold_until_ms - now));
+            gdml_debug("holding", "step=%llu for_ms=%lld", (unsigned long long)r->step,
+                       (long long)(r->hold_until_ms - now));
             r->state = REGION_HOLDING;
             return;
         }

@@ -72,6 +72,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "gdml-split: give exactly one output directory; run 'gdml-split --help'\n");
         return 2;
     }
-    gdml_log_init("split", (gdml_log_level)gdml_config_log_level(&cfg));
+    gdml_log_init("split", NULL, (gdml_log_level)gdml_config_log_level(&cfg),
+                  (gdml_log_format)gdml_config_log_format(&cfg));
     return split(&cfg, argv[positional[0]]);
 }

@@ -136,7 +136,7 @@ static void send_frame(worker *w, gdml_blob *f, int64_t now)
 {
     gdml_errmsg e;
     if (gdml_link_send(w->link, NULL, f, &e))
-        gdml_warn("cannot send to the server: %s", e.text);
+        gdml_warn("send_failed", "why=%s", e.text);
     w->sent_ms = now;
 }
 
@@ -295,16 +295,15 @@ static void score_version(worker *w)
     w->scored = true;
     if (gdml_model_evaluate(&w->layout, w->params, w->holdout.x, w->holdout.y, w->holdout.n, &acc,
                             &loss)) {
-        gdml_warn("cannot score version %llu on the holdout (out of memory?); its PUSHes go "
-                  "without a score",
-                  (unsigned long long)w->version);
+        gdml_warn("score_failed", "version=%llu why=%s", (unsigned long long)w->version,
+                  "out of memory? its PUSHes go without a score");
         return;
     }
     s.correct = (uint64_t)llround(acc * (double)s.rows);
     s.loss = loss;
     if (gdml_score_ok(&s, s.rows))
         w->score = s;
-    gdml_debug("version %llu on %llu held-out rows: accuracy %.4f, loss %.4f",
+    gdml_debug("holdout_score", "version=%llu rows=%llu accuracy=%.4f loss=%.4f",
                (unsigned long long)w->version, (unsigned long long)s.rows, acc, loss);
 }
 
@@ -315,8 +314,8 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     if (!w->params) {
         if (h->type != GDML_MSG_WELCOME) {
             w->rejected[GDML_REASON_UNEXPECTED]++;
-            gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected",
-                              "MODEL before WELCOME");
+            gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "unexpected_frame", "server",
+                              "unexpected", "why=%s", "MODEL before WELCOME");
             return GDML_OK;
         }
         gdml_err err = take_layout(w, h, e);
@@ -339,20 +338,20 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     gdml_reason r;
     if (w->sparse) { /* the entries at its keys, not whole chunks */
         size_t k;
-        r = gdml_tensor_receive_entries(&w->in, h, rx->payload, w->n_params, "the server",
+        r = gdml_tensor_receive_entries(&w->in, h, rx->payload, w->n_params, "server",
                                         w->ent_idx, w->ent_val, GDML_CHUNK_ELEMS, &k, &complete,
                                         &why);
         for (size_t j = 0; r == GDML_REASON_NONE && j < k; j++)
             w->incoming[w->ent_idx[j]] = w->ent_val[j];
     } else {
         r = gdml_tensor_receive(&w->in, h, rx->payload, w->incoming, w->n_params, false,
-                                "the server", &complete, &why);
+                                "server", &complete, &why);
     }
     if (r != GDML_REASON_NONE) {
         w->rejected[r]++;
         if (r != GDML_REASON_DUPLICATE && r != GDML_REASON_STALE)
-            gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", gdml_reason_name(r), "%s",
-                              why.text);
+            gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "frame_refused", "server",
+                              gdml_reason_name(r), "why=%s", why.text);
         return GDML_OK;
     }
     if (!complete)
@@ -366,8 +365,8 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     score_version(w);
     if (!w->first_model_ms) {
         w->first_model_ms = now;
-        gdml_info("first model (version %llu, step %llu): pushing gradients",
-                  (unsigned long long)w->version, (unsigned long long)w->step);
+        gdml_info("first_model", "version=%llu step=%llu", (unsigned long long)w->version,
+                  (unsigned long long)w->step);
     }
     if (w->cfg->worker.step_delay_ms > 0) { /* a straggler, on purpose */
         w->push_pending = true;
@@ -386,13 +385,12 @@ static gdml_err on_frame(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     case GDML_MSG_MODEL:
         return on_model(w, now, rx, e);
     case GDML_MSG_STOP:
-        gdml_info("server says stop (%s) after %llu pushes", h->text,
-                  (unsigned long long)w->pushes);
+        gdml_info("stop", "why=%s pushes=%llu", h->text, (unsigned long long)w->pushes);
         w->done = true;
         return GDML_OK;
     case GDML_MSG_ERROR:
-        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "refused", "%s: %s",
-                          gdml_reason_name(h->code), h->text);
+        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "peer_error", "server", "refused",
+                          "code=%s why=%s", gdml_reason_name(h->code), h->text);
         if (h->code == GDML_REASON_NOT_MEMBER && now - w->hello_ms > w->cfg->net.heartbeat_ms)
             send_control(w, GDML_MSG_HELLO, NULL, now); /* it does not know us: join again */
         return GDML_OK;
@@ -400,8 +398,8 @@ static gdml_err on_frame(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
         return GDML_OK;
     default:
         w->rejected[GDML_REASON_UNEXPECTED]++;
-        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server", "unexpected", "ignored %s",
-                          gdml_msg_type_name(h->type));
+        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "unexpected_frame", "server",
+                          "unexpected", "type=%s", gdml_msg_type_name(h->type));
         return GDML_OK;
     }
 }
@@ -450,15 +448,15 @@ static gdml_err tick(worker *w, int64_t now, gdml_errmsg *e)
     gdml_link_stats_get(w->link, &st);
     if (st.auth_refused > w->handshake_failures) {
         w->handshake_failures = st.auth_refused;
-        gdml_warn("the CURVE handshake with the server at %s failed (%llu times): check that "
-                  "security.server_key is the server's .pub file and that its allow-list holds "
-                  "this worker's public key",
-                  cfg->worker.server, (unsigned long long)st.auth_refused);
+        gdml_warn("handshake_refused", "server=%s times=%llu hint=%s", cfg->worker.server,
+                  (unsigned long long)st.auth_refused,
+                  "check that security.server_key is the server's .pub file and that its "
+                  "allow-list holds this worker's public key");
     }
     gdml_ratelog_flush(w->log, now);
     if (gdml_link_reconnected(w->link) && !w->done) {
-        gdml_info("reconnected to the server: joining again");
         w->reconnects++;
+        gdml_info("reconnect", "peer=server");
         send_control(w, GDML_MSG_HELLO, NULL, now);
     }
     if (now - w->model_ms > cfg->worker.timeout_ms)
@@ -509,8 +507,8 @@ static gdml_err serve(worker *w, gdml_errmsg *e)
             if (r == GDML_ERR_PROTO || r == GDML_ERR_VERSION) {
                 if ((unsigned)rx.reason < GDML_REASON_COUNT)
                     w->rejected[rx.reason]++;
-                gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "the server's link",
-                                  gdml_reason_name(rx.reason), "%s", why.text);
+                gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "frame_refused", "server-link",
+                                  gdml_reason_name(rx.reason), "why=%s", why.text);
                 continue;
             }
             if (r)
@@ -557,8 +555,8 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
     for (size_t i = 0; i < w->data.n; i++)
         w->order[i] = (uint32_t)i;
     w->cursor = w->data.n; /* shuffle before the first batch */
-    gdml_info("loaded %zu samples (shard %lld of %lld) from '%s'; %zu more held out for validation",
-              w->data.n, (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
+    gdml_info("data_loaded", "samples=%zu shard=%lld shards=%lld data=%s holdout=%zu", w->data.n,
+              (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
               gdml_config_data_name(cfg->worker.data, cfg->worker.images), w->holdout.n);
 
     if ((err = gdml_program_metrics_start(cfg, GDML_ROLE_WORKER, "worker", w->name, &w->metrics,
@@ -576,8 +574,8 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
         gdml_link_stats stats;
         gdml_link_stats_get(w->link, &stats);
         int64_t trained_ms = w->first_model_ms ? gdml_now_ms() - w->first_model_ms : 0;
-        gdml_info("done: %llu pushes; LAN %llu B up, %llu B down; computing gradients %lld ms "
-                  "of %lld ms training (utilization %.3f)",
+        gdml_info("done", "pushes=%llu lan_up=%llu lan_down=%llu compute_ms=%lld train_ms=%lld "
+                  "utilization=%.3f",
                   (unsigned long long)w->pushes, (unsigned long long)stats.bytes_sent,
                   (unsigned long long)stats.bytes_received, (long long)(w->compute_us / 1000),
                   (long long)trained_ms,

@@ -634,6 +634,13 @@ int gdml_config_log_level(const gdml_config *cfg)
     return level < 0 ? GDML_LOG_INFO : level;
 }
 
+int gdml_config_log_format(const gdml_config *cfg)
+{
+    int format = gdml_log_format_parse(cfg->log.format);
+    assert(format >= 0); /* the setter admits only text and json */
+    return format < 0 ? GDML_LOG_TEXT : format;
+}
+
 /* ---- help and documentation ------------------------------------------- */
 
 void gdml_config_print_keys(const char *const *sections, void *file)

@@ -31,6 +31,7 @@
 typedef struct gdml_config {
     struct {
         char level[16];
+        char format[8]; /* text or json */
     } log;
     struct {
         char format[16]; /* of the *data keys' files: auto, csv, libsvm */
@@ -236,6 +237,9 @@ gdml_err gdml_config_layout(const gdml_config *cfg, gdml_layout *out, gdml_errms
 
 /* Returns the level parsed from cfg->log.level (always valid after load). */
 int gdml_config_log_level(const gdml_config *cfg);
+
+/* Returns the format parsed from cfg->log.format (always valid after load). */
+int gdml_config_log_format(const gdml_config *cfg);
 
 /*
  * Writes, for the named sections, one line per key: flag, section.key,

@@ -116,6 +116,7 @@ static gdml_err check_roles(const char *value, gdml_errmsg *why)
 // clang-format on
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const model_kinds[] = {"softmax", "mlp", "sparselr", NULL};
 static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
 static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
@@ -134,6 +135,8 @@ static const char *const merge_rules[] = {"fedavg", "sum", "fedavgm", "nesterov"
 /* Grouped by section; the order here is the order of --help and docs/config.md. */
 const key_def gdml_config_keys[] = {
     ENUM(log, level, "info", log_levels, "--log-level", "LEVEL", "least severe messages to print"),
+    ENUM(log, format, "text", log_formats, "--log-format", "FORMAT",
+         "stderr lines as text (key=value fields) or json (one JSON object a line)"),
 
     ENUM(data, format, "auto", data_formats, "--data-format", "FORMAT",
          "format of the text data files (worker.data, launch.train_data, ...): auto is csv for "

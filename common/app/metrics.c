@@ -186,7 +186,7 @@ gdml_metric *gdml_metrics_series(gdml_metrics *m, const char *name, const char *
     while (f < m->n_families && strcmp(m->families[f]->name, name) != 0)
         f++;
     if (f == m->n_families) {
-        gdml_debug("metric '%s' is not one this program exports", name);
+        gdml_debug("metric_unknown", "metric=%s", name);
         return NULL;
     }
     char want[sizeof m->series[0].values] = {0};
@@ -199,8 +199,7 @@ gdml_metric *gdml_metrics_series(gdml_metrics *m, const char *name, const char *
             return &m->series[i];
     if (n == m->max_series) {
         if (!m->full_logged)
-            gdml_warn("metrics: all %zu series are in use; '%s' and later ones are not exported",
-                      m->max_series, name);
+            gdml_warn("metrics_full", "series=%zu first_dropped=%s", m->max_series, name);
         m->full_logged = true;
         return NULL;
     }

@@ -206,7 +206,7 @@ gdml_err gdml_program_metrics_start(const gdml_config *cfg, unsigned role, const
     }
     const char *version[] = {GDML_VERSION};
     gdml_metric_set(gdml_metrics_series(pm->registry, "gdml_build_info", version), 1);
-    gdml_info("metrics on http://%s/metrics", bound);
+    gdml_info("metrics", "url=http://%s/metrics", bound);
     return GDML_OK;
 }
 

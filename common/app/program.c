@@ -51,16 +51,14 @@ static void on_sigbus(int sig)
     _exit(EXIT_DAMAGED);
 }
 
+/* Who a line is from: the region of a server, the name of a worker, none for the rest. */
 static const char *log_name(const gdml_program *p, const gdml_config *cfg)
 {
-    static char name[128];
-    const char *who = "";
     if (strcmp(p->name, "gdml-server") == 0)
-        who = cfg->server.name;
-    else if (strcmp(p->name, "gdml-worker") == 0)
-        who = cfg->worker.name;
-    snprintf(name, sizeof name, "%s%s%s", p->name + 5 /* drop "gdml-" */, *who ? " " : "", who);
-    return name;
+        return cfg->server.name;
+    if (strcmp(p->name, "gdml-worker") == 0)
+        return cfg->worker.name;
+    return "";
 }
 
 /* The command line, kept for gdml_program_reload. */
@@ -106,7 +104,9 @@ int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run)
                 argv[positional[0]], p->name);
         return EXIT_USAGE;
     }
-    gdml_log_init(log_name(p, &cfg), (gdml_log_level)gdml_config_log_level(&cfg));
+    gdml_log_init(p->name + 5 /* drop "gdml-" */, log_name(p, &cfg),
+                  (gdml_log_level)gdml_config_log_level(&cfg),
+                  (gdml_log_format)gdml_config_log_format(&cfg));
     gdml_signals_install();
     /* Several gdml processes share a machine's cores; each computes on one. */
     gdml_tensor_set_threads(1);
@@ -116,8 +116,9 @@ int gdml_main(const gdml_program *p, int argc, char **argv, gdml_run_fn run)
 
     gdml_err err = run(&cfg, &e);
     if (err == GDML_ERR_INTERRUPTED)
-        gdml_warn("stopped by a signal");
+        gdml_warn("exit", "status=%d why=%s", gdml_exit_status(err), "stopped by a signal");
     else if (err)
-        gdml_error("%s", e.text[0] ? e.text : gdml_strerror(err));
+        gdml_error("exit", "status=%d why=%s", gdml_exit_status(err),
+                   e.text[0] ? e.text : gdml_strerror(err));
     return gdml_exit_status(err);
 }

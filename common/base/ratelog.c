@@ -12,11 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OTHERS "(other peers)"
+#define OTHERS "(others)"
 
 typedef struct pair {
     char peer[GDML_NAME_MAX + 16];
     const char *reason;
+    const char *event; /* of the pair's first line, repeated in its summary */
     gdml_log_level level;
     int64_t since_ms;    /* start of the pair's interval */
     uint64_t suppressed; /* events counted but not logged in that interval */
@@ -66,8 +67,9 @@ static void summarize(gdml_ratelog *r, const pair *p)
     if (p->suppressed == 0 || p->level > gdml_log_threshold())
         return;
     r->lines++;
-    GDML_LOG(p->level, "%s: %llu more in the last %lld ms: %s", p->peer,
-             (unsigned long long)p->suppressed, (long long)r->interval_ms, p->reason);
+    GDML_LOG(p->level, "suppressed", "of=%s peer=%s reason=%s count=%llu interval_ms=%lld",
+             p->event, p->peer, p->reason, (unsigned long long)p->suppressed,
+             (long long)r->interval_ms);
 }
 
 void gdml_ratelog_flush(gdml_ratelog *r, int64_t now_ms)
@@ -84,8 +86,8 @@ void gdml_ratelog_flush(gdml_ratelog *r, int64_t now_ms)
     r->n = kept;
 }
 
-void gdml_ratelog_note(gdml_ratelog *r, int64_t now_ms, gdml_log_level level, const char *peer,
-                       const char *reason, const char *fmt, ...)
+void gdml_ratelog_note(gdml_ratelog *r, int64_t now_ms, gdml_log_level level, const char *event,
+                       const char *peer, const char *reason, const char *fields, ...)
 {
     r->total++;
     gdml_ratelog_flush(r, now_ms);
@@ -103,18 +105,24 @@ void gdml_ratelog_note(gdml_ratelog *r, int64_t now_ms, gdml_log_level level, co
     p = &r->pairs[r->n++];
     snprintf(p->peer, sizeof p->peer, "%s", peer);
     p->reason = reason;
+    p->event = event;
     p->level = level;
     p->since_ms = now_ms;
     p->suppressed = 0;
     if (level > gdml_log_threshold())
         return;
-    char details[512] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(details, sizeof details, fmt, ap);
-    va_end(ap);
     r->lines++;
-    gdml_log_write(level, "%s: %s%s%s", peer, reason, *details ? ": " : "", details);
+    gdml_log_line line;
+    gdml_log_begin(&line, level, event);
+    gdml_log_str(&line, "peer", peer);
+    gdml_log_str(&line, "reason", reason);
+    if (fields) {
+        va_list ap;
+        va_start(ap, fields);
+        gdml_log_vfields(&line, fields, ap);
+        va_end(ap);
+    }
+    gdml_log_emit(&line);
 }
 
 uint64_t gdml_ratelog_total(const gdml_ratelog *r)

@@ -5,8 +5,9 @@
  * warnings. The first event of a (peer, reason) pair in an interval is
  * logged at once, with its details; later ones in the same interval are only
  * counted, and gdml_ratelog_flush writes one summary line per pair for each
- * interval that had any ("peer 'x': 4999 more: stale step"). Peers beyond the
- * table's capacity share one entry, "(other peers)", so the table is bounded
+ * interval that had any (event "suppressed" with of=EVENT peer=x reason=stale
+ * count=4999). Peers beyond the
+ * table's capacity share one entry, "(others)", so the table is bounded
  * too. Times come from the caller, so a state machine can use one and stay
  * free of clocks.
  */
@@ -29,12 +30,13 @@ void gdml_ratelog_destroy(gdml_ratelog **r);
 
 /*
  * Counts one event of `reason` (a static string, compared by content) from
- * peer. If it is the first of its pair in the current interval, writes
- * "<peer>: <reason>: <details>" at level; otherwise only counts it.
+ * peer. If it is the first of its pair in the current interval, writes the
+ * line `event peer=<peer> reason=<reason>` and then the fields (a log.h fields
+ * format, or NULL) at level; otherwise only counts it. event is static too.
  */
-void gdml_ratelog_note(gdml_ratelog *r, int64_t now_ms, gdml_log_level level, const char *peer,
-                       const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+void gdml_ratelog_note(gdml_ratelog *r, int64_t now_ms, gdml_log_level level, const char *event,
+                       const char *peer, const char *reason, const char *fields, ...)
+    __attribute__((format(printf, 7, 8)));
 
 /* Writes the summary lines of every interval that has ended by now_ms. */
 void gdml_ratelog_flush(gdml_ratelog *r, int64_t now_ms);

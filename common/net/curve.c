@@ -313,9 +313,9 @@ static void zap_answer(zap_handler *z)
         char key[GDML_CURVE_Z85_LEN + 1] = "(none)";
         if (curve)
             gdml_curve_z85_encode(zmq_msg_data(&f[6]), key);
-        gdml_ratelog_note(z->log, gdml_now_ms(), GDML_LOG_WARN, address,
-                          "connection refused: its CURVE key is not in the allow-list",
-                          "public key %s", key);
+        gdml_ratelog_note(z->log, gdml_now_ms(), GDML_LOG_WARN, "curve_key_refused", address,
+                          "connection refused: its CURVE key is not in the allow-list", "key=%s",
+                          key);
         zap_reply(z->sock, &f[1], "400", "key not allowed", "");
     }
     gdml_curve_allow_unref(&allow);

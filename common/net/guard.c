@@ -155,14 +155,13 @@ static void on_event(guard *g, int w)
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
         event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
         atomic_fetch_add(&g->watches[w].handshake_failures, 1);
-        gdml_ratelog_note(g->log, gdml_now_ms(), GDML_LOG_WARN, g->watches[w].what,
-                          "handshake failed",
-                          "a peer %s (ZeroMQ event 0x%x, code %u); nothing of it gets through",
+        gdml_ratelog_note(g->log, gdml_now_ms(), GDML_LOG_WARN, "handshake_failed",
+                          g->watches[w].what, "handshake failed", "zmq_event=0x%x code=%u why=%s",
+                          event, value,
                           event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                              ? "presented a CURVE key this link does not accept"
-                              : "does not speak this link's mechanism (no CURVE key, or CURVE "
-                                "where the link is plain)",
-                          event, value);
+                              ? "the peer presented a CURVE key this link does not accept"
+                              : "the peer does not speak this link's mechanism (no CURVE key, "
+                                "or CURVE where the link is plain)");
     } else if (event == ZMQ_EVENT_ACCEPTED || event == ZMQ_EVENT_CONNECTED) {
         if (event == ZMQ_EVENT_CONNECTED)
             atomic_fetch_add(&g->watches[w].connects, 1);
@@ -188,10 +187,9 @@ static void check_all(guard *g)
         watch *w = &g->watches[s->watch];
         if (arrived <= consumed || arrived - consumed <= w->max_backlog + GUARD_HANDSHAKE_ALLOWANCE)
             continue;
-        gdml_warn("%s: cut off a connection (fd %d) holding %llu unread bytes, above the "
-                  "%llu-byte bound: a peer sent a message it never finished",
-                  w->what, fd, (unsigned long long)(arrived - consumed),
-                  (unsigned long long)w->max_backlog);
+        gdml_warn("backlog_cut", "link=%s fd=%d unread_bytes=%llu bound_bytes=%llu why=%s", w->what,
+                  fd, (unsigned long long)(arrived - consumed), (unsigned long long)w->max_backlog,
+                  "a peer sent a message it never finished");
         shutdown(fd, SHUT_RDWR);
         atomic_fetch_add(&w->cutoffs, 1);
         untrack(g, fd);

@@ -638,7 +638,7 @@ static gdml_err grow_map(gdml_store *s, uint64_t need, gdml_errmsg *e, bool *gre
     int rc = mdb_env_set_mapsize(s->env, (size_t)want);
     if (rc)
         return store_fail(s, e, rc, "cannot grow the map");
-    gdml_info("model store '%s': grew its map from %" PRIu64 " to %" PRIu64 " MiB", s->dir,
+    gdml_info("store_map_grown", "store=%s from_mib=%" PRIu64 " to_mib=%" PRIu64, s->dir,
               s->map >> 20, want >> 20);
     s->map = want;
     *grew = true;

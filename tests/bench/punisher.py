@@ -11,7 +11,7 @@ and for each failure the seconds from the restart until the restarted
 process contributed again:
   - the coordinator: its next committed version;
   - a regional server: the next version that merges a delta of its region;
-  - a worker: its first gradient after the restart (it logs "first model").
+  - a worker: its first gradient after the restart (it logs "first_model").
 Writes docs/bench/punisher.json. Takes about 2 x (kills x every x 4/3 + 30 s) of
 wall time (about 15 minutes by default).
 """
@@ -82,7 +82,7 @@ def recovery(run_dir, s):
                            default=None)
             elif name.startswith("worker "):
                 log = os.path.join(run_dir, "logs", "worker-%s.log" % name.split(" ", 1)[1])
-                when = min((t for t in history.log_times(log, "first model",
+                when = min((t for t in history.log_times(log, "first_model",
                                                          s["start_unix_ms"] / 1000.0)
                             if t > restarted), default=None)
         out.append({"process": name, "died_s": d["died_s"], "restarted_s": restarted,

@@ -97,7 +97,7 @@ def worker_bytes(logs):
         if not name.startswith("worker-"):
             continue
         with open(os.path.join(logs, name)) as f:
-            m = re.search(r"done: (\d+) pushes; LAN (\d+) B up, (\d+) B down", f.read())
+            m = re.search(r" done pushes=(\d+) lan_up=(\d+) lan_down=(\d+)", f.read())
         if m:
             pushes += int(m.group(1))
             up += int(m.group(2))

@@ -17,7 +17,7 @@ static const char members[][GDML_NAME_MAX] = {"a", "b", "c"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    gdml_log_init("fuzz", GDML_LOG_ERROR); /* what the input provokes is not news */
+    gdml_log_init("fuzz", NULL, GDML_LOG_ERROR, GDML_LOG_TEXT); /* what the input provokes is not news */
     gdml_coord_config cfg;
     memset(&cfg, 0, sizeof cfg);
     snprintf(cfg.layout.kind, sizeof cfg.layout.kind, "softmax");

@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    gdml_log_init("fuzz", GDML_LOG_ERROR); /* what the input provokes is not news */
+    gdml_log_init("fuzz", NULL, GDML_LOG_ERROR, GDML_LOG_TEXT); /* what the input provokes is not news */
     gdml_region_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.name = "a";

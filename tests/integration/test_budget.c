@@ -486,13 +486,13 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     free(path);
 
     /* A few rounds at 4000 B/s first, so that windows span the switch. */
-    cr_assert(gdml_test_wait_for_text(coord->log, "version 3 committed", 30),
+    cr_assert(gdml_test_wait_for_text(coord->log, " commit version=3 ", 30),
               "training did not get under way; see %s", coord->log);
 
     /* Lower the budget. */
     write_region_ini(ini, bytes, "1500");
     cr_assert_eq(kill(server->pid, SIGHUP), 0);
-    cr_assert(gdml_test_wait_for_text(server->log, "SIGHUP: budget now up 1500", 10),
+    cr_assert(gdml_test_wait_for_text(server->log, "reload what=budget up_bytes_per_s=1500 ", 10),
               "the server did not apply the new budget; see %s", server->log);
     sleep(3);
     cr_assert(alive(server), "the server exited after SIGHUP; see %s", server->log);
@@ -501,7 +501,7 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     write_region_ini(ini, bytes, "lots");
     size_t before_broken = count_lines(bytes);
     cr_assert_eq(kill(server->pid, SIGHUP), 0);
-    cr_assert(gdml_test_wait_for_text(server->log, "kept the old budget", 10),
+    cr_assert(gdml_test_wait_for_text(server->log, "reload_failed what=budget ", 10),
               "the server did not report the broken file; see %s", server->log);
     char where[4300];
     snprintf(where, sizeof where, "%s:9: [budget] up_bytes_per_s", ini);
@@ -523,14 +523,14 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
     cr_assert_eq(kill(server->pid, SIGHUP), 0);
     for (int i = 0; i < 100; i++) {
         log = gdml_test_read_file(server->log);
-        int kept = count_substr(log, "kept the old budget");
+        int kept = count_substr(log, "reload_failed what=budget ");
         free(log);
         if (kept >= 2)
             break;
         usleep(100 * 1000);
     }
     log = gdml_test_read_file(server->log);
-    cr_assert_eq(count_substr(log, "kept the old budget"), 2,
+    cr_assert_eq(count_substr(log, "reload_failed what=budget "), 2,
                  "an unusable budget was not refused:\n%s", log);
     cr_assert(strstr(log, "budget.up_bytes_per_s = 500"), "the refusal does not say why:\n%s", log);
     free(log);
@@ -545,7 +545,7 @@ Test(budget, sighup_lowers_the_budget_without_a_restart_and_a_broken_file_keeps_
 
     /* It never restarted: one start, one HELLO, one byte log from the beginning. */
     log = gdml_test_read_file(server->log);
-    cr_assert_eq(count_substr(log, "listening on"), 1, "the server started more than once:\n%s",
+    cr_assert_eq(count_substr(log, " listen endpoint="), 1, "the server started more than once:\n%s",
                  log);
     free(log);
     byte_log b = read_byte_log(bytes);

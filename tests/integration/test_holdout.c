@@ -77,7 +77,7 @@ Test(holdout, a_real_job_stores_every_regions_validation_and_logs_it, .timeout =
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(gdml_test_wait(server[i].pid, 30), 0, "server failed; see %s", server[i].log);
         cr_assert_eq(gdml_test_wait(worker[i].pid, 30), 0, "worker failed; see %s", worker[i].log);
-        cr_assert_eq(tp_count_lines(worker[i].log, "300 more held out for validation", NULL), 1,
+        cr_assert_eq(tp_count_lines(worker[i].log, " holdout=300", NULL), 1,
                      "see %s", worker[i].log);
         free(ep[i]);
     }
@@ -112,10 +112,10 @@ Test(holdout, a_real_job_stores_every_regions_validation_and_logs_it, .timeout =
     cr_assert_gt(last, 0.55, "the last scored version reached only %.4f", last);
 
     /* The log's commit lines and the progress lines say it. */
-    cr_assert_eq(tp_count_lines(coord.log, "committed", ", val 0."), ROUNDS, "see %s", coord.log);
-    cr_assert_eq(tp_count_lines(coord.log, "committed", "(2 regions)"), ROUNDS, "see %s",
+    cr_assert_eq(tp_count_lines(coord.log, " commit version=", " val_accuracy=0."), ROUNDS, "see %s", coord.log);
+    cr_assert_eq(tp_count_lines(coord.log, " commit version=", " val_regions=2"), ROUNDS, "see %s",
                  coord.log);
-    cr_assert_eq(tp_count_lines(coord.log, "round=", "val_regions=2"), ROUNDS, "see %s", coord.log);
+    cr_assert_eq(tp_count_lines(coord.log, " val_acc=", "val_regions=2"), ROUNDS, "see %s", coord.log);
 
     /* gdml-models lists and shows them per region. */
     char *out = models(&c, "list", NULL);
@@ -246,6 +246,6 @@ Test(holdout, a_fake_regions_bad_scores_are_refused_and_never_stored, .timeout =
     /* Each refusal is logged, naming r2 and why, at a bounded rate. */
     cr_assert_geq(tp_count_lines(coord.log, "r2", "out of bounds"), 1, "see %s", coord.log);
     cr_assert_geq(tp_count_lines(coord.log, "r2", "malformed"), 1, "see %s", coord.log);
-    cr_assert_eq(tp_count_lines(coord.log, "round=", "val_regions=1"), 2, "see %s", coord.log);
+    cr_assert_eq(tp_count_lines(coord.log, " val_acc=", "val_regions=1"), 2, "see %s", coord.log);
     tp_cluster_fini(&c);
 }

@@ -316,7 +316,7 @@ Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
     char wlog[4300];
     snprintf(wlog, sizeof wlog, "%s/logs/worker-eu-west.w1.log", run);
     char *wl = gdml_test_read_file(wlog);
-    cr_assert(wl && strstr(wl, "(shard 1 of 2) from '") && strstr(wl, "eu-west/train.csv'"),
+    cr_assert(wl && strstr(wl, " shard=1 shards=2 data=") && strstr(wl, "eu-west/train.csv "),
               "%s", wl ? wl : "(no worker log)");
     free(wl);
 
@@ -346,14 +346,14 @@ static void copy_lines(const char *src, const char *dst, size_t from, size_t to)
     cr_assert_eq(fclose(out), 0);
 }
 
-/* "done: N pushes; LAN U B up, D B down" of a worker's log: bytes per push both ways. */
+/* "done pushes=N lan_up=U lan_down=D" of a worker's log: bytes per push both ways. */
 static void lan_bytes_per_push(const char *log, double *up, double *down)
 {
     char *text = gdml_test_read_file(log);
     cr_assert_not_null(text, "no log %s", log);
-    const char *at = strstr(text, "done: ");
+    const char *at = strstr(text, " done pushes=");
     unsigned long long pushes = 0, u = 0, d = 0;
-    cr_assert(at && sscanf(at, "done: %llu pushes; LAN %llu B up, %llu B down", &pushes, &u, &d) == 3,
+    cr_assert(at && sscanf(at, " done pushes=%llu lan_up=%llu lan_down=%llu", &pushes, &u, &d) == 3,
               "no summary line in %s:\n%s", log, text);
     cr_assert_gt(pushes, 0);
     *up = (double)u / (double)pushes;

@@ -188,7 +188,7 @@ Test(store, a_map_that_is_too_small_grows_and_the_job_finishes, .timeout = 120)
     cr_assert_eq(rc, 0, "the job failed:\n%s", out);
     char log[4300];
     snprintf(log, sizeof log, "%s/logs/coordinator.log", run);
-    cr_assert(tp_count_lines(log, "model store", "grew its map"), "the map never grew; see %s", log);
+    cr_assert(tp_count_lines(log, "store_map_grown", "to_mib="), "the map never grew; see %s", log);
     char summary[4300];
     snprintf(summary, sizeof summary, "%s/summary.json", run);
     char *json = gdml_test_read_file(summary);
@@ -317,7 +317,7 @@ Test(store, a_killed_coordinator_continues_fedadam_exactly, .timeout = 180)
     gdml_test_wait(cb.pid, 10);
     leave(&rb);
     tp_start_coordinator(&b, &cb, names, 2, listen, adam_args);
-    cr_assert(gdml_test_wait_for_text(cb.log, "resuming from version 3", 10), "see %s", cb.log);
+    cr_assert(gdml_test_wait_for_text(cb.log, " resume version=3 ", 10), "see %s", cb.log);
     join(&rb, &b);
     cr_assert_eq(rb.version, 3, "the restarted coordinator sent version %llu, not 3",
                  (unsigned long long)rb.version);

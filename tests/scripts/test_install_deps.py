@@ -13,6 +13,7 @@ PATH, so no package is installed or looked up:
 Usage: test_install_deps.py SOURCE_DIR
 """
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -83,7 +84,8 @@ with tempfile.TemporaryDirectory() as tmp:
     p, called, _ = run(tmp, "all", "", "--build")
     out = p.stdout + p.stderr
     check(p.returncode == 0, "all installed: exit 0", out)
-    check(out.splitlines() == ["install-deps: all 10 packages already installed"],
+    check(len(out.splitlines()) == 1 and
+          re.fullmatch(r"install-deps: all \d+ packages already installed", out.strip()),
           "all installed: exactly one line", out)
     check(called == [], "all installed: apt-get not run", "\n".join(called))
 
@@ -92,7 +94,7 @@ with tempfile.TemporaryDirectory() as tmp:
     lines = out.splitlines()
     check(p.returncode == 0, "missing, apt ok: exit 0", out)
     check(len(lines) == 3 and lines[0] == "install-deps: apt-get update ... ok"
-          and lines[1].startswith("install-deps: installing 6 packages (libzmq5 ")
+          and re.match(r"install-deps: installing \d+ packages \(libzmq5 ", lines[1])
           and lines[1].endswith(" ... ok") and lines[2].startswith("install-deps: done"),
           "missing, apt ok: one line per step", out)
     check("noise" not in out, "missing, apt ok: none of apt's output on the terminal", out)

@@ -49,7 +49,7 @@ typedef struct fx {
 /* The configuration of the brief: softmax inputs x classes, members a and b, 3 rounds, fedavg. */
 static void fx_config(fx *f, uint32_t inputs, uint32_t classes)
 {
-    gdml_log_init("test_coord_sm", GDML_LOG_ERROR);
+    gdml_log_init("test_coord_sm", NULL, GDML_LOG_ERROR, GDML_LOG_TEXT);
     memset(f, 0, sizeof *f);
     snprintf(f->cfg.layout.kind, sizeof f->cfg.layout.kind, "softmax");
     f->cfg.layout.inputs = inputs;

@@ -68,7 +68,7 @@ static size_t count_of(const char *text, const char *needle)
 
 /*
  * The events the lines account for: 1 per detail line, N per summary line
- * ("<peer>: N more in the last ... ms: <reason>").
+ * ("suppressed of=... count=N ...").
  */
 static unsigned long long events_in(const char *text)
 {
@@ -76,12 +76,12 @@ static unsigned long long events_in(const char *text)
     for (const char *line = text; *line;) {
         const char *end = strchr(line, '\n');
         cr_assert_not_null(end, "an unterminated log line");
-        const char *more = strstr(line, " more in the last ");
+        const char *more = strstr(line, " suppressed ");
+        const char *count = strstr(line, " count=");
         if (more && more < end) {
-            const char *num = more;
-            while (num > line && num[-1] != ' ')
-                num--;
-            sum += strtoull(num, NULL, 10);
+            cr_assert(count && count < end, "a summary without its count: %.*s", (int)(end - line),
+                      line);
+            sum += strtoull(count + 7, NULL, 10);
         } else {
             sum++;
         }
@@ -99,7 +99,7 @@ static gdml_ratelog *make(int64_t interval_ms, size_t max_pairs)
 
 static void init(void)
 {
-    gdml_log_init("ratelog-test", GDML_LOG_INFO);
+    gdml_log_init("ratelog-test", NULL, GDML_LOG_INFO, GDML_LOG_TEXT);
 }
 
 TestSuite(ratelog, .init = init);
@@ -128,11 +128,11 @@ Test(ratelog, the_first_event_is_logged_and_the_rest_counted)
     capture c;
     capture_start(&c);
     for (int i = 0; i < 5; i++)
-        gdml_ratelog_note(r, i, GDML_LOG_WARN, "us-east", "stale step", "step %d", i);
+        gdml_ratelog_note(r, i, GDML_LOG_WARN, "rejected", "us-east", "stale step", "step=%d", i);
     uint64_t after_stale = gdml_ratelog_lines(r);
-    gdml_ratelog_note(r, 10, GDML_LOG_WARN, "us-east", "duplicate", "seq %d", 9);
-    gdml_ratelog_note(r, 20, GDML_LOG_WARN, "eu-west", "stale step", "step %d", 1);
-    gdml_ratelog_note(r, 30, GDML_LOG_WARN, "eu-west", "stale step", "step %d", 2);
+    gdml_ratelog_note(r, 10, GDML_LOG_WARN, "rejected", "us-east", "duplicate", "seq=%d", 9);
+    gdml_ratelog_note(r, 20, GDML_LOG_WARN, "rejected", "eu-west", "stale step", "step=%d", 1);
+    gdml_ratelog_note(r, 30, GDML_LOG_WARN, "rejected", "eu-west", "stale step", "step=%d", 2);
     uint64_t before_flush = gdml_ratelog_lines(r);
     gdml_ratelog_flush(r, 999); /* no interval has ended */
     uint64_t early = gdml_ratelog_lines(r);
@@ -141,7 +141,7 @@ Test(ratelog, the_first_event_is_logged_and_the_rest_counted)
     gdml_ratelog_flush(r, 1030); /* and eu-west's */
     uint64_t at_1030 = gdml_ratelog_lines(r);
     /* A new interval: its first event is logged again. */
-    gdml_ratelog_note(r, 1100, GDML_LOG_WARN, "us-east", "stale step", "step %d", 99);
+    gdml_ratelog_note(r, 1100, GDML_LOG_WARN, "rejected", "us-east", "stale step", "step=%d", 99);
     char *text = capture_end(&c);
 
     cr_assert_eq(after_stale, 1, "five events of one pair in one interval: one line");
@@ -154,14 +154,14 @@ Test(ratelog, the_first_event_is_logged_and_the_rest_counted)
     cr_assert_eq(gdml_ratelog_lines(r), 6);
     cr_assert_eq(gdml_ratelog_total(r), 9);
     cr_assert_eq(count_lines(text), gdml_ratelog_lines(r), "%s", text);
-    cr_assert(strstr(text, "WARN us-east: stale step: step 0\n"), "%s", text);
-    cr_assert(strstr(text, "us-east: duplicate: seq 9\n"), "%s", text);
-    cr_assert(strstr(text, "eu-west: stale step: step 1\n"), "%s", text);
-    cr_assert_null(strstr(text, "step 2\n"), "a counted event was written: %s", text);
-    cr_assert_null(strstr(text, "step 3\n"), "a counted event was written: %s", text);
-    cr_assert(strstr(text, "us-east: 4 more in the last 1000 ms: stale step\n"), "%s", text);
-    cr_assert(strstr(text, "eu-west: 1 more in the last 1000 ms: stale step\n"), "%s", text);
-    cr_assert(strstr(text, "us-east: stale step: step 99\n"), "%s", text);
+    cr_assert(strstr(text, "WARN  ratelog-test rejected peer=us-east reason=\"stale step\" step=0\n"), "%s", text);
+    cr_assert(strstr(text, "rejected peer=us-east reason=duplicate seq=9\n"), "%s", text);
+    cr_assert(strstr(text, "rejected peer=eu-west reason=\"stale step\" step=1\n"), "%s", text);
+    cr_assert_null(strstr(text, "step=2\n"), "a counted event was written: %s", text);
+    cr_assert_null(strstr(text, "step=3\n"), "a counted event was written: %s", text);
+    cr_assert(strstr(text, "suppressed of=rejected peer=us-east reason=\"stale step\" count=4 interval_ms=1000\n"), "%s", text);
+    cr_assert(strstr(text, "suppressed of=rejected peer=eu-west reason=\"stale step\" count=1 interval_ms=1000\n"), "%s", text);
+    cr_assert(strstr(text, "rejected peer=us-east reason=\"stale step\" step=99\n"), "%s", text);
     cr_assert_eq(events_in(text), gdml_ratelog_total(r), "%s", text);
     free(text);
     gdml_ratelog_destroy(&r);
@@ -173,11 +173,11 @@ Test(ratelog, a_note_after_the_interval_writes_the_summary_first)
     capture c;
     capture_start(&c);
     for (int i = 0; i < 3; i++)
-        gdml_ratelog_note(r, i, GDML_LOG_ERROR, "w0", "bounds", "value %d", i);
-    gdml_ratelog_note(r, 600, GDML_LOG_ERROR, "w0", "bounds", "value %d", 600);
+        gdml_ratelog_note(r, i, GDML_LOG_ERROR, "rejected", "w0", "bounds", "value=%d", i);
+    gdml_ratelog_note(r, 600, GDML_LOG_ERROR, "rejected", "w0", "bounds", "value=%d", 600);
     char *text = capture_end(&c);
-    const char *summary = strstr(text, "w0: 2 more in the last 500 ms: bounds");
-    const char *again = strstr(text, "w0: bounds: value 600");
+    const char *summary = strstr(text, "suppressed of=rejected peer=w0 reason=bounds count=2 interval_ms=500\n");
+    const char *again = strstr(text, "rejected peer=w0 reason=bounds value=600\n");
     cr_assert(summary && again && summary < again, "%s", text);
     cr_assert_eq(gdml_ratelog_lines(r), 3);
     free(text);
@@ -186,12 +186,12 @@ Test(ratelog, a_note_after_the_interval_writes_the_summary_first)
 
 Test(ratelog, events_above_the_level_are_counted_but_not_written)
 {
-    gdml_log_init(NULL, GDML_LOG_WARN);
+    gdml_log_init(NULL, NULL, GDML_LOG_WARN, GDML_LOG_TEXT);
     gdml_ratelog *r = make(1000, 4);
     capture c;
     capture_start(&c);
     for (int i = 0; i < 10; i++)
-        gdml_ratelog_note(r, i, GDML_LOG_DEBUG, "w0", "stale step", "step %d", i);
+        gdml_ratelog_note(r, i, GDML_LOG_DEBUG, "rejected", "w0", "stale step", "step=%d", i);
     gdml_ratelog_flush(r, 5000);
     char *text = capture_end(&c);
     cr_assert_str_empty(text);
@@ -212,7 +212,7 @@ Test(ratelog, a_flood_from_many_peers_stays_a_few_lines_an_interval)
         for (int p = 0; p < PEERS; p++) {
             char peer[16];
             snprintf(peer, sizeof peer, "w%d", p);
-            gdml_ratelog_note(r, t, GDML_LOG_WARN, peer, "stale step", "at %d", t);
+            gdml_ratelog_note(r, t, GDML_LOG_WARN, "rejected", peer, "stale step", "at=%d", t);
         }
         if (t % 1000 == 990) { /* the end of an interval */
             uint64_t lines = gdml_ratelog_lines(r);
@@ -231,9 +231,9 @@ Test(ratelog, a_flood_from_many_peers_stays_a_few_lines_an_interval)
     cr_assert_eq(count_lines(text), gdml_ratelog_lines(r));
     /* One reason: every event is a detail line or counted in a summary. */
     cr_assert_eq(events_in(text), total, "%s", text);
-    cr_assert_geq(count_of(text, "(other peers): "), INTERVALS, "%s", text);
+    cr_assert_geq(count_of(text, " peer=(others) "), INTERVALS, "%s", text);
     /* The shared entry counts the 97 other peers' events: 97 * 100 - 1 a interval. */
-    cr_assert(strstr(text, "(other peers): 9699 more in the last 1000 ms: stale step"), "%s", text);
+    cr_assert(strstr(text, "suppressed of=rejected peer=(others) reason=\"stale step\" count=9699 "), "%s", text);
     free(text);
 
     /* A second reason finds the table full: still counted in the total. */
@@ -241,8 +241,8 @@ Test(ratelog, a_flood_from_many_peers_stays_a_few_lines_an_interval)
     for (int p = 0; p < PEERS; p++) {
         char peer[16];
         snprintf(peer, sizeof peer, "w%d", p);
-        gdml_ratelog_note(r, 10000, GDML_LOG_WARN, peer, "stale step", "x");
-        gdml_ratelog_note(r, 10000, GDML_LOG_WARN, peer, "duplicate", "y");
+        gdml_ratelog_note(r, 10000, GDML_LOG_WARN, "rejected", peer, "stale step", NULL);
+        gdml_ratelog_note(r, 10000, GDML_LOG_WARN, "rejected", peer, "duplicate", NULL);
     }
     cr_assert_eq(gdml_ratelog_total(r), total + 2 * PEERS);
     cr_assert_leq(gdml_ratelog_lines(r) - lines, PAIRS);

@@ -52,7 +52,7 @@ typedef struct rig {
 
 static void quiet(void)
 {
-    gdml_log_init("test_region_sm", GDML_LOG_ERROR);
+    gdml_log_init("test_region_sm", NULL, GDML_LOG_ERROR, GDML_LOG_TEXT);
 }
 
 TestSuite(region_sm, .init = quiet, .timeout = 120);

@@ -48,13 +48,13 @@ Test(log, levels_parse_and_gate)
     cr_assert_eq(gdml_log_level_parse("warn"), GDML_LOG_WARN);
     cr_assert_eq(gdml_log_level_parse("debug"), GDML_LOG_DEBUG);
     cr_assert_eq(gdml_log_level_parse("loud"), -1);
-    gdml_log_init("test", GDML_LOG_WARN);
+    gdml_log_init("test", NULL, GDML_LOG_WARN, GDML_LOG_TEXT);
     cr_assert_eq(gdml_log_threshold(), GDML_LOG_WARN);
     int formatted = 0;
     /* A line above the threshold is not even formatted. */
-    gdml_debug("%d", ++formatted);
+    gdml_debug("test", "n=%d", ++formatted);
     cr_assert_eq(formatted, 0);
-    gdml_warn("%d", ++formatted);
+    gdml_warn("test", "n=%d", ++formatted);
     cr_assert_eq(formatted, 1);
 }
 

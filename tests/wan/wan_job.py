@@ -305,7 +305,7 @@ class Job:
         for r in self.regions:
             log = self.procs["server:" + r][3]
             with open(log, errors="replace") as f:
-                if "resumed from checkpoint" in f.read():
+                if " resume checkpoint=" in f.read():
                     out.append(r)
         return out
 
@@ -317,7 +317,7 @@ class Job:
                 continue
             with open(log, errors="replace") as f:
                 text = f.read()
-            found = re.findall(r"utilization ([0-9.]+)\)", text)
+            found = re.findall(r"utilization=([0-9.]+)", text)
             if found:
                 shares.append(float(found[-1]))
         return round(sum(shares) / len(shares), 4) if shares else None
@@ -353,8 +353,8 @@ class Job:
         return min((times[v] for v in merged if v in times and times[v] > after), default=None)
 
     def worker_pushed_after(self, log, after):
-        """When a restarted worker pushed its first gradient (it logs "first model")."""
-        return min((t for t in history.log_times(log, "first model", self.wall0) if t > after),
+        """When a restarted worker pushed its first gradient (it logs "first_model")."""
+        return min((t for t in history.log_times(log, "first_model", self.wall0) if t > after),
                    default=None)
 
 

@@ -156,9 +156,12 @@ static int count_substr(const char *text, const char *needle)
     return n;
 }
 
-/* Runs gdml-launch on ini with --set sets[0..n) into run; its exit code, *out its output. */
+/*
+ * Runs gdml-launch on ini with --set sets[0..n) into run, waiting at most
+ * wait_s; its exit code, *out its output.
+ */
 static int launch_job(char *path, char *ini, char *run, const char *const *sets, size_t n,
-                      const char *out_path, char **out)
+                      int wait_s, const char *out_path, char **out)
 {
     char *argv[5 + 2 * 16 + 1];
     cr_assert_leq(n, 16);
@@ -174,7 +177,7 @@ static int launch_job(char *path, char *ini, char *run, const char *const *sets,
     }
     argv[argc] = NULL;
     pid_t pid = gdml_test_spawn(argv, out_path);
-    int rc = gdml_test_wait(pid, 90);
+    int rc = gdml_test_wait(pid, wait_s);
     *out = gdml_test_read_file(out_path);
     return rc;
 }
@@ -211,7 +214,7 @@ Test(budget, a_budgeted_job_keeps_every_window_and_counts_bytes_at_both_ends, .t
                           down_rate,
                           "budget.min_message_bytes=1000"};
     char *out = NULL;
-    int rc = launch_job(path, ini, run, sets, sizeof sets / sizeof *sets, out_path, &out);
+    int rc = launch_job(path, ini, run, sets, sizeof sets / sizeof *sets, 90, out_path, &out);
     cr_assert_eq(rc, 0, "the budgeted job exited %d:\n%s", rc, out);
 
     char summary[4300];
@@ -314,15 +317,13 @@ Test(budget, a_controller_driven_job_keeps_every_window_and_learns, .timeout = 1
     snprintf(rounds, sizeof rounds, "coordinator.rounds=%d", AUTO_ROUNDS);
     snprintf(up_rate, sizeof up_rate, "budget.up_bytes_per_s=%d", AUTO_RATE);
     snprintf(down_rate, sizeof down_rate, "budget.down_bytes_per_s=%d", AUTO_RATE);
-    char *argv[] = {path, "--config", ini, "--run-dir", run,
-                    "--set", "launch.regions=a,b", "--set", "launch.workers=1",
-                    "--set", rounds, "--set", "server.learning_rate=0.3",
-                    "--set", "server.encoder=auto", "--set", "coordinator.encoder=auto",
-                    "--set", up_rate, "--set", down_rate,
-                    "--set", "budget.min_message_bytes=1000", NULL};
-    pid_t pid = gdml_test_spawn(argv, out_path);
-    int rc = gdml_test_wait(pid, 120);
-    char *out = gdml_test_read_file(out_path);
+    const char *sets[] = {"launch.regions=a,b",          "launch.workers=1",
+                          rounds,                        "server.learning_rate=0.3",
+                          "server.encoder=auto",         "coordinator.encoder=auto",
+                          up_rate,                       down_rate,
+                          "budget.min_message_bytes=1000"};
+    char *out = NULL;
+    int rc = launch_job(path, ini, run, sets, sizeof sets / sizeof *sets, 120, out_path, &out);
     cr_assert_eq(rc, 0, "the controller-driven job exited %d:\n%s", rc, out);
     /* The controller's choice is on gdml-launch's line per version. */
     cr_assert(strstr(out, "  policy ") != NULL && strstr(out, " a:") != NULL,
@@ -648,7 +649,7 @@ Test(budget, a_topk_int2_job_trains_on_a_thirtieth_of_the_bytes, .timeout = 120)
     char *out = NULL;
     int rc = launch_job(gdml_test_program("gdml-launch"),
                         gdml_test_source_path("config/local-job.ini"), run, sets,
-                        sizeof sets / sizeof *sets, out_path, &out);
+                        sizeof sets / sizeof *sets, 90, out_path, &out);
     cr_assert_eq(rc, 0, "the topk+int2 job exited %d:\n%s", rc, out);
     char summary[4300];
     snprintf(summary, sizeof summary, "%s/summary.json", run);

@@ -48,6 +48,10 @@ extern char **environ;
 #define MAX_PROCS (1 + MAX_REGIONS + MAX_REGIONS * 64)
 #define STARTUP_TIMEOUT_MS 20000
 #define SHUTDOWN_TIMEOUT_MS 15000
+/* How long children told to stop get before they are killed: longer than any
+ * program's own bound on SIGTERM (docs/operations.md, "Stopping"), so a
+ * server's last checkpoint is never cut short. */
+#define STOP_GRACE_MS 8000
 
 typedef struct launch {
     const gdml_config *cfg;
@@ -803,7 +807,7 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
             err = summarize(L, e);
     }
 out:
-    gdml_procs_stop_all(L->procs, L->n_procs, 3000);
+    gdml_procs_stop_all(L->procs, L->n_procs, STOP_GRACE_MS);
     if (L->n_procs && L->procs[0].stdout_fd >= 0)
         close(L->procs[0].stdout_fd);
     for (size_t i = 0; i < L->n_procs; i++)

@@ -5,7 +5,7 @@
  *
  * A checkpoint is taken after every delta the region sends and after every
  * GLOBAL it folds in, so a crash loses at most the steps since the newer of
- * the two. It holds the live model, the anchor (the global model the round
+ * the two, and once more when the region stops, however it stops. It holds the live model, the anchor (the global model the round
  * started from), the live model when the delta in flight was made (if one
  * is), the uplink's error-feedback residual (unless it is all zero, as a
  * dense uplink's always is: absent, it is zero), the SCAFFOLD control variates,

@@ -163,6 +163,13 @@ void region_exit(gdml_region *r, int64_t now, int status, gdml_err err, const ch
 {
     if (r->state == REGION_DONE)
         return;
+    /* A last checkpoint, however the run ends (STOP, a signal, a timeout),
+     * so that a restart loses none of the steps trained since the last
+     * delta or GLOBAL. Queued before the exit, it is written first. While
+     * joining there is no live model: a checkpoint being resumed from stays
+     * as it is. */
+    if (r->state != REGION_JOINING)
+        region_checkpoint(r, now);
     for (size_t i = 0; i < r->workers.used; i++) {
         gdml_member *m = &r->workers.slots[i];
         if (m->state == GDML_MEMBER_JOINED || m->state == GDML_MEMBER_SILENT)

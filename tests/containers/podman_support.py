@@ -94,6 +94,14 @@ def logs(container):
     return p.stdout + p.stderr
 
 
+def reported(container, n):
+    """A condition for wait_for: the container's progress lines, once they reach version n."""
+    def cond():
+        p = progress(logs(container))
+        return p if p and p[-1][0] >= n else None
+    return cond
+
+
 def wait_for(what, cond, timeout, every=0.5):
     """Polls cond() until it returns a true value, which it returns; fails after timeout s."""
     end = time.monotonic() + timeout
@@ -114,6 +122,51 @@ def state(container):
         return None
     s, code, restarts, pid = p.stdout.split()
     return s, int(code), int(restarts), int(pid)
+
+
+def scrape(container, port):
+    """{series: value} from the Prometheus text that a running container
+    serves on port. It is fetched from inside the container's network
+    namespace (nsenter, with this host's python), since a DC's network is
+    internal and a pod's ports are not published."""
+    st = state(container)
+    if not st or st[0] != "running":
+        names = podman("ps", "--format", "{{.Names}}", check=False).stdout.split()
+        raise RuntimeError(f"cannot scrape {container}: it is {st[0] if st else 'not there'} "
+                           f"(running: {' '.join(names)})")
+    pid = st[3]
+    get = ("import sys, urllib.request; "
+           f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:{port}/metrics', "
+           "timeout=10).read().decode())")
+    p = run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", get], check=False, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError(f"cannot scrape {container} on port {port}: {p.stderr.strip()}")
+    series = {}
+    for line in p.stdout.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
+
+
+def total(series, name):
+    """The sum of every series of a metric, whatever its labels."""
+    return sum(v for k, v in series.items() if k == name or k.startswith(name + "{"))
+
+
+def check_metrics(what, targets, later):
+    """Scrapes each (container, port, counter) of targets, waits for later()
+    (a few more versions), and scrapes again: fails unless each counter (its
+    series summed) has moved. Returns a line saying what moved."""
+    first = {c: total(scrape(c, port), counter) for c, port, counter in targets}
+    later()
+    moved = []
+    for c, port, counter in targets:
+        now = total(scrape(c, port), counter)
+        if not now > first[c]:
+            raise RuntimeError(f"{c}: {counter} did not move ({first[c]:.0f} then {now:.0f})")
+        moved.append(f"{c} {counter} {first[c]:.0f} -> {now:.0f}")
+    log(what, "metrics scraped twice: " + "; ".join(moved))
 
 
 def store_versions(volume):

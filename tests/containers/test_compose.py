@@ -4,7 +4,8 @@
 Brings up a coordinator and 3 data centers (a regional server and 2 workers
 each, one internal network per DC plus the WAN), with CURVE keys as secrets
 (docker/make-keys.sh) and the data split into per-DC volumes; checks every
-container's health check; kills the coordinator's process mid-job (SIGKILL,
+container's health check; scrapes the metrics of the coordinator, a server
+and a worker twice and checks that their counters moved; kills the coordinator's process mid-job (SIGKILL,
 as a crash) and checks that compose restarts it and that it resumes from its
 volume, not from version 1; waits for the job to end and checks the test
 accuracy and that the store holds exactly the versions reported, none lost,
@@ -54,8 +55,7 @@ def main():
         ps.log(WHAT, f"project {project} up in {time.monotonic() - t0:.1f} s")
 
         def reported(n):
-            return lambda: (lambda p: p if p and p[-1][0] >= n else None)(
-                ps.progress(ps.logs(coordinator)))
+            return ps.reported(coordinator, n)
         ps.wait_for("version 1", reported(1), 300, every=0.25)
 
         # Every health check passes while the job runs.
@@ -65,6 +65,13 @@ def main():
             ps.wait_for(f"{n} healthy",
                         lambda: ps.podman("healthcheck", "run", n, check=False).returncode == 0, 30)
         ps.log(WHAT, f"{len(names)} containers healthy")
+
+        # Each role serves Prometheus metrics on 9464, and its counters move.
+        at = ps.progress(ps.logs(coordinator))[-1][0]
+        ps.check_metrics(WHAT, [(coordinator, 9464, "gdml_wan_bytes_total"),
+                                (f"{project}_server-us-east_1", 9464, "gdml_wan_bytes_total"),
+                                (f"{project}_worker-us-east-0_1", 9464, "gdml_samples_total")],
+                         lambda: ps.wait_for(f"version {at + 3}", reported(at + 3), 120))
 
         # A crash: SIGKILL to the coordinator's process, from outside.
         _, _, restarts_before, pid = ps.state(coordinator)

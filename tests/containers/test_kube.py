@@ -3,7 +3,8 @@
 
 Plays docker/k8s/ (the ConfigMap, the coordinator, a Deployment per region)
 with Secrets made from fresh CURVE keys (docker/make-keys.sh), waits for the
-job to end, and checks the test accuracy and that the coordinator's
+job to end (scraping the metrics of the coordinator, a server and a
+worker on the way, twice, to see their counters move), and checks the test accuracy and that the coordinator's
 persistent volume holds every version it reported (gdml-models verify).
 
 What kube play cannot express is adapted here, and only here:
@@ -13,6 +14,8 @@ What kube play cannot express is adapted here, and only here:
 - the Service is left out (on this one network the coordinator Pod's name is
   its address);
 - every name gets the test's unique prefix, so that runs never meet;
+- the coordinator trains GDML_ROUNDS versions (150), not the ConfigMap's 40,
+  so that the metrics are scraped while the job runs;
 - the pods restart containers on failure only (Kubernetes requires Always
   of a Deployment's), since podman 4.3 restarts init containers that ended
   well under Always;
@@ -39,7 +42,9 @@ import podman_support as ps
 WHAT = "kube"
 REGIONS = ["us-east", "eu-west", "ap-south"]
 THRESHOLD = float(os.environ.get("GDML_ACCURACY", "0.75"))
-ROUNDS = 40  # coordinator.rounds in config/coordinator.ini
+# More than config/coordinator.ini's 40 (set on the coordinator's command
+# line), so that the metrics are scraped mid-job.
+ROUNDS = int(os.environ.get("GDML_ROUNDS", "150"))
 K8S = os.path.join(ps.ROOT, "docker", "k8s")
 
 
@@ -122,10 +127,13 @@ def play_documents(prefix, keys, network_name):
             c["image"] = ps.IMAGE
             # podman 4.3 publishes every containerPort on the host's same
             # port, so the pods' metrics ports (9464 in each) would collide
-            # there; a cluster only declares them. The test scrapes nothing.
+            # there; a cluster only declares them. The test scrapes them from
+            # inside each pod's network namespace.
             c.pop("ports", None)
             c["args"] = [a.replace("tcp://gdml-coordinator:", f"tcp://{rename['gdml-coordinator']}:")
                          for a in c.get("args", [])]
+            if c["name"] == "coordinator":
+                c["args"] += ["--set", f"coordinator.rounds={ROUNDS}"]
         out += claims + [d]
     return out
 
@@ -147,6 +155,16 @@ def main():
         ps.podman("network", "create", network)
         ps.podman("kube", "play", "--network", network, play, timeout=600)
         ps.log(WHAT, f"{prefix}: played in {time.monotonic() - t0:.1f} s")
+
+        # Each role serves Prometheus metrics on its containerPort, and its counters move.
+        def reported(n):
+            return ps.reported(coordinator, n)
+        at = ps.wait_for("version 2", reported(2), 300, every=0.25)[-1][0]
+        region = f"{prefix}-us-east-pod-0"  # kube play names a Deployment's pod so
+        ps.check_metrics(WHAT, [(coordinator, 9464, "gdml_wan_bytes_total"),
+                                (f"{region}-server", 9464, "gdml_wan_bytes_total"),
+                                (f"{region}-worker-0", 9465, "gdml_samples_total")],
+                         lambda: ps.wait_for(f"version {at + 3}", reported(at + 3), 120))
 
         def done():
             text = ps.logs(coordinator)

@@ -720,11 +720,10 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
     uint64_t wan = L->prog.wan_up + L->prog.wan_down;
     printf("\ndone in %.1f s: test accuracy %.4f after %llu global versions\n", wall,
            L->prog.accuracy, (unsigned long long)L->prog.version);
-    printf("cross-DC traffic %.2f MB (up %.2f, down %.2f); copying the raw data would move "
-           "%.2f MB (%.2f MB gzipped): %.1fx (%.1fx gzipped) of what training moved\n",
+    printf("cross-DC traffic %.2f MB (up %.2f, down %.2f); the raw data is %.2f MB (%.2f MB "
+           "gzipped)\n",
            mb(wan), mb(L->prog.wan_up), mb(L->prog.wan_down), mb(L->raw_bytes),
-           mb(L->raw_gzip_bytes), wan ? (double)L->raw_bytes / (double)wan : 0.0,
-           wan ? (double)L->raw_gzip_bytes / (double)wan : 0.0);
+           mb(L->raw_gzip_bytes));
     for (int i = 0; i < L->prog.n_regions; i++)
         printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.regions[i].name,
                mb(L->prog.regions[i].up), mb(L->prog.regions[i].down));
@@ -737,6 +736,9 @@ static gdml_err summarize(launch *L, gdml_errmsg *e)
            (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
     report(L);
     printf("summary: %s\n", path);
+    char saving[512];
+    gdml_progress_saving(&L->prog, saving, sizeof saving);
+    printf("\n%s\n", saving);
     return GDML_OK;
 }
 

@@ -119,6 +119,41 @@ void gdml_progress_set_raw(gdml_progress *pg, uint64_t raw_bytes, uint64_t raw_g
     pg->raw_gzip_bytes = raw_gzip_bytes;
 }
 
+/* "89x fewer" or "1.3x more": how a raw-data figure compares with what training moved. */
+static void times(char *buf, size_t cap, uint64_t raw, uint64_t moved)
+{
+    double x = raw >= moved ? (double)raw / (double)moved : (double)moved / (double)raw;
+    snprintf(buf, cap, x >= 100 ? "%.0fx %s" : "%.1fx %s", x, raw >= moved ? "fewer" : "more");
+}
+
+void gdml_progress_saving(const gdml_progress *pg, char *buf, size_t cap)
+{
+    uint64_t moved = pg->wan_up + pg->wan_down;
+    double mb = (double)moved / 1e6, raw_mb = (double)pg->raw_bytes / 1e6,
+           gzip_mb = (double)pg->raw_gzip_bytes / 1e6;
+    if (pg->raw_bytes == 0 || pg->raw_gzip_bytes == 0) {
+        snprintf(buf, cap,
+                 "%.2f MB crossed data-center boundaries; the raw data was not measured, so there "
+                 "is nothing to compare it with.",
+                 mb);
+        return;
+    }
+    if (moved == 0) {
+        snprintf(buf, cap,
+                 "No bytes crossed data-center boundaries, where copying the raw data to one data "
+                 "center would have moved %.2f MB (%.2f MB gzipped).",
+                 raw_mb, gzip_mb);
+        return;
+    }
+    char plain[32], gzip[32];
+    times(plain, sizeof plain, pg->raw_bytes, moved);
+    times(gzip, sizeof gzip, pg->raw_gzip_bytes, moved);
+    snprintf(buf, cap,
+             "%s bytes crossed data-center boundaries than copying the raw data to one data center "
+             "would have moved: %.2f MB against %.2f MB (%s than its %.2f MB gzipped).",
+             plain, mb, raw_mb, gzip, gzip_mb);
+}
+
 FILE *gdml_progress_log_stream(gdml_progress *pg)
 {
     return pg->log ? pg->log : pg->out;

@@ -99,6 +99,14 @@ void gdml_progress_fini(gdml_progress *pg);
 /* What the raw data would have moved, for the lines and the display. */
 void gdml_progress_set_raw(gdml_progress *pg, uint64_t raw_bytes, uint64_t raw_gzip_bytes);
 
+/*
+ * The run's saving, in one sentence (no newline) for the launcher's last
+ * line: how many times fewer bytes crossed data-center boundaries than
+ * copying the raw data to one data center would have moved, plain and
+ * gzipped; or how many times more, when training moved more.
+ */
+void gdml_progress_saving(const gdml_progress *pg, char *buf, size_t cap);
+
 /* Where to print lines while the job runs: out, or (live) a buffer shown above the display. */
 FILE *gdml_progress_log_stream(gdml_progress *pg);
 

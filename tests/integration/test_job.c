@@ -49,13 +49,22 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
     int reported = gdml_test_count_lines(out, "version ");
     cr_assert_eq(reported, rounds, "the launcher printed %d version lines, not %d:\n%s", reported,
                  rounds, out);
-    /* Its last line names summary.json. */
+    /* It names summary.json, then ends with its saving in one sentence. */
     char summary_path[4200];
     snprintf(summary_path, sizeof summary_path, "%s/summary.json", run_dir);
-    char last[4400];
-    snprintf(last, sizeof last, "summary: %s\n", summary_path);
-    size_t n = strlen(out), m = strlen(last);
-    cr_assert(n >= m && strcmp(out + n - m, last) == 0, "last line is not '%s':\n%s", last, out);
+    char named[4400];
+    snprintf(named, sizeof named, "\nsummary: %s\n\n", summary_path);
+    const char *last = strstr(out, named);
+    cr_assert_not_null(last, "it does not name %s:\n%s", summary_path, out);
+    last += strlen(named);
+    double fewer = 0;
+    char tail[64];
+    cr_assert_eq(sscanf(last, "%lfx fewer bytes crossed data-center boundaries than copying the "
+                              "raw data to one data center would have moved: %63[^\n]",
+                        &fewer, tail),
+                 2, "the last line does not say how many times fewer bytes crossed:\n%s", last);
+    cr_assert_eq(strchr(last, '\n'), last + strlen(last) - 1, "more than one last line:\n%s",
+                 last);
 
     char *json = gdml_test_read_file(summary_path);
     cr_assert_not_null(json, "no %s", summary_path);
@@ -65,11 +74,19 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
     cr_assert_eq(gdml_test_json_number(json, "workers"), 6);
     double up = gdml_test_json_number(json, "wan_bytes_up"),
            down = gdml_test_json_number(json, "wan_bytes_down");
-    /* Each round moves at least one dense delta per region up and one model down. */
-    double model_bytes = 7850.0 * 4;
-    cr_assert(up >= 3 * rounds * model_bytes && down >= 3 * rounds * model_bytes,
-              "WAN bytes up %.0f down %.0f are less than the deltas and models sent", up, down);
+    /* Each round moves a delta per region up and a change down: with the
+     * main job's top-k (10 %) and 2-bit values, at least 785 entries of 2
+     * bits each way, and at most a dense f32 model and a header. */
+    double model_bytes = 7850.0 * 4, least = 785.0 / 4;
+    cr_assert(up >= 3 * rounds * least && down >= 3 * rounds * least,
+              "WAN bytes up %.0f down %.0f are less than the deltas and changes sent", up, down);
+    cr_assert(up <= 3 * (rounds + 1) * (model_bytes + 4096) &&
+                  down <= 3 * (rounds + 1) * (model_bytes + 4096),
+              "WAN bytes up %.0f down %.0f are more than dense models would be", up, down);
     cr_assert(gdml_test_json_number(json, "raw_data_gzip_bytes") > 0);
+    double ratio = gdml_test_json_number(json, "raw_data_bytes") / (up + down);
+    cr_assert(fabs(fewer - ratio) <= 0.05 + 0.005 * ratio,
+              "the last line says %.1fx fewer; summary.json's bytes give %.2fx", fewer, ratio);
     cr_assert(gdml_test_json_number(json, "raw_data_bytes") >
               gdml_test_json_number(json, "raw_data_gzip_bytes"));
     cr_assert(gdml_test_json_number(json, "wall_seconds") > 0);
@@ -89,10 +106,11 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
         cr_assert(isfinite(meta.accuracy));
         best = meta.accuracy > best ? meta.accuracy : best;
     }
-    /* It trains: a version reaches 0.75. Early rounds of non-IID regions
-     * swing by several points (0.69-0.82 at round 7 over 6 runs), so the last
-     * need only stay near the best. */
-    cr_assert(best >= 0.75, "no version reached 0.75 in %d rounds (best %.4f)", rounds, best);
+    /* It trains: a version reaches 0.70. Early rounds of non-IID regions
+     * swing by several points (the best of the first 7 versions was
+     * 0.759-0.788 over 6 runs alone, 0.742 with another job beside it), so
+     * the last need only stay near the best. */
+    cr_assert(best >= 0.70, "no version reached 0.70 in %d rounds (best %.4f)", rounds, best);
     cr_assert(acc >= best - 0.12, "final accuracy %.4f fell from %.4f", acc, best);
     gdml_version_meta last_meta;
     cr_assert_eq(gdml_store_meta(s, (uint64_t)rounds, &last_meta, NULL), GDML_OK);
@@ -161,10 +179,14 @@ Test(job, an_mlp_trains_end_to_end_and_the_models_tool_reads_it, .timeout = 300)
     snprintf(log, sizeof log, "%s/run.out", dir);
     snprintf(store, sizeof store, "%s/store", run);
     snprintf(npy, sizeof npy, "%s/mlp.npy", dir);
+    /* Dense deltas: 6 rounds of the main job's top-k+int2 are too few for an
+     * MLP's first steps (config/mlp-job.ini is the MLP's own job). */
     pid_t pid = launch_with(run, "6", log,
                             (char *[]){"--set", "model.kind=mlp", "--set", "model.hidden=32",
                                        "--set", "server.optimizer=adam", "--set",
-                                       "server.learning_rate=0.001", NULL});
+                                       "server.learning_rate=0.001", "--set",
+                                       "server.encoder=dense", "--set",
+                                       "coordinator.encoder=dense", NULL});
     int rc = gdml_test_wait(pid, 240);
     char *out = gdml_test_read_file(log);
     cr_assert_eq(rc, 0, "the MLP job exited %d:\n%s", rc, out);
@@ -300,7 +322,9 @@ Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
     write_csv("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 6000, train, true);
     write_csv("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 1000, test, false);
 
-    pid_t pid = launch_with(run, "6", log,
+    /* 10 rounds: the main job's top-k+int2 deltas swing more than dense
+     * ones in the first few (0.69 after 6 rounds happened). */
+    pid_t pid = launch_with(run, "10", log,
                             (char *[]){"--train-data", train, "--test-data", test, NULL});
     int rc = gdml_test_wait(pid, 240);
     char *out = gdml_test_read_file(log);
@@ -325,11 +349,11 @@ Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
     char *json = gdml_test_read_file(summary);
     cr_assert_not_null(json);
     double acc = gdml_test_json_number(json, "final_accuracy");
-    cr_assert(acc >= 0.7, "the CSV job reached only %.4f after 6 rounds", acc);
-    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), 6);
+    cr_assert(acc >= 0.7, "the CSV job reached only %.4f after 10 rounds", acc);
+    cr_assert_eq(gdml_test_json_number(json, "versions_stored"), 10);
     free(json);
     /* The models tool scores a version on the same CSV test set. */
-    eval_agrees(store, test, 6, acc, 1000);
+    eval_agrees(store, test, 10, acc, 1000);
     gdml_test_rmtree(dir);
 }
 

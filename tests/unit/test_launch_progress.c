@@ -209,3 +209,37 @@ Test(progress, budget_in_words)
     cr_assert(strstr(s.buf, "2000 (33%)"), "%s", s.buf);
     stop(&pg, &s);
 }
+
+static void saving_for(uint64_t up, uint64_t down, uint64_t raw, uint64_t gzip, char *buf,
+                       size_t cap)
+{
+    gdml_progress pg;
+    sink s;
+    gdml_config cfg;
+    start(&pg, &s, GDML_PROGRESS_PLAIN, &cfg);
+    gdml_progress_set_raw(&pg, raw, gzip);
+    pg.wan_up = up;
+    pg.wan_down = down;
+    gdml_progress_saving(&pg, buf, cap);
+    stop(&pg, &s);
+}
+
+Test(progress, saving_in_one_sentence)
+{
+    char buf[512];
+    /* The main job's figures: 0.28 MB against 25.20 (13.66 gzipped). */
+    saving_for(150000, 133000, 25200000, 13660000, buf, sizeof buf);
+    cr_assert_str_eq(buf, "89.0x fewer bytes crossed data-center boundaries than copying the raw "
+                          "data to one data center would have moved: 0.28 MB against 25.20 MB "
+                          "(48.3x fewer than its 13.66 MB gzipped).");
+    /* Dense deltas every step: more than the data itself. */
+    saving_for(20000000, 20000000, 25200000, 13660000, buf, sizeof buf);
+    cr_assert(strncmp(buf, "1.6x more bytes crossed", 23) == 0, "%s", buf);
+    cr_assert(strstr(buf, "(2.9x more than its 13.66 MB gzipped)."), "%s", buf);
+    saving_for(0, 0, 25200000, 13660000, buf, sizeof buf);
+    cr_assert(strncmp(buf, "No bytes crossed", 16) == 0, "%s", buf);
+    saving_for(1000, 0, 0, 0, buf, sizeof buf);
+    cr_assert(strstr(buf, "the raw data was not measured"), "%s", buf);
+    /* One sentence, one line. */
+    cr_assert_null(strchr(buf, '\n'));
+}

@@ -810,6 +810,14 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
     }
 out:
     gdml_procs_stop_all(L->procs, L->n_procs, STOP_GRACE_MS);
+    /* Stopped by a signal: the plots of what it trained, and how to go on. */
+    if (err == GDML_ERR_INTERRUPTED && L->prog.versions_reported > 0) {
+        fflush(L->rounds);
+        report(L);
+        printf("stopped after version %llu; every store holds its last state: go on with "
+               "--run-dir %s --resume on\n",
+               (unsigned long long)L->prog.version, L->run_dir);
+    }
     if (L->n_procs && L->procs[0].stdout_fd >= 0)
         close(L->procs[0].stdout_fd);
     for (size_t i = 0; i < L->n_procs; i++)

@@ -5,7 +5,7 @@
  * the coordinator's newest version is the last it committed, and each
  * regional server's newest checkpoint holds every step it trained, taken
  * after the signal. A store that only checkpointed at syncs would lose the
- * steps since the last one.
+ * steps since the last one. The launcher still draws the run's plots.
  */
 #include "../support.h"
 
@@ -115,6 +115,11 @@ Test(shutdown, sigterm_leaves_a_final_checkpoint_in_every_store, .timeout = 180)
             assert_exit_logged(log);
         }
     }
+    /* The launcher drew the plots of what was trained and says how to go on. */
+    char *text = gdml_test_read_file(out);
+    cr_assert(strstr(text, "plots/accuracy-time.png") && strstr(text, "--resume on"),
+              "no plots or no way on after the signal:\n%s", text);
+    free(text);
     free(launch);
     free(ini);
     gdml_test_rmtree(dir);

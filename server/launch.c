@@ -14,10 +14,10 @@
  * process's log, and bytes-*.csv: every WAN message), store/ (the LMDB model
  * versions), rounds.csv (one line per version), summary.json and plots/
  * (gdml-report's, run at the end). What it prints while the job runs is
- * launch_progress.c's.
+ * launch_progress.c's; the end of a run, launch_summary.c's.
  */
 #include "launch.h"
-#include "launch_progress.h"
+#include "launch_impl.h"
 
 #include "config.h"
 #include "keys.h"
@@ -32,64 +32,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <poll.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
-
-#define MAX_REGIONS 64
-#define MAX_PROCS (1 + MAX_REGIONS + MAX_REGIONS * 64)
-#define STARTUP_TIMEOUT_MS 20000
-#define SHUTDOWN_TIMEOUT_MS 15000
-/* How long children told to stop get before they are killed: longer than any
- * program's own bound on SIGTERM (docs/operations.md, "Stopping"), so a
- * server's last checkpoint is never cut short. */
-#define STOP_GRACE_MS 8000
-
-typedef struct launch {
-    const gdml_config *cfg;
-    int64_t start_ms, start_wall_ms;
-    char bin_dir[PATH_MAX];
-    char run_dir[PATH_MAX];
-    char job_ini[PATH_MAX];
-    char store_dir[PATH_MAX];
-    char names[MAX_REGIONS][GDML_NAME_MAX];
-    int n_regions;
-    gdml_split_part parts[MAX_REGIONS];
-    int central; /* region that would receive everyone's raw data */
-    uint64_t raw_bytes, raw_gzip_bytes;
-    gdml_proc procs[MAX_PROCS];
-    size_t n_procs;
-    char line[8192]; /* coordinator stdout not yet split into lines */
-    size_t line_len;
-    gdml_progress prog; /* what the coordinator reported, and how it is shown */
-    FILE *rounds; /* rounds.csv */
-    bool wan_curve, lan_curve;
-    char coord_key[PATH_MAX], coord_pub[PATH_MAX], coord_allow[PATH_MAX];
-    char region_key[MAX_REGIONS][PATH_MAX], region_pub[MAX_REGIONS][PATH_MAX];
-    char region_allow[MAX_REGIONS][PATH_MAX];
-    bool resume;
-    gdml_supervisor sup;
-} launch;
-
-static double mb(uint64_t bytes)
-{
-    return (double)bytes / 1e6;
-}
-
-static gdml_err path_join(char *out, const char *a, const char *b, gdml_errmsg *e)
-{
-    if (snprintf(out, PATH_MAX, "%s/%s", a, b) >= PATH_MAX)
-        return gdml_errmsg_set(e, GDML_ERR_INVALID, "path '%s/%s' is too long", a, b);
-    return GDML_OK;
-}
 
 /* Removes the files of dir whose names end in suffix ("" for all). */
 static gdml_err remove_files(const char *dir, const char *suffix, gdml_errmsg *e)
@@ -401,9 +349,9 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     if ((err = path_join(byte_log, L->run_dir, "logs/bytes-coordinator.csv", e)))
         return err;
     const char *coord_args[24] = {
-        "--byte-log",      byte_log,     "--listen",      "tcp://127.0.0.1:*",
-        "--store",         L->store_dir, "--regions",     regions,
-        "--endpoint-file", ep_file,      "--members",     cfg->launch.regions};
+        "--byte-log",      byte_log,     "--listen",  "tcp://127.0.0.1:*",
+        "--store",         L->store_dir, "--regions", regions,
+        "--endpoint-file", ep_file,      "--members", cfg->launch.regions};
     size_t ca = 12;
     if (*cfg->launch.test_data) {
         coord_args[ca++] = "--eval-data";
@@ -493,9 +441,9 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
             if (snprintf(wkey, sizeof wkey, "%s/keys/%s.key", L->run_dir, wname) >=
                 (int)sizeof wkey)
                 return gdml_errmsg_set(e, GDML_ERR_INVALID, "the run directory path is too long");
-            const char *worker_args[20] = {"--name",        wname,  "--server",      server_ep,
-                                           "--shard-index", index,  "--shard-count", workers,
-                                           "--seed",        seed,   "--images",      images,
+            const char *worker_args[20] = {"--name",        wname, "--server",      server_ep,
+                                           "--shard-index", index, "--shard-count", workers,
+                                           "--seed",        seed,  "--images",      images,
                                            "--labels",      labels};
             size_t wa = 14;
             if (format != GDML_DATA_IDX) { /* one file, in place of the IDX pair */
@@ -597,151 +545,6 @@ static gdml_err supervise(launch *L, gdml_errmsg *e)
     }
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static gdml_err write_summary(launch *L, uint64_t versions, double wall, const char *path,
-                              gdml_errmsg *e)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    const gdml_config *cfg = L->cfg;
-    fprintf(f, "{\n  \"final_accuracy\": %.6f,\n  \"final_loss\": %.6f,\n", L->prog.accuracy,
-            L->prog.loss);
-    fprintf(f, "  \"wall_seconds\": %.3f,\n", wall);
-    fprintf(f, "  \"start_unix_ms\": %lld,\n", (long long)L->start_wall_ms);
-    fprintf(f, "  \"wan_bytes_up\": %llu,\n  \"wan_bytes_down\": %llu,\n",
-            (unsigned long long)L->prog.wan_up, (unsigned long long)L->prog.wan_down);
-    fprintf(f, "  \"raw_data_bytes\": %llu,\n  \"raw_data_gzip_bytes\": %llu,\n",
-            (unsigned long long)L->raw_bytes, (unsigned long long)L->raw_gzip_bytes);
-    fprintf(f, "  \"central_region\": ");
-    json_string(f, L->names[L->central]);
-    fprintf(f, ",\n  \"versions_stored\": %llu,\n  \"versions_reported\": %llu,\n",
-            (unsigned long long)versions, (unsigned long long)L->prog.versions_reported);
-    fprintf(f, "  \"regions\": %d,\n  \"workers\": %lld,\n", L->n_regions,
-            (long long)(L->n_regions * cfg->launch.workers));
-    fprintf(f, "  \"links\": [");
-    for (int i = 0; i < L->prog.n_regions; i++) {
-        fprintf(f, "%s\n    {\"region\": ", i ? "," : "");
-        json_string(f, L->prog.regions[i].name);
-        fprintf(f, ", \"bytes_up\": %llu, \"bytes_down\": %llu}",
-                (unsigned long long)L->prog.regions[i].up,
-                (unsigned long long)L->prog.regions[i].down);
-    }
-    fprintf(f, "\n  ],\n");
-    fprintf(f, "  \"split\": ");
-    json_string(f, cfg->launch.split);
-    fprintf(f, ",\n  \"alpha\": %g,\n  \"seed\": %lld,\n", cfg->launch.alpha,
-            (long long)cfg->launch.seed);
-    if (L->prog.dp_delta > 0)
-        fprintf(f,
-                "  \"privacy\": {\"epsilon\": %.6f, \"delta\": %g, \"clip\": %g, "
-                "\"noise_multiplier\": %g, \"epsilon_limit\": %g, \"stopped_at_limit\": %s},\n",
-                L->prog.epsilon, L->prog.dp_delta, cfg->privacy.clip, cfg->privacy.noise_multiplier,
-                cfg->privacy.epsilon, L->prog.privacy_stop ? "true" : "false");
-    fprintf(f, "  \"chaos_kills\": %u,\n  \"deaths\": [", L->sup.kills);
-    for (size_t i = 0; i < L->sup.n_events; i++) {
-        const gdml_supervisor_event *ev = &L->sup.events[i];
-        fprintf(f, "%s\n    {\"process\": ", i ? "," : "");
-        json_string(f, ev->name);
-        fprintf(f,
-                ", \"status\": %d, \"chaos\": %s, \"died_s\": %.3f, \"restarted_s\": ", ev->status,
-                ev->chaos ? "true" : "false", (double)ev->died_ms / 1000.0);
-        if (ev->restarted_ms)
-            fprintf(f, "%.3f}", (double)ev->restarted_ms / 1000.0);
-        else
-            fprintf(f, "null}");
-    }
-    fprintf(f, "\n  ],\n");
-    fprintf(f, "  \"store\": ");
-    json_string(f, L->store_dir);
-    fprintf(f, ",\n  \"run_dir\": ");
-    json_string(f, L->run_dir);
-    fprintf(f, "\n}\n");
-    if (fclose(f) != 0)
-        return gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    return GDML_OK;
-}
-
-/*
- * Runs gdml-report on the run, which prints the plots it wrote. A report
- * that fails (gnuplot not installed, say) is a warning: the run is complete.
- */
-static void report(const launch *L)
-{
-    char path[PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/gdml-report", L->bin_dir);
-    char *argv[] = {path, (char *)L->run_dir, NULL};
-    fflush(stdout);
-    pid_t pid;
-    int status = 0;
-    if (posix_spawn(&pid, path, NULL, NULL, argv, environ) != 0) {
-        status = -1;
-    } else {
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
-        status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    }
-    if (status != 0)
-        fprintf(stderr,
-                "gdml-launch: warning: no plots (%s %s failed; it says why above); "
-                "the run itself is complete\n",
-                path, L->run_dir);
-}
-
-static gdml_err summarize(launch *L, gdml_errmsg *e)
-{
-    double wall = (double)(gdml_now_ms() - L->start_ms) / 1000.0;
-    gdml_store *store = NULL;
-    uint64_t versions = 0;
-    gdml_store_options so = {.read_only = true};
-    gdml_err err = gdml_store_open(L->store_dir, &so, &store, e);
-    if (!err)
-        err = gdml_store_count(store, &versions, e);
-    gdml_store_close(&store);
-    if (err)
-        return err;
-    char path[PATH_MAX];
-    if ((err = path_join(path, L->run_dir, "summary.json", e)) ||
-        (err = write_summary(L, versions, wall, path, e)))
-        return err;
-    uint64_t wan = L->prog.wan_up + L->prog.wan_down;
-    printf("\ndone in %.1f s: test accuracy %.4f after %llu global versions\n", wall,
-           L->prog.accuracy, (unsigned long long)L->prog.version);
-    printf("cross-DC traffic %.2f MB (up %.2f, down %.2f); the raw data is %.2f MB (%.2f MB "
-           "gzipped)\n",
-           mb(wan), mb(L->prog.wan_up), mb(L->prog.wan_down), mb(L->raw_bytes),
-           mb(L->raw_gzip_bytes));
-    for (int i = 0; i < L->prog.n_regions; i++)
-        printf("  %-12s up %.3f MB, down %.3f MB\n", L->prog.regions[i].name,
-               mb(L->prog.regions[i].up), mb(L->prog.regions[i].down));
-    if (L->prog.dp_delta > 0)
-        printf("differential privacy: epsilon %.3f at delta %g per region%s\n", L->prog.epsilon,
-               L->prog.dp_delta,
-               L->prog.privacy_stop ? "; stopped before the next round would pass privacy.epsilon"
-                                    : "");
-    printf("model versions: %llu in %s (list them: %s/gdml-models list --store %s)\n",
-           (unsigned long long)versions, L->store_dir, L->bin_dir, L->store_dir);
-    report(L);
-    printf("summary: %s\n", path);
-    char saving[512];
-    gdml_progress_saving(&L->prog, saving, sizeof saving);
-    printf("\n%s\n", saving);
-    return GDML_OK;
-}
-
 gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
 {
     launch *L = calloc(1, sizeof *L);
@@ -806,14 +609,14 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
                     err = child_failed(&L->procs[i], NULL, e);
         }
         if (!err)
-            err = summarize(L, e);
+            err = launch_summarize(L, e);
     }
 out:
     gdml_procs_stop_all(L->procs, L->n_procs, STOP_GRACE_MS);
     /* Stopped by a signal: the plots of what it trained, and how to go on. */
     if (err == GDML_ERR_INTERRUPTED && L->prog.versions_reported > 0) {
         fflush(L->rounds);
-        report(L);
+        launch_report(L);
         printf("stopped after version %llu; every store holds its last state: go on with "
                "--run-dir %s --resume on\n",
                (unsigned long long)L->prog.version, L->run_dir);

@@ -251,8 +251,8 @@ static void print_version_line(const gdml_progress *pg)
             "version %4llu  test accuracy %.4f  cross-DC %8.2f MB (up %.2f, down %.2f)  "
             "raw data %.2f MB (gzip %.2f MB)%s%s%s\n",
             (unsigned long long)pg->version, pg->accuracy, mb(pg->wan_up + pg->wan_down),
-            mb(pg->wan_up), mb(pg->wan_down), mb(pg->raw_bytes), mb(pg->raw_gzip_bytes), held,
-            eps, pg->policies);
+            mb(pg->wan_up), mb(pg->wan_down), mb(pg->raw_bytes), mb(pg->raw_gzip_bytes), held, eps,
+            pg->policies);
     fflush(pg->out);
 }
 

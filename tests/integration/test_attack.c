@@ -42,8 +42,7 @@ typedef struct job {
 static const char *const honest[] = {"r1", "r2"};
 
 /* Starts the coordinator admitting `admit` (honest regions and any hostile ones). */
-static void start_coordinator(job *j, const char *const *admit, size_t n,
-                              const char *const *extra)
+static void start_coordinator(job *j, const char *const *admit, size_t n, const char *const *extra)
 {
     static char images[512], labels[512];
     snprintf(images, sizeof images, "%s", gdml_test_fashion("t10k-images-idx3-ubyte.gz"));
@@ -317,7 +316,8 @@ Test(attack, an_lrh_of_1e308_is_refused_before_it_reaches_any_global, .timeout =
         tp_peer_send(&p, GDML_MSG_HELLO, 0, 1000);
         for (int t = 0; t < 3000; t++) {
             gdml_msg_header h;
-            if (!tp_peer_recv(&p, 20, &h) || (h.type != GDML_MSG_WELCOME && h.type != GDML_MSG_GLOBAL))
+            if (!tp_peer_recv(&p, 20, &h) ||
+                (h.type != GDML_MSG_WELCOME && h.type != GDML_MSG_GLOBAL))
                 continue;
             gdml_msg_header d;
             gdml_msg_header_init(&d, GDML_MSG_DELTA, "r3");
@@ -418,8 +418,8 @@ static void flood(const char *endpoint, int frames, uint64_t size, bool announce
         close(fd);
         return;
     }
-    uint8_t ready[] = {0x04, 28, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k', 'e', 't', '-',
-                       'T', 'y', 'p', 'e', 0, 0, 0, 6, 'D', 'E', 'A', 'L', 'E', 'R'};
+    uint8_t ready[] = {0x04, 28,  5,   'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k', 'e', 't',
+                       '-',  'T', 'y', 'p', 'e', 0,   0,   0,   6,  'D', 'E', 'A', 'L', 'E', 'R'};
     send(fd, ready, sizeof ready, MSG_NOSIGNAL);
     /* The server's greeting and READY: the handshake is over before frames go
      * (a loaded machine may take seconds to answer; frames sent before it do
@@ -479,8 +479,8 @@ static void check_bounded_memory(bool curve)
                  "the coordinator's peak RSS grew by %llu MB under the attack (bound 64 MiB)",
                  (unsigned long long)((peak - before) >> 20));
     fprintf(stderr, "coordinator RSS %llu MB before, peak %llu MB during the attack (CURVE %s)\n",
-           (unsigned long long)(before >> 20), (unsigned long long)(peak >> 20),
-           curve ? "on" : "off");
+            (unsigned long long)(before >> 20), (unsigned long long)(peak >> 20),
+            curve ? "on" : "off");
     tp_cluster_fini(&j.c);
 }
 

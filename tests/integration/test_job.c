@@ -59,12 +59,12 @@ static void check_run(const char *run_dir, const char *log_path, int rounds)
     last += strlen(named);
     double fewer = 0;
     char tail[64];
-    cr_assert_eq(sscanf(last, "%lfx fewer bytes crossed data-center boundaries than copying the "
-                              "raw data to one data center would have moved: %63[^\n]",
+    cr_assert_eq(sscanf(last,
+                        "%lfx fewer bytes crossed data-center boundaries than copying the "
+                        "raw data to one data center would have moved: %63[^\n]",
                         &fewer, tail),
                  2, "the last line does not say how many times fewer bytes crossed:\n%s", last);
-    cr_assert_eq(strchr(last, '\n'), last + strlen(last) - 1, "more than one last line:\n%s",
-                 last);
+    cr_assert_eq(strchr(last, '\n'), last + strlen(last) - 1, "more than one last line:\n%s", last);
 
     char *json = gdml_test_read_file(summary_path);
     cr_assert_not_null(json, "no %s", summary_path);
@@ -181,12 +181,11 @@ Test(job, an_mlp_trains_end_to_end_and_the_models_tool_reads_it, .timeout = 300)
     snprintf(npy, sizeof npy, "%s/mlp.npy", dir);
     /* Dense deltas: 6 rounds of the main job's top-k+int2 are too few for an
      * MLP's first steps (config/mlp-job.ini is the MLP's own job). */
-    pid_t pid = launch_with(run, "6", log,
-                            (char *[]){"--set", "model.kind=mlp", "--set", "model.hidden=32",
-                                       "--set", "server.optimizer=adam", "--set",
-                                       "server.learning_rate=0.001", "--set",
-                                       "server.encoder=dense", "--set",
-                                       "coordinator.encoder=dense", NULL});
+    pid_t pid = launch_with(
+        run, "6", log,
+        (char *[]){"--set", "model.kind=mlp", "--set", "model.hidden=32", "--set",
+                   "server.optimizer=adam", "--set", "server.learning_rate=0.001", "--set",
+                   "server.encoder=dense", "--set", "coordinator.encoder=dense", NULL});
     int rc = gdml_test_wait(pid, 240);
     char *out = gdml_test_read_file(log);
     cr_assert_eq(rc, 0, "the MLP job exited %d:\n%s", rc, out);
@@ -231,7 +230,8 @@ Test(job, an_mlp_trains_end_to_end_and_the_models_tool_reads_it, .timeout = 300)
     free(out);
     struct stat st;
     cr_assert_eq(stat(npy, &st), 0);
-    cr_assert_eq(st.st_size, 128 + (785 * 32 + 33 * 10) * 4, "npy size %lld", (long long)st.st_size);
+    cr_assert_eq(st.st_size, 128 + (785 * 32 + 33 * 10) * 4, "npy size %lld",
+                 (long long)st.st_size);
     free(models);
     gdml_test_rmtree(dir);
 }
@@ -324,8 +324,8 @@ Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
 
     /* 10 rounds: the main job's top-k+int2 deltas swing more than dense
      * ones in the first few (0.69 after 6 rounds happened). */
-    pid_t pid = launch_with(run, "10", log,
-                            (char *[]){"--train-data", train, "--test-data", test, NULL});
+    pid_t pid =
+        launch_with(run, "10", log, (char *[]){"--train-data", train, "--test-data", test, NULL});
     int rc = gdml_test_wait(pid, 240);
     char *out = gdml_test_read_file(log);
     cr_assert_eq(rc, 0, "the CSV job exited %d:\n%s", rc, out);
@@ -340,8 +340,8 @@ Test(job, a_job_on_csv_files_splits_trains_and_scores_them, .timeout = 300)
     char wlog[4300];
     snprintf(wlog, sizeof wlog, "%s/logs/worker-eu-west.w1.log", run);
     char *wl = gdml_test_read_file(wlog);
-    cr_assert(wl && strstr(wl, " shard=1 shards=2 data=") && strstr(wl, "eu-west/train.csv "),
-              "%s", wl ? wl : "(no worker log)");
+    cr_assert(wl && strstr(wl, " shard=1 shards=2 data=") && strstr(wl, "eu-west/train.csv "), "%s",
+              wl ? wl : "(no worker log)");
     free(wl);
 
     char summary[4300];
@@ -410,9 +410,8 @@ Test(job, a_sparse_job_pulls_and_pushes_only_the_keys_its_batches_touch, .timeou
     pid_t pid = launch_with(run, "6", log,
                             (char *[]){"--train-data", train, "--test-data", test, "--set",
                                        "model.kind=sparselr", "--set", "model.inputs=20000",
-                                       "--set", "model.classes=2", "--set",
-                                       "server.optimizer=adam", "--set",
-                                       "server.learning_rate=0.05", NULL});
+                                       "--set", "model.classes=2", "--set", "server.optimizer=adam",
+                                       "--set", "server.learning_rate=0.05", NULL});
     rc = gdml_test_wait(pid, 240);
     out = gdml_test_read_file(log);
     cr_assert_eq(rc, 0, "the sparse job exited %d:\n%s", rc, out);

@@ -102,8 +102,9 @@ static void assert_ends_with_saving(const char *out, const char *run_dir)
     last += strlen(named);
     double fewer = 0;
     int used = 0;
-    cr_assert(sscanf(last, "%lfx fewer bytes crossed data-center boundaries than copying the raw "
-                           "data%n",
+    cr_assert(sscanf(last,
+                     "%lfx fewer bytes crossed data-center boundaries than copying the raw "
+                     "data%n",
                      &fewer, &used) == 1 &&
                   used > 0 && fewer > 1,
               "the last line does not give the saving:\n%s", last);

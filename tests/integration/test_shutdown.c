@@ -64,8 +64,9 @@ Test(shutdown, sigterm_leaves_a_final_checkpoint_in_every_store, .timeout = 180)
     snprintf(coord_log, sizeof coord_log, "%s/logs/coordinator.log", run);
     char *launch = gdml_test_program("gdml-launch");
     char *ini = gdml_test_source_path("config/local-job.ini");
-    char *argv[] = {launch,       "--config", ini,           "--run-dir", run, "--set",
-                    "coordinator.rounds=100000", "--progress", "plain", NULL};
+    char *argv[] = {
+        launch,       "--config", ini, "--run-dir", run, "--set", "coordinator.rounds=100000",
+        "--progress", "plain",    NULL};
     pid_t pid = gdml_test_spawn(argv, out);
     cr_assert(gdml_test_wait_for_text(out, "version    5 ", 120),
               "the job did not reach version 5; see %s", out);

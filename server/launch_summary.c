@@ -97,7 +97,8 @@ static gdml_err write_summary(launch *L, uint64_t versions, double wall, const c
 
 /*
  * Runs gdml-report on the run, which prints the plots it wrote. A report
- * that fails (gnuplot not installed, say) is a warning: the run is complete.
+ * that fails (gnuplot not installed, say) is a warning: the run's data is
+ * all there.
  */
 void launch_report(const launch *L)
 {
@@ -117,7 +118,7 @@ void launch_report(const launch *L)
     if (status != 0)
         fprintf(stderr,
                 "gdml-launch: warning: no plots (%s %s failed; it says why above); "
-                "the run itself is complete\n",
+                "the run's store, logs and rounds.csv are unaffected\n",
                 path, L->run_dir);
 }
 

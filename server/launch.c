@@ -465,6 +465,27 @@ static gdml_err start_all(launch *L, gdml_errmsg *e)
     return GDML_OK;
 }
 
+/*
+ * A resumed run's rounds.csv goes on where the last launch left it: its
+ * elapsed time and bytes are the run's, not this launch's. Reads the last
+ * row's; a file without rows leaves them 0.
+ */
+static void read_rounds_base(launch *L, FILE *f)
+{
+    char line[512];
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        long long ms;
+        unsigned long long up, down;
+        if (sscanf(line, "%*u,%lld,%*[^,],%*[^,],%llu,%llu", &ms, &up, &down) == 3) {
+            L->rounds_ms_base = ms;
+            L->rounds_up_base = up;
+            L->rounds_down_base = down;
+        }
+    }
+    fseek(f, 0, SEEK_END);
+}
+
 /* One coordinator line: "round=.. version=.. accuracy=.. ..." or "done ...". */
 static void on_progress_line(launch *L, const char *line)
 {
@@ -472,8 +493,9 @@ static void on_progress_line(launch *L, const char *line)
     if (gdml_progress_on_line(&L->prog, line, gdml_now_ms()) == GDML_PROGRESS_VERSION &&
         L->rounds) {
         fprintf(L->rounds, "%llu,%lld,%.6f,%.6f,%llu,%llu\n", (unsigned long long)pg->version,
-                (long long)(gdml_now_ms() - L->start_ms), pg->accuracy, pg->loss,
-                (unsigned long long)pg->wan_up, (unsigned long long)pg->wan_down);
+                (long long)(L->rounds_ms_base + gdml_now_ms() - L->start_ms), pg->accuracy,
+                pg->loss, (unsigned long long)(L->rounds_up_base + pg->wan_up),
+                (unsigned long long)(L->rounds_down_base + pg->wan_down));
         fflush(L->rounds);
     }
 }
@@ -513,6 +535,7 @@ static gdml_err supervise(launch *L, gdml_errmsg *e)
         if (fd != coord->stdout_fd) { /* it was restarted: a new pipe, no half line */
             fd = coord->stdout_fd;
             L->line_len = 0;
+            gdml_progress_on_coordinator_restart(&L->prog);
         }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         if (fd >= 0 && poll(&pfd, 1, 50) > 0) {
@@ -574,11 +597,12 @@ gdml_err gdml_launch_run(const gdml_config *cfg, gdml_errmsg *e)
     char rounds[PATH_MAX];
     if ((err = path_join(rounds, L->run_dir, "rounds.csv", e)))
         goto out;
-    if (!(L->rounds = fopen(rounds, "a"))) {
+    if (!(L->rounds = fopen(rounds, "a+"))) {
         err = gdml_errmsg_set(e, GDML_ERR_IO, "cannot write '%s': %s", rounds, strerror(errno));
         goto out;
     }
     fcntl(fileno(L->rounds), F_SETFD, FD_CLOEXEC); /* not for the children */
+    read_rounds_base(L, L->rounds);
     if (ftell(L->rounds) == 0)
         fputs("version,elapsed_ms,accuracy,loss,wan_up,wan_down\n", L->rounds);
     fflush(stdout);

@@ -49,6 +49,9 @@ typedef struct launch {
     char region_key[MAX_REGIONS][PATH_MAX], region_pub[MAX_REGIONS][PATH_MAX];
     char region_allow[MAX_REGIONS][PATH_MAX];
     bool resume;
+    /* rounds.csv's last row before this launch (a resumed run): its rows go on from there. */
+    int64_t rounds_ms_base;
+    uint64_t rounds_up_base, rounds_down_base;
     gdml_supervisor sup;
 } launch;
 

@@ -182,12 +182,12 @@ static void parse_links(gdml_progress *pg, const char *line, int64_t now_ms)
             return;
         gdml_progress_region *g = region_named(pg, name, strlen(name));
         if (g) {
-            g->up = up;
-            g->down = down;
+            g->up = g->up_base + up;
+            g->down = g->down_base + down;
             /* Over a second or more, so that one version's burst is not the rate. */
             if (now_ms - g->rate_ms >= 1000) {
-                g->up_rate = (double)(up - g->rate_up) * 1000.0 / (double)(now_ms - g->rate_ms);
-                g->rate_up = up;
+                g->up_rate = (double)(g->up - g->rate_up) * 1000.0 / (double)(now_ms - g->rate_ms);
+                g->rate_up = g->up;
                 g->rate_ms = now_ms;
             }
         }
@@ -269,8 +269,8 @@ int gdml_progress_on_line(gdml_progress *pg, const char *line, int64_t now_ms)
         pg->accuracy = acc;
         pg->loss = loss;
         pg->train_loss = train_loss;
-        pg->wan_up = up;
-        pg->wan_down = down;
+        pg->wan_up = pg->wan_up_base + up;
+        pg->wan_down = pg->wan_down_base + down;
         pg->versions_reported++;
         if (isfinite(acc) && acc > pg->best_accuracy)
             pg->best_accuracy = acc;
@@ -293,8 +293,8 @@ int gdml_progress_on_line(gdml_progress *pg, const char *line, int64_t now_ms)
         return GDML_PROGRESS_VERSION;
     }
     if (sscanf(line, "done versions=%*u wan_up=%llu wan_down=%llu", &up, &down) == 2) {
-        pg->wan_up = up;
-        pg->wan_down = down;
+        pg->wan_up = pg->wan_up_base + up;
+        pg->wan_down = pg->wan_down_base + down;
         parse_links(pg, line, now_ms);
         parse_privacy(pg, line);
         const char *stop = strstr(line, " privacy_stop=");
@@ -304,6 +304,17 @@ int gdml_progress_on_line(gdml_progress *pg, const char *line, int64_t now_ms)
         return GDML_PROGRESS_DONE;
     }
     return GDML_PROGRESS_OTHER;
+}
+
+void gdml_progress_on_coordinator_restart(gdml_progress *pg)
+{
+    pg->wan_up_base = pg->wan_up;
+    pg->wan_down_base = pg->wan_down;
+    for (int i = 0; i < pg->n_regions; i++) {
+        gdml_progress_region *g = &pg->regions[i];
+        g->up_base = g->up;
+        g->down_base = g->down;
+    }
 }
 
 /* True if proc name is "PREFIX REGION" or, with dot, "PREFIX REGION.*". */

@@ -40,10 +40,11 @@ typedef enum {
 
 typedef struct gdml_progress_region {
     char name[GDML_NAME_MAX];
-    uint64_t up, down;   /* WAN bytes the coordinator received from it and sent to it */
-    uint64_t last_delta; /* newest version that merged a delta of it; 0: none */
-    double up_rate;      /* bytes/s from it over the last second or more; <0: not yet known */
-    uint64_t rate_up;    /* up at rate_ms */
+    uint64_t up, down;           /* WAN bytes the coordinator received from it and sent to it */
+    uint64_t up_base, down_base; /* what earlier coordinator processes of the run counted */
+    uint64_t last_delta;         /* newest version that merged a delta of it; 0: none */
+    double up_rate;   /* bytes/s from it over the last second or more; <0: not yet known */
+    uint64_t rate_up; /* up at rate_ms */
     int64_t rate_ms;
     gdml_region_state state;      /* as last drawn */
     bool server_restarting;       /* its server died and a restart is due */
@@ -69,6 +70,7 @@ typedef struct gdml_progress {
 
     bool done; /* the coordinator's last line is in */
     uint64_t round, version, wan_up, wan_down, versions_reported;
+    uint64_t wan_up_base, wan_down_base; /* what earlier coordinator processes counted */
     double accuracy, loss, train_loss, best_accuracy;
     double val_acc;
     unsigned val_regions;
@@ -106,6 +108,12 @@ void gdml_progress_set_raw(gdml_progress *pg, uint64_t raw_bytes, uint64_t raw_g
  * gzipped; or how many times more, when training moved more.
  */
 void gdml_progress_saving(const gdml_progress *pg, char *buf, size_t cap);
+
+/*
+ * The coordinator was restarted: its byte counters start again at 0, so
+ * what it counted so far becomes the base its new counts are added to.
+ */
+void gdml_progress_on_coordinator_restart(gdml_progress *pg);
 
 /* Where to print lines while the job runs: out, or (live) a buffer shown above the display. */
 FILE *gdml_progress_log_stream(gdml_progress *pg);

@@ -4,7 +4,7 @@
  * test_protocol.c and test_supervisor.c) and the launcher restarts each, and the job still
  * completes with every version stored, none missing and no delta merged twice; with restarts off a
  * death fails the job and says why; a run directory is resumed only when asked, and then continues
- * its store.
+ * its store; rounds.csv's time and bytes never go back across either.
  */
 #include "../support.h"
 
@@ -52,6 +52,39 @@ static void check_history(const char *run_dir, uint64_t rounds)
     gdml_store_close(&s);
 }
 
+/*
+ * rounds.csv counts the run's time and WAN bytes from its first start, so
+ * that neither goes back across a restarted coordinator or a resumed run.
+ * Returns its data rows.
+ */
+static int check_rounds(const char *run_dir)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/rounds.csv", run_dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no %s", path);
+    char line[512];
+    long long last_ms = -1;
+    unsigned long long last_up = 0, last_down = 0;
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        long long ms;
+        unsigned long long v, up, down;
+        if (sscanf(line, "%llu,%lld,%*[^,],%*[^,],%llu,%llu", &v, &ms, &up, &down) != 4)
+            continue;
+        cr_assert(ms >= last_ms && up >= last_up && down >= last_down,
+                  "%s: version %llu went back to %lld ms, %llu B up, %llu B down (from %lld, "
+                  "%llu, %llu)",
+                  path, v, ms, up, down, last_ms, last_up, last_down);
+        last_ms = ms;
+        last_up = up;
+        last_down = down;
+        rows++;
+    }
+    fclose(f);
+    return rows;
+}
+
 Test(recovery, chaos_kills_the_coordinator_and_servers_and_nothing_is_lost, .timeout = 300)
 {
     if (!gdml_test_have_fashion_mnist())
@@ -72,6 +105,7 @@ Test(recovery, chaos_kills_the_coordinator_and_servers_and_nothing_is_lost, .tim
               "chaos did not kill both roles:\n%s", out);
     cr_assert_geq(gdml_test_count_lines(out, "gdml-launch: restarted "), kills - 1, "%s", out);
     check_history(run, 80);
+    cr_assert_geq(check_rounds(run), 80);
 
     char summary[4300];
     snprintf(summary, sizeof summary, "%s/summary.json", run);
@@ -132,6 +166,7 @@ Test(recovery, a_run_directory_is_resumed_only_when_asked_and_continues_its_stor
     cr_assert_eq(lines, 6, "the resumed run reported %d versions, not 7..12:\n%s", lines, out);
     cr_assert(strstr(out, "version    7 ") && strstr(out, "version   12 "), "%s", out);
     check_history(run, 12);
+    cr_assert_eq(check_rounds(run), 12);
     free(out);
     gdml_test_rmtree(dir);
 }

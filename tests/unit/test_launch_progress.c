@@ -243,3 +243,29 @@ Test(progress, saving_in_one_sentence)
     /* One sentence, one line. */
     cr_assert_null(strchr(buf, '\n'));
 }
+
+Test(progress, a_restarted_coordinators_bytes_add_to_what_it_counted_before)
+{
+    gdml_progress pg;
+    sink s;
+    gdml_config cfg;
+    start(&pg, &s, GDML_PROGRESS_PLAIN, &cfg);
+    char line[512];
+    version_line(line, sizeof line, 5, "us-east");
+    gdml_progress_on_line(&pg, line, 1000);
+    cr_assert_eq(pg.wan_up, 5000);
+    cr_assert_eq(pg.regions[0].up, 1500);
+    /* A new coordinator process counts from 0 again. */
+    gdml_progress_on_coordinator_restart(&pg);
+    version_line(line, sizeof line, 1, "us-east");
+    gdml_progress_on_line(&pg, line, 2000);
+    cr_assert_eq(pg.wan_up, 6000, "%llu", (unsigned long long)pg.wan_up);
+    cr_assert_eq(pg.wan_down, 6000);
+    cr_assert_eq(pg.regions[0].up, 1800, "%llu", (unsigned long long)pg.regions[0].up);
+    cr_assert_eq(pg.regions[2].up, 1800);
+    /* And its last line too. */
+    gdml_progress_on_line(&pg, "done versions=7 wan_up=2000 wan_down=2500", 3000);
+    cr_assert_eq(pg.wan_up, 7000);
+    cr_assert_eq(pg.wan_down, 7500);
+    stop(&pg, &s);
+}

@@ -13,8 +13,9 @@ none merged twice (gdml-models verify). Tears everything down on every exit
 and fails if anything of its project is left.
 
     python3 tests/containers/test_compose.py      (root, podman; builds the image if missing)
+    GDML_ENGINE=docker python3 tests/containers/test_compose.py   (a Docker engine, docker-compose)
 
-Exits 77 (skipped) without podman or podman-compose, unless
+Exits 77 (skipped) without the engine or its compose, unless
 GDML_CONTAINER_TESTS=required. GDML_ACCURACY sets the threshold (0.75).
 """
 import os
@@ -22,7 +23,7 @@ import signal
 import sys
 import time
 
-import podman_support as ps
+import container_support as ps
 
 WHAT = "compose"
 REGIONS = ["us-east", "eu-west", "ap-south"]
@@ -32,14 +33,19 @@ THRESHOLD = float(os.environ.get("GDML_ACCURACY", "0.75"))
 ROUNDS = int(os.environ.get("GDML_ROUNDS", "300"))
 
 
+# podman-compose under podman; under Docker, docker-compose (1.x, Debian's),
+# whose containers are named as podman-compose's: PROJECT_SERVICE_1.
+COMPOSE = "podman-compose" if ps.ENGINE == "podman" else "docker-compose"
+
+
 def compose(project, *args, timeout=600, check=True):
-    return ps.run(["podman-compose", "-p", project, "-f",
+    return ps.run([COMPOSE, "-p", project, "-f",
                    os.path.join(ps.ROOT, "docker", "compose.yml"), *args],
                   env=compose.env, timeout=timeout, check=check)
 
 
 def main():
-    ps.need(["podman", "podman-compose"], WHAT)
+    ps.need([ps.ENGINE, COMPOSE], WHAT)
     ps.ensure_image(WHAT)
     project = ps.unique("gdmlc")
     tmp = ps.tempdir("gdml-compose-")
@@ -62,8 +68,7 @@ def main():
         names = [f"{project}_coordinator_1"] + [f"{project}_server-{r}_1" for r in REGIONS] + \
                 [f"{project}_worker-{r}-{i}_1" for r in REGIONS for i in (0, 1)]
         for n in names:
-            ps.wait_for(f"{n} healthy",
-                        lambda: ps.podman("healthcheck", "run", n, check=False).returncode == 0, 30)
+            ps.wait_for(f"{n} healthy", lambda: ps.healthy(n), 30)
         ps.log(WHAT, f"{len(names)} containers healthy")
 
         # Each role serves Prometheus metrics on 9464, and its counters move.

@@ -37,7 +37,7 @@ import time
 
 import yaml
 
-import podman_support as ps
+import container_support as ps
 
 WHAT = "kube"
 REGIONS = ["us-east", "eu-west", "ap-south"]
@@ -49,7 +49,7 @@ K8S = os.path.join(ps.ROOT, "docker", "k8s")
 
 
 def podman_before(major, minor):
-    v = ps.podman("version", "--format", "{{.Client.Version}}").stdout.strip().split(".")
+    v = ps.engine("version", "--format", "{{.Client.Version}}").stdout.strip().split(".")
     return (int(v[0]), int(v[1])) < (major, minor)
 
 
@@ -139,6 +139,9 @@ def play_documents(prefix, keys, network_name):
 
 
 def main():
+    if ps.ENGINE != "podman":
+        print(f"{WHAT}: skipped: kube play is podman's (GDML_ENGINE={ps.ENGINE})")
+        return ps.SKIP
     ps.need(["podman"], WHAT)
     ps.ensure_image(WHAT)
     prefix = ps.unique("gdmlk")
@@ -152,8 +155,8 @@ def main():
         ps.make_keys(os.path.join(tmp, "keys"), REGIONS)
         with open(play, "w") as f:
             yaml.safe_dump_all(play_documents(prefix, os.path.join(tmp, "keys"), network), f)
-        ps.podman("network", "create", network)
-        ps.podman("kube", "play", "--network", network, play, timeout=600)
+        ps.engine("network", "create", network)
+        ps.engine("kube", "play", "--network", network, play, timeout=600)
         ps.log(WHAT, f"{prefix}: played in {time.monotonic() - t0:.1f} s")
 
         # Each role serves Prometheus metrics on its containerPort, and its counters move.
@@ -178,14 +181,14 @@ def main():
         if not accuracy >= THRESHOLD:
             raise RuntimeError(f"final test accuracy {accuracy:.4f} below {THRESHOLD}")
         # The job is over: stop the pods so that no restart touches the store.
-        ps.podman("kube", "down", play, check=False, timeout=300)
+        ps.engine("kube", "down", play, check=False, timeout=300)
         verify = ps.check_store(f"{prefix}-store", versions, ROUNDS)
         ps.log(WHAT, f"ok: {len(versions)} versions reported and stored, final accuracy {accuracy:.4f} "
                f"(>= {THRESHOLD}); {verify}; {time.monotonic() - t0:.0f} s")
 
     def down():
         if os.path.exists(play):
-            ps.podman("kube", "down", play, check=False, timeout=300)
+            ps.engine("kube", "down", play, check=False, timeout=300)
     return ps.run_test(WHAT, prefix, tmp, coordinator, body, down)
 
 

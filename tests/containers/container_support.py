@@ -1,5 +1,6 @@
-"""What the container tests share: podman under the project's containers.conf,
-the image, unique names, progress lines, and a teardown that leaves nothing.
+"""What the container tests share: the container engine (podman under the
+project's containers.conf, or Docker with GDML_ENGINE=docker), the image,
+unique names, progress lines, and a teardown that leaves nothing.
 
 Every name a test creates starts with its own unique prefix, so two runs on
 one machine never meet, and teardown removes by that prefix and by label.
@@ -15,6 +16,7 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = os.environ.get("GDML_IMAGE", "gdml:latest")
+ENGINE = os.environ.get("GDML_ENGINE", "podman")  # or docker
 SKIP = 77  # meson's exit status for a skipped test
 
 PROGRESS = re.compile(r"^round=(\d+) version=(\d+) accuracy=(\S+)")
@@ -40,8 +42,17 @@ def run(args, check=True, timeout=600, **kw):
     return p
 
 
-def podman(*args, check=True, timeout=600):
-    return run(["podman", *args], check=check, timeout=timeout)
+def engine(*args, check=True, timeout=600):
+    """Runs the container engine (podman or docker) with args."""
+    return run([ENGINE, *args], check=check, timeout=timeout)
+
+
+def healthy(container):
+    """True once the container's health check passes."""
+    if ENGINE == "podman":
+        return engine("healthcheck", "run", container, check=False).returncode == 0
+    p = engine("inspect", "-f", "{{.State.Health.Status}}", container, check=False)
+    return p.stdout.strip() == "healthy"
 
 
 def need(tools, what):
@@ -57,12 +68,12 @@ def need(tools, what):
 
 def ensure_image(what):
     """Builds the image with docker/build-image.sh unless it is there."""
-    if podman("image", "exists", IMAGE, check=False).returncode == 0:
+    if engine("image", "inspect", IMAGE, check=False).returncode == 0:
         return
     log(what, f"no image {IMAGE}: building it (bash docker/build-image.sh)")
     t = time.monotonic()
     e = env()
-    e["GDML_ENGINE"] = "podman"
+    e["GDML_ENGINE"] = ENGINE
     p = run(["bash", os.path.join(ROOT, "docker", "build-image.sh")], env=e, timeout=1800)
     log(what, p.stdout.strip().splitlines()[-1], f"({time.monotonic() - t:.0f} s)")
 
@@ -76,7 +87,9 @@ def tempdir(prefix):
 
 
 def make_keys(keys, regions):
-    run(["bash", os.path.join(ROOT, "docker", "make-keys.sh"), keys, *regions])
+    e = env()
+    e["GDML_ENGINE"] = ENGINE
+    run(["bash", os.path.join(ROOT, "docker", "make-keys.sh"), keys, *regions], env=e)
 
 
 def progress(text):
@@ -90,7 +103,7 @@ def progress(text):
 
 
 def logs(container):
-    p = podman("logs", container, check=False)
+    p = engine("logs", container, check=False)
     return p.stdout + p.stderr
 
 
@@ -116,7 +129,7 @@ def wait_for(what, cond, timeout, every=0.5):
 
 def state(container):
     """(status, exit code, restart count, pid) of a container, or None if it is gone."""
-    p = podman("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.State.Pid}}",
+    p = engine("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.State.Pid}}",
                container, check=False)
     if p.returncode != 0:
         return None
@@ -131,7 +144,7 @@ def scrape(container, port):
     internal and a pod's ports are not published."""
     st = state(container)
     if not st or st[0] != "running":
-        names = podman("ps", "--format", "{{.Names}}", check=False).stdout.split()
+        names = engine("ps", "--format", "{{.Names}}", check=False).stdout.split()
         raise RuntimeError(f"cannot scrape {container}: it is {st[0] if st else 'not there'} "
                            f"(running: {' '.join(names)})")
     pid = st[3]
@@ -171,9 +184,9 @@ def check_metrics(what, targets, later):
 
 def store_versions(volume):
     """The versions gdml-models lists in the LMDB store on a volume, and its verify's output."""
-    listing = podman("run", "--rm", "--network", "none", "-v", f"{volume}:/store", IMAGE,
+    listing = engine("run", "--rm", "--network", "none", "-v", f"{volume}:/store", IMAGE,
                      "gdml-models", "list", "--store", "/store").stdout
-    verify = podman("run", "--rm", "--network", "none", "-v", f"{volume}:/store", IMAGE,
+    verify = engine("run", "--rm", "--network", "none", "-v", f"{volume}:/store", IMAGE,
                     "gdml-models", "verify", "--store", "/store").stdout
     versions = []
     for line in listing.splitlines():
@@ -183,31 +196,42 @@ def store_versions(volume):
     return versions, verify
 
 
+def kinds():
+    """What a test may leave, pods first (removing one removes its containers),
+    and the format of its names; Docker has no pods, and secrets only in swarm."""
+    if ENGINE == "podman":
+        return (("pod", "{{.Name}}"), ("ps", "{{.Names}}"), ("volume", "{{.Name}}"),
+                ("network", "{{.Name}}"), ("secret", "{{.Name}}"))
+    return (("ps", "{{.Names}}"), ("volume", "{{.Name}}"), ("network", "{{.Name}}"))
+
+
 def leftovers(prefix, label=None):
     """Names of containers, pods, volumes, networks and secrets left that carry the prefix."""
     left = []
-    for kind, fmt in (("ps", "{{.Names}}"), ("pod", "{{.Name}}"), ("volume", "{{.Name}}"),
-                      ("network", "{{.Name}}"), ("secret", "{{.Name}}")):
+    for kind, fmt in kinds():
         args = [kind, "ls"] if kind not in ("ps",) else ["ps"]
         args += ["-a"] if kind in ("ps",) else []
-        p = podman(*args, "--format", fmt, check=False)
+        p = engine(*args, "--format", fmt, check=False)
         left += [f"{kind} {n}" for n in p.stdout.split() if n.startswith(prefix)]
     return left
 
 
 def remove_all(prefix):
     """Removes every container, pod, volume, network and secret whose name starts with prefix."""
-    for kind, fmt in (("pod", "{{.Name}}"), ("ps", "{{.Names}}"), ("volume", "{{.Name}}"),
-                      ("network", "{{.Name}}"), ("secret", "{{.Name}}")):
+    for kind, fmt in kinds():
         args = ["ps", "-a"] if kind == "ps" else [kind, "ls"]
-        names = [n for n in podman(*args, "--format", fmt, check=False).stdout.split()
+        names = [n for n in engine(*args, "--format", fmt, check=False).stdout.split()
                  if n.startswith(prefix)]
         if not names:
             continue
-        rm = {"ps": ["rm", "-f", "-t", "2"], "pod": ["pod", "rm", "-f", "-t", "2"],
-              "volume": ["volume", "rm", "-f"], "network": ["network", "rm", "-f"],
-              "secret": ["secret", "rm"]}[kind]
-        podman(*rm, *names, check=False, timeout=120)
+        if ENGINE == "podman":
+            rm = {"ps": ["rm", "-f", "-t", "2"], "pod": ["pod", "rm", "-f", "-t", "2"],
+                  "volume": ["volume", "rm", "-f"], "network": ["network", "rm", "-f"],
+                  "secret": ["secret", "rm"]}[kind]
+        else:
+            rm = {"ps": ["rm", "-f"], "volume": ["volume", "rm", "-f"],
+                  "network": ["network", "rm"]}[kind]
+        engine(*rm, *names, check=False, timeout=120)
 
 
 def check_store(volume, reported, last):

@@ -3,11 +3,12 @@
 in one run, on the WAN harness (tests/wan): time to the target accuracy,
 worker utilization, full sync's time over the same WAN, and stragglers.
 
-    sudo python3 tests/bench/wan.py [--runs 5] [--target 0.81]
+    sudo python3 tests/bench/wan.py [--runs 5] [--target 0.81] [--only lan wan ...]
 
 - LAN: every link without delay or rate cap (the same namespaces and
   forwarder, so the only difference is the WAN).
-- The main job (rounds of 100 steps, dense deltas), and the job tuned for a
+- The main job (rounds of 100 steps, top-k+int2 deltas; lan_dense and
+  wan_dense: the same with dense deltas, as it was before 2026-12-03), and the job tuned for a
   WAN as docs/consistency.md advises ("tuned"): the same 4000 steps in rounds
   of 200, whose training outlasts the WAN's round trip, with int8 deltas both
   ways (a delta fits in TCP's first flight) and the learning-rate decay per
@@ -56,14 +57,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--target", type=float, default=0.81)
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench", "wan.json"))
+    ap.add_argument("--out", help="default docs/bench/wan.json (wan-only.json with --only)")
+    ap.add_argument("--only", nargs="*", help="run only these configurations, and neither "
+                    "full sync nor the stragglers")
     a = ap.parse_args()
+    a.out = a.out or os.path.join(ROOT, "docs", "bench",
+                                  "wan-only.json" if a.only else "wan.json")
     # The main job (H = 100 steps, about 110-140 ms of training a round
     # here) and the WAN-tuned job: H = 200 (about 250 ms, longer than the
     # WAN's round trip), int8 both ways, the decay per step the main job's.
     tuned = ["--set", "server.sync_every=200", "--set", "coordinator.rounds=20",
              "--set", "server.lr_decay=%.6f" % (0.93 ** 2),
              "--set", "server.encoder=int8", "--set", "coordinator.encoder=int8"]
+    dense = ["--set", "server.encoder=dense", "--set", "coordinator.encoder=dense",
+             "--set", "server.lr_decay=0.93"]
     loss1 = ["--loss", "us-east=0.01", "--loss", "eu-west=0.01", "--loss", "ap-south=0.01"]
     configs = {
         "lan": [],
@@ -76,7 +83,16 @@ def main():
         "wan_tuned_loss1": WAN + tuned + loss1,
         "wan_tuned_overlap_off": WAN + tuned + ["--set", "server.overlap=off"],
         "wan_tuned_early_off": WAN + tuned + ["--set", "server.early_start=off"],
+        # The main job before it sent top-k+int2 deltas (2026-12-03).
+        "lan_dense": dense,
+        "wan_dense": WAN + dense,
     }
+    if a.only:
+        unknown = set(a.only) - set(configs)
+        if unknown:
+            ap.error("no configuration %s; there are %s" % (", ".join(sorted(unknown)),
+                                                             ", ".join(configs)))
+        configs = {k: v for k, v in configs.items() if k in a.only}
     results = {k: [] for k in configs}
     for i in range(a.runs):
         for name, args in configs.items():
@@ -96,11 +112,22 @@ def main():
             "runs": len(runs),
         }
     for name in table:
-        lan = table["lan_tuned" if "tuned" in name else "lan"]["time_to_target_s"]
+        base = "lan_tuned" if "tuned" in name else "lan_dense" if "dense" in name else "lan"
+        if base not in table:
+            continue
+        lan = table[base]["time_to_target_s"]
         t = table[name]["time_to_target_s"]
         table[name]["vs_lan"] = round(t / lan, 3) if t and lan else None
-        lan_train = table["lan_tuned" if "tuned" in name else "lan"]["training_s"]
-        table[name]["training_vs_lan"] = round(table[name]["training_s"] / lan_train, 3)
+        table[name]["training_vs_lan"] = round(table[name]["training_s"] /
+                                               table[base]["training_s"], 3)
+    if a.only:
+        out = {"machine": "%s, %d cores" % (os.uname().nodename, os.cpu_count()),
+               "target": a.target, "configs": table}
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=2)
+        print(json.dumps(out, indent=2))
+        return 0
 
     # Full sync over the same WAN: time per step, steps to target on the LAN.
     steps_wan = run(WAN + ["--set", "server.sync_every=1", "--set", "coordinator.rounds=30",

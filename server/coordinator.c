@@ -101,9 +101,8 @@ static gdml_err resume(coordinator *c, gdml_errmsg *e)
     if (!err && gdml_coord_resume(c->sm, &meta, newest, params, n, state, n_state, e))
         err = GDML_ERR_CONFIG;
     if (!err)
-        gdml_info("resume", "version=%llu round=%llu rule=%s store=%s",
-                  (unsigned long long)head, (unsigned long long)meta.round, meta.rule,
-                  c->cfg->coordinator.store);
+        gdml_info("resume", "version=%llu round=%llu rule=%s store=%s", (unsigned long long)head,
+                  (unsigned long long)meta.round, meta.rule, c->cfg->coordinator.store);
     free(params);
     free(state);
     return err;
@@ -117,9 +116,9 @@ static gdml_err load_eval(coordinator *c, gdml_errmsg *e)
     if (!*file)
         return GDML_OK;
     const gdml_model_ops *ops = gdml_model_find(c->sm_cfg.layout.kind);
-    gdml_err err = gdml_config_load_data(cfg, cfg->coordinator.eval_data,
-                                         cfg->coordinator.eval_images, cfg->coordinator.eval_labels,
-                                         0, 1, ops && ops->sparse, &c->eval, e);
+    gdml_err err =
+        gdml_config_load_data(cfg, cfg->coordinator.eval_data, cfg->coordinator.eval_images,
+                              cfg->coordinator.eval_labels, 0, 1, ops && ops->sparse, &c->eval, e);
     if (err)
         return err;
     if (gdml_layout_check_data(&c->sm_cfg.layout, c->eval.dim, c->eval.classes, file, e)) {
@@ -410,8 +409,11 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory");
     c->cfg = cfg;
     fill_sm_config(c);
-    /* Everything is loaded before the link is bound: a region that connects
-     * finds a coordinator ready to answer. */
+    /* The link is bound as soon as the configuration is known to be sound,
+     * before the store and the eval set are loaded: over a WAN a region's
+     * TCP, ZMTP and CURVE handshakes take several round trips, and they run
+     * in ZeroMQ's threads while this one loads. What a region sends
+     * meanwhile waits in the link's bounded queue until serve() reads it. */
     bool curve = gdml_keys_curve_on(cfg, false);
     gdml_link_options opts;
     gdml_err err = gdml_keys_bind_options(cfg, curve, NULL, &c->sec, &opts, e);
@@ -426,6 +428,9 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         c->sm_cfg.dp = &c->dp;
         err = gdml_coord_check_privacy(&c->sm_cfg, e);
     }
+    c->sm_cfg.curve = curve;
+    if (!err)
+        err = open_link(c, &opts, e);
     if (!err)
         err = gdml_program_metrics_start(cfg, GDML_ROLE_COORDINATOR, "coordinator", "coordinator",
                                          &c->metrics, e);
@@ -436,7 +441,6 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
     if (!err)
         err = gdml_wan_log_open(cfg->coordinator.byte_log, &c->byte_log, e);
     if (!err) {
-        c->sm_cfg.curve = curve;
         c->sm_cfg.byte_log = c->byte_log;
         c->sm_cfg.members = (const char(*)[GDML_NAME_MAX])c->members;
         c->sm_cfg.n_members = (size_t)c->n_members;
@@ -446,8 +450,6 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
     }
     if (!err)
         err = resume(c, e);
-    if (!err)
-        err = open_link(c, &opts, e);
     if (!err)
         err = serve(c, e);
     if (!err) {
@@ -461,8 +463,8 @@ gdml_err gdml_coordinator_run(const gdml_config *cfg, gdml_errmsg *e)
         print_links(c);
         printf(" store=%s", cfg->coordinator.store);
         if (c->sm_cfg.dp)
-            printf(" eps=%.6f dp_delta=%g privacy_stop=%d", gdml_coord_epsilon(c->sm),
-                   c->dp.delta, gdml_coord_privacy_stopped(c->sm));
+            printf(" eps=%.6f dp_delta=%g privacy_stop=%d", gdml_coord_epsilon(c->sm), c->dp.delta,
+                   gdml_coord_privacy_stopped(c->sm));
         printf("\n");
         fflush(stdout);
         gdml_info("store_versions", "versions=%llu store=%s", (unsigned long long)count,

@@ -323,7 +323,9 @@ void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx)
     case GDML_MSG_STOP: {
         gdml_info("stop", "why=%s steps=%llu syncs=%llu", h->text, (unsigned long long)r->step,
                   (unsigned long long)r->syncs);
-        region_exit(r, now, 0, GDML_OK, "training complete");
+        /* The coordinator's reason goes on to the workers: "training
+         * complete", or why it stopped early (a signal, the privacy limit). */
+        region_exit(r, now, 0, GDML_OK, h->text[0] ? h->text : "training complete");
         break;
     }
     case GDML_MSG_ERROR:

@@ -489,9 +489,12 @@ Test(region_sm, full_flow_join_train_sync_global_stop)
     }
 
     g.now += 10;
-    coord_control(&g, GDML_MSG_STOP, GDML_REASON_NONE, "done");
+    coord_control(&g, GDML_MSG_STOP, GDML_REASON_NONE, "the coordinator was stopped by a signal");
     cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_STOP, "r1"), 1);
     cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_STOP, "r2"), 1);
+    /* The workers are told the coordinator's reason, not "training complete". */
+    cr_assert_str_eq(test_find_send(&g.acts, GDML_MSG_STOP, "r1")->h.text,
+                     "the coordinator was stopped by a signal");
     const test_action *x = exit_action(&g);
     cr_assert_not_null(x, "STOP from the coordinator ends the run");
     cr_assert_eq(x->act.status, 0);
@@ -1453,8 +1456,10 @@ Test(region_sm, ssp_a_worker_whose_gradients_are_refused_does_not_hold_the_other
         cr_assert_eq(tag, k + 1, "a refused gradient still moves its worker's clock");
         push(&g, "w1", "r1", k, 32, a);
         apply(want, g.n, a);
-        cr_assert(model_to(&g, "r1", &tag), "w1 was held at %u by a worker whose gradients "
-                  "are refused", k);
+        cr_assert(model_to(&g, "r1", &tag),
+                  "w1 was held at %u by a worker whose gradients "
+                  "are refused",
+                  k);
         cr_assert_eq(tag, k + 1);
         free(a);
         clear(&g);
@@ -2125,8 +2130,8 @@ static void assert_pulled(const rig *g, const char *route, uint64_t seq, const u
         cr_assert_eq(a->h.acked, seq, "MODEL answers pull %llu, not %llu",
                      (unsigned long long)a->h.acked, (unsigned long long)seq);
         gdml_errmsg e = {{0}};
-        cr_assert_eq(gdml_wan_decode_chunk(&a->h, a->payload, got, "the region", &e), GDML_OK,
-                     "%s", e.text);
+        cr_assert_eq(gdml_wan_decode_chunk(&a->h, a->payload, got, "the region", &e), GDML_OK, "%s",
+                     e.text);
         entries += gdml_codec_payload_k(a->payload, (size_t)a->h.plen);
         frames++;
     }

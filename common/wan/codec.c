@@ -1,8 +1,8 @@
 /*
  * codec.c - WAN tensor encoders: the table of selectors (which entries are
  * sent), the table of quantizers (quantize.c: how values are written), the
- * payload format around them, its bounds for the budget controller, a
- * decoder that trusts nothing, and error feedback.
+ * payload format around them, its bounds for the budget controller, and
+ * error feedback. The decoder, which trusts nothing, is codec_decode.c.
  *
  * Every encode runs in O(n) on average with scratch allocated by
  * gdml_codec_new; nothing is allocated per message.
@@ -16,10 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FORMAT_VERSION 1
-#define FLAG_SPARSE 0x01u
-#define VARINT_MAX 5 /* bytes of a LEB128 varint of 32 bits */
 
 /* Significance ratios divide by max(|ref_i|, this), so that ref_i = 0 is no division by 0. */
 #define SIGNIFICANCE_TINY 1e-30
@@ -80,23 +76,6 @@ static const gdml_quant_ops *const quantizers[] = {
 static size_t min_size(size_t a, size_t b)
 {
     return a < b ? a : b;
-}
-
-/*
- * True if every x[i] is finite: its exponent bits are not all ones. Without
- * an early exit the loop vectorizes; every tensor that is sent or received
- * passes through it, and isfinite() with a return inside the loop ran at
- * one element a cycle.
- */
-static bool all_finite(const float *x, size_t n)
-{
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        bad |= (~u & 0x7f800000u) == 0;
-    }
-    return bad == 0;
 }
 
 /* ---- names ---- */
@@ -507,7 +486,7 @@ gdml_err gdml_codec_select(gdml_codec *c, const float *x, const gdml_codec_param
 {
     assert(x);
     bool listed = c->sel->select == select_keys; /* only the listed entries are read */
-    if (!listed && !all_finite(x, c->n))
+    if (!listed && !gdml_codec_all_finite(x, c->n))
         return GDML_ERR_INVALID;
     size_t chosen = c->n;
     if (gdml_codec_sparse(c)) {
@@ -624,7 +603,8 @@ gdml_err gdml_codec_write(gdml_codec *c, const float *x, size_t lo, size_t hi, u
         for (size_t j = 0; j < k; j++)
             c->mag[j] = x[c->idx[j0 + j]];
         values = c->mag;
-    } else if ((k = all_sparse_k(c, x, lo, hi)) < m && !(values = gather_nonzero(c, x, lo, hi, k))) {
+    } else if ((k = all_sparse_k(c, x, lo, hi)) < m &&
+               !(values = gather_nonzero(c, x, lo, hi, k))) {
         k = m; /* no room to gather: the dense form, which is only larger */
         values = x + lo;
     }
@@ -632,10 +612,10 @@ gdml_err gdml_codec_write(gdml_codec *c, const float *x, size_t lo, size_t hi, u
     if (cap < chunk_max_bytes(c, m, k))
         return GDML_ERR_NOMEM;
 
-    out[0] = FORMAT_VERSION;
+    out[0] = GDML_CODEC_FORMAT;
     out[1] = c->sel->id;
     out[2] = c->q->id;
-    out[3] = sparse ? FLAG_SPARSE : 0;
+    out[3] = sparse ? GDML_CODEC_FLAG_SPARSE : 0;
     gdml_codec_put_u32(out + 4, (uint32_t)m);
     gdml_codec_put_u32(out + 8, (uint32_t)k);
     size_t pos = GDML_CODEC_HEADER;
@@ -690,209 +670,23 @@ gdml_err gdml_codec_encode_ef(gdml_codec *c, const float *u, float *residual,
     return GDML_OK;
 }
 
-/* ---- decoding ---- */
+/* ---- the payload's ids, for the decoder (codec_decode.c) ---- */
 
-/*
- * Reads one LEB128 varint of at most 32 bits from in[*pos..len). Returns
- * false if it is truncated, longer than needed, or too big for 32 bits.
- */
-static bool get_varint(const uint8_t *in, size_t len, size_t *pos, uint32_t *v)
+bool gdml_codec_selector_by_id(uint8_t id, const char **name, bool *selects)
 {
-    uint64_t value = 0;
-    for (size_t i = 0; i < VARINT_MAX && *pos + i < len; i++) {
-        uint8_t b = in[*pos + i];
-        value |= (uint64_t)(b & 0x7fu) << (7 * i);
-        if (!(b & 0x80u)) {
-            if ((i > 0 && b == 0) || value > UINT32_MAX)
-                return false;
-            *pos += i + 1;
-            *v = (uint32_t)value;
+    for (size_t i = 0; i < SELECTOR_COUNT; i++)
+        if (selectors[i].id == id) {
+            *name = selectors[i].name;
+            *selects = selectors[i].select != NULL;
             return true;
         }
-    }
     return false;
 }
 
-/* Checks the k index varints from in[*pos..len) against n; leaves *pos after them. */
-static gdml_err check_indices(const uint8_t *in, size_t len, size_t *pos, size_t k, size_t n,
-                              gdml_errmsg *e)
+const gdml_quant_ops *gdml_codec_quantizer_by_id(uint8_t id)
 {
-    if (len - *pos < k)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "codec payload: %zu bytes after the header cannot hold %zu indices",
-                               len - *pos, k);
-    uint64_t next = 0; /* the smallest index the next entry may have */
-    for (size_t j = 0; j < k; j++) {
-        uint32_t gap;
-        size_t at = *pos;
-        if (!get_varint(in, len, pos, &gap))
-            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                                   "codec payload: entry %zu: index varint at byte %zu is "
-                                   "truncated, overlong or above 32 bits",
-                                   j, at);
-        uint64_t index = next + gap;
-        if (index >= n)
-            return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                                   "codec payload: entry %zu: index %llu >= n %zu", j,
-                                   (unsigned long long)index, n);
-        next = index + 1;
-    }
-    return GDML_OK;
-}
-
-/*
- * Moves the k values at out[n-k..n) to their (checked) indices and zeroes
- * the rest. Going forwards is safe: entry j's index is at most n - k + j,
- * as k - 1 - j larger indices follow it, so a write never lands on a value
- * not yet moved.
- */
-static void scatter(const uint8_t *in, size_t len, size_t k, float *out, size_t n)
-{
-    const float *src = out + (n - k);
-    size_t pos = GDML_CODEC_HEADER, next = 0;
-    for (size_t j = 0; j < k; j++) {
-        uint32_t gap;
-        bool ok = get_varint(in, len, &pos, &gap);
-        assert(ok);
-        (void)ok;
-        size_t index = next + gap;
-        float v = src[j];
-        memset(out + next, 0, (index - next) * sizeof *out);
-        out[index] = v;
-        next = index + 1;
-    }
-    memset(out + next, 0, (n - next) * sizeof *out);
-}
-
-size_t gdml_codec_payload_indices(const uint8_t *payload, size_t len, uint32_t *out)
-{
-    size_t k = gdml_codec_payload_k(payload, len);
-    if (payload[3] != FLAG_SPARSE) {
-        for (size_t j = 0; j < k; j++)
-            out[j] = (uint32_t)j;
-        return k;
-    }
-    size_t pos = GDML_CODEC_HEADER;
-    uint32_t next = 0;
-    for (size_t j = 0; j < k; j++) {
-        uint32_t gap;
-        bool ok = get_varint(payload, len, &pos, &gap);
-        assert(ok && "gdml_codec_decode checks a payload before its indices are read");
-        (void)ok;
-        out[j] = next + gap;
-        next = out[j] + 1;
-    }
-    return k;
-}
-
-size_t gdml_codec_payload_k(const uint8_t *payload, size_t len)
-{
-    return len < GDML_CODEC_HEADER ? 0 : gdml_codec_get_u32(payload + 8);
-}
-
-/*
- * Checks everything of payload in[0..len) for a slice of n entries but its
- * values: header, ids, flags, k, indices, length, the quantizer's own check.
- * Stores the quantizer, k and where the values start.
- */
-static gdml_err check_payload(const uint8_t *in, size_t len, size_t n, const gdml_quant_ops **qp,
-                              size_t *kp, size_t *posp, gdml_errmsg *e)
-{
-    assert(in || len == 0);
-    if (len < GDML_CODEC_HEADER)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "codec payload: %zu bytes, shorter than its %d-byte header", len,
-                               GDML_CODEC_HEADER);
-    if (in[0] != FORMAT_VERSION)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: format %u, expected %d", in[0],
-                               FORMAT_VERSION);
-    const selector_ops *sel = NULL;
-    for (size_t i = 0; i < SELECTOR_COUNT; i++)
-        if (selectors[i].id == in[1])
-            sel = &selectors[i];
-    if (!sel)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: unknown selector id %u", in[1]);
-    const gdml_quant_ops *q = NULL;
     for (size_t i = 0; i < QUANTIZER_COUNT; i++)
-        if (quantizers[i]->id == in[2])
-            q = quantizers[i];
-    if (!q)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: unknown quantizer id %u", in[2]);
-    /* A selector's payloads are sparse; "all" writes either form. */
-    bool sparse = in[3] == FLAG_SPARSE;
-    if (in[3] & ~FLAG_SPARSE || (sel->select && !sparse))
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "codec payload: flags 0x%02x, expected 0x%02x for selector %s",
-                               in[3], sel->select ? FLAG_SPARSE : 0, sel->name);
-    uint32_t pn = gdml_codec_get_u32(in + 4), k = gdml_codec_get_u32(in + 8);
-    if (pn != n)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "codec payload: tensor of %lu entries, expected %zu",
-                               (unsigned long)pn, n);
-    if (k > n || (!sparse && k != n))
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT, "codec payload: k %lu %s n %zu",
-                               (unsigned long)k, sparse ? ">" : "!=", n);
-    size_t pos = GDML_CODEC_HEADER;
-    if (sparse) {
-        gdml_err err = check_indices(in, len, &pos, k, n, e);
-        if (err)
-            return err;
-    }
-    if (len - pos != q->bytes(k))
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "codec payload: %zu bytes of values, but %lu %s values take %zu",
-                               len - pos, (unsigned long)k, q->name, q->bytes(k));
-    if (q->check) {
-        gdml_err err = q->check(in + pos, k, e);
-        if (err)
-            return err;
-    }
-    *qp = q;
-    *kp = k;
-    *posp = pos;
-    return GDML_OK;
-}
-
-/* Decodes the k values at in + pos into values and checks that each is finite. */
-static gdml_err decode_values(const gdml_quant_ops *q, const uint8_t *in, size_t k, float *values,
-                              gdml_errmsg *e)
-{
-    q->decode(in, k, values);
-    if (all_finite(values, k))
-        return GDML_OK;
-    size_t j = 0;
-    while (isfinite(values[j]))
-        j++;
-    return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                           "codec payload: value %zu (of %zu) is not a finite number", j, k);
-}
-
-gdml_err gdml_codec_decode(const uint8_t *in, size_t len, float *out, size_t n, gdml_errmsg *e)
-{
-    const gdml_quant_ops *q;
-    size_t k, pos;
-    gdml_err err = check_payload(in, len, n, &q, &k, &pos, e);
-    if (!err)
-        err = decode_values(q, in + pos, k, out + (n - k), e);
-    if (!err && in[3] == FLAG_SPARSE)
-        scatter(in, len, k, out, n);
-    return err;
-}
-
-gdml_err gdml_codec_decode_entries(const uint8_t *in, size_t len, size_t n, uint32_t *idx,
-                                   float *val, size_t cap, size_t *count, gdml_errmsg *e)
-{
-    const gdml_quant_ops *q;
-    size_t k, pos;
-    gdml_err err = check_payload(in, len, n, &q, &k, &pos, e);
-    if (err)
-        return err;
-    if (k > cap)
-        return gdml_errmsg_set(e, GDML_ERR_FORMAT,
-                               "codec payload: %zu entries, more than the %zu expected", k, cap);
-    if ((err = decode_values(q, in + pos, k, val, e)))
-        return err;
-    gdml_codec_payload_indices(in, len, idx);
-    *count = k;
-    return GDML_OK;
+        if (quantizers[i]->id == id)
+            return quantizers[i];
+    return NULL;
 }

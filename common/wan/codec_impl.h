@@ -1,7 +1,8 @@
 /*
  * codec_impl.h - private to the codec module: the table of operations of a
- * quantizer (how the k values of a payload are written) and the byte helpers
- * that codec.c and quantize.c share. Other modules reach the quantizers only
+ * quantizer (how the k values of a payload are written), the payload's
+ * constants and id lookups, and the helpers that codec.c, codec_decode.c and
+ * quantize.c share. Other modules reach the quantizers only
  * through codec.h.
  */
 #ifndef GDML_CODEC_IMPL_H
@@ -45,6 +46,35 @@ extern const gdml_quant_ops gdml_quant_int4;
 extern const gdml_quant_ops gdml_quant_int2;
 extern const gdml_quant_ops gdml_quant_sign;
 extern const gdml_quant_ops gdml_quant_none;
+
+/* The payload format (codec.h has the layout). */
+#define GDML_CODEC_FORMAT 1
+#define GDML_CODEC_FLAG_SPARSE 0x01u
+#define GDML_CODEC_VARINT_MAX 5 /* bytes of a LEB128 varint of 32 bits */
+
+/* A payload's selector id: its name and whether it writes indices (false for
+ * "all"); false if no selector has the id. */
+bool gdml_codec_selector_by_id(uint8_t id, const char **name, bool *selects);
+
+/* A payload's quantizer id, or NULL. */
+const gdml_quant_ops *gdml_codec_quantizer_by_id(uint8_t id);
+
+/*
+ * True if every x[i] is finite: its exponent bits are not all ones. Without
+ * an early exit the loop vectorizes; every tensor that is sent or received
+ * passes through it, and isfinite() with a return inside the loop ran at
+ * one element a cycle.
+ */
+static inline bool gdml_codec_all_finite(const float *x, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad |= (~u & 0x7f800000u) == 0;
+    }
+    return bad == 0;
+}
 
 /* Little-endian stores and loads; payloads are little-endian on every host. */
 static inline void gdml_codec_put_u32(uint8_t *p, uint32_t v)

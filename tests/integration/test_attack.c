@@ -460,7 +460,11 @@ static void check_bounded_memory(bool curve)
     /* The regions start after the flood, which a loaded machine may take
      * minutes to write: the coordinator waits for them that long. */
     start_coordinator(&j, honest, 2, (const char *[]){"--timeout-ms", "200000", NULL});
-    usleep(200 * 1000);
+    /* The coordinator binds before it loads its eval set (31 MB as floats):
+     * the baseline is taken once it has loaded and is serving. */
+    cr_assert(gdml_test_wait_for_text(j.coord.log, "store_empty", 60),
+              "the coordinator did not open its store; see %s", j.coord.log);
+    usleep(100 * 1000);
     uint64_t before = tp_rss(j.coord.pid);
     /* 8 frames of 256 MB, as measured on 0.1; then a multipart flood of 1 MiB frames. */
     flood(j.c.coord_ep, 8, (uint64_t)256 << 20, false);

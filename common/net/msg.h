@@ -7,7 +7,8 @@
  * program sees any, so a message of one bounded frame is what keeps a peer
  * from making this process hold more than it allows. Tensors of any size
  * travel as many such frames, one chunk each (chunk.h). docs/protocol.md is
- * the full description; this is the only module that touches msgpack.
+ * the full description; this module (msg.c, msg_decode.c) is the only one
+ * that touches msgpack.
  *
  * Decoding is strict: the protocol version is checked first, every field
  * must have the right type and lie within its bounds, the header must be

@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Every other field is optional: absent means 0 (metric: NaN; text: empty). */
+#define REQUIRED_FIELDS ((1u << F_PROTO) | (1u << F_TYPE) | (1u << F_SEQ))
+
 static uint64_t read_be(const uint8_t *p, size_t n)
 {
     uint64_t v = 0;

@@ -42,9 +42,6 @@ extern const gdml_msg_field gdml_msg_fields[F_COUNT_OF_FIELDS];
 /* A field's key, for messages. */
 #define field_key(f) (gdml_msg_fields[f].key)
 
-/* Every other field is optional: absent means 0 (metric: NaN; text: empty). */
-#define REQUIRED_FIELDS ((1u << F_PROTO) | (1u << F_TYPE) | (1u << F_SEQ))
-
 /* Checks a sender name of len bytes: empty (not sent), or short and printable. */
 gdml_err gdml_msg_check_sender(const char *s, size_t len, gdml_errmsg *e);
 

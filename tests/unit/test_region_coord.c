@@ -138,15 +138,8 @@ static uint64_t probe_delta_wire(void)
 /* Three steps from step `from`, 10 ms apart; the expected model follows. */
 static void three_steps(rig *g, unsigned from, double *want)
 {
-    for (unsigned k = from; k < from + 3; k++) {
-        float *g1 = gradient(g->n, 1, k), *g2 = gradient(g->n, 2, k);
-        g->now += 10;
-        push(g, "w1", "r1", k, 32, g1);
-        push(g, "w2", "r2", k, 16, g2);
-        sgd2(want, g->n, g1, 32, g2, 16);
-        free(g1);
-        free(g2);
-    }
+    for (unsigned k = from; k < from + 3; k++)
+        step2(g, want, k);
 }
 
 /* The holding test's loop: workers push whenever a model comes. */

@@ -110,15 +110,16 @@ def main():
                     lambda: (lambda s: s and s[2] > restarts_before and s[0] == "running")(ps.state(coordinator)), 60)
         t_restart = time.monotonic()
         after = ps.wait_for("a version after the restart", reported(killed_at + 1), 120, every=0.25)
-        resumed = next(v for v, _ in after if v > killed_at)
-        ps.log(WHAT, f"restarted in {t_restart - t_kill:.1f} s; version {resumed} reported "
+        seen = next(v for v, _ in after if v > killed_at)
+        ps.log(WHAT, f"restarted in {t_restart - t_kill:.1f} s; version {seen} reported "
                f"{time.monotonic() - t_kill:.1f} s after the kill")
 
         ps.wait_for("the job to end", lambda: (lambda s: s and s[0] == "exited")(ps.state(coordinator)), 600)
         status, code, restarts, _ = ps.state(coordinator)
         if code != 0:
             raise RuntimeError(f"the coordinator exited {code}:\n{ps.logs(coordinator)[-3000:]}")
-        prog = ps.progress(ps.logs(coordinator))
+        final = ps.engine("logs", coordinator, check=False)
+        prog = ps.progress(final.stdout + final.stderr)
         versions = [v for v, _ in prog]
         if versions != sorted(set(versions)) or versions[-1] != ROUNDS:
             raise RuntimeError(f"reported versions not increasing to {ROUNDS}: {versions}")
@@ -128,11 +129,10 @@ def main():
         # the resume is judged from the whole log: the restarted coordinator
         # names the head it resumed from, which is at least the last version
         # seen before the kill, and its first version is the one after it.
-        head, first = resume_point(ps.engine("logs", coordinator, check=False).stderr)
+        head, first = resume_point(final.stderr)
         if head is None or head < killed_at or first != head + 1 or versions.count(1) != 1:
             raise RuntimeError(f"no resume: killed after version {killed_at}; the restarted coordinator "
                                f"resumed from {head} and reported {first} first")
-        resumed = first
         accuracy = prog[-1][1]
         if not accuracy >= THRESHOLD:
             raise RuntimeError(f"final test accuracy {accuracy:.4f} below {THRESHOLD}")
@@ -141,7 +141,7 @@ def main():
                f"{accuracy:.4f} (>= {THRESHOLD}); coordinator killed after version {killed_at}, "
                f"restarted by its policy (restart count {restarts_before} -> {restarts}"
                f"{'; the earlier ones came while the split was writing the eval set' if restarts_before else ''}), "
-               f"resumed at version {resumed}; "
+               f"resumed at version {first}; "
                f"{verify}; {time.monotonic() - t0:.0f} s")
 
     def down():

@@ -64,6 +64,7 @@ typedef struct worker_slot {
     bool keys_ready;   /* the pull is whole and not answered yet */
     bool model_due;    /* a model was due before its pull was in: it goes when the pull is */
     bool weighed;      /* its batch counts toward this step's mean */
+    bool streamed;     /* BSP: gets this step's model chunk by chunk (region_lan.c) */
     /* Its latest held-out score (rows 0: none), of model version score_version. */
     gdml_score score;
     uint64_t score_version;
@@ -85,10 +86,14 @@ struct gdml_region {
     const gdml_model_ops *ops;
     char layout_text[GDML_MSG_TEXT_MAX];
     size_t n;
-    float *params;             /* the live model */
-    float *anchor;             /* the global model the current round started from */
-    float *grad_sum;           /* this step: sum over pushes of batch * gradient */
-    double *chunk_batch;       /* this step: samples that reached each chunk */
+    float *params;        /* the live model */
+    float *anchor;        /* the global model the current round started from */
+    float *grad_sum;      /* this step: sum over pushes of batch * gradient */
+    double *chunk_batch;  /* this step: samples that reached each chunk */
+    uint64_t *chunk_done; /* BSP, streaming: chunks of this step stepped and sent already */
+    uint64_t n_done;
+    uint64_t stream_seq;       /* the MODEL they went out in; 0 if none this step */
+    bool stream_broken;        /* a stream of this step was abandoned: no other starts */
     float *scratch;            /* one received tensor */
     float *c_local, *c_global; /* SCAFFOLD control variates */
     float *sent;               /* overlap: the live model when the delta in flight was made */
@@ -100,10 +105,10 @@ struct gdml_region {
     double step_batch;         /* sparse kinds: samples of this step's pushes */
     uint32_t *ent_idx;         /* sparse kinds: the entries of one received chunk */
     float *ent_val;
-    uint32_t *touched;         /* sparse kinds, BSP: the keys this step's pushes touched */
+    uint32_t *touched; /* sparse kinds, BSP: the keys this step's pushes touched */
     size_t n_touched;
-    uint64_t *touched_marks;   /* a bit per key: in touched */
-    gdml_wan *up;              /* the uplink */
+    uint64_t *touched_marks; /* a bit per key: in touched */
+    gdml_wan *up;            /* the uplink */
     gdml_transfer from_coord;
     uint64_t version, step, steps_since_sync, syncs;
     uint64_t wan_seq, lan_seq;
@@ -140,6 +145,8 @@ void region_maybe_start(gdml_region *r, int64_t now);
 void region_broadcast(gdml_region *r, int64_t now);
 void region_check_step(gdml_region *r, int64_t now);
 uint64_t region_samples(const gdml_region *r);
+/* Abandons a streamed model of this step: the step's end sends all of it. */
+void region_stream_cancel(gdml_region *r);
 
 /* region_ckpt.c */
 void region_checkpoint(gdml_region *r, int64_t now);
@@ -166,6 +173,8 @@ void region_hello(gdml_region *r, int64_t now);
  * is configured (or a checkpoint waits for the coordinator's model). */
 bool region_start_early(gdml_region *r, int64_t now);
 void region_after_step(gdml_region *r, int64_t now);
+/* True if the step in progress can end in a sync (a timed one always can). */
+bool region_sync_may_end_step(const gdml_region *r);
 void region_retry_hold(gdml_region *r, int64_t now);
 void region_delta_header(const gdml_region *r, gdml_msg_header *h);
 

@@ -9,6 +9,19 @@
  * worker that dies half-way through its push leaves an unbiased step
  * behind, and no per-worker copy of the model is ever held.
  *
+ * Streaming a BSP step. A chunk is stepped as soon as every live worker's
+ * gradient has reached it, and that chunk of the new model goes out to the
+ * workers at once, while the rest of the gradients are still arriving; the
+ * step's end steps and sends the chunks left. The server's work on a chunk
+ * (summing, stepping, encoding, while it is in cache) then overlaps the
+ * network moving the others, instead of following the last byte in. The
+ * arithmetic is the same as stepping all chunks at the end. It streams only
+ * when nothing can change the model between a chunk's step and the step's
+ * end: a dense model of several chunks, and no sync due when the step ends
+ * (any message from the coordinator but a heartbeat cancels the stream, and
+ * the step's end then sends the whole model). A chunk that comes after its
+ * chunk was stepped (from a worker that joined mid-step) is not added.
+ *
  * SSP and ASP (server.lan_consistency). Each chunk of a gradient is applied
  * to the live model as it arrives (a worker's gradient is the mean over its
  * batch), and each worker has a clock: the gradients of it applied. The
@@ -44,11 +57,12 @@ static void forget_push(worker_slot *w)
     w->weighed = false;
 }
 
-/* SCAFFOLD's correction of one step at rate lr: along g - c_local + c_global. */
-static void scaffold_step(gdml_region *r, float lr)
+/* SCAFFOLD's correction of one step at rate lr, on entries [lo, lo + len):
+ * along g - c_local + c_global. */
+static void scaffold_step(gdml_region *r, size_t lo, size_t len, float lr)
 {
-    gdml_saxpy(r->n, -lr, r->c_global, r->params);
-    gdml_saxpy(r->n, lr, r->c_local, r->params);
+    gdml_saxpy(len, -lr, r->c_global + lo, r->params + lo);
+    gdml_saxpy(len, lr, r->c_local + lo, r->params + lo);
 }
 
 /*
@@ -157,6 +171,139 @@ static void send_frames(gdml_region *r, size_t i, const gdml_wan_update *u, int6
     r->wslots[i].sent_ms = now;
 }
 
+/* ---- streaming a BSP step ---- */
+
+static bool chunk_done(const gdml_region *r, uint64_t c)
+{
+    return r->chunk_done[c / 64] & (1ull << (c % 64));
+}
+
+/* Steps chunk c by the mean over what reached it, at rate lr. */
+static void step_chunk(gdml_region *r, uint64_t c, float lr)
+{
+    size_t lo = (size_t)(c * GDML_CHUNK_ELEMS), len = (size_t)gdml_chunk_len(r->n, lo);
+    if (r->chunk_batch[c] > 0 && !r->pulled) {
+        gdml_sscal(len, 1.0f / (float)r->chunk_batch[c], r->grad_sum + lo);
+        gdml_optim_step(r->opt, lo, len, r->grad_sum + lo, lr, r->step + 1, r->params + lo);
+        /* Cleared while it is in cache; a chunk no gradient reached is still zero. */
+        gdml_szero(len, r->grad_sum + lo);
+    }
+    if (r->c_local)
+        scaffold_step(r, lo, len, lr);
+    r->chunk_batch[c] = 0;
+}
+
+/* True if a live worker's gradient of this step has yet to reach chunk c. */
+static bool chunk_awaited(const gdml_region *r, uint64_t c)
+{
+    uint64_t bit = 1ull << (c % 64);
+    for (size_t i = 0; i < r->workers.used; i++) {
+        const worker_slot *w = &r->wslots[i];
+        if (r->workers.slots[i].state == GDML_MEMBER_JOINED && !w->pushed && !w->excused &&
+            !(w->counted[c / 64] & bit))
+            return true;
+    }
+    return false;
+}
+
+static bool stream_ok(const gdml_region *r)
+{
+    return !ssp(r) && !r->pulled && r->state == REGION_TRAINING && gdml_chunk_count(r->n) > 1 &&
+           !r->stream_broken && !region_sync_may_end_step(r);
+}
+
+void region_stream_cancel(gdml_region *r)
+{
+    r->stream_broken = r->n_done > 0; /* a new stream would lack the chunks sent */
+    r->stream_seq = 0;
+    for (size_t i = 0; i < r->workers.used; i++)
+        r->wslots[i].streamed = false;
+}
+
+/* The step is over: its chunks are all stepped and sent. */
+static void stream_end(gdml_region *r)
+{
+    region_stream_cancel(r);
+    memset(r->chunk_done, 0, (gdml_chunk_count(r->n) / 64 + 1) * sizeof(uint64_t));
+    r->n_done = 0;
+    r->stream_broken = false;
+}
+
+/* The header of the streamed MODEL of the step in progress. */
+static void stream_header(const gdml_region *r, gdml_msg_header *h)
+{
+    gdml_msg_header_init(h, GDML_MSG_MODEL, r->cfg->name);
+    h->seq = r->stream_seq;
+    h->version = r->version;
+    h->step = r->step + 1; /* what it is once the step ends */
+}
+
+/* Chunk c of the new model to the workers the stream goes to; the first
+ * chunk of a step starts the stream, to every live worker that has its layout. */
+static void stream_chunk(gdml_region *r, uint64_t c, int64_t now)
+{
+    if (!r->stream_seq) {
+        r->stream_seq = ++r->lan_seq;
+        for (size_t i = 0; i < r->workers.used; i++) {
+            gdml_member_state st = r->workers.slots[i].state;
+            r->wslots[i].streamed = (st == GDML_MEMBER_JOINED || st == GDML_MEMBER_SILENT) &&
+                                    !r->wslots[i].needs_welcome;
+        }
+    }
+    gdml_msg_header h;
+    stream_header(r, &h);
+    gdml_blob *f = NULL;
+    uint64_t wire = 0;
+    gdml_err err = gdml_codec_dense_frame(r->dense, &h, r->params, c, r->cfg->lan_curve, &f, &wire);
+    if (err) { /* the step's end sends the whole model, or says why it cannot */
+        region_stream_cancel(r);
+        return;
+    }
+    gdml_wan_update u = {.frames = &f, .n_frames = 1, .wire = wire};
+    for (size_t i = 0; i < r->workers.used; i++)
+        if (r->wslots[i].streamed)
+            send_frames(r, i, &u, now);
+    gdml_blob_unref(&f);
+}
+
+/* A gradient chunk c was just added: step it and send it, if it is the last
+ * one awaited of it and the step may stream. The step's last chunk is left
+ * to the step's end. */
+static void stream_maybe(gdml_region *r, uint64_t c, int64_t now)
+{
+    if (r->n_done + 1 >= gdml_chunk_count(r->n) || !stream_ok(r) || chunk_awaited(r, c))
+        return;
+    step_chunk(r, c, (float)region_lr(r));
+    r->chunk_done[c / 64] |= 1ull << (c % 64);
+    r->n_done++;
+    stream_chunk(r, c, now);
+}
+
+/* The chunks of the streamed model not sent yet, once the step is over. */
+static gdml_err stream_rest(gdml_region *r, gdml_wan_update *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t chunks = gdml_chunk_count(r->n);
+    if (!(out->frames = calloc(chunks - r->n_done, sizeof *out->frames)))
+        return GDML_ERR_NOMEM;
+    gdml_msg_header h;
+    stream_header(r, &h);
+    h.step = r->step; /* it is over */
+    for (uint64_t c = 0; c < chunks; c++) {
+        if (chunk_done(r, c))
+            continue;
+        gdml_err err = gdml_codec_dense_frame(r->dense, &h, r->params, c, r->cfg->lan_curve,
+                                              &out->frames[out->n_frames], &out->wire);
+        if (err) {
+            gdml_error("model_frames_failed", "why=%s", gdml_strerror(err));
+            gdml_wan_update_fini(out);
+            return err;
+        }
+        out->n_frames++;
+    }
+    return GDML_OK;
+}
+
 /*
  * Sparse kinds: the live model at the keys worker i pulled, as MODEL tagged
  * with step; acked names the pull it answers. False, and nothing sent, if
@@ -204,6 +351,7 @@ static void send_model(gdml_region *r, size_t i, int64_t now)
     gdml_msg_type type = w->needs_welcome ? GDML_MSG_WELCOME : GDML_MSG_MODEL;
     if (!model_frames(r, type, r->step, &u)) {
         send_frames(r, i, &u, now);
+        w->streamed = false; /* a whole model, newer than any stream */
         w->needs_welcome = false;
         w->model_due = r->pulled != NULL; /* a sparse model's comes once it pulls */
     }
@@ -248,8 +396,8 @@ void region_broadcast(gdml_region *r, int64_t now)
     }
     /* One immutable set of frames goes to every worker; WELCOME is made
      * apart for a worker that needs the layout too. */
-    gdml_wan_update model = {0}, welcome = {0};
-    bool have_model = false, have_welcome = false;
+    gdml_wan_update model = {0}, welcome = {0}, rest = {0};
+    bool have_model = false, have_welcome = false, have_rest = false;
     for (size_t i = 0; i < r->workers.used; i++) {
         gdml_member *m = &r->workers.slots[i];
         worker_slot *w = &r->wslots[i];
@@ -264,6 +412,11 @@ void region_broadcast(gdml_region *r, int64_t now)
             w->model_due = r->pulled != NULL;
         } else if (r->pulled) {
             send_pulled(r, i, r->step, now);
+        } else if (w->streamed) {
+            if (!have_rest && stream_rest(r, &rest))
+                continue;
+            have_rest = true;
+            send_frames(r, i, &rest, now);
         } else {
             if (!have_model && model_frames(r, GDML_MSG_MODEL, r->step, &model))
                 continue;
@@ -273,6 +426,8 @@ void region_broadcast(gdml_region *r, int64_t now)
     }
     gdml_wan_update_fini(&model);
     gdml_wan_update_fini(&welcome);
+    gdml_wan_update_fini(&rest);
+    region_stream_cancel(r); /* whatever was streamed is whole now */
 }
 
 /* Once enough workers joined and the model is here: WELCOME to all. */
@@ -346,9 +501,8 @@ static void on_hello(gdml_region *r, int64_t now, const gdml_rx *rx)
         m->joined_ms = now;
     m->state = GDML_MEMBER_JOINED;
     r->stats.worker_joins += !same;
-    gdml_info(fresh ? "worker_join" : "worker_rejoin", "worker=%s samples=%llu joined=%zu",
-              m->name, (unsigned long long)h->count,
-              gdml_members_count(&r->workers, GDML_MEMBER_JOINED));
+    gdml_info(fresh ? "worker_join" : "worker_rejoin", "worker=%s samples=%llu joined=%zu", m->name,
+              (unsigned long long)h->count, gdml_members_count(&r->workers, GDML_MEMBER_JOINED));
     if (r->state == REGION_JOINING) {
         region_maybe_start(r, now);
         return;
@@ -464,16 +618,17 @@ static void on_push(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
         } else if (r->pulled) {
             add_entries(r, k, (float)batch);
             r->chunk_batch[c] += batch;
-        } else {
+        } else if (!chunk_done(r, c)) {
             gdml_saxpy(len, (float)batch, r->scratch + lo, r->grad_sum + lo);
             r->chunk_batch[c] += batch;
+            stream_maybe(r, c, now);
         }
     }
     if (!complete)
         return;
     if (ssp(r)) {
         if (r->c_local)
-            scaffold_step(r, (float)region_lr(r));
+            scaffold_step(r, 0, r->n, (float)region_lr(r));
         w->clock++;
         ssp_ready(r, (size_t)i);
     } else {
@@ -544,8 +699,8 @@ static void on_pull(gdml_region *r, int64_t now, int i, const gdml_rx *rx)
     if (!take_keys(w, r->ent_idx, k)) {
         gdml_transfer_reset(&w->pull_in);
         w->n_keys = 0;
-        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "pull_refused", m->name, "refused",
-                          "why=%s", "no memory for the keys of its pull");
+        gdml_ratelog_note(r->log, now, GDML_LOG_WARN, "pull_refused", m->name, "refused", "why=%s",
+                          "no memory for the keys of its pull");
         return;
     }
     if (!complete)
@@ -574,18 +729,9 @@ static void finish_step(gdml_region *r, int64_t now)
      * leave out the keys (and chunks) their batch does not touch. */
     if (r->pulled)
         finish_entries(r, lr);
-    for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++) {
-        size_t lo = (size_t)(c * GDML_CHUNK_ELEMS), len = (size_t)gdml_chunk_len(r->n, lo);
-        if (r->chunk_batch[c] > 0 && !r->pulled) { /* the mean over what reached the chunk */
-            gdml_sscal(len, 1.0f / (float)r->chunk_batch[c], r->grad_sum + lo);
-            gdml_optim_step(r->opt, lo, len, r->grad_sum + lo, lr, r->step + 1, r->params + lo);
-            /* Cleared while it is in cache; a chunk no gradient reached is still zero. */
-            gdml_szero(len, r->grad_sum + lo);
-        }
-        r->chunk_batch[c] = 0;
-    }
-    if (r->c_local)
-        scaffold_step(r, lr);
+    for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++)
+        if (!chunk_done(r, c))
+            step_chunk(r, c, lr);
     r->step_batch = 0;
     for (size_t i = 0; i < r->workers.used; i++) {
         r->wslots[i].pushed = r->wslots[i].excused = false;
@@ -594,7 +740,8 @@ static void finish_step(gdml_region *r, int64_t now)
     r->step++;
     r->steps_since_sync++;
     r->progress_ms = now;
-    region_after_step(r, now);
+    region_after_step(r, now); /* its broadcast sends a streamed model's rest */
+    stream_end(r);
 }
 
 /* SSP: the step is the slowest live worker's clock; each step it moves on is
@@ -637,7 +784,7 @@ void region_check_step(gdml_region *r, int64_t now)
     if (in == 0)
         return;
     for (uint64_t c = 0; c < gdml_chunk_count(r->n); c++)
-        if (r->chunk_batch[c] > 0) {
+        if (r->chunk_batch[c] > 0 || chunk_done(r, c)) {
             finish_step(r, now);
             return;
         }

@@ -80,6 +80,7 @@ void gdml_region_destroy(gdml_region **rp)
     free(r->anchor);
     free(r->grad_sum);
     free(r->chunk_batch);
+    free(r->chunk_done);
     free(r->scratch);
     free(r->c_local);
     free(r->c_global);

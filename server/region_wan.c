@@ -55,6 +55,13 @@ static bool due_budget(const gdml_region *r, int64_t now)
     return r->steps_since_sync >= r->sync_every;
 }
 
+bool region_sync_may_end_step(const gdml_region *r)
+{
+    if (r->cfg->sync->due == due_time)
+        return true;
+    return r->steps_since_sync + 1 >= r->sync_every;
+}
+
 static const gdml_sync_mode sync_modes[] = {
     {.name = "steps", .due = due_steps, .hold = true},
     {.name = "time", .due = due_time, .hold = false},
@@ -103,7 +110,9 @@ static gdml_err make_model(gdml_region *r, const char *text, uint64_t total, gdm
     r->grad_sum = calloc(n, sizeof(float));
     r->scratch = malloc(n * sizeof(float));
     r->chunk_batch = calloc(gdml_chunk_count(n), sizeof(double));
-    if (!r->params || !r->anchor || !r->grad_sum || !r->scratch || !r->chunk_batch)
+    r->chunk_done = calloc(gdml_chunk_count(n) / 64 + 1, sizeof(uint64_t));
+    if (!r->params || !r->anchor || !r->grad_sum || !r->scratch || !r->chunk_batch ||
+        !r->chunk_done)
         return gdml_errmsg_set(e, GDML_ERR_NOMEM, "out of memory for %zu parameters", n);
     if (r->cfg->scaffold &&
         (!(r->c_local = calloc(n, sizeof(float))) || !(r->c_global = calloc(n, sizeof(float)))))
@@ -311,6 +320,8 @@ void region_on_coordinator(gdml_region *r, int64_t now, const gdml_rx *rx)
     const gdml_msg_header *h = &rx->header;
     gdml_wan_note_received(r->up, h->type, rx->wire_bytes, now);
     r->coord_heard_ms = now;
+    if (h->type != GDML_MSG_HEARTBEAT)
+        region_stream_cancel(r); /* what it says may change the model mid-step */
     switch (h->type) {
     case GDML_MSG_WELCOME:
         on_welcome(r, now, rx);

@@ -158,10 +158,35 @@ static void send_control(worker *w, gdml_msg_type type, const char *text, int64_
         w->hello_ms = now;
 }
 
+/* Sends h as the frames of dense tensor x, each as soon as it is made, so
+ * that the server works on the first chunks while the last are made. */
+static gdml_err send_dense(worker *w, gdml_codec *c, gdml_msg_header *h, const float *x,
+                           int64_t now, gdml_errmsg *e)
+{
+    for (uint64_t i = 0; i < gdml_chunk_count(gdml_codec_size(c)); i++) {
+        gdml_blob *f = NULL;
+        uint64_t wire = 0;
+        gdml_err err = gdml_codec_dense_frame(c, h, x, i, w->curve, &f, &wire);
+        if (err == GDML_ERR_INVALID)
+            return gdml_errmsg_set(e, err,
+                                   "the gradient of step %llu is not finite; lower the learning "
+                                   "rate",
+                                   (unsigned long long)w->step);
+        if (err)
+            return gdml_errmsg_set(e, err, "cannot make the frames of a %s",
+                                   gdml_msg_type_name(h->type));
+        send_frame(w, f, now);
+        gdml_blob_unref(&f);
+    }
+    return GDML_OK;
+}
+
 /* Sends h as the frames of x, as c selects it (p: the keys of a sparse model's). */
 static gdml_err send_tensor(worker *w, gdml_codec *c, const gdml_codec_params *p,
                             gdml_msg_header *h, const float *x, int64_t now, gdml_errmsg *e)
 {
+    if (!gdml_codec_sparse(c))
+        return send_dense(w, c, h, x, now, e);
     size_t k;
     gdml_wan_update u;
     if (gdml_codec_select(c, x, p, &k))
@@ -199,8 +224,8 @@ static gdml_err push_gradient(worker *w, int64_t now, gdml_errmsg *e)
     gdml_msg_header_init(&h, GDML_MSG_PUSH, w->name);
     int64_t t0 = gdml_now_us();
     if (w->sparse)
-        h.metric = w->ops->loss_grad_csr(&w->layout, w->params, batch_rows(w), w->yb, w->batch,
-                                         w->grad);
+        h.metric =
+            w->ops->loss_grad_csr(&w->layout, w->params, batch_rows(w), w->yb, w->batch, w->grad);
     else
         h.metric =
             w->ops->loss_grad(&w->layout, w->params, w->xb, w->yb, w->batch, w->grad, w->scratch);
@@ -242,13 +267,14 @@ static gdml_err take_layout(worker *w, const gdml_msg_header *h, gdml_errmsg *e)
         return GDML_ERR_CONFIG;
     }
     w->sparse = w->ops->sparse;
-    gdml_err err = w->sparse ? gdml_dataset_sparsify(&w->data, e) : gdml_dataset_densify(&w->data, e);
+    gdml_err err =
+        w->sparse ? gdml_dataset_sparsify(&w->data, e) : gdml_dataset_densify(&w->data, e);
     if (err) {
         gdml_errmsg_prefix(e, "'%s': ", file);
         return err;
     }
     if (w->holdout.n && (err = w->sparse ? gdml_dataset_sparsify(&w->holdout, e)
-                                          : gdml_dataset_densify(&w->holdout, e)))
+                                         : gdml_dataset_densify(&w->holdout, e)))
         return err;
     w->n_params = w->ops->param_count(&w->layout);
     w->params = malloc(w->n_params * sizeof(float));
@@ -338,14 +364,13 @@ static gdml_err on_model(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
     gdml_reason r;
     if (w->sparse) { /* the entries at its keys, not whole chunks */
         size_t k;
-        r = gdml_tensor_receive_entries(&w->in, h, rx->payload, w->n_params, "server",
-                                        w->ent_idx, w->ent_val, GDML_CHUNK_ELEMS, &k, &complete,
-                                        &why);
+        r = gdml_tensor_receive_entries(&w->in, h, rx->payload, w->n_params, "server", w->ent_idx,
+                                        w->ent_val, GDML_CHUNK_ELEMS, &k, &complete, &why);
         for (size_t j = 0; r == GDML_REASON_NONE && j < k; j++)
             w->incoming[w->ent_idx[j]] = w->ent_val[j];
     } else {
-        r = gdml_tensor_receive(&w->in, h, rx->payload, w->incoming, w->n_params, false,
-                                "server", &complete, &why);
+        r = gdml_tensor_receive(&w->in, h, rx->payload, w->incoming, w->n_params, false, "server",
+                                &complete, &why);
     }
     if (r != GDML_REASON_NONE) {
         w->rejected[r]++;
@@ -398,8 +423,8 @@ static gdml_err on_frame(worker *w, int64_t now, const gdml_rx *rx, gdml_errmsg 
         return GDML_OK;
     default:
         w->rejected[GDML_REASON_UNEXPECTED]++;
-        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "unexpected_frame", "server",
-                          "unexpected", "type=%s", gdml_msg_type_name(h->type));
+        gdml_ratelog_note(w->log, now, GDML_LOG_WARN, "unexpected_frame", "server", "unexpected",
+                          "type=%s", gdml_msg_type_name(h->type));
         return GDML_OK;
     }
 }
@@ -559,8 +584,8 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
               (long long)cfg->worker.shard_index, (long long)cfg->worker.shard_count,
               gdml_config_data_name(cfg->worker.data, cfg->worker.images), w->holdout.n);
 
-    if ((err = gdml_program_metrics_start(cfg, GDML_ROLE_WORKER, "worker", w->name, &w->metrics,
-                                          e)))
+    if ((err =
+             gdml_program_metrics_start(cfg, GDML_ROLE_WORKER, "worker", w->name, &w->metrics, e)))
         goto out;
     w->curve = gdml_keys_curve_on(cfg, true);
     gdml_link_options opts;
@@ -574,7 +599,8 @@ static gdml_err run(const gdml_config *cfg, gdml_errmsg *e)
         gdml_link_stats stats;
         gdml_link_stats_get(w->link, &stats);
         int64_t trained_ms = w->first_model_ms ? gdml_now_ms() - w->first_model_ms : 0;
-        gdml_info("done", "pushes=%llu lan_up=%llu lan_down=%llu compute_ms=%lld train_ms=%lld "
+        gdml_info("done",
+                  "pushes=%llu lan_up=%llu lan_down=%llu compute_ms=%lld train_ms=%lld "
                   "utilization=%.3f",
                   (unsigned long long)w->pushes, (unsigned long long)stats.bytes_sent,
                   (unsigned long long)stats.bytes_received, (long long)(w->compute_us / 1000),

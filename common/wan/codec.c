@@ -504,6 +504,16 @@ gdml_err gdml_codec_select(gdml_codec *c, const float *x, const gdml_codec_param
     return GDML_OK;
 }
 
+gdml_err gdml_codec_select_slice(gdml_codec *c, const float *x, size_t lo, size_t hi)
+{
+    assert(x && !gdml_codec_sparse(c) && c->sel->select != select_keys && lo < hi && hi <= c->n);
+    if (!gdml_codec_all_finite(x + lo, hi - lo))
+        return GDML_ERR_INVALID;
+    c->k = c->n;
+    c->selected = true;
+    return GDML_OK;
+}
+
 /* The first position j of the selection with idx[j] >= i. */
 static size_t first_at(const gdml_codec *c, size_t i)
 {

@@ -69,9 +69,9 @@ typedef struct gdml_codec gdml_codec;
 
 /* What one encode may send; fields a selector does not use are ignored. */
 typedef struct gdml_codec_params {
-    size_t k;         /* topk, randk: entries to send; significance: at most this many */
-    double threshold; /* significance: relative change that makes an entry significant */
-    const float *ref; /* significance: the current parameter values (n of them) */
+    size_t k;             /* topk, randk: entries to send; significance: at most this many */
+    double threshold;     /* significance: relative change that makes an entry significant */
+    const float *ref;     /* significance: the current parameter values (n of them) */
     const uint32_t *keys; /* keys: the entries to send, strictly increasing */
     size_t n_keys;
 } gdml_codec_params;
@@ -128,6 +128,14 @@ size_t gdml_codec_k_for_bytes(const gdml_codec *c, size_t bytes);
  * is not finite or p is out of range.
  */
 gdml_err gdml_codec_select(gdml_codec *c, const float *x, const gdml_codec_params *p, size_t *k);
+
+/*
+ * A dense codec's selection for one slice: checks that x[lo..hi) is finite
+ * (GDML_ERR_INVALID if not) and selects all of the tensor, so that
+ * gdml_codec_write can write that slice. For a tensor sent slice by slice as
+ * each is ready; the caller checks each slice it writes.
+ */
+gdml_err gdml_codec_select_slice(gdml_codec *c, const float *x, size_t lo, size_t hi);
 
 /* Entries of the last selection in [lo, hi). */
 size_t gdml_codec_selected_in(const gdml_codec *c, size_t lo, size_t hi);

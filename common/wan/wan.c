@@ -355,6 +355,21 @@ static gdml_err chunk_frame(gdml_codec *c, gdml_msg_header *h, const float *x, f
     return GDML_OK;
 }
 
+gdml_err gdml_codec_dense_frame(gdml_codec *c, gdml_msg_header *h, const float *x, uint64_t i,
+                                bool curve, gdml_blob **out, uint64_t *wire)
+{
+    size_t n = gdml_codec_size(c);
+    assert(i < gdml_chunk_count(n));
+    size_t lo = (size_t)(i * GDML_CHUNK_ELEMS), hi = lo + (size_t)gdml_chunk_len(n, lo);
+    gdml_err err = gdml_codec_select_slice(c, x, lo, hi);
+    if (err)
+        return err;
+    h->encoding = GDML_ENC_CODEC;
+    h->total = n;
+    h->chunks = gdml_chunk_count(n);
+    return chunk_frame(c, h, x, NULL, lo, hi, curve, out, wire);
+}
+
 gdml_err gdml_codec_frames(gdml_codec *c, gdml_msg_header *h, const float *x, float *decoded,
                            bool curve, gdml_wan_update *out, gdml_errmsg *e)
 {

@@ -161,6 +161,16 @@ gdml_err gdml_wan_encode_update(gdml_wan *w, gdml_msg_header *h, const float *u,
 gdml_err gdml_codec_frames(gdml_codec *c, gdml_msg_header *h, const float *x, float *decoded,
                            bool curve, gdml_wan_update *out, gdml_errmsg *e);
 
+/*
+ * Chunk i of x[0..n) as one sealed frame of message h, for a dense codec
+ * (one frame per chunk of the grid, as gdml_codec_frames makes them): for
+ * sending a tensor chunk by chunk, each as soon as it is ready. Checks the
+ * chunk is finite (GDML_ERR_INVALID if not), sets h's encoding, total,
+ * chunks and offset, and adds the frame's wire bytes to *wire.
+ */
+gdml_err gdml_codec_dense_frame(gdml_codec *c, gdml_msg_header *h, const float *x, uint64_t i,
+                                bool curve, gdml_blob **out, uint64_t *wire);
+
 /* Drops the frames' references. Safe on a zeroed update. */
 void gdml_wan_update_fini(gdml_wan_update *u);
 
@@ -212,8 +222,8 @@ gdml_err gdml_wan_decode_chunk(const gdml_msg_header *h, const uint8_t *payload,
  * chunk that does not decode abandons its transfer).
  */
 gdml_reason gdml_tensor_receive(gdml_transfer *t, const gdml_msg_header *h, const uint8_t *payload,
-                                float *dst, size_t n, bool clear, const char *from,
-                                bool *complete, gdml_errmsg *e);
+                                float *dst, size_t n, bool clear, const char *from, bool *complete,
+                                gdml_errmsg *e);
 
 /*
  * As gdml_tensor_receive, but the chunk's entries are decoded as entries

@@ -15,7 +15,7 @@
  * Each worker is the real worker's data path without its gradient
  * computation: through the project's own transport, codec and chunk code it
  * joins, and for each round encodes a gradient of n floats into its chunk
- * frames (gdml_codec_select, gdml_codec_frames), sends them, and decodes the
+ * frames, sending each as soon as it is made (gdml_codec_dense_frame), and decodes the
  * model's chunks into its model (gdml_tensor_receive) until it is whole.
  * The server does what it does for any job: checks, sums, steps and
  * broadcasts one set of frames to every worker.
@@ -216,18 +216,16 @@ static void gdml_round(worker *w)
     h.step = w->step;
     h.count = BATCH;
     h.metric = 1.0;
-    size_t k;
-    gdml_wan_update u;
-    gdml_errmsg e;
-    if (gdml_codec_select(w->dense, w->grad, NULL, &k) ||
-        gdml_codec_frames(w->dense, &h, w->grad, NULL, w->s->curve, &u, &e))
-        die("push", "cannot make the gradient's frames");
-    w->n_frames = u.n_frames;
-    for (size_t i = 0; i < u.n_frames; i++) {
-        gdml_blob_view(u.frames[i], &w->frame_len[i]);
-        send_frame(w, u.frames[i]);
+    w->n_frames = gdml_chunk_count(w->s->n);
+    for (size_t i = 0; i < w->n_frames; i++) { /* as the worker does: each sent once made */
+        gdml_blob *f = NULL;
+        uint64_t wire = 0;
+        if (gdml_codec_dense_frame(w->dense, &h, w->grad, i, w->s->curve, &f, &wire))
+            die("push", "cannot make the gradient's frames");
+        gdml_blob_view(f, &w->frame_len[i]);
+        send_frame(w, f);
+        gdml_blob_unref(&f);
     }
-    gdml_wan_update_fini(&u);
     receive_model(w);
 }
 

@@ -402,8 +402,11 @@ Test(region_workers, multichunk_gradient_out_of_order_with_duplicate)
                  "a duplicate chunk is dropped quietly");
     feed(&g, GDML_LINK_DOWN, f2[2], "w2", "r2");
     feed(&g, GDML_LINK_DOWN, f2[1], "w2", "r2");
-    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, NULL), 0,
-                 "the step completed before w1's last chunk");
+    /* Chunks 0 and 2 were in from both, so they went out streamed; chunk 1 waits for w1. */
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r1"), 2,
+                 "the chunks both workers had were stepped and sent before w1's last chunk");
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r2"), 2);
+    cr_assert_eq(stats(&g).steps, 0, "the step is not over");
     feed(&g, GDML_LINK_DOWN, f1[1], "w1", "r1");
     double *want = dup_init(&g);
     sgd2(want, g.n, g1, 30, g2, 10);
@@ -431,7 +434,9 @@ Test(region_workers, worker_dies_mid_push_per_chunk_weights)
     feed(&g, GDML_LINK_DOWN, f1[0], "w1", "r1");
     feed(&g, GDML_LINK_DOWN, f1[2], "w1", "r1");
     push(&g, "w2", "r2", 0, 10, g2);
-    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, NULL), 0);
+    /* Chunks 0 and 2 are in from both: streamed to both; chunk 1 waits for w1. */
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r1"), 2);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r2"), 2);
     gdml_peer r1 = test_route("r1");
     gdml_region_on_dropped(g.r, g.now, &r1);
     drain(&g);
@@ -447,13 +452,122 @@ Test(region_workers, worker_dies_mid_push_per_chunk_weights)
     sgd_range(want, c, 2 * c, one, b1, 1);
     sgd_range(want, 2 * c, g.n, both, bb, 2);
     assert_model(&g, GDML_MSG_MODEL, "r2", want, 1, 0);
-    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r1"), 0, "the dropped w1 is not sent");
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, "r1"), 2,
+                 "the dropped w1 is sent nothing more");
     cr_assert_eq(stats(&g).steps, 1);
     test_frames_free(f1, n1);
     free(g1);
     free(g2);
     free(want);
     rig_fini(&g);
+}
+
+/* w1 pushes all of step `step`; w2 its chunk 0 alone: the chunk both have. */
+static void push_all_and_chunk0(rig *g, unsigned step, float *g1, float *g2, gdml_blob ***f2,
+                                size_t *n2)
+{
+    push(g, "w1", "r1", step, 30, g1);
+    *f2 = push_frames(g, "w2", step, 10, g2, n2);
+    feed(g, GDML_LINK_DOWN, (*f2)[0], "w2", "r2");
+}
+
+/* A region of BIG training its first step: chunk 0 is in from both and streamed. */
+typedef struct streamed {
+    rig g;
+    float *g1, *g2;
+    gdml_blob **f2;
+    size_t n2;
+} streamed;
+
+static void stream_chunk0(streamed *s)
+{
+    rig_config(&s->g);
+    rig_train(&s->g, BIG);
+    s->g1 = gradient(s->g.n, 1, 0);
+    s->g2 = gradient(s->g.n, 2, 0);
+    push_all_and_chunk0(&s->g, 0, s->g1, s->g2, &s->f2, &s->n2);
+    cr_assert_eq(test_count_sends(&s->g.acts, GDML_MSG_MODEL, "r1"), 1, "chunk 0 streamed");
+    cr_assert_eq(test_count_sends(&s->g.acts, GDML_MSG_MODEL, "r2"), 1, "chunk 0 streamed");
+}
+
+static void streamed_fini(streamed *s)
+{
+    test_frames_free(s->f2, s->n2);
+    free(s->g1);
+    free(s->g2);
+    rig_fini(&s->g);
+}
+
+Test(region_workers, a_step_that_ends_in_a_sync_is_not_streamed)
+{
+    rig g;
+    rig_config(&g); /* a sync every 3 steps */
+    rig_train(&g, BIG);
+    double *want = dup_init(&g);
+    step2(&g, want, 0);
+    step2(&g, want, 1);
+    clear(&g);
+    float *g1 = gradient(g.n, 1, 2), *g2 = gradient(g.n, 2, 2);
+    gdml_blob **f2;
+    size_t n2;
+    push_all_and_chunk0(&g, 2, g1, g2, &f2, &n2);
+    cr_assert_eq(test_count_sends(&g.acts, GDML_MSG_MODEL, NULL), 0,
+                 "the sync may change the model before the workers get it");
+    feed(&g, GDML_LINK_DOWN, f2[1], "w2", "r2");
+    feed(&g, GDML_LINK_DOWN, f2[2], "w2", "r2");
+    cr_assert_eq(stats(&g).syncs, 1);
+    test_frames_free(f2, n2);
+    free(g1);
+    free(g2);
+    free(want);
+    rig_fini(&g);
+}
+
+Test(region_workers, a_coordinator_message_mid_step_sends_the_whole_model_anew)
+{
+    streamed s;
+    stream_chunk0(&s);
+    rig *g = &s.g;
+    coord_control(g, GDML_MSG_ERROR, GDML_REASON_STALE, "a delta it had already");
+    clear(g);
+    feed(g, GDML_LINK_DOWN, s.f2[1], "w2", "r2");
+    feed(g, GDML_LINK_DOWN, s.f2[2], "w2", "r2");
+    double *want = dup_init(g);
+    sgd2(want, g->n, s.g1, 30, s.g2, 10);
+    /* One new transfer of all three chunks, not the rest of the abandoned one. */
+    assert_model(g, GDML_MSG_MODEL, "r1", want, 1, 0);
+    assert_model(g, GDML_MSG_MODEL, "r2", want, 1, 0);
+    cr_assert_eq(test_count_sends(&g->acts, GDML_MSG_MODEL, "r1"), 3);
+    free(want);
+    streamed_fini(&s);
+}
+
+Test(region_workers, a_worker_that_rejoins_mid_stream_gets_a_whole_model)
+{
+    streamed s;
+    stream_chunk0(&s);
+    rig *g = &s.g;
+    hello(g, "w2", "r3", 400); /* w2 restarted: a new route, the live model as WELCOME */
+    cr_assert_eq(test_count_sends(&g->acts, GDML_MSG_WELCOME, "r3"), 3);
+    clear(g);
+    float *again = gradient(g->n, 2, 1);
+    push(g, "w2", "r3", 0, 10, again);
+    /* Chunk 0 was stepped already: w2's new chunk 0 is not added to it. Chunks 1
+     * and 2 are w1's and w2's second push. */
+    double *want = dup_init(g);
+    size_t c = (size_t)GDML_CHUNK_ELEMS;
+    const float *first[2] = {s.g1, s.g2}, *second[2] = {s.g1, again};
+    double bb[2] = {30, 10};
+    sgd_range(want, 0, c, first, bb, 2);
+    sgd_range(want, c, g->n, second, bb, 2);
+    assert_model(g, GDML_MSG_MODEL, "r3", want, 1, 0);
+    cr_assert_eq(test_count_sends(&g->acts, GDML_MSG_MODEL, "r3"), 3,
+                 "its model is whole, not the rest of a stream it did not get");
+    /* w1 got chunk 0 streamed, and now the rest of that one transfer. */
+    cr_assert_eq(test_count_sends(&g->acts, GDML_MSG_MODEL, "r1"), 2);
+    free(again);
+    free(want);
+    streamed_fini(&s);
 }
 
 /* ---- silent, dropped and restarted workers ---- */

@@ -93,7 +93,6 @@ struct gdml_region {
     uint64_t *chunk_done; /* BSP, streaming: chunks of this step stepped and sent already */
     uint64_t n_done;
     uint64_t stream_seq;       /* the MODEL they went out in; 0 if none this step */
-    bool stream_broken;        /* a stream of this step was abandoned: no other starts */
     float *scratch;            /* one received tensor */
     float *c_local, *c_global; /* SCAFFOLD control variates */
     float *sent;               /* overlap: the live model when the delta in flight was made */

@@ -206,15 +206,21 @@ static bool chunk_awaited(const gdml_region *r, uint64_t c)
     return false;
 }
 
+/* Chunks of this step went out in a stream that was then abandoned: another
+ * would lack them, so the step's end sends the whole model. */
+static bool stream_abandoned(const gdml_region *r)
+{
+    return r->n_done > 0 && r->stream_seq == 0;
+}
+
 static bool stream_ok(const gdml_region *r)
 {
     return !ssp(r) && !r->pulled && r->state == REGION_TRAINING && gdml_chunk_count(r->n) > 1 &&
-           !r->stream_broken && !region_sync_may_end_step(r);
+           !stream_abandoned(r) && !region_sync_may_end_step(r);
 }
 
 void region_stream_cancel(gdml_region *r)
 {
-    r->stream_broken = r->n_done > 0; /* a new stream would lack the chunks sent */
     r->stream_seq = 0;
     for (size_t i = 0; i < r->workers.used; i++)
         r->wslots[i].streamed = false;
@@ -226,7 +232,6 @@ static void stream_end(gdml_region *r)
     region_stream_cancel(r);
     memset(r->chunk_done, 0, (gdml_chunk_count(r->n) / 64 + 1) * sizeof(uint64_t));
     r->n_done = 0;
-    r->stream_broken = false;
 }
 
 /* The header of the streamed MODEL of the step in progress. */

@@ -1,7 +1,8 @@
 /*
  * region_impl.h - private to the regional server's state machine: its
  * state, and what its files share. region_sm.c takes the events and keeps
- * time, region_lan.c serves the workers (pushes, steps, models),
+ * time, region_lan.c serves the workers (joins, pushes, pulls, models),
+ * region_step.c steps on their gradients (BSP streamed, SSP, ASP),
  * region_wan.c talks to the coordinator (joining, deltas, GLOBAL),
  * region_score.c keeps the workers' held-out scores (metrics only).
  */
@@ -64,7 +65,7 @@ typedef struct worker_slot {
     bool keys_ready;   /* the pull is whole and not answered yet */
     bool model_due;    /* a model was due before its pull was in: it goes when the pull is */
     bool weighed;      /* its batch counts toward this step's mean */
-    bool streamed;     /* BSP: gets this step's model chunk by chunk (region_lan.c) */
+    bool streamed;     /* BSP: gets this step's model chunk by chunk (region_step.c) */
     /* Its latest held-out score (rows 0: none), of model version score_version. */
     gdml_score score;
     uint64_t score_version;
@@ -138,14 +139,36 @@ gdml_err region_send_control(gdml_region *r, int link, const gdml_peer *to, gdml
                              gdml_reason code, const char *text, int64_t now);
 double region_lr(const gdml_region *r);
 
+/* Words of a bitmap over the chunks of the largest tensor (worker_slot.counted). */
+#define REGION_CHUNK_WORDS ((size_t)((GDML_MSG_MAX_ELEMS / GDML_CHUNK_ELEMS + 1 + 63) / 64))
+
+/* SSP or ASP (server.lan_staleness > 0), not BSP. */
+static inline bool region_ssp(const gdml_region *r)
+{
+    return r->cfg->lan_staleness > 0;
+}
+
 /* region_lan.c */
 void region_on_worker(gdml_region *r, int64_t now, const gdml_rx *rx);
 void region_maybe_start(gdml_region *r, int64_t now);
 void region_broadcast(gdml_region *r, int64_t now);
-void region_check_step(gdml_region *r, int64_t now);
 uint64_t region_samples(const gdml_region *r);
+/* The frames of u to worker slot i. */
+void region_send_frames(gdml_region *r, size_t i, const gdml_wan_update *u, int64_t now);
+/* The live model to worker slot i alone, with the layout if it needs it. */
+void region_send_model(gdml_region *r, size_t i, int64_t now);
+
+/* region_step.c */
+void region_take_chunk(gdml_region *r, int64_t now, worker_slot *w, uint64_t c, size_t k,
+                       double batch);
+void region_check_step(gdml_region *r, int64_t now);
+void region_scaffold_step(gdml_region *r, size_t lo, size_t len, float lr);
+/* Forgets what worker slot w received of its current push, for its next one. */
+void region_forget_push(worker_slot *w);
 /* Abandons a streamed model of this step: the step's end sends all of it. */
 void region_stream_cancel(gdml_region *r);
+/* The chunks of the streamed model not sent yet, once the step is over. */
+gdml_err region_stream_rest(gdml_region *r, gdml_wan_update *out);
 
 /* region_ckpt.c */
 void region_checkpoint(gdml_region *r, int64_t now);

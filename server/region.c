@@ -129,7 +129,11 @@ static gdml_err fill_sm_config(region_loop *L, gdml_errmsg *e)
                                "from SGD steps; with optimizer = %s set drift_correction = none, "
                                "or optimizer = sgd",
                                cfg->server.optimizer);
-    s->overlap = strcmp(cfg->server.overlap, "on") == 0;
+    s->overlap = gdml_region_overlaps(cfg->server.overlap, s->scaffold);
+    if (s->overlap && s->scaffold)
+        gdml_warn("overlap_with_scaffold", "hint=%s",
+                  "SCAFFOLD with overlap trains on stale corrections and loses accuracy "
+                  "(docs/consistency.md); overlap = auto turns overlap off with scaffold");
     s->checkpoint = cfg->server.checkpoint[0] != '\0';
     if (strcmp(cfg->server.early_start, "on") == 0) {
         gdml_layout l;
@@ -191,7 +195,8 @@ static void reload(region_loop *L, int64_t now)
         gdml_error("reload_failed", "what=budget why=%s", why.text);
         return;
     }
-    gdml_info("reload", "what=budget up_bytes_per_s=%lld up_total_bytes=%lld "
+    gdml_info("reload",
+              "what=budget up_bytes_per_s=%lld up_total_bytes=%lld "
               "down_bytes_per_s=%lld down_total_bytes=%lld",
               (long long)fresh.budget.up_bytes_per_s, (long long)fresh.budget.up_total_bytes,
               (long long)fresh.budget.down_bytes_per_s, (long long)fresh.budget.down_total_bytes);
@@ -256,8 +261,8 @@ static gdml_err open_checkpoint(region_loop *L, gdml_errmsg *e)
     if (!err)
         err = gdml_region_resume(L->sm, &meta, layout, tensors, n, &why);
     if (err)
-        gdml_warn("checkpoint_unused", "checkpoint=%llu dir=%s why=%s", (unsigned long long)head, dir,
-                  why.text);
+        gdml_warn("checkpoint_unused", "checkpoint=%llu dir=%s why=%s", (unsigned long long)head,
+                  dir, why.text);
     else
         gdml_info("checkpoint_read", "checkpoint=%llu dir=%s", (unsigned long long)head, dir);
     for (size_t t = 0; t < GDML_STORE_MAX_TENSORS; t++)
@@ -367,7 +372,8 @@ static gdml_err open_links(region_loop *L, gdml_errmsg *e)
     char endpoint[GDML_ENDPOINT_MAX];
     if ((err = gdml_link_endpoint(L->links[GDML_LINK_DOWN], endpoint, sizeof endpoint)))
         return gdml_errmsg_set(e, err, "cannot read the bound endpoint");
-    gdml_info("listen", "endpoint=%s security=%s workers=%lld coordinator=%s wan_security=%s "
+    gdml_info("listen",
+              "endpoint=%s security=%s workers=%lld coordinator=%s wan_security=%s "
               "sync=%s uplink=%s",
               endpoint, lan_curve ? "curve" : "plain", (long long)cfg->server.workers,
               cfg->server.coordinator, wan_curve ? "curve" : "plain", cfg->server.sync_mode,
@@ -413,7 +419,8 @@ gdml_err gdml_region_run(const gdml_config *cfg, gdml_errmsg *e)
         gdml_region_wan_bytes(L->sm, &up, &down);
         gdml_link_stats lan;
         gdml_link_stats_get(L->links[GDML_LINK_DOWN], &lan);
-        gdml_info("done", "steps=%llu syncs=%llu wan_up=%llu wan_down=%llu lan_in=%llu lan_out=%llu",
+        gdml_info("done",
+                  "steps=%llu syncs=%llu wan_up=%llu wan_down=%llu lan_in=%llu lan_out=%llu",
                   (unsigned long long)st.steps, (unsigned long long)st.syncs,
                   (unsigned long long)up, (unsigned long long)down,
                   (unsigned long long)lan.bytes_received, (unsigned long long)lan.bytes_sent);

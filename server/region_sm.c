@@ -95,6 +95,11 @@ void gdml_region_start(gdml_region *r, int64_t now)
     r->progress_ms = r->stall_log_ms = r->coord_heard_ms = now;
 }
 
+bool gdml_region_overlaps(const char *overlap, bool scaffold)
+{
+    return strcmp(overlap, "on") == 0 || (strcmp(overlap, "auto") == 0 && !scaffold);
+}
+
 double region_lr(const gdml_region *r)
 {
     /* Non-IID regions drift apart at a constant rate; decaying it per global
@@ -255,8 +260,9 @@ static void describe_wait(const gdml_region *r, char *buf, size_t cap)
         break;
     case REGION_SYNCING:
         if (!r->welcomed)
-            snprintf(buf, cap, "no model from the coordinator yet (training started early; "
-                               "its first sync waits for it)");
+            snprintf(buf, cap,
+                     "no model from the coordinator yet (training started early; "
+                     "its first sync waits for it)");
         else
             snprintf(buf, cap, "no GLOBAL from the coordinator after delta %llu (version %llu)",
                      (unsigned long long)r->delta_seq, (unsigned long long)r->version);

@@ -55,8 +55,8 @@ typedef struct gdml_region_config {
     int64_t sync_ms;            /* time mode: ms per round */
     double learning_rate, lr_decay;
     gdml_optim_config optim; /* what a step of the live model is (optim.h) */
-    bool scaffold; /* drift correction by control variates */
-    bool overlap;  /* train on while a delta is in flight; GLOBAL is folded in with a correction */
+    bool scaffold;           /* drift correction by control variates */
+    bool overlap; /* train on while a delta is in flight; GLOBAL is folded in with a correction */
     bool checkpoint; /* queue a COMMIT of the training state after each sync and GLOBAL */
     /* Early start: the layout text ("": none) and seed of the initial model
      * trained from while the coordinator's WELCOME is on its way. */
@@ -145,6 +145,13 @@ gdml_version_meta *gdml_region_checkpoint(gdml_region *r, int64_t now, const cha
 
 /* The loop wrote the checkpoint (GDML_OK), or could not (why): training goes on either way. */
 void gdml_region_on_checkpointed(gdml_region *r, int64_t now, gdml_err err, const char *why);
+
+/*
+ * Whether a region overlaps, from server.overlap ("auto", "on", "off") and
+ * whether it corrects drift: auto is on, unless SCAFFOLD is, whose
+ * corrections applied to a round trained on the stale model overshoot.
+ */
+bool gdml_region_overlaps(const char *overlap, bool scaffold);
 
 /* Takes the next action; false if none. */
 bool gdml_region_next_action(gdml_region *r, gdml_action *out);

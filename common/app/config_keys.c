@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <string.h>
 
-
 /* ---- formats of string values ---- */
 
 static gdml_err check_name(const char *value, gdml_errmsg *why)
@@ -75,7 +74,6 @@ static gdml_err check_roles(const char *value, gdml_errmsg *why)
     return err;
 }
 
-
 #define NAME_RULE "1..63 characters from A-Z a-z 0-9 . _ -"
 #define ENDPOINT_RULE "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
 #define ENCODER_RULE                                                                               \
@@ -122,6 +120,7 @@ static const char *const split_kinds[] = {"iid", "dirichlet", NULL};
 static const char *const sync_modes[] = {"steps", "time", "budget", NULL};
 static const char *const drift_corrections[] = {"none", "scaffold", NULL};
 static const char *const on_off[] = {"on", "off", NULL};
+static const char *const auto_on_off[] = {"auto", "on", "off", NULL};
 static const char *const consistencies[] = {"sync", "quorum", "async", NULL};
 static const char *const lan_consistencies[] = {"bsp", "ssp", "asp", NULL};
 static const char *const data_formats[] = {"auto", "csv", "libsvm", NULL};
@@ -243,8 +242,9 @@ const key_def gdml_config_keys[] = {
     ENUM(server, drift_correction, "none", drift_corrections, "--drift-correction", "KIND",
          "scaffold: correct each local step by the global minus the local mean gradient of the "
          "last round (control variates derived from the deltas, so no extra WAN bytes)"),
-    ENUM(server, overlap, "on", on_off, "--overlap", "on|off",
-         "on: workers train on while a delta and its GLOBAL cross the WAN (docs/consistency.md)"),
+    ENUM(server, overlap, "auto", auto_on_off, "--overlap", "auto|on|off",
+         "on: workers train on while a delta and its GLOBAL cross the WAN (docs/consistency.md); "
+         "auto: on, unless drift_correction = scaffold, which overlap's stale round unsettles"),
     ENUM(server, early_start, "on", on_off, "--early-start", "on|off",
          "on: training starts from [model]'s initial parameters once the workers join, while "
          "the coordinator's model crosses the WAN; the first sync waits for it (its layout must "
@@ -318,7 +318,7 @@ const key_def gdml_config_keys[] = {
     INT(budget, down_total_bytes, "0", 0, INT64_MAX, "--down-total-bytes",
         "downlink bytes in all (0: no cap)"),
     REAL_FROM(budget, target_ratio, "0", 0, 1000000, "--target-ratio",
-         "encoder = auto: send at most 1/this of dense bytes per local step (0: no target)"),
+              "encoder = auto: send at most 1/this of dense bytes per local step (0: no target)"),
     INT(budget, min_message_bytes, "1024", 64, 1000000000, "--min-message-bytes",
         "smallest delta worth sending; sync_mode = budget syncs once this many bytes are free"),
 

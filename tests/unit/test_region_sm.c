@@ -266,6 +266,16 @@ Test(region_sm, a_welcome_while_training_keeps_the_progress_since_the_sync)
     rig_fini(&g);
 }
 
+Test(region_sm, overlap_auto_is_on_unless_scaffold_corrects_drift)
+{
+    cr_assert(gdml_region_overlaps("auto", false));
+    cr_assert_not(gdml_region_overlaps("auto", true), "auto turns overlap off under SCAFFOLD");
+    cr_assert(gdml_region_overlaps("on", true), "an explicit on is kept, with a warning");
+    cr_assert(gdml_region_overlaps("on", false));
+    cr_assert_not(gdml_region_overlaps("off", false));
+    cr_assert_not(gdml_region_overlaps("off", true));
+}
+
 Test(region_sm, overlap_trains_on_and_global_keeps_the_progress_since_the_delta)
 {
     rig g;

@@ -72,6 +72,7 @@ def softmax_policies():
         policy("topk-int8", "top-k (10%) + int8 with error feedback, both directions, no drift "
                "correction", both("topk+int8", 0.1)),
         policy("int4", "int4, error feedback, both directions, SCAFFOLD", both("int4") + SCAFFOLD),
+        policy("int2", "int2, error feedback, both directions, SCAFFOLD", both("int2") + SCAFFOLD),
         policy("topk-int4", "top-k (10%) + int4 with error feedback, both directions, no drift "
                "correction", both("topk+int4", 0.1)),
         policy("topk-int2", "top-k (10%) + int2 with error feedback, both directions, no drift "

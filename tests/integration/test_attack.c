@@ -365,9 +365,7 @@ Test(attack, a_huge_worker_count_and_a_huge_gradient_do_not_kill_the_region, .ti
          * first, it would be the worker the region starts with, and its
          * declared samples alone would weigh the region's first deltas, a
          * race that moves the accuracy compared below. */
-        for (int tries = 0;
-             tries < 6000 && !tp_count_lines(j.servers[0].log, " training ", "workers="); tries++)
-            usleep(10000);
+        gdml_test_wait_for_text(j.servers[0].log, " training workers=", 60);
         tp_peer w;
         tp_peer_connect(&w, &j.c, j.server_ep[0], "r1.bad", NULL, NULL);
         tp_peer_send(&w, GDML_MSG_HELLO, 0, 1000);

@@ -22,7 +22,8 @@ static gdml_ctl_config ctl_config(const gdml_region *r)
     region_delta_header(r, &h);
     uint8_t buf[GDML_MSG_HEADER_MAX];
     size_t len = GDML_MSG_HEADER_MAX;
-    snprintf(h.text, sizeof h.text, "topk+int4/0.01/H%llu", (unsigned long long)r->cfg->sync_every * 4);
+    snprintf(h.text, sizeof h.text, "topk+int4/0.01/H%llu",
+             (unsigned long long)r->cfg->sync_every * 4);
     if (gdml_msg_encode(&h, buf, sizeof buf, &len) != GDML_OK)
         len = GDML_MSG_HEADER_MAX;
     return (gdml_ctl_config){.n = r->n,
@@ -32,6 +33,7 @@ static gdml_ctl_config ctl_config(const gdml_region *r)
                              .up_cap = up.cap,
                              .down_cap = r->cfg->down_cap,
                              .target_ratio = r->cfg->target_ratio,
+                             .drift_corrected = r->cfg->scaffold,
                              /* a chunk's header and its framing (9 bytes, more with CURVE) */
                              .overhead = len + 9 + (r->cfg->curve ? 32 : 0)};
 }
@@ -57,7 +59,8 @@ gdml_err region_policy_start(gdml_region *r, gdml_errmsg *e)
     gdml_ctl_choice ch = gdml_ctl_current(r->ctl);
     if ((err = apply(r, &ch, e)))
         return err;
-    gdml_info("policy_start", "policy=%s params=%zu up_bytes_per_s=%.0f down_bytes_per_s=%llu "
+    gdml_info("policy_start",
+              "policy=%s params=%zu up_bytes_per_s=%.0f down_bytes_per_s=%llu "
               "target_ratio=%g",
               r->policy, r->n, cc.up_rate, (unsigned long long)cc.down_rate, cc.target_ratio);
     return GDML_OK;
@@ -81,15 +84,14 @@ void region_policy_before_sync(gdml_region *r, int64_t now, gdml_msg_header *h)
         uint64_t moved = gdml_wan_bytes_sent(r->up) + gdml_wan_bytes_received(r->up);
         uint64_t spent, in_window;
         gdml_wan_budget_state(r->up, now, &spent, &in_window);
-        gdml_ctl_measure m = {
-            .loss = h->metric,
-            .bytes = moved - r->ctl_bytes_mark,
-            .residual_ratio = r->residual_ratio,
-            .step_ms = r->steps_since_sync
-                           ? (double)(now - r->last_sync_ms) / (double)r->steps_since_sync
-                           : NAN,
-            .up_spent = spent,
-            .down_spent = gdml_wan_bytes_received(r->up)};
+        gdml_ctl_measure m = {.loss = h->metric,
+                              .bytes = moved - r->ctl_bytes_mark,
+                              .residual_ratio = r->residual_ratio,
+                              .step_ms = r->steps_since_sync ? (double)(now - r->last_sync_ms) /
+                                                                   (double)r->steps_since_sync
+                                                             : NAN,
+                              .up_spent = spent,
+                              .down_spent = gdml_wan_bytes_received(r->up)};
         r->ctl_bytes_mark = moved;
         gdml_ctl_choice ch;
         char why[GDML_ERRMSG_MAX / 2];

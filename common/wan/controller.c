@@ -24,9 +24,9 @@ static const struct {
     const char *spec;
     double k;
 } ladder[] = {
-    {"dense", 1.0},       {"bf16", 1.0},        {"int8", 1.0},       {"int4", 1.0},
-    {"topk+int8", 0.25},  {"topk+int4", 0.25},  {"topk+int8", 0.1},  {"topk+int4", 0.1},
-    {"topk+int4", 0.03},  {"topk+int4", 0.01},
+    {"dense", 1.0},     {"bf16", 1.0},       {"int8", 1.0},       {"int4", 1.0},
+    {"int2", 1.0},      {"topk+int8", 0.25}, {"topk+int4", 0.25}, {"topk+int8", 0.1},
+    {"topk+int4", 0.1}, {"topk+int4", 0.03}, {"topk+int4", 0.01},
 };
 #define LEVELS (sizeof ladder / sizeof ladder[0])
 
@@ -53,6 +53,7 @@ struct gdml_ctl {
     int offset, max_offset; /* max_offset: sparser than this brought a residual back */
     unsigned rounds_held, high_residual, stalled;
     bool measured; /* the first choice was made without a step time: judge it at once */
+    bool drift;    /* drift corrected and a dense row fits: dense rows, H fixed */
     double prev_loss, ppb, best_ppb; /* loss progress per byte, smoothed, and its best */
 };
 
@@ -160,6 +161,45 @@ static void compose(const gdml_ctl *c, const gdml_ctl_measure *m, size_t *level,
     *h = hh;
 }
 
+/* Dense rows: every entry sent, at some number of bits. */
+static bool dense_row(const gdml_ctl *c, size_t level)
+{
+    return ladder[c->order[level]].k >= 1.0;
+}
+
+/*
+ * Drift corrected: the sparsest dense row at the shortest H where it fits
+ * the hard limits (not the refill: waiting for tokens is the price of a
+ * fixed H), or dense f32 at h_base without a budget. False if none fits.
+ */
+static bool drift_choice(const gdml_ctl *c, const gdml_ctl_measure *m, size_t *level, uint64_t *h)
+{
+    if (!has_budget(&c->cfg)) {
+        *level = 0;
+        *h = c->cfg.h_base;
+        return true;
+    }
+    for (uint64_t hh = c->cfg.h_base; hh <= h_max(c); hh *= 2)
+        for (size_t i = LEVELS; i-- > 0;)
+            if (dense_row(c, i) && fits(c, i, hh, m, false)) {
+                *level = i;
+                *h = hh;
+                return true;
+            }
+    return false;
+}
+
+/* Drift corrected, after the residual grew: the next denser dense row that fits at H. */
+static bool drift_denser(const gdml_ctl *c, const gdml_ctl_measure *m, size_t *level)
+{
+    for (size_t i = c->level; i-- > 0;)
+        if (dense_row(c, i) && fits(c, i, c->h, m, false)) {
+            *level = i;
+            return true;
+        }
+    return false;
+}
+
 /* Insertion sort of the rows by their bytes, largest first (stable: ties keep table order). */
 static void sort_rows(gdml_ctl *c)
 {
@@ -193,8 +233,8 @@ gdml_err gdml_ctl_new(const gdml_ctl_config *cfg, gdml_ctl **out, gdml_errmsg *e
         size_t k = gdml_codec_sparse(codec) ? (size_t)((double)cfg->n * ladder[i].k) : cfg->n;
         if (k < 1)
             k = 1;
-        c->bytes[i] = gdml_codec_max_bytes_chunked(codec, k, GDML_CHUNK_ELEMS) +
-                      chunks * cfg->overhead;
+        c->bytes[i] =
+            gdml_codec_max_bytes_chunked(codec, k, GDML_CHUNK_ELEMS) + chunks * cfg->overhead;
         gdml_codec_destroy(&codec);
     }
     c->dense_bytes = c->bytes[0];
@@ -202,7 +242,9 @@ gdml_err gdml_ctl_new(const gdml_ctl_config *cfg, gdml_ctl **out, gdml_errmsg *e
     c->h_mul = 1;
     c->max_offset = (int)LEVELS;
     c->prev_loss = c->ppb = NAN;
-    compose(c, NULL, &c->level, &c->h);
+    c->drift = cfg->drift_corrected && drift_choice(c, NULL, &c->level, &c->h);
+    if (!c->drift)
+        compose(c, NULL, &c->level, &c->h);
     *out = c;
     return GDML_OK;
 }
@@ -261,6 +303,31 @@ static void changed(gdml_ctl *c)
     c->best_ppb = 0;
 }
 
+/*
+ * Drift corrected: denser when the residual has grown (never sparser
+ * again), and a new choice only when the budget no longer allows this one;
+ * the whole ladder when no dense row fits any more.
+ */
+static const char *decide_drift(gdml_ctl *c, const gdml_ctl_measure *m)
+{
+    size_t l;
+    if (c->rounds_held >= MIN_HOLD && c->high_residual >= PATIENCE && drift_denser(c, m, &l)) {
+        c->level = l;
+        return "residual";
+    }
+    if (fits(c, c->level, c->h, m, false))
+        return "budget";
+    uint64_t h;
+    if (drift_choice(c, m, &l, &h)) {
+        c->level = l;
+        c->h = h;
+        return "budget";
+    }
+    c->drift = false;
+    compose(c, m, &c->level, &c->h);
+    return "budget: no dense row fits";
+}
+
 bool gdml_ctl_decide(gdml_ctl *c, const gdml_ctl_measure *m, gdml_ctl_choice *out, char *why,
                      size_t cap)
 {
@@ -269,7 +336,9 @@ bool gdml_ctl_decide(gdml_ctl *c, const gdml_ctl_measure *m, gdml_ctl_choice *ou
     uint64_t old_h = c->h;
     const char *cause = "budget";
     bool settled = c->rounds_held >= MIN_HOLD;
-    if (settled && c->high_residual >= PATIENCE && c->level > 0) {
+    if (c->drift) {
+        cause = decide_drift(c, m);
+    } else if (settled && c->high_residual >= PATIENCE && c->level > 0) {
         /* The residual carries more than a message does: what is left out
          * piles up faster than it is sent. More entries or more bits, or,
          * where the budget has no room for them, the same at a longer H. */
@@ -295,7 +364,7 @@ bool gdml_ctl_decide(gdml_ctl *c, const gdml_ctl_measure *m, gdml_ctl_choice *ou
     }
     /* Hysteresis for the budget's own choice too: step times are noisy, so a
      * choice that still fits the hard limit is kept until it has settled. */
-    if (settled || !c->measured || !fits(c, c->level, c->h, m, false))
+    if (!c->drift && (settled || !c->measured || !fits(c, c->level, c->h, m, false)))
         compose(c, m, &c->level, &c->h);
     c->measured = true;
     *out = gdml_ctl_current(c);

@@ -31,21 +31,22 @@ typedef struct gdml_ctl gdml_ctl;
 
 /* What the controller is given once. Rates and caps of 0 mean "none". */
 typedef struct gdml_ctl_config {
-    size_t n;              /* parameters of the model */
-    uint64_t h_base;       /* the configured sync_every: the shortest H it picks */
-    uint64_t h_max_factor; /* H ranges over h_base * 1, 2, 4 ... up to this factor (0: 4) */
-    double up_rate, down_rate;   /* bytes per second of the uplink and the downlink */
-    uint64_t up_cap, down_cap;   /* bytes in all of each direction */
-    double target_ratio;         /* at most dense bytes per step / target_ratio (0: none) */
-    size_t overhead;             /* bytes a message adds to its payload (header, framing) */
+    size_t n;                  /* parameters of the model */
+    uint64_t h_base;           /* the configured sync_every: the shortest H it picks */
+    uint64_t h_max_factor;     /* H ranges over h_base * 1, 2, 4 ... up to this factor (0: 4) */
+    double up_rate, down_rate; /* bytes per second of the uplink and the downlink */
+    uint64_t up_cap, down_cap; /* bytes in all of each direction */
+    double target_ratio;       /* at most dense bytes per step / target_ratio (0: none) */
+    size_t overhead;           /* bytes a message adds to its payload (header, framing) */
+    bool drift_corrected;      /* the region corrects drift (SCAFFOLD): see gdml_ctl_new */
 } gdml_ctl_config;
 
 /* What one round measured, fed to gdml_ctl_decide. NaN: not known. */
 typedef struct gdml_ctl_measure {
-    double loss;           /* the round's mean training loss */
-    uint64_t bytes;        /* wire bytes the round moved, up and down */
-    double residual_ratio; /* |error-feedback residual| / |update| after the last message */
-    double step_ms;        /* wall milliseconds per local step, round trips included */
+    double loss;                   /* the round's mean training loss */
+    uint64_t bytes;                /* wire bytes the round moved, up and down */
+    double residual_ratio;         /* |error-feedback residual| / |update| after the last message */
+    double step_ms;                /* wall milliseconds per local step, round trips included */
     uint64_t up_spent, down_spent; /* bytes spent in all, against the caps */
 } gdml_ctl_measure;
 
@@ -59,8 +60,16 @@ typedef struct gdml_ctl_choice {
 
 /*
  * Makes a controller for cfg, its first choice the densest row whose
- * message fits the budget at h_base (see gdml_ctl_decide). Returns
- * GDML_ERR_INVALID with e if n or h_base is 0, GDML_ERR_NOMEM.
+ * message fits the budget at h_base (see gdml_ctl_decide).
+ *
+ * With drift_corrected, the control variates are derived over lr x H and a
+ * dense link, so the choice keeps to dense rows and never moves H on its
+ * own: under a budget it starts at the fewest bits a dense row has, at the
+ * shortest H where that fits the budget's hard limits (the workers may wait
+ * for tokens), and moves only denser, when the residual grows. Only when no
+ * dense row fits at all does it fall back to the whole ladder.
+ *
+ * Returns GDML_ERR_INVALID with e if n or h_base is 0, GDML_ERR_NOMEM.
  */
 gdml_err gdml_ctl_new(const gdml_ctl_config *cfg, gdml_ctl **out, gdml_errmsg *e);
 

@@ -85,9 +85,9 @@ def softmax_policies():
                both("int4") + SCAFFOLD + ["budget.up_bytes_per_s=%d" % BUDGET,
                                           "budget.down_bytes_per_s=%d" % BUDGET,
                                           "budget.min_message_bytes=4200"]),
-        policy("auto-%dBps" % BUDGET, "encoder = auto: the controller chooses H, encoder and k "
-               "under %d B/s per link and direction" % BUDGET,
-               both("auto") + ["budget.up_bytes_per_s=%d" % BUDGET,
+        policy("auto-%dBps" % BUDGET, "encoder = auto, SCAFFOLD: the controller chooses H, "
+               "encoder and k under %d B/s per link and direction" % BUDGET,
+               both("auto") + SCAFFOLD + ["budget.up_bytes_per_s=%d" % BUDGET,
                                "budget.down_bytes_per_s=%d" % BUDGET,
                                "budget.min_message_bytes=1000"]),
     ]
@@ -395,7 +395,7 @@ def main():
                row["ratio_vs_fullsync"] or "-", row["ratio_vs_raw_gzip"] or "-"))
 
     ok = True
-    budgeted = [n for n in results if n.startswith("budget-")]
+    budgeted = [n for n in results if n.startswith(("budget-", "auto-"))]
     for name in budgeted:
         for r in results[name]:
             worst, n = worst_window(r["run_dir"])

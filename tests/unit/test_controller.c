@@ -2,7 +2,8 @@
  * test_controller.c - the WAN policy controller's choices, from simulated
  * measurements: dense under a loose budget, sparser, lower-bit or longer H
  * under a tight one, denser when the residual grows, sparser when loss per
- * byte stalls, and never a message larger than the budget.
+ * byte stalls, and never a message larger than the budget; with drift
+ * correction, dense rows at a fixed H, denser only when the residual grows.
  */
 #include "controller.h"
 
@@ -12,20 +13,30 @@
 
 #define N 7850 /* softmax regression on Fashion-MNIST */
 
-static gdml_ctl *make(double rate, double ratio)
+static gdml_ctl *make_as(double rate, double ratio, bool drift_corrected)
 {
-    gdml_ctl_config cfg = {.n = N, .h_base = 100, .up_rate = rate, .down_rate = rate,
-                           .target_ratio = ratio, .overhead = 100};
+    gdml_ctl_config cfg = {.n = N,
+                           .h_base = 100,
+                           .up_rate = rate,
+                           .down_rate = rate,
+                           .target_ratio = ratio,
+                           .overhead = 100,
+                           .drift_corrected = drift_corrected};
     gdml_ctl *c = NULL;
     gdml_errmsg e;
     cr_assert_eq(gdml_ctl_new(&cfg, &c, &e), GDML_OK, "%s", e.text);
     return c;
 }
 
+static gdml_ctl *make(double rate, double ratio)
+{
+    return make_as(rate, ratio, false);
+}
+
 static gdml_ctl_measure round_of(double loss, double residual, double step_ms)
 {
-    return (gdml_ctl_measure){.loss = loss, .bytes = 10000, .residual_ratio = residual,
-                              .step_ms = step_ms};
+    return (gdml_ctl_measure){
+        .loss = loss, .bytes = 10000, .residual_ratio = residual, .step_ms = step_ms};
 }
 
 Test(controller, a_loose_budget_sends_dense_at_the_configured_h)
@@ -144,6 +155,99 @@ Test(controller, never_a_message_above_the_budget)
     }
 }
 
+/* One more pseudo-random round: any loss, residual under the update, step times 0.1-5 ms. */
+static gdml_ctl_measure noisy_round(unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return round_of(1.0 + (double)(*seed % 100) / 100, (double)((*seed >> 8) % 90) / 100,
+                    0.1 + (double)((*seed >> 16) % 50) / 10);
+}
+
+Test(controller, drift_corrected_keeps_the_fewest_dense_bits_and_h_whatever_the_step_time)
+{
+    /* 6,000 B/s: int4 fits a second of it, int2 is the fewest bits a dense row has. */
+    gdml_ctl *c = make_as(6000, 0, true);
+    gdml_ctl_choice ch = gdml_ctl_current(c);
+    cr_assert_str_eq(ch.spec, "int2");
+    cr_assert_eq(ch.h, 100);
+    unsigned seed = 7;
+    for (int i = 0; i < 200; i++) {
+        gdml_ctl_measure m = noisy_round(&seed);
+        cr_assert_not(gdml_ctl_decide(c, &m, &ch, NULL, 0), "round %d moved to %s/H%llu", i,
+                      ch.spec, (unsigned long long)ch.h);
+    }
+    gdml_ctl_destroy(&c);
+    /* Without a budget there is nothing to save: dense f32, as without drift correction. */
+    c = make_as(0, 0, true);
+    ch = gdml_ctl_current(c);
+    cr_assert_str_eq(ch.spec, "dense");
+    cr_assert_eq(ch.h, 100);
+    gdml_ctl_destroy(&c);
+}
+
+Test(controller, drift_corrected_moves_denser_on_a_growing_residual_and_never_back)
+{
+    gdml_ctl *c = make_as(6000, 0, true);
+    gdml_ctl_choice ch, first = gdml_ctl_current(c);
+    char why[256] = "";
+    int moved_at = -1;
+    for (int i = 0; i < 10 && moved_at < 0; i++) {
+        gdml_ctl_measure m = round_of(1.0 - 0.01 * i, 3.0, 1);
+        if (gdml_ctl_decide(c, &m, &ch, why, sizeof why))
+            moved_at = i;
+    }
+    cr_assert_geq(moved_at, 0, "a residual 3x the update never moved %s", first.spec);
+    cr_assert_str_eq(ch.spec, "int4", "after int2: %s (%s)", ch.spec, why);
+    cr_assert_eq(ch.h, first.h, "H moved: %llu", (unsigned long long)ch.h);
+    cr_assert(strstr(why, "residual") != NULL, "why: %s", why);
+    /* int8 does not fit a second of 6,000 B/s: a residual still high keeps int4. */
+    for (int i = 0; i < 20; i++) {
+        gdml_ctl_measure m = round_of(0.9, 3.0, 1);
+        gdml_ctl_decide(c, &m, &ch, NULL, 0);
+        cr_assert_str_eq(ch.spec, "int4");
+    }
+    /* A stalled loss and an empty residual never take it back to int2. */
+    for (int i = 0; i < 40; i++) {
+        gdml_ctl_measure m = round_of(0.9 - 1e-6 * i, 0, 1);
+        gdml_ctl_decide(c, &m, &ch, NULL, 0);
+        cr_assert_str_eq(ch.spec, "int4");
+    }
+    gdml_ctl_destroy(&c);
+}
+
+Test(controller, drift_corrected_lengthens_h_or_goes_sparse_only_when_the_budget_forces_it)
+{
+    /* A target ratio of 32 leaves int2 too many bytes per step at H = 100: H doubles. */
+    gdml_ctl *c = make_as(0, 32, true);
+    gdml_ctl_choice ch = gdml_ctl_current(c);
+    cr_assert_str_eq(ch.spec, "int2");
+    cr_assert_gt(ch.h, 100);
+    cr_assert_leq((double)gdml_ctl_bytes(c, ch.level) / (double)ch.h,
+                  (double)gdml_ctl_bytes(c, 0) / (100 * 32.0));
+    gdml_ctl_destroy(&c);
+    /* 600 B/s: no dense row fits a second of it; the whole ladder, within it. */
+    c = make_as(600, 0, true);
+    ch = gdml_ctl_current(c);
+    cr_assert(strstr(ch.spec, "topk") != NULL, "600 B/s: %s", ch.spec);
+    cr_assert_leq(gdml_ctl_bytes(c, ch.level), 600);
+    gdml_ctl_destroy(&c);
+    /* An uplink cap running out: the last rounds go sparse, within what is left. */
+    gdml_ctl_config cfg = {.n = N,
+                           .h_base = 100,
+                           .up_rate = 6000,
+                           .down_rate = 6000,
+                           .up_cap = 100000,
+                           .overhead = 100,
+                           .drift_corrected = true};
+    gdml_errmsg e;
+    cr_assert_eq(gdml_ctl_new(&cfg, &c, &e), GDML_OK, "%s", e.text);
+    gdml_ctl_measure m = round_of(1.0, 0.1, 1);
+    m.up_spent = 100000 - 1000;
+    cr_assert(gdml_ctl_decide(c, &m, &ch, NULL, 0));
+    cr_assert_leq(gdml_ctl_bytes(c, ch.level), 1000, "%s with 1000 B left", ch.spec);
+    gdml_ctl_destroy(&c);
+}
+
 Test(controller, a_policy_round_trips_and_hostile_text_is_refused)
 {
     gdml_ctl_choice ch = {.spec = "topk+int4", .k_fraction = 0.03, .h = 200};
@@ -156,8 +260,8 @@ Test(controller, a_policy_round_trips_and_hostile_text_is_refused)
     cr_assert_str_eq(spec, "topk+int4");
     cr_assert_float_eq(k, 0.03, 1e-12);
     cr_assert_eq(h, 200);
-    const char *bad[] = {"", "nope/0.1/H1", "topk/2/H5", "topk/0.1/H0", "topk/0.1/H5 x",
-                         "keys+f32/0.1/H5"};
+    const char *bad[] = {
+        "", "nope/0.1/H1", "topk/2/H5", "topk/0.1/H0", "topk/0.1/H5 x", "keys+f32/0.1/H5"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_assert_not(gdml_ctl_parse(bad[i], spec, sizeof spec, &k, &h), "'%s'", bad[i]);
 }

@@ -16,6 +16,8 @@
 
 /* Advisory ERRORs: the same reason to the same connection at most this often. */
 #define TELL_EVERY_MS 1000
+/* Versions after a catch-up whose GLOBALs carry no lr * H (note_catch_up). */
+#define COORD_SCAFFOLD_QUIET 5
 
 gdml_err coord_slot_init(gdml_coord *c, coord_slot *s, const char *name, int index, gdml_errmsg *e)
 {
@@ -61,8 +63,8 @@ void coord_follow_policy(gdml_coord *c, coord_slot *s, const char *name, const g
     char spec[GDML_CODEC_NAME_MAX];
     double k;
     uint64_t hh;
-    if (strlen(h->text) >= sizeof s->policy || !gdml_ctl_parse(h->text, spec, sizeof spec, &k, &hh) ||
-        strcmp(h->text, s->policy) == 0)
+    if (strlen(h->text) >= sizeof s->policy ||
+        !gdml_ctl_parse(h->text, spec, sizeof spec, &k, &hh) || strcmp(h->text, s->policy) == 0)
         return;
     snprintf(s->policy, sizeof s->policy, "%.*s", (int)sizeof s->policy - 1, h->text);
     if (strcmp(c->cfg->encoder, "auto") != 0)
@@ -89,7 +91,7 @@ static void down_header(const gdml_coord *c, int i, gdml_msg_type type, gdml_msg
     gdml_msg_header_init(h, type, "coordinator");
     h->seq = c->seq + 1;
     h->version = c->version;
-    if (type == GDML_MSG_GLOBAL)
+    if (type == GDML_MSG_GLOBAL && c->version > c->scaffold_quiet_until)
         h->lr_steps = fmin(c->lr_steps * gdml_merge_scaffold_scale(c->merge),
                            GDML_MSG_MAX_LR_STEPS); /* within what a header may carry */
     if (type == GDML_MSG_WELCOME) {
@@ -171,6 +173,22 @@ static void stop_region(gdml_coord *c, int i, const char *why, int64_t now)
     coord_try_merge(c, now);
 }
 
+/*
+ * A region that gets the model whole (WELCOME of a trained version) or a
+ * GLOBAL spanning versions it missed moves the global model by a jump, and
+ * error feedback pays every region's share of it off over the GLOBALs after.
+ * SCAFFOLD's variates, derived from those GLOBALs, would keep it as a bias
+ * (docs/consistency.md): for COORD_SCAFFOLD_QUIET versions no GLOBAL carries
+ * lr * H, and every region trains uncorrected meanwhile.
+ */
+static void note_catch_up(gdml_coord *c, const coord_slot *s)
+{
+    bool whole = s->pending == GDML_MSG_WELCOME && c->version > 0;
+    bool spans = s->pending == GDML_MSG_GLOBAL && s->view_version + 1 < c->version;
+    if ((whole || spans) && c->scaffold_quiet_until < c->version + COORD_SCAFFOLD_QUIET)
+        c->scaffold_quiet_until = c->version + COORD_SCAFFOLD_QUIET;
+}
+
 void coord_flush_down(gdml_coord *c, int64_t now)
 {
     /* c->next holds the version being committed; what is due goes once it is
@@ -187,6 +205,7 @@ void coord_flush_down(gdml_coord *c, int64_t now)
         if (now < s->retry_ms)
             continue;
         gdml_ssub(c->n, c->global, s->view, c->next);
+        note_catch_up(c, s);
         gdml_msg_header h;
         down_header(c, (int)i, s->pending, &h);
         gdml_wan_update u;

@@ -34,7 +34,7 @@ typedef struct coord_slot {
     bool has_delta;
     uint64_t delta_seq, delta_samples;
     double delta_loss, delta_lr_steps, delta_norm;
-    uint64_t delta_tau; /* versions it was made behind the one it is merged into */
+    uint64_t delta_tau;   /* versions it was made behind the one it is merged into */
     gdml_score delta_val; /* metrics only: its workers' held-out score of delta_val_version */
     uint64_t delta_val_version;
     /* The downlink. */
@@ -69,16 +69,17 @@ struct gdml_coord {
     gdml_members members;
     coord_slot *slots;
     gdml_merge *merge;
-    float *global;       /* the newest committed version */
-    float *next;         /* the merged version being committed; between commits,
-                            the update being sent down (one copy of the model less) */
-    float *state_backup; /* the merge state before a merge, to undo it */
+    float *global;         /* the newest committed version */
+    float *next;           /* the merged version being committed; between commits,
+                              the update being sent down (one copy of the model less) */
+    float *state_backup;   /* the merge state before a merge, to undo it */
     uint64_t version;      /* the version regions train against; 0 = the initial model */
     uint64_t next_version; /* the number the next commit gets (versions only grow) */
     uint64_t round;        /* rounds behind the current version */
     double pending_lr_steps, pending_loss; /* of the version being committed */
-    uint64_t seq;        /* sequence number of our last message */
-    double lr_steps;     /* last round's sample-weighted mean lr * local steps */
+    uint64_t seq;                          /* sequence number of our last message */
+    double lr_steps;                       /* last round's sample-weighted mean lr * local steps */
+    uint64_t scaffold_quiet_until; /* GLOBALs up to this version carry no lr * H (coord_down.c) */
     double train_loss;
     bool resumed;
     int64_t progress_ms;  /* last commit, or the start */
@@ -92,8 +93,8 @@ struct gdml_coord {
     gdml_coord_stats stats;
     told told[COORD_TOLD];
     size_t told_next;
-    uint64_t dp_base;    /* releases before a resume: the resumed version's round */
-    bool dp_stopped;     /* the privacy limit ended the run */
+    uint64_t dp_base; /* releases before a resume: the resumed version's round */
+    bool dp_stopped;  /* the privacy limit ended the run */
     /* The version being committed. */
     gdml_version_meta commit_meta;
     gdml_store_tensor commit_tensors[2];
@@ -101,8 +102,7 @@ struct gdml_coord {
 };
 
 /* coord_down.c */
-gdml_err coord_slot_init(gdml_coord *c, coord_slot *s, const char *name, int index,
-                         gdml_errmsg *e);
+gdml_err coord_slot_init(gdml_coord *c, coord_slot *s, const char *name, int index, gdml_errmsg *e);
 void coord_slot_fini(coord_slot *s);
 void coord_follow_policy(gdml_coord *c, coord_slot *s, const char *name, const gdml_msg_header *h);
 gdml_err coord_down_budget(gdml_coord *c, coord_slot *s, const gdml_msg_header *from, int64_t now,

@@ -96,6 +96,7 @@ struct gdml_region {
     uint64_t stream_seq;       /* the MODEL they went out in; 0 if none this step */
     float *scratch;            /* one received tensor */
     float *c_local, *c_global; /* SCAFFOLD control variates */
+    unsigned scaffold_wait;    /* SCAFFOLD: clean rounds to train uncorrected (region_wan.c) */
     float *sent;               /* overlap: the live model when the delta in flight was made */
     gdml_optim *opt;           /* how a step's gradient moves the live model */
     bool in_flight;            /* overlap: a delta is sent and its GLOBAL not yet in */
@@ -163,6 +164,9 @@ void region_take_chunk(gdml_region *r, int64_t now, worker_slot *w, uint64_t c, 
                        double batch);
 void region_check_step(gdml_region *r, int64_t now);
 void region_scaffold_step(gdml_region *r, size_t lo, size_t len, float lr);
+
+/* Rounds a region trains without SCAFFOLD's correction after a break in its variates. */
+#define REGION_SCAFFOLD_PAUSE 5
 /* Forgets what worker slot w received of its current push, for its next one. */
 void region_forget_push(worker_slot *w);
 /* Abandons a streamed model of this step: the step's end sends all of it. */

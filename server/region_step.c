@@ -119,7 +119,7 @@ static void step_chunk(gdml_region *r, uint64_t c, float lr)
         /* Cleared while it is in cache; a chunk no gradient reached is still zero. */
         gdml_szero(len, r->grad_sum + lo);
     }
-    if (r->c_local)
+    if (r->c_local && !r->scaffold_wait)
         region_scaffold_step(r, lo, len, lr);
     r->chunk_batch[c] = 0;
 }

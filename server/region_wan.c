@@ -194,6 +194,64 @@ static void rebase(gdml_region *r, int64_t now, const gdml_msg_header *h)
     r->progress_ms = now;
 }
 
+/*
+ * SCAFFOLD's variates are derived from the deltas, never sent: the global
+ * one is minus the merged update over lr * H, which holds only while every
+ * region's pair stays consistent with every other's, and the derivation
+ * carries any offset it ever takes in on unchanged, round after round, in
+ * every region (docs/consistency.md). So a region whose GLOBALs stop being
+ * one merge round each takes none in: after a trained model that arrives
+ * whole in a WELCOME (the GLOBALs after it pay off its quantization error),
+ * a GLOBAL spanning rounds it missed, or one that does not answer its delta
+ * (asynchronous merging), it trains without correction for
+ * REGION_SCAFFOLD_PAUSE clean rounds, its own variate still derived (it is
+ * exact: minus its uncorrected update over lr * H), and then takes the
+ * global one from the next GLOBAL.
+ */
+static void scaffold_pause(gdml_region *r, const char *why)
+{
+    if (!r->scaffold_wait)
+        gdml_info("scaffold_paused", "why=%s rounds=%d", why, REGION_SCAFFOLD_PAUSE);
+    memset(r->c_global, 0, r->n * sizeof(float));
+    r->scaffold_wait = REGION_SCAFFOLD_PAUSE;
+}
+
+/* A GLOBAL's part in the global control variate (see scaffold_pause). */
+static void scaffold_on_global(gdml_region *r, const gdml_msg_header *h, bool awaited)
+{
+    if (h->version != r->version + 1) {
+        scaffold_pause(r, "a GLOBAL that spans other than one round");
+        return;
+    }
+    if (!awaited) { /* asynchronous merging: another region's delta, merged alone */
+        scaffold_pause(r, "a GLOBAL that does not answer this region's delta");
+        return;
+    }
+    if (h->lr_steps <=
+        0) { /* after another region's catch-up, or a merge rule that does not average */
+        scaffold_pause(r, "a GLOBAL without lr x H from the coordinator");
+        return;
+    }
+    if (r->scaffold_wait) {
+        if (--r->scaffold_wait)
+            return;
+        gdml_info("scaffold_resumed", "version=%llu", (unsigned long long)h->version);
+    }
+    /* With every region in every round, the global control variate, the
+     * sample-weighted mean of the regions', is minus the merged update over
+     * lr * H, the regions' mean of which GLOBAL carries. A sparse downlink
+     * delivers each entry about every 1/f rounds as a lump (error feedback
+     * keeps the rest), so average over rounds with weight f, the fraction
+     * of entries this GLOBAL carried: per entry the mean is still the
+     * gradient, and a dense downlink (f = 1) gives it exactly. */
+    size_t sent = 0;
+    for (size_t i = 0; i < r->n; i++)
+        sent += r->scratch[i] != 0;
+    float f = (float)sent / (float)r->n;
+    gdml_sscal(r->n, 1.0f - f, r->c_global);
+    gdml_saxpy(r->n, (float)(-f / h->lr_steps), r->scratch, r->c_global);
+}
+
 /* A chunk of WELCOME: the global model as a change from the initial model of seed count. */
 static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
 {
@@ -223,6 +281,8 @@ static void on_welcome(gdml_region *r, int64_t now, const gdml_rx *rx)
     if (!take_chunk(r, now, rx))
         return;
     gdml_info("welcome", "version=%llu text=%s", (unsigned long long)h->version, h->text);
+    if (r->c_local && h->version > 0)
+        scaffold_pause(r, "a trained model in a WELCOME");
     bool early = !r->welcomed;
     r->welcomed = true;
     if (early && r->state != REGION_JOINING) {
@@ -275,6 +335,7 @@ static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
     if (!take_chunk(r, now, rx))
         return;
+    bool awaited = r->in_flight || r->state == REGION_SYNCING; /* the answer to its delta */
     gdml_saxpy(r->n, 1.0f, r->scratch, r->anchor);
     if (r->in_flight) {
         /* Overlap: the merge replaces what the delta carried (x_s - a), the
@@ -288,21 +349,8 @@ static void on_global(gdml_region *r, int64_t now, const gdml_rx *rx)
     }
     bool answered = r->in_flight;
     r->in_flight = false;
-    if (r->c_local && h->lr_steps > 0) {
-        /* With every region in every round, the global control variate, the
-         * sample-weighted mean of the regions', is minus the merged update over
-         * lr * H, the regions' mean of which GLOBAL carries. A sparse downlink
-         * delivers each entry about every 1/f rounds as a lump (error feedback
-         * keeps the rest), so average over rounds with weight f, the fraction
-         * of entries this GLOBAL carried: per entry the mean is still the
-         * gradient, and a dense downlink (f = 1) gives it exactly. */
-        size_t sent = 0;
-        for (size_t i = 0; i < r->n; i++)
-            sent += r->scratch[i] != 0;
-        float f = (float)sent / (float)r->n;
-        gdml_sscal(r->n, 1.0f - f, r->c_global);
-        gdml_saxpy(r->n, (float)(-f / h->lr_steps), r->scratch, r->c_global);
-    }
+    if (r->c_local)
+        scaffold_on_global(r, h, awaited);
     r->version = h->version;
     r->progress_ms = now;
     region_checkpoint(r, now);
@@ -415,8 +463,12 @@ static void try_sync(gdml_region *r, int64_t now, bool *sent)
     r->coord_sent_ms = now;
     if (r->c_local && h.lr_steps > 0) {
         /* SCAFFOLD option II: the round moved the model by -lr * H * (g - c_l + c_g),
-         * so the local mean gradient g is c_l - c_g - u / (lr * H). */
-        gdml_saxpy(r->n, -1.0f, r->c_global, r->c_local);
+         * so the local mean gradient g is c_l - c_g - u / (lr * H); uncorrected
+         * (scaffold_pause), by -lr * H * g. */
+        if (r->scaffold_wait)
+            gdml_szero(r->n, r->c_local);
+        else
+            gdml_saxpy(r->n, -1.0f, r->c_global, r->c_local);
         gdml_saxpy(r->n, (float)(-1.0 / h.lr_steps), r->scratch, r->c_local);
     }
     gdml_debug("delta_sent", "seq=%llu step=%llu version=%llu entries=%zu train_loss=%.4f",

@@ -241,7 +241,8 @@ const key_def gdml_config_keys[] = {
         "ms between syncs when sync_mode = time"),
     ENUM(server, drift_correction, "none", drift_corrections, "--drift-correction", "KIND",
          "scaffold: correct each local step by the global minus the local mean gradient of the "
-         "last round (control variates derived from the deltas, so no extra WAN bytes)"),
+         "last round (control variates derived from the deltas, so no extra WAN bytes; paused "
+         "for 5 rounds after a rejoin or a missed round, docs/consistency.md)"),
     ENUM(server, overlap, "auto", auto_on_off, "--overlap", "auto|on|off",
          "on: workers train on while a delta and its GLOBAL cross the WAN (docs/consistency.md); "
          "auto: on, unless drift_correction = scaffold, which overlap's stale round unsettles"),

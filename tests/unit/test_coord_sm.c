@@ -2286,3 +2286,52 @@ Test(coord_sm, a_version_records_the_scores_of_its_deltas_and_ignores_one_out_of
     free(want);
     fx_fini(&f);
 }
+
+/*
+ * A region that rejoins gets the model whole, and error feedback pays the
+ * jump off over the GLOBALs after: those of the next 5 versions carry no
+ * lr * H, so that SCAFFOLD's derived variates keep no bias (coord_down.c).
+ */
+Test(coord_sm, globals_after_a_rejoin_carry_no_lr_steps_for_five_versions)
+{
+    fx f;
+    fx_config(&f, 4, 3);
+    f.cfg.rounds = 12;
+    fx_start(&f);
+    join_both(&f);
+    forget(&f);
+    float *da = vec(f.n), *db = vec(f.n);
+    const uint64_t rejoin_at = 2, quiet = 5;
+    for (uint64_t r = 1; r <= 10; r++) {
+        if (r == rejoin_at + 1) { /* a restarted: HELLO again, a WELCOME of version 2 */
+            join(&f, "a", "ra", SAMPLES_A);
+            cr_assert_gt(test_count_sends(&f.acts, GDML_MSG_WELCOME, "ra"), 0, "no WELCOME");
+            forget(&f);
+        }
+        make_delta(da, f.n, 0.1f, (unsigned)r);
+        make_delta(db, f.n, 0.05f, (unsigned)(r + 10));
+        gdml_msg_header ha = delta_header("a", r, r - 1, SAMPLES_A);
+        gdml_msg_header hb = delta_header("b", r, r - 1, SAMPLES_B);
+        ha.lr_steps = hb.lr_steps = 0.5;
+        send_delta_h(&f, ha, "ra", da);
+        send_delta_h(&f, hb, "rb", db);
+        cr_assert_eq(test_count_kind(&f.acts, GDML_ACT_COMMIT), 1, "round %llu",
+                     (unsigned long long)r);
+        forget(&f);
+        committed(&f);
+        for (int k = 0; k < 2; k++) {
+            const test_action *g = test_find_send(&f.acts, GDML_MSG_GLOBAL, k ? "rb" : "ra");
+            cr_assert_not_null(g, "no GLOBAL of version %llu", (unsigned long long)r);
+            if (r > rejoin_at && r <= rejoin_at + quiet)
+                cr_expect_eq(g->h.lr_steps, 0, "GLOBAL %llu carries lrh %g after the rejoin",
+                             (unsigned long long)r, g->h.lr_steps);
+            else
+                cr_expect_float_eq(g->h.lr_steps, 0.5, 1e-12, "GLOBAL %llu: lrh %g",
+                                   (unsigned long long)r, g->h.lr_steps);
+        }
+        forget(&f);
+    }
+    free(da);
+    free(db);
+    fx_fini(&f);
+}
